@@ -1,0 +1,10 @@
+//! ocigo: Go module closures and toolchains as signed OCI artifacts, for
+//! networks with no internet.
+//!
+//! The crate is one library with a thin CLI (`src/main.rs`) on top. Each
+//! module owns one concern; see its `//!` header for what it owns and what it
+//! must not touch.
+
+pub mod error;
+pub mod oci;
+pub mod registry;
