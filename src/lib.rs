@@ -5,6 +5,10 @@
 //! module owns one concern; see its `//!` header for what it owns and what it
 //! must not touch.
 
+pub mod artifact;
 pub mod error;
+pub mod gomod;
 pub mod oci;
 pub mod registry;
+pub mod store;
+pub mod sign;

@@ -1,0 +1,31 @@
+//! Go module knowledge that does not need the go command: module path and
+//! version rules, case escaping, semver ordering, go.sum, h1 hashes, and the
+//! module zip rules.
+//!
+//! Owns: everything byte-exact about Go modules (FORMATS.md sections 1-2).
+//! Must not: write to GOMODCACHE (that is `install`), run the go command
+//! (that is `closure`), or know about OCI.
+
+pub mod escape;
+pub mod gosum;
+pub mod hash;
+pub mod semver;
+pub mod zipcheck;
+
+pub use escape::{escape_path, escape_version, unescape};
+pub use gosum::GoSum;
+pub use hash::{hash_dir, hash_gomod, hash_zip_entries};
+pub use zipcheck::{ZipSummary, check_zip};
+
+/// A module version: `golang.org/x/mod v0.17.0`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleVersion {
+    pub path: String,
+    pub version: String,
+}
+
+impl std::fmt::Display for ModuleVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.path, self.version)
+    }
+}
