@@ -1,0 +1,3 @@
+module example.com/modonly
+
+go 1.16

@@ -1,0 +1,5 @@
+// Package shared is required at two versions in the fixture graph.
+package shared
+
+// Version returns the module version this file was packed at.
+func Version() string { return "v1.1.0" }

@@ -1,0 +1,5 @@
+//go:build !windows
+
+package lib
+
+func platform() string { return "" }

@@ -1,0 +1,7 @@
+package main
+
+import "testing"
+
+func TestMainRuns(t *testing.T) {
+	main()
+}

@@ -1,0 +1,447 @@
+//! The registry client against real registries (distribution 2.8.2, the
+//! engine Harbor embeds): blobs, manifests, tags, mounts, verification, and
+//! the three ways a registry may ask for credentials (none, Basic, Bearer).
+
+mod common;
+
+use std::io::{self, Read};
+
+use common::registry::{TestRegistry, docker_config_with};
+use ocigo::error::{Kind, kind_of};
+use ocigo::oci::{
+    self, Descriptor, Digest, MEDIA_TYPE_EMPTY, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Repository,
+};
+use ocigo::registry::{RegistryOptions, RegistryRepository};
+use sha2::{Digest as _, Sha256};
+
+/// Deterministic pseudo-random bytes, generated as read (never in memory).
+struct Noise {
+    left: u64,
+    state: u64,
+}
+
+impl Noise {
+    fn new(len: u64, seed: u64) -> Noise {
+        Noise {
+            left: len,
+            state: seed | 1,
+        }
+    }
+}
+
+impl Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            *b = self.state as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Digest and size of a stream, read in full.
+fn digest_of(mut r: impl Read) -> io::Result<(Digest, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            return Ok((Digest::from_sha256(h), n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+/// Options that ignore the machine's own docker config.
+fn opts_with_config(dir: &tempfile::TempDir) -> RegistryOptions {
+    RegistryOptions {
+        plain_http: false,
+        docker_config: Some(dir.path().to_path_buf()),
+    }
+}
+
+fn no_credentials() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    dir
+}
+
+fn open(reg: &TestRegistry, repo: &str) -> (RegistryRepository, tempfile::TempDir) {
+    let cfg = no_credentials();
+    let r = RegistryRepository::open(&reg.addr, repo, &opts_with_config(&cfg)).unwrap();
+    (r, cfg)
+}
+
+fn push_bytes(repo: &RegistryRepository, media_type: &str, bytes: &[u8]) -> Descriptor {
+    let desc = Descriptor::for_bytes(media_type, bytes);
+    repo.push_blob(&desc, &mut &bytes[..]).unwrap();
+    desc
+}
+
+/// A small artifact manifest (empty config, one layer) with deliberately
+/// non-canonical JSON, so byte-exactness is visible.
+fn artifact_manifest(layer: &Descriptor) -> Vec<u8> {
+    let cfg = Descriptor::for_bytes(MEDIA_TYPE_EMPTY, b"{}");
+    format!(
+        "{{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"{MEDIA_TYPE_MANIFEST}\",\n  \
+         \"artifactType\": \"application/x.ocigo.test\",\n  \"config\": {},\n  \"layers\": [{}]\n}}\n",
+        serde_json::to_string(&cfg).unwrap(),
+        serde_json::to_string(layer).unwrap()
+    )
+    .into_bytes()
+}
+
+fn blob_data_path(reg: &TestRegistry, d: &Digest) -> std::path::PathBuf {
+    reg.storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&d.hex()[..2])
+        .join(d.hex())
+        .join("data")
+}
+
+#[test]
+fn client_is_shareable_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RegistryRepository>();
+}
+
+#[test]
+fn blobs_stream_up_and_down_including_the_empty_blob() {
+    let reg = TestRegistry::start();
+    let (repo, _cfg) = open(&reg, "team/mods");
+    assert_eq!(repo.location(), format!("{}/team/mods", reg.addr));
+
+    let size = 5 * 1024 * 1024 + 123;
+    let (digest, n) = digest_of(Noise::new(size, 7)).unwrap();
+    assert_eq!(n, size);
+    let desc = Descriptor::new("application/octet-stream", digest.clone(), size);
+    assert!(!repo.blob_exists(&digest).unwrap());
+    repo.push_blob(&desc, &mut Noise::new(size, 7)).unwrap();
+    assert!(repo.blob_exists(&digest).unwrap());
+    let (got, got_size) = digest_of(repo.fetch_blob(&desc).unwrap()).unwrap();
+    assert_eq!((got, got_size), (digest.clone(), size));
+    // Stored under exactly that digest, byte for byte.
+    assert_eq!(
+        std::fs::metadata(blob_data_path(&reg, &digest))
+            .unwrap()
+            .len(),
+        size
+    );
+
+    let empty = Descriptor::for_bytes("application/octet-stream", b"");
+    assert!(!repo.blob_exists(&empty.digest).unwrap());
+    repo.push_blob(&empty, &mut io::empty()).unwrap();
+    assert!(repo.blob_exists(&empty.digest).unwrap());
+    let mut out = Vec::new();
+    repo.fetch_blob(&empty)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    assert!(out.is_empty());
+
+    // Pushing again is harmless.
+    repo.push_blob(&empty, &mut io::empty()).unwrap();
+}
+
+#[test]
+fn pushed_content_that_does_not_match_its_descriptor_is_refused() {
+    let reg = TestRegistry::start();
+    let (repo, _cfg) = open(&reg, "team/mods");
+    let desc = Descriptor::for_bytes("application/octet-stream", b"the real content");
+
+    for (why, content) in [
+        ("different bytes", &b"the fake content"[..]),
+        ("shorter", &b"the real"[..]),
+        ("longer", &b"the real content and more"[..]),
+    ] {
+        let err = repo.push_blob(&desc, &mut &content[..]).unwrap_err();
+        assert_eq!(kind_of(&err), Some(Kind::Integrity), "{why}: {err:#}");
+        assert!(!repo.blob_exists(&desc.digest).unwrap(), "{why}");
+    }
+}
+
+#[test]
+fn manifests_keep_exact_bytes_and_resolve_by_tag_and_digest() {
+    let reg = TestRegistry::start();
+    let (repo, _cfg) = open(&reg, "team/mods");
+    push_bytes(&repo, MEDIA_TYPE_EMPTY, b"{}");
+    let layer = push_bytes(&repo, "application/vnd.ocigo.test.layer", b"layer content");
+    let bytes = artifact_manifest(&layer);
+
+    // A manifest whose blobs are missing is refused with the registry's reason.
+    let orphan = artifact_manifest(&Descriptor::for_bytes("x/y", b"never pushed"));
+    let err = repo
+        .push_manifest(MEDIA_TYPE_MANIFEST, &orphan, Some("orphan"))
+        .unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("MANIFEST_BLOB_UNKNOWN"),
+        "{err:#}"
+    );
+
+    let pushed = repo
+        .push_manifest(MEDIA_TYPE_MANIFEST, &bytes, Some("v1"))
+        .unwrap();
+    assert_eq!(pushed, Descriptor::for_bytes(MEDIA_TYPE_MANIFEST, &bytes));
+
+    let resolved = repo.resolve("v1").unwrap();
+    assert_eq!(resolved.digest, Digest::of_bytes(&bytes));
+    assert_eq!(resolved.size, bytes.len() as u64);
+    assert_eq!(resolved.media_type, MEDIA_TYPE_MANIFEST);
+    assert_eq!(repo.resolve(resolved.digest.as_str()).unwrap(), resolved);
+
+    let fetched = repo.fetch_manifest(&resolved).unwrap();
+    assert_eq!(fetched.bytes, bytes);
+    assert_eq!(fetched.descriptor, resolved);
+    assert_eq!(fetched.manifest().unwrap().layers, vec![layer]);
+
+    // An index over it, pushed by digest only, then tagged.
+    let mut entry = resolved.clone();
+    entry.platform = Some(oci::Platform {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        variant: None,
+    });
+    let index = oci::to_canonical_json(&oci::Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_INDEX.into()),
+        artifact_type: None,
+        manifests: vec![entry],
+        subject: None,
+        annotations: Default::default(),
+    });
+    let idx = repo.push_manifest(MEDIA_TYPE_INDEX, &index, None).unwrap();
+    let by_digest = repo.resolve(idx.digest.as_str()).unwrap();
+    assert_eq!(by_digest.media_type, MEDIA_TYPE_INDEX);
+    assert!(by_digest.is_index());
+    repo.push_manifest(MEDIA_TYPE_INDEX, &index, Some("multi"))
+        .unwrap();
+    repo.push_manifest(MEDIA_TYPE_MANIFEST, &bytes, Some("v2"))
+        .unwrap();
+    assert_eq!(repo.resolve("multi").unwrap(), by_digest);
+    assert_eq!(repo.fetch_manifest(&by_digest).unwrap().bytes, index);
+
+    let mut tags = repo.list_tags().unwrap();
+    tags.sort();
+    assert_eq!(tags, vec!["multi", "v1", "v2"]);
+
+    // Bad tags never reach the registry.
+    let err = repo
+        .push_manifest(MEDIA_TYPE_MANIFEST, &bytes, Some("../v3"))
+        .unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::Usage));
+}
+
+#[test]
+fn missing_things_are_not_found() {
+    let reg = TestRegistry::start();
+    let (repo, _cfg) = open(&reg, "team/mods");
+    // Unknown repository: no tags, tag not found.
+    assert_eq!(repo.list_tags().unwrap(), Vec::<String>::new());
+    let err = repo.resolve("v9").unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::NotFound), "{err:#}");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("v9") && msg.contains(&format!("{}/team/mods", reg.addr)),
+        "{msg}"
+    );
+
+    // Known repository, unknown tag, digest, blob.
+    let layer = push_bytes(&repo, "x/y", b"a layer");
+    push_bytes(&repo, MEDIA_TYPE_EMPTY, b"{}");
+    repo.push_manifest(MEDIA_TYPE_MANIFEST, &artifact_manifest(&layer), Some("v1"))
+        .unwrap();
+    let err = repo.resolve("v2").unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::NotFound), "{err:#}");
+    let absent = Descriptor::for_bytes(MEDIA_TYPE_MANIFEST, b"{\"absent\":1}");
+    let err = repo.resolve(absent.digest.as_str()).unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::NotFound), "{err:#}");
+    let err = repo.fetch_manifest(&absent).unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::NotFound), "{err:#}");
+    let err = repo.fetch_blob(&absent).err().expect("missing blob");
+    assert_eq!(kind_of(&err), Some(Kind::NotFound), "{err:#}");
+}
+
+#[test]
+fn blobs_mount_between_repositories() {
+    let reg = TestRegistry::start();
+    let (one, _c1) = open(&reg, "team/one");
+    let (two, _c2) = open(&reg, "team/two");
+    let desc = push_bytes(&one, "x/y", b"shared layer");
+    assert!(!two.blob_exists(&desc.digest).unwrap());
+    assert!(two.mount_blob(&desc.digest, "team/one").unwrap());
+    assert!(two.blob_exists(&desc.digest).unwrap());
+    let mut out = Vec::new();
+    two.fetch_blob(&desc)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, b"shared layer");
+
+    // Not in the source repository: declined, nothing appears.
+    let other = Descriptor::for_bytes("x/y", b"nowhere");
+    assert!(!two.mount_blob(&other.digest, "team/one").unwrap());
+    assert!(!two.blob_exists(&other.digest).unwrap());
+    // Then the ordinary push still works.
+    two.push_blob(&other, &mut &b"nowhere"[..]).unwrap();
+    assert!(two.blob_exists(&other.digest).unwrap());
+}
+
+#[test]
+fn tampered_or_misdescribed_content_fails_integrity() {
+    let reg = TestRegistry::start();
+    let (repo, _cfg) = open(&reg, "team/mods");
+    let content = b"0123456789abcdef".repeat(1000);
+    let desc = push_bytes(&repo, "x/y", &content);
+
+    // A descriptor with the right digest but a wrong size.
+    let mut wrong_size = desc.clone();
+    wrong_size.size += 1;
+    let err = repo.fetch_blob(&wrong_size).err().expect("wrong size");
+    assert_eq!(kind_of(&err), Some(Kind::Integrity), "{err:#}");
+
+    // The registry's stored bytes changed behind its back (same length):
+    // the stream fails when read to the end.
+    let mut tampered = content.clone();
+    tampered[5000] ^= 1;
+    std::fs::write(blob_data_path(&reg, &desc.digest), &tampered).unwrap();
+    let mut reader = repo.fetch_blob(&desc).unwrap();
+    let io_err = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    let err = oci::classify_io(io_err, || "reading blob".into());
+    assert_eq!(kind_of(&err), Some(Kind::Integrity), "{err:#}");
+
+    // A manifest whose stored bytes changed.
+    push_bytes(&repo, MEDIA_TYPE_EMPTY, b"{}");
+    let layer = push_bytes(&repo, "x/y", b"layer");
+    let bytes = artifact_manifest(&layer);
+    let m = repo
+        .push_manifest(MEDIA_TYPE_MANIFEST, &bytes, Some("v1"))
+        .unwrap();
+    let mut changed = bytes.clone();
+    let last = changed.len() - 1;
+    changed[last] = b' ';
+    std::fs::write(blob_data_path(&reg, &m.digest), &changed).unwrap();
+    let err = repo.fetch_manifest(&m).unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::Integrity), "{err:#}");
+}
+
+#[test]
+fn basic_auth_needs_the_docker_config_credentials() {
+    let password = "pa55-Secret-word";
+    let reg = TestRegistry::start_with_htpasswd("ci-user", password);
+    let desc = Descriptor::for_bytes("x/y", b"guarded");
+
+    // Anonymous: refused, and the message says what was used.
+    let (anon, _cfg) = open(&reg, "team/mods");
+    let err = anon.push_blob(&desc, &mut &b"guarded"[..]).unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+    assert!(msg.contains("not permitted"), "{msg}");
+    assert!(msg.contains("no credentials"), "{msg}");
+    assert!(!msg.contains(password), "{msg}");
+    let err = anon.resolve("v1").unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{err:#}");
+
+    // Wrong password: refused without echoing either password.
+    let wrong = docker_config_with(&reg.addr, "ci-user", "not-the-password");
+    let repo = RegistryRepository::open(&reg.addr, "team/mods", &opts_with_config(&wrong)).unwrap();
+    let err = repo.push_blob(&desc, &mut &b"guarded"[..]).unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
+    assert!(
+        !msg.contains(password) && !msg.contains("not-the-password"),
+        "{msg}"
+    );
+
+    // The right credentials, from the config file itself (not the dir).
+    let right = docker_config_with(&reg.addr, "ci-user", password);
+    let opts = RegistryOptions {
+        plain_http: false,
+        docker_config: Some(right.path().join("config.json")),
+    };
+    let repo = RegistryRepository::open(&reg.addr, "team/mods", &opts).unwrap();
+    repo.push_blob(&desc, &mut &b"guarded"[..]).unwrap();
+    assert!(repo.blob_exists(&desc.digest).unwrap());
+    push_bytes(&repo, MEDIA_TYPE_EMPTY, b"{}");
+    let m = repo
+        .push_manifest(MEDIA_TYPE_MANIFEST, &artifact_manifest(&desc), Some("v1"))
+        .unwrap();
+    assert_eq!(repo.resolve("v1").unwrap(), m);
+    assert_eq!(repo.list_tags().unwrap(), vec!["v1"]);
+}
+
+#[test]
+fn bearer_tokens_from_a_token_service_like_harbor() {
+    let password = "t0ken-Service-pass";
+    let reg = TestRegistry::start_with_token("robot$team+ci", password);
+    let tokens = reg.token_service.as_ref().unwrap();
+    let desc = Descriptor::for_bytes("x/y", b"bearer content");
+
+    // Anonymous: the token service grants nothing, the registry refuses.
+    let (anon, _cfg) = open(&reg, "team/mods");
+    let err = anon
+        .push_blob(&desc, &mut &b"bearer content"[..])
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+    assert!(msg.contains("not permitted"), "{msg}");
+
+    // Wrong password: the token service refuses it.
+    let wrong = docker_config_with(&reg.addr, "robot$team+ci", "wrong-pass-123");
+    let repo = RegistryRepository::open(&reg.addr, "team/mods", &opts_with_config(&wrong)).unwrap();
+    let err = repo.list_tags().unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+    assert!(
+        !msg.contains("wrong-pass-123") && !msg.contains(password),
+        "{msg}"
+    );
+
+    // Right credentials: everything works, with few token requests.
+    let right = docker_config_with(&reg.addr, "robot$team+ci", password);
+    let repo = RegistryRepository::open(&reg.addr, "team/mods", &opts_with_config(&right)).unwrap();
+    let before = tokens.request_count();
+    assert!(!repo.blob_exists(&desc.digest).unwrap());
+    repo.push_blob(&desc, &mut &b"bearer content"[..]).unwrap();
+    push_bytes(&repo, MEDIA_TYPE_EMPTY, b"{}");
+    for i in 0..5 {
+        let extra = format!("extra {i}");
+        push_bytes(&repo, "x/y", extra.as_bytes());
+    }
+    let m = repo
+        .push_manifest(MEDIA_TYPE_MANIFEST, &artifact_manifest(&desc), Some("v1"))
+        .unwrap();
+    repo.push_manifest(MEDIA_TYPE_MANIFEST, &artifact_manifest(&desc), Some("v2"))
+        .unwrap();
+    assert_eq!(repo.resolve("v1").unwrap(), m);
+    let mut tags = repo.list_tags().unwrap();
+    tags.sort();
+    assert_eq!(tags, vec!["v1", "v2"]);
+    let other =
+        RegistryRepository::open(&reg.addr, "team/other", &opts_with_config(&right)).unwrap();
+    assert!(other.mount_blob(&desc.digest, "team/mods").unwrap());
+    assert!(other.blob_exists(&desc.digest).unwrap());
+    // One token per scope set (pull; pull,push; mount; other's pull), not
+    // one per request.
+    let used = tokens.request_count() - before;
+    assert!((1..=4).contains(&used), "{used} token requests");
+}
+
+#[test]
+fn unreachable_registry_says_so() {
+    let port = common::registry::free_port();
+    let host = format!("127.0.0.1:{port}");
+    let cfg = no_credentials();
+    let repo = RegistryRepository::open(&host, "team/mods", &opts_with_config(&cfg)).unwrap();
+    let err = repo.blob_exists(&Digest::of_bytes(b"x")).unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+    assert!(msg.contains(&host) && msg.contains("running"), "{msg}");
+}
