@@ -70,6 +70,11 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     kind_of(err).map(Kind::exit_code).unwrap_or(1)
 }
 
+/// The whole chain, outermost first: "pulling x: reading layer y: digest mismatch".
+pub fn render(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,601 @@
+//! The user-facing operations (pack, push, pull, inspect, store), each
+//! composed from the concern modules and returning a report that prints
+//! both for people and as `--json`.
+//!
+//! Owns: opening repositories from references, the order of steps in each
+//! command, and report wording. Must not: parse command lines (that is
+//! `main.rs`) or reimplement what a concern module owns.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::artifact::{self, Bundle, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
+use crate::closure::{self, ModuleSource, ResolveOptions};
+use crate::error::{Kind, fail};
+use crate::install::{self, InstallItem, InstallReport};
+use crate::oci::{Descriptor, Reference, Repository};
+use crate::progress::Progress;
+use crate::registry::{RegistryOptions, RegistryRepository};
+use crate::store::{self, Layout};
+use crate::transfer::{self, CopyStats};
+
+/// Options every command shares.
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub store: Option<PathBuf>,
+    pub plain_http: bool,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Global {
+    pub fn progress(&self) -> Progress {
+        Progress::for_terminal(self.quiet || self.json)
+    }
+
+    pub fn open_store(&self) -> Result<Layout> {
+        let dir = match &self.store {
+            Some(d) => d.clone(),
+            None => store::default_store_dir()?,
+        };
+        Layout::open_or_create(&dir)
+            .with_context(|| format!("opening the content store {}", dir.display()))
+    }
+
+    fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            plain_http: self.plain_http,
+            ..RegistryOptions::default()
+        }
+    }
+
+    /// Opens where a reference points. A layout destination is created if
+    /// absent; a layout source must exist.
+    pub fn open(&self, reference: &Reference, for_writing: bool) -> Result<Box<dyn Repository>> {
+        Ok(match reference {
+            Reference::Layout { dir, .. } => Box::new(if for_writing {
+                Layout::open_or_create(dir)?
+            } else {
+                Layout::open(dir)?
+            }),
+            Reference::Registry {
+                host, repository, ..
+            } => Box::new(RegistryRepository::open(host, repository, &self.registry_options())?),
+        })
+    }
+}
+
+/// A command's result: what to print, and the exit code.
+pub struct Outcome {
+    pub human: String,
+    pub json: serde_json::Value,
+    pub exit_code: i32,
+}
+
+impl Outcome {
+    fn ok<T: Serialize>(human: String, report: &T) -> Outcome {
+        Outcome {
+            human,
+            json: serde_json::to_value(report).expect("reports serialise"),
+            exit_code: 0,
+        }
+    }
+
+    /// Prints to stdout in the chosen form.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&self.json).expect("serialisable"));
+        } else if !self.human.is_empty() {
+            print!("{}", self.human);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- pack
+
+pub struct PackArgs {
+    pub project_dir: PathBuf,
+    pub dest: String,
+    pub platforms: Vec<String>,
+    pub from_cache: Option<PathBuf>,
+    pub created: Option<String>,
+    pub limits: SplitLimits,
+}
+
+#[derive(Serialize)]
+pub struct PackReport {
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub modules: usize,
+    pub zips: usize,
+    pub zip_bytes: u64,
+    pub manifests: usize,
+    pub copy: CopyStats,
+}
+
+pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
+    let dest = Reference::parse(&args.dest)?;
+    let progress = g.progress();
+    let store = g.open_store()?;
+    let source = match &args.from_cache {
+        Some(dir) => ModuleSource::Cache(dir.clone()),
+        None => ModuleSource::Network,
+    };
+    let closure = closure::resolve(
+        &ResolveOptions {
+            project_dir: args.project_dir.clone(),
+            platforms: args.platforms.clone(),
+            source,
+            go: std::env::var_os("OCIGO_GO").unwrap_or_else(|| "go".into()),
+        },
+        &|step| progress.status(step),
+    )?;
+    progress.finish();
+
+    progress.start("storing", closure.modules.len() as u64);
+    let mut entries = Vec::with_capacity(closure.modules.len());
+    let mut zip_bytes = 0;
+    for m in &closure.modules {
+        let zip = match &m.zip {
+            Some((path, hash)) => {
+                let desc = store.ingest_file(path, artifact::MEDIA_TYPE_MODULE_ZIP)?;
+                zip_bytes += desc.size;
+                Some(ZipRef {
+                    hash: hash.clone(),
+                    layer: desc.digest,
+                    size: desc.size,
+                })
+            }
+            None => None,
+        };
+        entries.push(ModuleEntry {
+            path: m.module.path.clone(),
+            version: m.module.version.clone(),
+            info: m.info.clone(),
+            go_mod: m.go_mod.clone(),
+            mod_hash: m.mod_hash.clone(),
+            zip,
+        });
+        progress.inc(1);
+    }
+    progress.finish();
+
+    let zips = entries.iter().filter(|e| e.zip.is_some()).count();
+    let header = ModulesConfig {
+        format_version: artifact::FORMAT_VERSION,
+        main_modules: closure
+            .main_modules
+            .iter()
+            .map(|(path, go)| MainModule {
+                path: path.clone(),
+                go_version: go.clone(),
+            })
+            .collect(),
+        platforms: closure.platforms.clone(),
+        created: args.created.clone(),
+        modules: entries,
+    };
+    let modules = header.modules.len();
+    let built = artifact::build(header, args.limits)?;
+    let store_tag = dest.to_string();
+    let top = artifact::push_built(&store, &built, Some(&store_tag))?;
+
+    let target = g.open(&dest, true)?;
+    let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
+    let report = PackReport {
+        reference: dest.to_string(),
+        digest: top.digest.to_string(),
+        media_type: top.media_type.clone(),
+        modules,
+        zips,
+        zip_bytes,
+        manifests: built.parts.len().max(1),
+        copy,
+    };
+    let human = format!(
+        "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
+        report.modules,
+        report.zips,
+        human_bytes(report.zip_bytes),
+        report.reference,
+        report.digest
+    );
+    Ok((Outcome::ok(human, &report), top))
+}
+
+// ---------------------------------------------------------------- push
+
+#[derive(Serialize)]
+pub struct PushReport {
+    pub source: String,
+    pub destination: String,
+    pub digest: String,
+    pub copy: CopyStats,
+}
+
+pub fn push(g: &Global, src: &str, dest: &str) -> Result<(Outcome, Descriptor)> {
+    let src_ref = Reference::parse(src)?;
+    let dest_ref = Reference::parse(dest)?;
+    let from = g.open(&src_ref, false)?;
+    let to = g.open(&dest_ref, true)?;
+    let top = from.resolve(src_ref.tag_or_digest())?;
+    let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &g.progress())?;
+    let report = PushReport {
+        source: src_ref.to_string(),
+        destination: dest_ref.to_string(),
+        digest: top.digest.to_string(),
+        copy,
+    };
+    let human = format!(
+        "copied {} to {}: {} of {} blobs sent ({} of {})\ndigest: {}\n",
+        report.source,
+        report.destination,
+        report.copy.blobs_sent,
+        report.copy.blobs,
+        human_bytes(report.copy.bytes_sent),
+        human_bytes(report.copy.bytes_total),
+        report.digest
+    );
+    Ok((Outcome::ok(human, &report), top))
+}
+
+// ---------------------------------------------------------------- pull
+
+pub struct PullArgs {
+    pub src: String,
+    pub gomodcache: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+pub struct PullReport {
+    pub source: String,
+    pub digest: String,
+    pub gomodcache: String,
+    pub modules: usize,
+    pub blobs_fetched: usize,
+    pub bytes_fetched: u64,
+    #[serde(flatten)]
+    pub install: InstallReport,
+    pub env: Vec<(String, String)>,
+}
+
+/// Pulls a module bundle into GOMODCACHE. `verified` is the manifest digest
+/// a signature check already vouched for, when there was one: the bundle
+/// is then fetched by that digest, never by tag again.
+pub fn pull(g: &Global, args: &PullArgs, verified: Option<&Descriptor>) -> Result<Outcome> {
+    let src_ref = Reference::parse(&args.src)?;
+    let gomodcache = match &args.gomodcache {
+        Some(d) => d.clone(),
+        None => install::default_gomodcache()?,
+    };
+    let progress = g.progress();
+    let store = g.open_store()?;
+    let src = g.open(&src_ref, false)?;
+    let top = match verified {
+        Some(d) => d.clone(),
+        None => src.resolve(src_ref.tag_or_digest())?,
+    };
+    let bundle = artifact::load(src.as_ref(), &top)?;
+
+    // Fetch what the store lacks; the store checks each digest as it writes.
+    let mut missing = Vec::new();
+    let mut seen = HashSet::new();
+    for part in &bundle.parts {
+        for layer in &part.manifest.manifest()?.layers {
+            if seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
+                missing.push(layer.clone());
+            }
+        }
+    }
+    let bytes_fetched: u64 = missing.iter().map(|l| l.size).sum();
+    progress.start_bytes("fetching", bytes_fetched);
+    for layer in &missing {
+        let mut reader = src.fetch_blob(layer)?;
+        store
+            .push_blob(layer, &mut ProgressRead(&mut reader, &progress))
+            .with_context(|| format!("fetching layer {} from {}", layer.digest, src.location()))?;
+    }
+    progress.finish();
+    // Record the bundle in the store so `store list` shows it and prune keeps it.
+    transfer::copy(src.as_ref(), &top, &store, Some(&src_ref.to_string()), &Progress::hidden())?;
+
+    let items: Vec<InstallItem> = bundle
+        .modules()
+        .map(|entry| InstallItem {
+            entry,
+            zip_blob: entry.zip.as_ref().map(|z| store.blob_path(&z.layer)),
+        })
+        .collect();
+    std::fs::create_dir_all(&gomodcache)
+        .with_context(|| format!("creating GOMODCACHE {}", gomodcache.display()))?;
+    let report = install::install(&gomodcache, &items, &progress)?;
+
+    let env = vec![
+        ("GOMODCACHE".to_string(), gomodcache.display().to_string()),
+        ("GOPROXY".to_string(), "off".to_string()),
+    ];
+    let mut human = format!(
+        "pulled {} ({}): {} module versions, {} installed, {} already present, {} fetched\n",
+        src_ref,
+        top.digest,
+        items.len(),
+        report.installed,
+        report.already_present,
+        human_bytes(bytes_fetched),
+    );
+    let conflicts = report.conflicts.clone();
+    if conflicts.is_empty() {
+        human.push_str("Use these modules with:\n");
+        for (k, v) in &env {
+            let _ = writeln!(human, "  export {k}={}", shell_quote(v));
+        }
+        let _ = writeln!(
+            human,
+            "(or GOPROXY=file://{}/cache/download to serve them as a module proxy)",
+            gomodcache.display()
+        );
+    }
+    let report = PullReport {
+        source: src_ref.to_string(),
+        digest: top.digest.to_string(),
+        gomodcache: gomodcache.display().to_string(),
+        modules: items.len(),
+        blobs_fetched: missing.len(),
+        bytes_fetched,
+        install: report,
+        env,
+    };
+    let mut outcome = Outcome::ok(human, &report);
+    if !conflicts.is_empty() {
+        let _ = writeln!(
+            outcome.human,
+            "{} module versions in {} differ from the bundle and were left alone:",
+            conflicts.len(),
+            gomodcache.display()
+        );
+        for c in &conflicts {
+            let _ = writeln!(outcome.human, "  {c}");
+        }
+        outcome.human.push_str(
+            "Check where they came from; `go clean -modcache` (or removing those versions) lets ocigo install the bundle's.\n",
+        );
+        outcome.exit_code = Kind::Conflict.exit_code();
+    }
+    Ok(outcome)
+}
+
+struct ProgressRead<'a, R: ?Sized>(&'a mut R, &'a Progress);
+
+impl<R: std::io::Read + ?Sized> std::io::Read for ProgressRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.inc(n as u64);
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------- inspect
+
+#[derive(Serialize)]
+pub struct InspectModule {
+    pub path: String,
+    pub version: String,
+    pub zip_size: Option<u64>,
+    pub zip_hash: Option<String>,
+    pub mod_hash: String,
+}
+
+#[derive(Serialize)]
+pub struct InspectReport {
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub manifests: usize,
+    pub main_modules: Vec<MainModule>,
+    pub platforms: Vec<String>,
+    pub modules: Vec<InspectModule>,
+    /// Every blob and manifest, counted once per reference.
+    pub total_bytes: u64,
+    /// The same, counted once per digest.
+    pub unique_bytes: u64,
+    /// Bytes a pull would fetch, given what the local store already holds.
+    pub bytes_missing_from_store: u64,
+}
+
+pub fn inspect(g: &Global, src: &str) -> Result<Outcome> {
+    let src_ref = Reference::parse(src)?;
+    let repo = g.open(&src_ref, false)?;
+    let top = repo.resolve(src_ref.tag_or_digest())?;
+    let bundle = artifact::load(repo.as_ref(), &top)?;
+    let store = g.open_store().ok();
+    let report = inspect_report(&src_ref, &bundle, store.as_ref())?;
+
+    let mut human = format!(
+        "{} ({})\n  main modules: {}\n  platforms: {}\n  {} module versions in {} manifest(s)\n  total {}, unique {}, missing from the local store {}\n",
+        report.reference,
+        report.digest,
+        report
+            .main_modules
+            .iter()
+            .map(|m| m.path.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.platforms.join(", "),
+        report.modules.len(),
+        report.manifests,
+        human_bytes(report.total_bytes),
+        human_bytes(report.unique_bytes),
+        human_bytes(report.bytes_missing_from_store),
+    );
+    for m in &report.modules {
+        let size = m
+            .zip_size
+            .map(human_bytes)
+            .unwrap_or_else(|| "go.mod only".to_string());
+        let _ = writeln!(human, "  {} {} ({size})", m.path, m.version);
+    }
+    Ok(Outcome::ok(human, &report))
+}
+
+fn inspect_report(src: &Reference, bundle: &Bundle, store: Option<&Layout>) -> Result<InspectReport> {
+    let mut total = bundle.top.bytes.len() as u64;
+    let mut seen = HashSet::new();
+    seen.insert(bundle.top.descriptor.digest.clone());
+    let mut unique = total;
+    let mut missing = 0;
+    for part in &bundle.parts {
+        let manifest = part.manifest.manifest()?;
+        let mut blobs = vec![part.manifest.descriptor.clone(), manifest.config.clone()];
+        blobs.extend(manifest.layers.iter().cloned());
+        for b in blobs {
+            if b.digest == bundle.top.descriptor.digest {
+                continue;
+            }
+            total += b.size;
+            if seen.insert(b.digest.clone()) {
+                unique += b.size;
+                if let Some(s) = store
+                    && !s.blob_exists(&b.digest)?
+                {
+                    missing += b.size;
+                }
+            }
+        }
+    }
+    let first = &bundle.parts[0].config;
+    Ok(InspectReport {
+        reference: src.to_string(),
+        digest: bundle.top.descriptor.digest.to_string(),
+        media_type: bundle.top.descriptor.media_type.clone(),
+        manifests: bundle.parts.len(),
+        main_modules: first.main_modules.clone(),
+        platforms: first.platforms.clone(),
+        modules: bundle
+            .modules()
+            .map(|m| InspectModule {
+                path: m.path.clone(),
+                version: m.version.clone(),
+                zip_size: m.zip.as_ref().map(|z| z.size),
+                zip_hash: m.zip.as_ref().map(|z| z.hash.clone()),
+                mod_hash: m.mod_hash.clone(),
+            })
+            .collect(),
+        total_bytes: total,
+        unique_bytes: unique,
+        bytes_missing_from_store: missing,
+    })
+}
+
+// ---------------------------------------------------------------- store
+
+#[derive(Serialize)]
+pub struct StoreEntry {
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct StoreReport {
+    pub path: String,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub entries: Vec<StoreEntry>,
+}
+
+pub fn store_list(g: &Global) -> Result<Outcome> {
+    let store = g.open_store()?;
+    let (blobs, bytes) = store.usage()?;
+    let entries: Vec<StoreEntry> = store
+        .refs()?
+        .into_iter()
+        .map(|(name, d)| StoreEntry {
+            reference: name,
+            digest: d.digest.to_string(),
+            media_type: d.media_type,
+            artifact_type: d.artifact_type,
+        })
+        .collect();
+    let mut human = format!(
+        "content store {}: {blobs} blobs, {}\n",
+        store.root().display(),
+        human_bytes(bytes)
+    );
+    for e in &entries {
+        let _ = writeln!(human, "  {}  {}", e.digest, e.reference);
+    }
+    let report = StoreReport {
+        path: store.root().display().to_string(),
+        blobs,
+        bytes,
+        entries,
+    };
+    Ok(Outcome::ok(human, &report))
+}
+
+#[derive(Serialize)]
+pub struct PruneReport {
+    pub forgotten: Vec<String>,
+    pub blobs_removed: usize,
+    pub bytes_freed: u64,
+}
+
+/// Forgets the named references (all with `all`), then deletes every blob
+/// no remaining reference reaches.
+pub fn store_prune(g: &Global, forget: &[String], all: bool) -> Result<Outcome> {
+    let store = g.open_store()?;
+    let mut forgotten = Vec::new();
+    let names: Vec<String> = if all {
+        store.refs()?.into_iter().map(|(n, _)| n).collect()
+    } else {
+        forget.to_vec()
+    };
+    for name in names {
+        if !store.remove_ref(&name)? {
+            return Err(fail(
+                Kind::NotFound,
+                format!("{name:?} is not in the content store; see `ocigo store list`"),
+            ));
+        }
+        forgotten.push(name);
+    }
+    let (removed, freed) = store.prune()?;
+    let report = PruneReport {
+        forgotten,
+        blobs_removed: removed,
+        bytes_freed: freed,
+    };
+    let human = format!("removed {removed} blobs, freed {}\n", human_bytes(freed));
+    Ok(Outcome::ok(human, &report))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-:=,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,95 @@
+//! Progress reporting behind one small interface: bars on a terminal,
+//! nothing in pipes, in `--json` mode or with `--quiet`.
+//!
+//! Owns: drawing to stderr. Must not: print results (stdout is for results)
+//! or decide anything about the work it reports.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress reporter; [`Progress::hidden`] draws nothing.
+pub struct Progress {
+    enabled: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress {
+    /// Draws only when stderr is a terminal and `quiet` is false.
+    pub fn for_terminal(quiet: bool) -> Progress {
+        Progress {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+        }
+    }
+
+    pub fn hidden() -> Progress {
+        Progress {
+            enabled: false,
+            bar: Mutex::new(None),
+        }
+    }
+
+    /// Starts a counted step (`total` items).
+    pub fn start(&self, what: &str, total: u64) {
+        self.start_styled(what, total, "{msg:>12} [{bar:30}] {pos}/{len}");
+    }
+
+    /// Starts a step counted in bytes.
+    pub fn start_bytes(&self, what: &str, total: u64) {
+        self.start_styled(
+            what,
+            total,
+            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        );
+    }
+
+    fn start_styled(&self, what: &str, total: u64, template: &str) {
+        if !self.enabled {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        if let Some(old) = self.bar.lock().expect("not poisoned").replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    /// A one-line status for steps with no count (resolving, connecting).
+    pub fn status(&self, what: &str) {
+        if !self.enabled {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        if let Some(old) = self.bar.lock().expect("not poisoned").replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    pub fn inc(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().expect("not poisoned").as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("not poisoned").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
