@@ -260,7 +260,11 @@ pub fn build(mut header: ModulesConfig, limits: SplitLimits) -> Result<BuiltArti
 
 /// Stores a built artifact's small blobs and manifests (zip layers must be
 /// there already), tagging the top with `tag`.
-pub fn push_built(repo: &dyn Repository, built: &BuiltArtifact, tag: Option<&str>) -> Result<Descriptor> {
+pub fn push_built(
+    repo: &dyn Repository,
+    built: &BuiltArtifact,
+    tag: Option<&str>,
+) -> Result<Descriptor> {
     for (desc, bytes) in &built.blobs {
         if !repo.blob_exists(&desc.digest)? {
             repo.push_blob(desc, &mut &bytes[..])?;
@@ -301,7 +305,11 @@ pub fn load(repo: &dyn Repository, top: &Descriptor) -> Result<Bundle> {
     let mut parts = Vec::new();
     if top.is_index() {
         let index = fetched.index()?;
-        expect_modules_type(index.artifact_type.as_deref(), &repo.location(), &top.digest)?;
+        expect_modules_type(
+            index.artifact_type.as_deref(),
+            &repo.location(),
+            &top.digest,
+        )?;
         for child in &index.manifests {
             if child.is_index() {
                 return Err(fail(
@@ -359,7 +367,10 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
     if manifest.config.size > 256 << 20 {
         return Err(fail(
             Kind::Integrity,
-            format!("config of manifest {digest} claims {} bytes: refusing", manifest.config.size),
+            format!(
+                "config of manifest {digest} claims {} bytes: refusing",
+                manifest.config.size
+            ),
         ));
     }
     let mut bytes = Vec::with_capacity(manifest.config.size as usize);
@@ -367,11 +378,21 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
         .read_to_end(&mut bytes)
         .map_err(|e| {
             oci::classify_io(e, || {
-                format!("reading config {} of manifest {digest}", manifest.config.digest)
+                format!(
+                    "reading config {} of manifest {digest}",
+                    manifest.config.digest
+                )
             })
         })?;
-    let config: ModulesConfig = serde_json::from_slice(&bytes)
-        .map_err(|e| fail(Kind::Integrity, format!("config {} is not a valid ocigo config: {e}", manifest.config.digest)))?;
+    let config: ModulesConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(
+            Kind::Integrity,
+            format!(
+                "config {} is not a valid ocigo config: {e}",
+                manifest.config.digest
+            ),
+        )
+    })?;
     config
         .validate()
         .with_context(|| format!("in config {}", manifest.config.digest))?;
@@ -385,7 +406,10 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
         if l.media_type != MEDIA_TYPE_MODULE_ZIP {
             return Err(fail(
                 Kind::Integrity,
-                format!("manifest {digest} has a layer of unknown media type {}", l.media_type),
+                format!(
+                    "manifest {digest} has a layer of unknown media type {}",
+                    l.media_type
+                ),
             ));
         }
     }
@@ -407,7 +431,10 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
     if let Some(l) = manifest.layers.iter().find(|l| !named.contains(&l.digest)) {
         return Err(fail(
             Kind::Integrity,
-            format!("manifest {digest} has layer {} that no module in its config names", l.digest),
+            format!(
+                "manifest {digest} has layer {} that no module in its config names",
+                l.digest
+            ),
         ));
     }
     let config_descriptor = manifest.config.clone();
@@ -454,14 +481,22 @@ mod tests {
     #[test]
     fn building_is_deterministic_and_order_independent() {
         let a = build(header((0..50).map(entry).collect()), SplitLimits::default()).unwrap();
-        let b = build(header((0..50).rev().map(entry).collect()), SplitLimits::default()).unwrap();
+        let b = build(
+            header((0..50).rev().map(entry).collect()),
+            SplitLimits::default(),
+        )
+        .unwrap();
         assert_eq!(a.top, b.top);
         assert_eq!(a.top_media_type, oci::MEDIA_TYPE_MANIFEST);
     }
 
     #[test]
     fn twenty_thousand_modules_split_under_the_registry_limit() {
-        let built = build(header((0..20_000).map(entry).collect()), SplitLimits::default()).unwrap();
+        let built = build(
+            header((0..20_000).map(entry).collect()),
+            SplitLimits::default(),
+        )
+        .unwrap();
         assert_eq!(built.top_media_type, oci::MEDIA_TYPE_INDEX);
         assert!(built.parts.len() >= 4, "{} parts", built.parts.len());
         for (_, m) in &built.parts {

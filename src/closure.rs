@@ -91,7 +91,10 @@ pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure
     if mains.is_empty() {
         return Err(fail(
             Kind::Usage,
-            format!("{} is not in a Go module (no go.mod found)", project.display()),
+            format!(
+                "{} is not in a Go module (no go.mod found)",
+                project.display()
+            ),
         ));
     }
 
@@ -129,7 +132,10 @@ pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure
     go.run(&project, &["mod", "download"], &[])?;
     for platform in &platforms {
         let (goos, goarch) = platform.split_once('/').ok_or_else(|| {
-            fail(Kind::Usage, format!("platform {platform:?} is not of the form os/arch"))
+            fail(
+                Kind::Usage,
+                format!("platform {platform:?} is not of the form os/arch"),
+            )
         })?;
         progress(&format!("loading packages and tests for {platform}"));
         for m in &mains {
@@ -166,8 +172,9 @@ impl Restore {
             if now != *original {
                 match original {
                     Some(bytes) => crate::store::write_atomic(path, bytes)?,
-                    None => fs::remove_file(path)
-                        .with_context(|| format!("removing {} that the go command created", path.display()))?,
+                    None => fs::remove_file(path).with_context(|| {
+                        format!("removing {} that the go command created", path.display())
+                    })?,
                 }
             }
         }
@@ -193,13 +200,19 @@ impl GoRunner {
         let mut env: Vec<(String, OsString)> = vec![("GOMODCACHE".into(), cache.into())];
         // -modcacherw lets the private cache be deleted afterwards.
         let user_flags = std::env::var("GOFLAGS").unwrap_or_default();
-        env.push(("GOFLAGS".into(), format!("{user_flags} -modcacherw").trim().into()));
+        env.push((
+            "GOFLAGS".into(),
+            format!("{user_flags} -modcacherw").trim().into(),
+        ));
         if let ModuleSource::Cache(dir) = &opts.source {
             let download = dir.join("cache/download");
             if !download.is_dir() {
                 return Err(fail(
                     Kind::NotFound,
-                    format!("{} is not a module cache (no cache/download directory)", dir.display()),
+                    format!(
+                        "{} is not a module cache (no cache/download directory)",
+                        dir.display()
+                    ),
                 ));
             }
             let abs = download.canonicalize()?;
@@ -237,15 +250,12 @@ impl GoRunner {
     }
 
     fn output(&self, dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Result<Vec<u8>> {
-        let out = self
-            .command(dir, args, extra)
-            .output()
-            .map_err(|e| {
-                fail(
-                    Kind::NotFound,
-                    format!("cannot run {:?} (pack needs the go command): {e}", self.go),
-                )
-            })?;
+        let out = self.command(dir, args, extra).output().map_err(|e| {
+            fail(
+                Kind::NotFound,
+                format!("cannot run {:?} (pack needs the go command): {e}", self.go),
+            )
+        })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let extra_env = extra
@@ -297,7 +307,11 @@ fn collect(cache: &Path, sums: &GoSum) -> Result<Vec<ResolvedModule>> {
                 continue;
             }
             if entry.file_name() == "@v" {
-                let esc_path = dir.strip_prefix(&download).expect("below").to_string_lossy().to_string();
+                let esc_path = dir
+                    .strip_prefix(&download)
+                    .expect("below")
+                    .to_string_lossy()
+                    .to_string();
                 let module_path = gomod::unescape(&esc_path)?;
                 if module_path == "golang.org/toolchain" {
                     continue;

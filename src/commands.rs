@@ -6,7 +6,7 @@
 //! command, and report wording. Must not: parse command lines (that is
 //! `main.rs`) or reimplement what a concern module owns.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -20,6 +20,7 @@ use crate::install::{self, InstallItem, InstallReport};
 use crate::oci::{Descriptor, Reference, Repository};
 use crate::progress::Progress;
 use crate::registry::{RegistryOptions, RegistryRepository};
+use crate::sign;
 use crate::store::{self, Layout};
 use crate::transfer::{self, CopyStats};
 
@@ -64,7 +65,11 @@ impl Global {
             }),
             Reference::Registry {
                 host, repository, ..
-            } => Box::new(RegistryRepository::open(host, repository, &self.registry_options())?),
+            } => Box::new(RegistryRepository::open(
+                host,
+                repository,
+                &self.registry_options(),
+            )?),
         })
     }
 }
@@ -88,7 +93,10 @@ impl Outcome {
     /// Prints to stdout in the chosen form.
     pub fn print(&self, json: bool) {
         if json {
-            println!("{}", serde_json::to_string_pretty(&self.json).expect("serialisable"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&self.json).expect("serialisable")
+            );
         } else if !self.human.is_empty() {
             print!("{}", self.human);
         }
@@ -104,6 +112,7 @@ pub struct PackArgs {
     pub from_cache: Option<PathBuf>,
     pub created: Option<String>,
     pub limits: SplitLimits,
+    pub sign: Option<SignWith>,
 }
 
 #[derive(Serialize)]
@@ -116,6 +125,8 @@ pub struct PackReport {
     pub zip_bytes: u64,
     pub manifests: usize,
     pub copy: CopyStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignReport>,
 }
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
@@ -187,6 +198,10 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
 
     let target = g.open(&dest, true)?;
     let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
+    let signature = match &args.sign {
+        Some(with) => Some(sign_at(target.as_ref(), &dest, &top, with)?),
+        None => None,
+    };
     let report = PackReport {
         reference: dest.to_string(),
         digest: top.digest.to_string(),
@@ -196,8 +211,9 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         zip_bytes,
         manifests: built.parts.len().max(1),
         copy,
+        signature,
     };
-    let human = format!(
+    let mut human = format!(
         "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
         report.modules,
         report.zips,
@@ -205,6 +221,9 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         report.reference,
         report.digest
     );
+    if let Some(s) = &report.signature {
+        human.push_str(&describe_signature(s));
+    }
     Ok((Outcome::ok(human, &report), top))
 }
 
@@ -216,22 +235,48 @@ pub struct PushReport {
     pub destination: String,
     pub digest: String,
     pub copy: CopyStats,
+    /// Whether the source's cosign signatures were copied along.
+    pub signatures_copied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignReport>,
 }
 
-pub fn push(g: &Global, src: &str, dest: &str) -> Result<(Outcome, Descriptor)> {
+/// Copies an artifact and, as `cosign copy` does, its signatures.
+pub fn push(
+    g: &Global,
+    src: &str,
+    dest: &str,
+    sign_with: Option<&SignWith>,
+) -> Result<(Outcome, Descriptor)> {
     let src_ref = Reference::parse(src)?;
     let dest_ref = Reference::parse(dest)?;
     let from = g.open(&src_ref, false)?;
     let to = g.open(&dest_ref, true)?;
     let top = from.resolve(src_ref.tag_or_digest())?;
-    let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &g.progress())?;
+    let progress = g.progress();
+    let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
+    let sig_tag = sign::signature_tag(&top.digest);
+    let signatures_copied = match from.resolve(&sig_tag) {
+        Ok(sig) => {
+            transfer::copy(from.as_ref(), &sig, to.as_ref(), Some(&sig_tag), &progress)?;
+            true
+        }
+        Err(e) if crate::error::kind_of(&e) == Some(Kind::NotFound) => false,
+        Err(e) => return Err(e),
+    };
+    let signature = match sign_with {
+        Some(with) => Some(sign_at(to.as_ref(), &dest_ref, &top, with)?),
+        None => None,
+    };
     let report = PushReport {
         source: src_ref.to_string(),
         destination: dest_ref.to_string(),
         digest: top.digest.to_string(),
         copy,
+        signatures_copied,
+        signature,
     };
-    let human = format!(
+    let mut human = format!(
         "copied {} to {}: {} of {} blobs sent ({} of {})\ndigest: {}\n",
         report.source,
         report.destination,
@@ -241,6 +286,12 @@ pub fn push(g: &Global, src: &str, dest: &str) -> Result<(Outcome, Descriptor)> 
         human_bytes(report.copy.bytes_total),
         report.digest
     );
+    if report.signatures_copied {
+        human.push_str("signatures copied\n");
+    }
+    if let Some(s) = &report.signature {
+        human.push_str(&describe_signature(s));
+    }
     Ok((Outcome::ok(human, &report), top))
 }
 
@@ -302,7 +353,13 @@ pub fn pull(g: &Global, args: &PullArgs, verified: Option<&Descriptor>) -> Resul
     }
     progress.finish();
     // Record the bundle in the store so `store list` shows it and prune keeps it.
-    transfer::copy(src.as_ref(), &top, &store, Some(&src_ref.to_string()), &Progress::hidden())?;
+    transfer::copy(
+        src.as_ref(),
+        &top,
+        &store,
+        Some(&src_ref.to_string()),
+        &Progress::hidden(),
+    )?;
 
     let items: Vec<InstallItem> = bundle
         .modules()
@@ -442,7 +499,11 @@ pub fn inspect(g: &Global, src: &str) -> Result<Outcome> {
     Ok(Outcome::ok(human, &report))
 }
 
-fn inspect_report(src: &Reference, bundle: &Bundle, store: Option<&Layout>) -> Result<InspectReport> {
+fn inspect_report(
+    src: &Reference,
+    bundle: &Bundle,
+    store: Option<&Layout>,
+) -> Result<InspectReport> {
     let mut total = bundle.top.bytes.len() as u64;
     let mut seen = HashSet::new();
     seen.insert(bundle.top.descriptor.digest.clone());
@@ -598,4 +659,261 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+// ---------------------------------------------------------------- signing
+
+/// How a command signs, when asked to.
+pub struct SignWith {
+    pub key: PathBuf,
+    pub annotations: BTreeMap<String, String>,
+    /// Overrides the `docker-reference` the payload names.
+    pub identity: Option<String>,
+}
+
+/// The identity a signature names by default: `host/repository` for a
+/// registry; none (an unbound signature) for a layout, which has no name.
+fn default_identity(r: &Reference) -> String {
+    match r {
+        Reference::Registry {
+            host, repository, ..
+        } => format!("{host}/{repository}"),
+        Reference::Layout { .. } => String::new(),
+    }
+}
+
+fn read_signing_key(path: &std::path::Path) -> Result<sign::SigningKey> {
+    let password = sign::password_from_env_or_prompt(false, true)?;
+    sign::read_private_key_file(path, &password)
+}
+
+#[derive(Serialize)]
+pub struct SignReport {
+    pub reference: String,
+    pub digest: String,
+    pub identity: String,
+    pub signature_tag: String,
+    pub signature_manifest: String,
+}
+
+fn sign_at(
+    repo: &dyn Repository,
+    reference: &Reference,
+    target: &Descriptor,
+    with: &SignWith,
+) -> Result<SignReport> {
+    let key = read_signing_key(&with.key)?;
+    let identity = with
+        .identity
+        .clone()
+        .unwrap_or_else(|| default_identity(reference));
+    let sig = sign::storage::sign(repo, &identity, target, &key, &with.annotations)?;
+    Ok(SignReport {
+        reference: reference.to_string(),
+        digest: target.digest.to_string(),
+        identity,
+        signature_tag: sign::signature_tag(&target.digest),
+        signature_manifest: sig.digest.to_string(),
+    })
+}
+
+fn describe_signature(r: &SignReport) -> String {
+    format!(
+        "signed {} ({}) as {:?}: tag {}\n",
+        r.reference,
+        r.digest,
+        if r.identity.is_empty() {
+            "any repository"
+        } else {
+            &r.identity
+        },
+        r.signature_tag
+    )
+}
+
+pub fn sign_command(g: &Global, reference: &str, with: &SignWith) -> Result<Outcome> {
+    let r = Reference::parse(reference)?;
+    let repo = g.open(&r, false)?;
+    let target = repo.resolve(r.tag_or_digest())?;
+    let report = sign_at(repo.as_ref(), &r, &target, with)?;
+    Ok(Outcome::ok(describe_signature(&report), &report))
+}
+
+/// Keys and rules for verification, from flags and the host's configuration.
+pub struct VerifyWith {
+    pub keys: Vec<PathBuf>,
+    pub threshold: usize,
+    /// Repository path the signatures must name; default: the one verified.
+    pub identity: Option<String>,
+}
+
+fn load_keys(paths: &[PathBuf]) -> Result<Vec<(String, sign::VerifyingKey)>> {
+    paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), sign::read_public_key_file(p)?)))
+        .collect()
+}
+
+fn verify_at(
+    repo: &dyn Repository,
+    reference: &Reference,
+    target: &Descriptor,
+    with: &VerifyWith,
+) -> Result<sign::storage::VerifyReport> {
+    if with.keys.is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            "no public key given: pass --key PUB (or --verify-key PUB)",
+        ));
+    }
+    let keys = load_keys(&with.keys)?;
+    let repository = match (&with.identity, reference) {
+        (Some(id), _) => Some(sign::storage::repository_path(id).to_string()),
+        (None, Reference::Registry { repository, .. }) => Some(repository.clone()),
+        (None, Reference::Layout { .. }) => None,
+    };
+    sign::storage::verify(
+        repo,
+        target,
+        &sign::storage::VerifyPolicy {
+            keys: &keys,
+            threshold: with.threshold,
+            repository: repository.as_deref(),
+        },
+    )
+}
+
+pub fn verify_command(g: &Global, reference: &str, with: &VerifyWith) -> Result<Outcome> {
+    let r = Reference::parse(reference)?;
+    let repo = g.open(&r, false)?;
+    let target = repo.resolve(r.tag_or_digest())?;
+    let report = verify_at(repo.as_ref(), &r, &target, with)?;
+    let human = format!(
+        "verified {r} ({}): signed by {}\n",
+        report.digest,
+        report.signed_by.join(", ")
+    );
+    Ok(Outcome::ok(human, &report))
+}
+
+#[derive(Serialize)]
+pub struct KeyReport {
+    pub private_key: String,
+    pub public_key: String,
+    pub fingerprint: String,
+}
+
+/// Writes `<prefix>.key` (encrypted, cosign's format) and `<prefix>.pub`.
+pub fn key_generate(prefix: &str, allow_empty_password: bool, force: bool) -> Result<Outcome> {
+    let private_path = PathBuf::from(format!("{prefix}.key"));
+    let public_path = PathBuf::from(format!("{prefix}.pub"));
+    for p in [&private_path, &public_path] {
+        if p.exists() && !force {
+            return Err(fail(
+                Kind::Conflict,
+                format!("{} already exists: pass --force to replace it", p.display()),
+            ));
+        }
+    }
+    let password = sign::password_from_env_or_prompt(true, allow_empty_password)?;
+    let key = sign::generate();
+    let pem = sign::encrypt_private_key(&key, &password)?;
+    sign::write_private_key_file(&private_path, &pem)?;
+    let public = key.verifying_key();
+    sign::write_public_key_file(&public_path, &sign::public_key_pem(&public))?;
+    let report = KeyReport {
+        private_key: private_path.display().to_string(),
+        public_key: public_path.display().to_string(),
+        fingerprint: public.fingerprint(),
+    };
+    let human = format!(
+        "wrote {} and {} ({})\n",
+        report.private_key, report.public_key, report.fingerprint
+    );
+    Ok(Outcome::ok(human, &report))
+}
+
+/// The host's own rules for pulls (`$OCIGO_CONFIG`, else
+/// `/etc/ocigo/config.json`), so an operator can make verification mandatory.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostConfig {
+    #[serde(default)]
+    pub pull: PullPolicy,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullPolicy {
+    #[serde(default)]
+    pub require_signature: bool,
+    #[serde(default)]
+    pub verify_keys: Vec<PathBuf>,
+    #[serde(default)]
+    pub threshold: Option<usize>,
+}
+
+pub fn host_config() -> Result<(Option<PathBuf>, HostConfig)> {
+    let path = std::env::var_os("OCIGO_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ocigo/config.json"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((None, HostConfig::default()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let config = serde_json::from_str(&text)
+        .map_err(|e| fail(Kind::Usage, format!("{}: {e}", path.display())))?;
+    Ok((Some(path), config))
+}
+
+/// pull with signature verification first: the tag is resolved once, the
+/// signature checked over that digest, and only then is anything fetched,
+/// by digest. Verification is required when the host says so or when the
+/// environment sets OCIGO_REQUIRE_SIGNATURE=1.
+pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Outcome> {
+    let (config_path, config) = host_config()?;
+    let env_requires =
+        std::env::var("OCIGO_REQUIRE_SIGNATURE").is_ok_and(|v| v == "1" || v == "true");
+    let mut with = with;
+    with.keys.extend(config.pull.verify_keys.iter().cloned());
+    if let Some(t) = config.pull.threshold {
+        with.threshold = with.threshold.max(t);
+    }
+    let required = config.pull.require_signature || env_requires;
+    if with.keys.is_empty() {
+        if required {
+            let why = match (&config_path, config.pull.require_signature) {
+                (Some(p), true) => format!("{} sets pull.requireSignature", p.display()),
+                _ => "OCIGO_REQUIRE_SIGNATURE is set".to_string(),
+            };
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "this host only installs signed bundles ({why}), and no key was given: pass --verify-key PUB"
+                ),
+            ));
+        }
+        return pull(g, args, None);
+    }
+    let r = Reference::parse(&args.src)?;
+    let repo = g.open(&r, false)?;
+    let target = repo.resolve(r.tag_or_digest())?;
+    let report = verify_at(repo.as_ref(), &r, &target, &with)?;
+    let mut outcome = pull(g, args, Some(&target))?;
+    outcome.human = format!(
+        "signature verified: {} signed {}\n{}",
+        report.signed_by.join(", "),
+        report.digest,
+        outcome.human
+    );
+    if let serde_json::Value::Object(m) = &mut outcome.json {
+        m.insert(
+            "signature".into(),
+            serde_json::to_value(&report).expect("serialisable"),
+        );
+    }
+    Ok(outcome)
 }

@@ -62,7 +62,8 @@ impl Paths {
     }
 
     fn file(&self, ext: &str) -> PathBuf {
-        self.download_dir.join(format!("{}.{ext}", self.esc_version))
+        self.download_dir
+            .join(format!("{}.{ext}", self.esc_version))
     }
 }
 
@@ -76,8 +77,7 @@ pub fn install(cache: &Path, items: &[InstallItem], progress: &Progress) -> Resu
             path: entry.path.clone(),
             version: entry.version.clone(),
         };
-        let paths = Paths::new(cache, &mv)
-            .with_context(|| format!("module {mv} in the bundle"))?;
+        let paths = Paths::new(cache, &mv).with_context(|| format!("module {mv} in the bundle"))?;
         verify_entry(&mv, item)?;
         let state = state_of(item, &paths)?;
         plan.push((mv, paths, state));
@@ -123,12 +123,18 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem) -> Result<()> {
             version: String,
         }
         let parsed: Info = serde_json::from_str(info).map_err(|e| {
-            fail(Kind::Integrity, format!(".info of {mv} in the bundle is not valid: {e}"))
+            fail(
+                Kind::Integrity,
+                format!(".info of {mv} in the bundle is not valid: {e}"),
+            )
         })?;
         if parsed.version != mv.version {
             return Err(fail(
                 Kind::Integrity,
-                format!(".info of {mv} in the bundle names version {}", parsed.version),
+                format!(
+                    ".info of {mv} in the bundle names version {}",
+                    parsed.version
+                ),
             ));
         }
     }
@@ -146,7 +152,10 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem) -> Result<()> {
             }
         }
         (Some(z), None) => {
-            return Err(fail(Kind::NotFound, format!("zip layer {} of {mv} was not fetched", z.layer)));
+            return Err(fail(
+                Kind::NotFound,
+                format!("zip layer {} of {mv} was not fetched", z.layer),
+            ));
         }
         (None, _) => {}
     }
@@ -166,7 +175,9 @@ fn state_of(item: &InstallItem, paths: &Paths) -> Result<State> {
         }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::Needed),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", paths.file("mod").display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}", paths.file("mod").display()));
+        }
     }
     let Some(zip) = &entry.zip else {
         return Ok(State::Present);
@@ -208,7 +219,12 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
 
         let parent = paths.tree.parent().expect("tree has a parent");
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        let base = paths.tree.file_name().expect("named").to_string_lossy().to_string();
+        let base = paths
+            .tree
+            .file_name()
+            .expect("named")
+            .to_string_lossy()
+            .to_string();
         // The go command removes `<dir>.tmp-*` itself; use the same prefix.
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{base}.tmp-"))
@@ -302,7 +318,12 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<()> {
             .ok()
             .and_then(|n| n.strip_prefix(&prefix))
             .map(str::to_string)
-            .ok_or_else(|| fail(Kind::Integrity, format!("zip of {mv}: entry {i} has a bad name")))?;
+            .ok_or_else(|| {
+                fail(
+                    Kind::Integrity,
+                    format!("zip of {mv}: entry {i} has a bad name"),
+                )
+            })?;
         if name.is_empty() || name.ends_with('/') {
             continue;
         }
@@ -386,7 +407,12 @@ pub fn default_gomodcache() -> Result<PathBuf> {
     }
     dirs::home_dir()
         .map(|h| h.join("go/pkg/mod"))
-        .ok_or_else(|| fail(Kind::Usage, "cannot find the home directory: set GOMODCACHE or pass --gomodcache"))
+        .ok_or_else(|| {
+            fail(
+                Kind::Usage,
+                "cannot find the home directory: set GOMODCACHE or pass --gomodcache",
+            )
+        })
 }
 
 #[cfg(test)]

@@ -6,9 +6,14 @@
 //! must not touch.
 
 pub mod artifact;
+pub mod closure;
+pub mod commands;
 pub mod error;
 pub mod gomod;
+pub mod install;
 pub mod oci;
+pub mod progress;
 pub mod registry;
-pub mod store;
 pub mod sign;
+pub mod store;
+pub mod transfer;

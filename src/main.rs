@@ -62,6 +62,8 @@ enum Command {
         /// Split into several manifests when one would pass this many bytes (tests use small values).
         #[arg(long, hide = true, default_value_t = ocigo::artifact::DEFAULT_MAX_MANIFEST_BYTES)]
         max_manifest_bytes: usize,
+        #[command(flatten)]
+        sign: SignFlags,
     },
     /// Copy an artifact between an OCI layout and a registry (either direction), sending only missing blobs.
     Push {
@@ -69,6 +71,8 @@ enum Command {
         src: String,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG].
         dest: String,
+        #[command(flatten)]
+        sign: SignFlags,
     },
     /// Fetch a module bundle, verify it, and write it into GOMODCACHE (no go command needed).
     Pull {
@@ -77,6 +81,11 @@ enum Command {
         /// Module cache to write. Default: $GOMODCACHE, else $GOPATH/pkg/mod, else ~/go/pkg/mod.
         #[arg(long, value_name = "DIR")]
         gomodcache: Option<PathBuf>,
+        /// Verify the bundle's cosign signature with this public key before fetching anything (repeatable).
+        #[arg(long = "verify-key", value_name = "PUB")]
+        verify_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        verify: VerifyRules,
     },
     /// Show a bundle's modules, versions and sizes.
     Inspect {
@@ -86,6 +95,89 @@ enum Command {
     /// List or prune the local content store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Sign an artifact the way cosign does (key based, stored as the sha256-<hex>.sig tag).
+    Sign {
+        /// Private key file (cosign's format). Password from COSIGN_PASSWORD or a prompt.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Annotation to put in the signed payload (repeatable).
+        #[arg(short = 'a', long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
+        annotations: Vec<(String, String)>,
+        /// The docker-reference the payload names. Default: HOST/REPO of REF; none for a layout.
+        #[arg(long, value_name = "HOST/REPO")]
+        identity: Option<String>,
+        /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
+        reference: String,
+    },
+    /// Verify cosign signatures offline (no transparency log, no certificate authority).
+    Verify {
+        /// Public key (repeatable; cosign's PEM).
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        rules: VerifyRules,
+        /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
+        reference: String,
+    },
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write an encrypted private key and its public key, in cosign's formats.
+    Generate {
+        /// Writes PREFIX.key and PREFIX.pub.
+        #[arg(long, default_value = "cosign")]
+        output_prefix: String,
+        /// Accept an empty password (COSIGN_PASSWORD set to nothing, or an empty answer).
+        #[arg(long)]
+        allow_empty_password: bool,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct SignFlags {
+    /// Sign the result with this private key (cosign's format).
+    #[arg(long = "sign", value_name = "KEY")]
+    sign_key: Option<PathBuf>,
+    /// Annotation to put in the signed payload (repeatable; with --sign).
+    #[arg(short = 'a', long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation, requires = "sign_key")]
+    annotations: Vec<(String, String)>,
+    /// The docker-reference the signature names (with --sign).
+    #[arg(long, value_name = "HOST/REPO", requires = "sign_key")]
+    identity: Option<String>,
+}
+
+impl SignFlags {
+    fn into_sign_with(self) -> Option<commands::SignWith> {
+        self.sign_key.map(|key| commands::SignWith {
+            key,
+            annotations: self.annotations.into_iter().collect(),
+            identity: self.identity,
+        })
+    }
+}
+
+#[derive(Args)]
+struct VerifyRules {
+    /// How many of the given keys must have signed.
+    #[arg(long, default_value_t = 1)]
+    threshold: usize,
+    /// Repository the signatures must name (default: the repository verified; layouts: any).
+    #[arg(long = "expect-identity", value_name = "REPO")]
+    expect_identity: Option<String>,
+}
+
+fn parse_annotation(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 #[derive(Subcommand)]
@@ -117,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             from_cache,
             created,
             max_manifest_bytes,
+            sign,
         } => {
             let args = commands::PackArgs {
                 project_dir,
@@ -128,18 +221,64 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     max_manifest_bytes,
                     ..SplitLimits::default()
                 },
+                sign: sign.into_sign_with(),
             };
             Ok(commands::pack(&g, &args)?.0)
         }
-        Command::Push { src, dest } => Ok(commands::push(&g, &src, &dest)?.0),
-        Command::Pull { src, gomodcache } => {
-            commands::pull(&g, &commands::PullArgs { src, gomodcache }, None)
+        Command::Push { src, dest, sign } => {
+            Ok(commands::push(&g, &src, &dest, sign.into_sign_with().as_ref())?.0)
         }
+        Command::Pull {
+            src,
+            gomodcache,
+            verify_keys,
+            verify,
+        } => commands::pull_verified(
+            &g,
+            &commands::PullArgs { src, gomodcache },
+            commands::VerifyWith {
+                keys: verify_keys,
+                threshold: verify.threshold,
+                identity: verify.expect_identity,
+            },
+        ),
         Command::Inspect { src } => commands::inspect(&g, &src),
         Command::Store(StoreCommand::List) => commands::store_list(&g),
         Command::Store(StoreCommand::Prune { references, all }) => {
             commands::store_prune(&g, &references, all)
         }
+        Command::Sign {
+            key,
+            annotations,
+            identity,
+            reference,
+        } => commands::sign_command(
+            &g,
+            &reference,
+            &commands::SignWith {
+                key,
+                annotations: annotations.into_iter().collect(),
+                identity,
+            },
+        ),
+        Command::Verify {
+            keys,
+            rules,
+            reference,
+        } => commands::verify_command(
+            &g,
+            &reference,
+            &commands::VerifyWith {
+                keys,
+                threshold: rules.threshold,
+                identity: rules.expect_identity,
+            },
+        ),
+        Command::Key(KeyCommand::Generate {
+            output_prefix,
+            allow_empty_password,
+            force,
+        }) => commands::key_generate(&output_prefix, allow_empty_password, force),
     }
 }
 

@@ -22,7 +22,8 @@ pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_TYPE_DOCKER_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Registries refuse manifests over 4 MiB (distribution and Harbor alike).
@@ -192,7 +193,10 @@ impl FetchedManifest {
         serde_json::from_slice(&self.bytes).map_err(|e| {
             fail(
                 Kind::Integrity,
-                format!("manifest {} is not valid OCI JSON: {e}", self.descriptor.digest),
+                format!(
+                    "manifest {} is not valid OCI JSON: {e}",
+                    self.descriptor.digest
+                ),
             )
         })
     }
@@ -201,7 +205,10 @@ impl FetchedManifest {
         serde_json::from_slice(&self.bytes).map_err(|e| {
             fail(
                 Kind::Integrity,
-                format!("index {} is not valid OCI JSON: {e}", self.descriptor.digest),
+                format!(
+                    "index {} is not valid OCI JSON: {e}",
+                    self.descriptor.digest
+                ),
             )
         })
     }
@@ -220,8 +227,12 @@ pub trait Repository {
     fn fetch_manifest(&self, desc: &Descriptor) -> Result<FetchedManifest>;
 
     /// Stores manifest bytes exactly as given, optionally under a tag.
-    fn push_manifest(&self, media_type: &str, bytes: &[u8], tag: Option<&str>)
-    -> Result<Descriptor>;
+    fn push_manifest(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        tag: Option<&str>,
+    ) -> Result<Descriptor>;
 
     fn blob_exists(&self, digest: &Digest) -> Result<bool>;
 
@@ -301,7 +312,9 @@ impl<R: Read> Read for VerifyingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let remaining = self.expected.size.saturating_sub(self.seen);
         // One byte more than allowed, so an over-long stream is noticed.
-        let limit = buf.len().min(usize::try_from(remaining + 1).unwrap_or(usize::MAX));
+        let limit = buf
+            .len()
+            .min(usize::try_from(remaining + 1).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..limit])?;
         self.seen += n as u64;
         if self.seen > self.expected.size {
@@ -371,7 +384,9 @@ impl Reference {
             .split_once('/')
             .ok_or_else(|| bad("no registry host"))?;
         if !(host.contains('.') || host.contains(':') || host == "localhost") {
-            return Err(bad("the first part must be a registry host (with a dot or a port, or localhost)"));
+            return Err(bad(
+                "the first part must be a registry host (with a dot or a port, or localhost)",
+            ));
         }
         if repository.is_empty()
             || !repository.split('/').all(|c| {
@@ -381,7 +396,9 @@ impl Reference {
                     })
             })
         {
-            return Err(bad("repository names are lower-case letters, digits, '.', '_', '-' and '/'"));
+            return Err(bad(
+                "repository names are lower-case letters, digits, '.', '_', '-' and '/'",
+            ));
         }
         let reference = reference.unwrap_or(DEFAULT_TAG);
         if let Some(d) = reference.strip_prefix('@') {

@@ -62,7 +62,10 @@ impl Layout {
             )
         })?;
         let v: serde_json::Value = serde_json::from_slice(&content).map_err(|e| {
-            fail(Kind::Integrity, format!("{}: invalid JSON: {e}", marker.display()))
+            fail(
+                Kind::Integrity,
+                format!("{}: invalid JSON: {e}", marker.display()),
+            )
         })?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(fail(
@@ -88,8 +91,12 @@ impl Layout {
     pub fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| fail(Kind::Integrity, format!("{}: invalid index: {e}", path.display())))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            fail(
+                Kind::Integrity,
+                format!("{}: invalid index: {e}", path.display()),
+            )
+        })
     }
 
     fn write_index(&self, index: &Index) -> Result<()> {
@@ -157,9 +164,9 @@ impl Layout {
         let mut removed = false;
         self.update_index(|index| {
             let before = index.manifests.len();
-            index
-                .manifests
-                .retain(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(name));
+            index.manifests.retain(|d| {
+                d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(name)
+            });
             removed = index.manifests.len() != before;
         })?;
         Ok(removed)
@@ -180,12 +187,18 @@ impl Layout {
             // Walk anything that looks like a manifest or index.
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 for key in ["config", "subject"] {
-                    if let Some(d) = v.get(key).and_then(|d| serde_json::from_value::<Descriptor>(d.clone()).ok()) {
+                    if let Some(d) = v
+                        .get(key)
+                        .and_then(|d| serde_json::from_value::<Descriptor>(d.clone()).ok())
+                    {
                         stack.push(d);
                     }
                 }
                 for key in ["layers", "manifests"] {
-                    if let Some(list) = v.get(key).and_then(|l| serde_json::from_value::<Vec<Descriptor>>(l.clone()).ok()) {
+                    if let Some(list) = v
+                        .get(key)
+                        .and_then(|l| serde_json::from_value::<Vec<Descriptor>>(l.clone()).ok())
+                    {
                         stack.extend(list);
                     }
                 }
@@ -242,7 +255,10 @@ impl Layout {
             manifests: Option<serde_json::Value>,
         }
         let sniff: Sniff = serde_json::from_slice(&bytes).map_err(|e| {
-            fail(Kind::Integrity, format!("{digest} in {} is not a manifest: {e}", self.location()))
+            fail(
+                Kind::Integrity,
+                format!("{digest} in {} is not a manifest: {e}", self.location()),
+            )
         })?;
         let media_type = sniff.media_type.unwrap_or_else(|| {
             if sniff.manifests.is_some() {
@@ -251,7 +267,11 @@ impl Layout {
                 oci::MEDIA_TYPE_MANIFEST.to_string()
             }
         });
-        Ok(Descriptor::new(media_type, digest.clone(), bytes.len() as u64))
+        Ok(Descriptor::new(
+            media_type,
+            digest.clone(),
+            bytes.len() as u64,
+        ))
     }
 }
 
@@ -332,20 +352,32 @@ impl Repository for Layout {
         if desc.size > oci::MAX_MANIFEST_BYTES as u64 {
             return Err(fail(
                 Kind::Integrity,
-                format!("manifest {} claims {} bytes, over the 4 MiB limit", desc.digest, desc.size),
+                format!(
+                    "manifest {} claims {} bytes, over the 4 MiB limit",
+                    desc.digest, desc.size
+                ),
             ));
         }
         let mut bytes = Vec::with_capacity(desc.size as usize);
         self.fetch_blob(desc)?
             .read_to_end(&mut bytes)
-            .map_err(|e| oci::classify_io(e, || format!("reading manifest {} from {}", desc.digest, self.location())))?;
+            .map_err(|e| {
+                oci::classify_io(e, || {
+                    format!("reading manifest {} from {}", desc.digest, self.location())
+                })
+            })?;
         Ok(FetchedManifest {
             descriptor: desc.clone(),
             bytes,
         })
     }
 
-    fn push_manifest(&self, media_type: &str, bytes: &[u8], tag: Option<&str>) -> Result<Descriptor> {
+    fn push_manifest(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        tag: Option<&str>,
+    ) -> Result<Descriptor> {
         let desc = Descriptor::for_bytes(media_type, bytes);
         if !self.blob_exists(&desc.digest)? {
             self.push_blob(&desc, &mut &bytes[..])?;
@@ -388,7 +420,11 @@ impl Repository for Layout {
             }
         })?;
         let what = format!("blob {} in {}", desc.digest, self.location());
-        Ok(Box::new(VerifyingReader::new(io::BufReader::with_capacity(1 << 20, file), desc, what)))
+        Ok(Box::new(VerifyingReader::new(
+            io::BufReader::with_capacity(1 << 20, file),
+            desc,
+            what,
+        )))
     }
 
     fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
@@ -400,7 +436,9 @@ impl Repository for Layout {
         let what = format!("blob {}", desc.digest);
         let mut verifying = VerifyingReader::new(content, desc, what);
         io::copy(&mut verifying, tmp.as_file_mut()).map_err(|e| {
-            oci::classify_io(e, || format!("storing blob {} in {}", desc.digest, self.location()))
+            oci::classify_io(e, || {
+                format!("storing blob {} in {}", desc.digest, self.location())
+            })
         })?;
         let target = self.blob_path(&desc.digest);
         tmp.persist(&target)
@@ -448,9 +486,14 @@ mod tests {
         assert!(!l.blob_exists(&bad.digest).unwrap());
 
         let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"layers":[]}"#;
-        let md = l.push_manifest(oci::MEDIA_TYPE_MANIFEST, m, Some("v1")).unwrap();
+        let md = l
+            .push_manifest(oci::MEDIA_TYPE_MANIFEST, m, Some("v1"))
+            .unwrap();
         assert_eq!(l.resolve("v1").unwrap().digest, md.digest);
-        assert_eq!(l.resolve(md.digest.as_str()).unwrap().media_type, oci::MEDIA_TYPE_MANIFEST);
+        assert_eq!(
+            l.resolve(md.digest.as_str()).unwrap().media_type,
+            oci::MEDIA_TYPE_MANIFEST
+        );
         assert_eq!(l.fetch_manifest(&md).unwrap().bytes, m);
         assert_eq!(l.list_tags().unwrap(), vec!["v1".to_string()]);
 
@@ -469,7 +512,11 @@ mod tests {
         let desc = Descriptor::for_bytes("x", data);
         l.push_blob(&desc, &mut &data[..]).unwrap();
         fs::write(l.blob_path(&desc.digest), b"tampered").unwrap();
-        let e = l.fetch_blob(&desc).unwrap().read_to_end(&mut Vec::new()).unwrap_err();
+        let e = l
+            .fetch_blob(&desc)
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
         assert!(oci::io_error_is_integrity(&e));
     }
 }

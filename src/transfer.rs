@@ -58,10 +58,21 @@ pub fn copy(
     progress.start_bytes("sending", to_send);
     for blob in &missing {
         let mut reader = src.fetch_blob(blob)?;
-        dst.push_blob(blob, &mut ProgressReader { inner: &mut reader, progress })
-            .with_context(|| {
-                format!("copying blob {} from {} to {}", blob.digest, src.location(), dst.location())
-            })?;
+        dst.push_blob(
+            blob,
+            &mut ProgressReader {
+                inner: &mut reader,
+                progress,
+            },
+        )
+        .with_context(|| {
+            format!(
+                "copying blob {} from {} to {}",
+                blob.digest,
+                src.location(),
+                dst.location()
+            )
+        })?;
         stats.blobs_sent += 1;
         stats.bytes_sent += blob.size;
     }
@@ -71,7 +82,13 @@ pub fn copy(
     for (i, m) in manifests.iter().enumerate().rev() {
         let tag = if i == 0 { tag } else { None };
         dst.push_manifest(&m.descriptor.media_type, &m.bytes, tag)
-            .with_context(|| format!("pushing manifest {} to {}", m.descriptor.digest, dst.location()))?;
+            .with_context(|| {
+                format!(
+                    "pushing manifest {} to {}",
+                    m.descriptor.digest,
+                    dst.location()
+                )
+            })?;
         stats.manifests += 1;
     }
     Ok(stats)
@@ -86,7 +103,11 @@ fn collect(
     if depth > 4 {
         return Err(fail(
             Kind::Integrity,
-            format!("indexes nested too deep at {} in {}", desc.digest, src.location()),
+            format!(
+                "indexes nested too deep at {} in {}",
+                desc.digest,
+                src.location()
+            ),
         ));
     }
     let fetched = src.fetch_manifest(desc)?;

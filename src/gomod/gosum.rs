@@ -107,11 +107,18 @@ mod tests {
         let e = s
             .check("example.com/a", "v1.0.0", SumKind::Zip, "h1:XXX=")
             .unwrap_err();
-        assert!(e.to_string().contains("checksum mismatch for example.com/a v1.0.0"));
+        assert!(
+            e.to_string()
+                .contains("checksum mismatch for example.com/a v1.0.0")
+        );
         let e = s
             .check("example.com/b", "v1.0.0", SumKind::GoMod, "h1:BBB=")
             .unwrap_err();
-        assert!(e.to_string().contains("no line for example.com/b v1.0.0/go.mod"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no line for example.com/b v1.0.0/go.mod"),
+            "{e}"
+        );
         assert!(s.parse_into("bad line\n", "x").is_err());
     }
 }

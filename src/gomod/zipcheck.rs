@@ -90,10 +90,15 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
         let name = rel.strip_suffix('/').unwrap_or(&rel).to_string();
         let name = name.as_str();
         check_file_path(name).map_err(|why| refuse(&full, why))?;
-        collisions.check(name, is_dir).map_err(|why| refuse(&full, why))?;
+        collisions
+            .check(name, is_dir)
+            .map_err(|why| refuse(&full, why))?;
         if is_dir || file_type == 0o040000 {
             if !is_dir {
-                return Err(refuse(&full, "directory entry without a trailing slash".into()));
+                return Err(refuse(
+                    &full,
+                    "directory entry without a trailing slash".into(),
+                ));
             }
             // Hash1 lists every zip entry, directories included.
             hashed.push((full, Sha256::digest(b"").into()));
@@ -102,7 +107,10 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
         let base = name.rsplit('/').next().unwrap_or(name);
         if base.eq_ignore_ascii_case("go.mod") {
             if base != name {
-                return Err(refuse(&full, "go.mod file not in module root directory".into()));
+                return Err(refuse(
+                    &full,
+                    "go.mod file not in module root directory".into(),
+                ));
             }
             if name != "go.mod" {
                 return Err(refuse(&full, "file is not named go.mod".into()));
@@ -138,7 +146,14 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
         if n != declared {
             return Err(refuse(
                 &full,
-                format!("declares {declared} bytes but holds {}", if n > declared { "more".to_string() } else { n.to_string() }),
+                format!(
+                    "declares {declared} bytes but holds {}",
+                    if n > declared {
+                        "more".to_string()
+                    } else {
+                        n.to_string()
+                    }
+                ),
             ));
         }
         hashed.push((full, hasher.finalize().into()));
@@ -167,7 +182,9 @@ pub fn check_file_path(name: &str) -> std::result::Result<(), String> {
     }
     for elem in name.split('/') {
         if elem.chars().all(|c| c == '.') {
-            return Err(format!("path element {elem:?} is not allowed (unclean path)"));
+            return Err(format!(
+                "path element {elem:?} is not allowed (unclean path)"
+            ));
         }
         if elem.ends_with('.') {
             return Err("trailing dot in path element".into());
@@ -185,11 +202,12 @@ pub fn check_file_path(name: &str) -> std::result::Result<(), String> {
         let short = elem.split('.').next().unwrap_or(elem);
         const WINDOWS: [&str; 22] = [
             "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
-            "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
-            "LPT9",
+            "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
         ];
         if WINDOWS.iter().any(|w| w.eq_ignore_ascii_case(short)) {
-            return Err(format!("{short:?} is disallowed as a path element on Windows"));
+            return Err(format!(
+                "{short:?} is disallowed as a path element on Windows"
+            ));
         }
     }
     Ok(())

@@ -1,0 +1,258 @@
+//! Where signatures live, as cosign stores them: the `sha256-<hex>.sig` tag
+//! in the signed artifact's own repository, an OCI image manifest with one
+//! simple-signing layer per signature, the DER signature in the layer's
+//! `dev.cosignproject.cosign/signature` annotation. Signing appends a layer.
+//!
+//! Verification is offline and key based: no transparency log, no
+//! certificate authority. A signature counts only if its payload names the
+//! very manifest digest being verified and the repository it was found in.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use serde::Serialize;
+
+use super::keys::{SigningKey, VerifyingKey};
+use super::payload::{
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, parse_payload, signature_tag,
+    simple_signing_payload,
+};
+use crate::error::{Kind, fail};
+use crate::oci::{self, Descriptor, Manifest, Repository};
+
+/// Payloads are a few hundred bytes; refuse anything that is not.
+const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+const IMAGE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+
+/// Signs `target` (a manifest or index in `repo`) and stores the signature
+/// next to it, appending to signatures already there. `identity` is the
+/// `docker-reference` the payload names (registry/repository).
+pub fn sign(
+    repo: &dyn Repository,
+    identity: &str,
+    target: &Descriptor,
+    key: &SigningKey,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Descriptor> {
+    let payload = simple_signing_payload(identity, &target.digest, annotations);
+    let signature = key.sign(&payload);
+    let mut layer = Descriptor::for_bytes(SIMPLE_SIGNING_MEDIA_TYPE, &payload);
+    layer.annotations.insert(
+        SIGNATURE_ANNOTATION.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(&signature),
+    );
+
+    let tag = signature_tag(&target.digest);
+    let mut layers = match existing_signatures(repo, &tag)? {
+        Some(m) => m.layers,
+        None => Vec::new(),
+    };
+    layers.push(layer.clone());
+
+    if !repo.blob_exists(&layer.digest)? {
+        repo.push_blob(&layer, &mut &payload[..])?;
+    }
+    // A plain image config listing the layers, as cosign's (go-containerregistry)
+    // has: tools that show images (Harbor) can read it; nothing else depends on it.
+    let config = serde_json::json!({
+        "architecture": "",
+        "config": {},
+        "os": "",
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+        },
+    });
+    let config_bytes = oci::to_canonical_json(&config);
+    let config_desc = Descriptor::for_bytes(IMAGE_CONFIG_MEDIA_TYPE, &config_bytes);
+    if !repo.blob_exists(&config_desc.digest)? {
+        repo.push_blob(&config_desc, &mut &config_bytes[..])?;
+    }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_MANIFEST.to_string()),
+        artifact_type: None,
+        config: config_desc,
+        layers,
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    repo.push_manifest(
+        oci::MEDIA_TYPE_MANIFEST,
+        &oci::to_canonical_json(&manifest),
+        Some(&tag),
+    )
+    .with_context(|| {
+        format!(
+            "storing the signature under tag {tag} in {}",
+            repo.location()
+        )
+    })
+}
+
+fn existing_signatures(repo: &dyn Repository, tag: &str) -> Result<Option<Manifest>> {
+    let desc = match repo.resolve(tag) {
+        Ok(d) => d,
+        Err(e) if crate::error::kind_of(&e) == Some(Kind::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(repo.fetch_manifest(&desc)?.manifest()?))
+}
+
+/// What verification must hold to.
+pub struct VerifyPolicy<'a> {
+    /// Keys with a label for messages (usually the file name).
+    pub keys: &'a [(String, VerifyingKey)],
+    /// How many distinct keys must have signed.
+    pub threshold: usize,
+    /// The repository path (without registry host) the payload must name;
+    /// `None` skips the identity check.
+    pub repository: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub digest: String,
+    /// Labels of the keys that signed.
+    pub signed_by: Vec<String>,
+    pub signatures_found: usize,
+    /// Why each signature that did not count was rejected.
+    pub rejected: Vec<String>,
+}
+
+/// Repository path of a `docker-reference` (`host/team/mods` -> `team/mods`).
+pub fn repository_path(docker_reference: &str) -> &str {
+    match docker_reference.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            rest
+        }
+        _ => docker_reference,
+    }
+}
+
+/// Verifies signatures over `target` found in `repo`. Fetches one manifest
+/// and each (small) payload blob; nothing else.
+pub fn verify(
+    repo: &dyn Repository,
+    target: &Descriptor,
+    policy: &VerifyPolicy,
+) -> Result<VerifyReport> {
+    let tag = signature_tag(&target.digest);
+    let tried = || {
+        policy
+            .keys
+            .iter()
+            .map(|(label, k)| format!("{label} ({})", k.fingerprint()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let manifest = existing_signatures(repo, &tag)?.ok_or_else(|| {
+        fail(
+            Kind::Integrity,
+            format!(
+                "{}@{} is not signed: no signature tag {tag} there. Keys tried: {}",
+                repo.location(),
+                target.digest,
+                tried()
+            ),
+        )
+    })?;
+
+    let mut signed_by: Vec<String> = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        let n = i + 1;
+        if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+            rejected.push(format!(
+                "signature {n}: layer media type {}",
+                layer.media_type
+            ));
+            continue;
+        }
+        let Some(sig_b64) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
+            rejected.push(format!(
+                "signature {n}: no {SIGNATURE_ANNOTATION} annotation"
+            ));
+            continue;
+        };
+        let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(sig_b64.trim()) else {
+            rejected.push(format!("signature {n}: annotation is not base64"));
+            continue;
+        };
+        if layer.size > MAX_PAYLOAD_BYTES {
+            rejected.push(format!(
+                "signature {n}: payload of {} bytes is too large",
+                layer.size
+            ));
+            continue;
+        }
+        let mut payload = Vec::new();
+        repo.fetch_blob(layer)?
+            .read_to_end(&mut payload)
+            .map_err(|e| {
+                oci::classify_io(e, || format!("reading signature payload {}", layer.digest))
+            })?;
+        let Some((label, _)) = policy
+            .keys
+            .iter()
+            .find(|(_, k)| k.verify(&payload, &signature))
+        else {
+            rejected.push(format!("signature {n}: not made by any of the keys tried"));
+            continue;
+        };
+        let parsed = match parse_payload(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                rejected.push(format!("signature {n} (by {label}): bad payload: {e}"));
+                continue;
+            }
+        };
+        if parsed.manifest_digest != target.digest.as_str() {
+            rejected.push(format!(
+                "signature {n} (by {label}): signs another manifest, {}",
+                parsed.manifest_digest
+            ));
+            continue;
+        }
+        if let Some(want) = policy.repository
+            && repository_path(&parsed.docker_reference) != want
+        {
+            rejected.push(format!(
+                "signature {n} (by {label}): made for repository {:?}, not {want:?} (pass --identity to accept it)",
+                parsed.docker_reference
+            ));
+            continue;
+        }
+        if !signed_by.contains(label) {
+            signed_by.push(label.clone());
+        }
+    }
+    let report = VerifyReport {
+        digest: target.digest.to_string(),
+        signed_by,
+        signatures_found: manifest.layers.len(),
+        rejected,
+    };
+    if report.signed_by.len() < policy.threshold.max(1) {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "no valid signature for {}@{}: {} of {} required keys signed. Keys tried: {}. Found {} signature(s){}",
+                repo.location(),
+                target.digest,
+                report.signed_by.len(),
+                policy.threshold.max(1),
+                tried(),
+                report.signatures_found,
+                if report.rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n  {}", report.rejected.join("\n  "))
+                }
+            ),
+        ));
+    }
+    Ok(report)
+}
