@@ -131,6 +131,7 @@ pub struct PackReport {
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     let dest = Reference::parse(&args.dest)?;
+    let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
     let progress = g.progress();
     let store = g.open_store()?;
     let source = match &args.from_cache {
@@ -198,8 +199,8 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
 
     let target = g.open(&dest, true)?;
     let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
-    let signature = match &args.sign {
-        Some(with) => Some(sign_at(target.as_ref(), &dest, &top, with)?),
+    let signature = match &signer {
+        Some(signer) => Some(sign_at(target.as_ref(), &dest, &top, signer)?),
         None => None,
     };
     let report = PackReport {
@@ -250,6 +251,7 @@ pub fn push(
 ) -> Result<(Outcome, Descriptor)> {
     let src_ref = Reference::parse(src)?;
     let dest_ref = Reference::parse(dest)?;
+    let signer = sign_with.map(SignWith::load).transpose()?;
     let from = g.open(&src_ref, false)?;
     let to = g.open(&dest_ref, true)?;
     let top = from.resolve(src_ref.tag_or_digest())?;
@@ -264,8 +266,8 @@ pub fn push(
         Err(e) if crate::error::kind_of(&e) == Some(Kind::NotFound) => false,
         Err(e) => return Err(e),
     };
-    let signature = match sign_with {
-        Some(with) => Some(sign_at(to.as_ref(), &dest_ref, &top, with)?),
+    let signature = match &signer {
+        Some(signer) => Some(sign_at(to.as_ref(), &dest_ref, &top, signer)?),
         None => None,
     };
     let report = PushReport {
@@ -682,9 +684,21 @@ fn default_identity(r: &Reference) -> String {
     }
 }
 
-fn read_signing_key(path: &std::path::Path) -> Result<sign::SigningKey> {
-    let password = sign::password_from_env_or_prompt(false, true)?;
-    sign::read_private_key_file(path, &password)
+impl SignWith {
+    /// Reads and decrypts the key first, so a wrong password fails before
+    /// any work is done or anything is pushed.
+    fn load(&self) -> Result<Signer<'_>> {
+        let password = sign::password_from_env_or_prompt(false, true)?;
+        Ok(Signer {
+            key: sign::read_private_key_file(&self.key, &password)?,
+            with: self,
+        })
+    }
+}
+
+struct Signer<'a> {
+    key: sign::SigningKey,
+    with: &'a SignWith,
 }
 
 #[derive(Serialize)]
@@ -700,14 +714,14 @@ fn sign_at(
     repo: &dyn Repository,
     reference: &Reference,
     target: &Descriptor,
-    with: &SignWith,
+    signer: &Signer,
 ) -> Result<SignReport> {
-    let key = read_signing_key(&with.key)?;
-    let identity = with
+    let identity = signer
+        .with
         .identity
         .clone()
         .unwrap_or_else(|| default_identity(reference));
-    let sig = sign::storage::sign(repo, &identity, target, &key, &with.annotations)?;
+    let sig = sign::storage::sign(repo, &identity, target, &signer.key, &signer.with.annotations)?;
     Ok(SignReport {
         reference: reference.to_string(),
         digest: target.digest.to_string(),
@@ -734,8 +748,9 @@ fn describe_signature(r: &SignReport) -> String {
 pub fn sign_command(g: &Global, reference: &str, with: &SignWith) -> Result<Outcome> {
     let r = Reference::parse(reference)?;
     let repo = g.open(&r, false)?;
+    let signer = with.load()?;
     let target = repo.resolve(r.tag_or_digest())?;
-    let report = sign_at(repo.as_ref(), &r, &target, with)?;
+    let report = sign_at(repo.as_ref(), &r, &target, &signer)?;
     Ok(Outcome::ok(describe_signature(&report), &report))
 }
 

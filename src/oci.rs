@@ -245,6 +245,17 @@ pub trait Repository {
 
     /// Lists tags; used to find signatures. Empty when there are none.
     fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// `(host, repository)` when this is a registry repository.
+    fn registry_name(&self) -> Option<(String, String)> {
+        None
+    }
+
+    /// Links a blob from another repository of the same registry without
+    /// sending it (cross-repository mount). `Ok(false)`: not mounted, push it.
+    fn mount_blob_from(&self, _digest: &Digest, _from_repository: &str) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Wraps a reader and checks, at end of stream, that exactly `size` bytes with

@@ -843,6 +843,14 @@ impl RegistryRepository {
 }
 
 impl Repository for RegistryRepository {
+    fn registry_name(&self) -> Option<(String, String)> {
+        Some((self.host.clone(), self.repository.clone()))
+    }
+
+    fn mount_blob_from(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
+        self.mount_blob(digest, from_repository)
+    }
+
     fn location(&self) -> String {
         format!("{}/{}", self.host, self.repository)
     }

@@ -17,6 +17,7 @@ use crate::progress::Progress;
 pub struct CopyStats {
     pub blobs: usize,
     pub blobs_sent: usize,
+    pub blobs_mounted: usize,
     pub bytes_total: u64,
     pub bytes_sent: u64,
     pub manifests: usize,
@@ -54,6 +55,21 @@ pub fn copy(
         }
     }
 
+    // Same registry, other repository: mount instead of sending (Harbor
+    // projects, distribution repositories).
+    if let (Some((src_host, src_repo)), Some((dst_host, _))) = (src.registry_name(), dst.registry_name())
+        && src_host == dst_host
+    {
+        let mut still_missing = Vec::with_capacity(missing.len());
+        for blob in missing {
+            if dst.mount_blob_from(&blob.digest, &src_repo)? {
+                stats.blobs_mounted += 1;
+            } else {
+                still_missing.push(blob);
+            }
+        }
+        missing = still_missing;
+    }
     let to_send: u64 = missing.iter().map(|b| b.size).sum();
     progress.start_bytes("sending", to_send);
     for blob in &missing {

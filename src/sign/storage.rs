@@ -220,7 +220,7 @@ pub fn verify(
             && repository_path(&parsed.docker_reference) != want
         {
             rejected.push(format!(
-                "signature {n} (by {label}): made for repository {:?}, not {want:?} (pass --identity to accept it)",
+                "signature {n} (by {label}): made for repository {:?}, not {want:?} (pass --expect-identity to accept it)",
                 parsed.docker_reference
             ));
             continue;
