@@ -281,6 +281,8 @@ pub fn push_built(
 pub struct BundlePart {
     pub manifest: FetchedManifest,
     pub config_descriptor: Descriptor,
+    /// The config blob's exact bytes (already digest-checked).
+    pub config_bytes: Vec<u8>,
     pub config: ModulesConfig,
 }
 
@@ -294,6 +296,21 @@ pub struct Bundle {
 impl Bundle {
     pub fn modules(&self) -> impl Iterator<Item = &ModuleEntry> {
         self.parts.iter().flat_map(|p| p.config.modules.iter())
+    }
+
+    /// Stores the bundle's configs and manifests (already fetched and
+    /// checked) in `repo`, tagging the top; the layers must be there.
+    pub fn store_in(&self, repo: &dyn Repository, tag: Option<&str>) -> Result<()> {
+        for part in &self.parts {
+            if !repo.blob_exists(&part.config_descriptor.digest)? {
+                repo.push_blob(&part.config_descriptor, &mut &part.config_bytes[..])?;
+            }
+            if part.manifest.descriptor.digest != self.top.descriptor.digest {
+                repo.push_manifest(&part.manifest.descriptor.media_type, &part.manifest.bytes, None)?;
+            }
+        }
+        repo.push_manifest(&self.top.descriptor.media_type, &self.top.bytes, tag)?;
+        Ok(())
     }
 }
 
@@ -441,6 +458,7 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
     Ok(BundlePart {
         manifest: fetched,
         config_descriptor,
+        config_bytes: bytes,
         config,
     })
 }

@@ -355,13 +355,7 @@ pub fn pull(g: &Global, args: &PullArgs, verified: Option<&Descriptor>) -> Resul
     }
     progress.finish();
     // Record the bundle in the store so `store list` shows it and prune keeps it.
-    transfer::copy(
-        src.as_ref(),
-        &top,
-        &store,
-        Some(&src_ref.to_string()),
-        &Progress::hidden(),
-    )?;
+    bundle.store_in(&store, Some(&src_ref.to_string()))?;
 
     let items: Vec<InstallItem> = bundle
         .modules()
