@@ -1,4 +1,5 @@
-//! cosign-compatible signing: interop with the real cosign CLI and skopeo,
+//! cosign-compatible signing: interop with the real cosign CLI and with
+//! containers/image's signature policy (what skopeo and podman enforce),
 //! and every refusal ending in a clear error with nothing written.
 //!
 //! The cosign binary comes from `OCIGO_COSIGN` (scripts/test.sh builds it
@@ -52,7 +53,10 @@ fn refused(out: &Output, code: i32, needle: &str) -> String {
         "want exit {code}\nstdout:\n{}\nstderr:\n{stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "stderr lacks {needle:?}:\n{stderr}"
+    );
     stderr
 }
 
@@ -124,7 +128,14 @@ impl Setup {
         let tmp = tempfile::tempdir().unwrap();
         let s = Setup { registry, tmp };
         let src = format!("oci:{}:v1", bundle_layout().display());
-        ok(&ocigo(&s.store(), &["push", &src, &s.reference("team/mods:v1")], &[]), "push");
+        ok(
+            &ocigo(
+                &s.store(),
+                &["push", &src, &s.reference("team/mods:v1")],
+                &[],
+            ),
+            "push",
+        );
         s
     }
 
@@ -144,7 +155,12 @@ impl Setup {
     fn ocigo_key(&self, name: &str) -> (PathBuf, PathBuf) {
         let prefix = self.tmp.path().join(name);
         ok(
-            &self.run(&["key", "generate", "--output-prefix", prefix.to_str().unwrap()]),
+            &self.run(&[
+                "key",
+                "generate",
+                "--output-prefix",
+                prefix.to_str().unwrap(),
+            ]),
             "key generate",
         );
         (prefix.with_extension("key"), prefix.with_extension("pub"))
@@ -169,7 +185,14 @@ fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
     let dir = setup.tmp.path();
     let (key, public) = setup.ocigo_key("ocigo");
     let reference = setup.reference("team/mods:v1");
-    let out = setup.run(&["sign", "--key", s(&key), "-a", "release=2026.11", &reference]);
+    let out = setup.run(&[
+        "sign",
+        "--key",
+        s(&key),
+        "-a",
+        "release=2026.11",
+        &reference,
+    ]);
     ok(&out, "ocigo sign");
 
     // The real cosign accepts ocigo's signature (and sees our annotation).
@@ -191,7 +214,10 @@ fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
     assert!(stdout.contains("docker-manifest-digest"), "{stdout}");
 
     // cosign's own key pair; cosign signs (no transparency log); ocigo verifies.
-    let out = cosign_cmd(dir, &["generate-key-pair", "--output-key-prefix", "cosign-made"]);
+    let out = cosign_cmd(
+        dir,
+        &["generate-key-pair", "--output-key-prefix", "cosign-made"],
+    );
     ok(&out, "cosign generate-key-pair");
     let digest = setup.digest("team/mods", "v1").digest;
     let by_digest = format!("{}/team/mods@{digest}", setup.registry.addr);
@@ -210,10 +236,23 @@ fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
     );
     ok(&out, "cosign sign");
     let cosign_pub = dir.join("cosign-made.pub");
-    let out = setup.run(&["verify", "--json", "--key", s(&cosign_pub), "--key", s(&public), "--threshold", "2", &reference]);
+    let out = setup.run(&[
+        "verify",
+        "--json",
+        "--key",
+        s(&cosign_pub),
+        "--key",
+        s(&public),
+        "--threshold",
+        "2",
+        &reference,
+    ]);
     let report: serde_json::Value = serde_json::from_str(&ok(&out, "ocigo verify")).unwrap();
     assert_eq!(report["signed_by"].as_array().unwrap().len(), 2, "{report}");
-    assert_eq!(report["signatures_found"], 2, "cosign appended to ours: {report}");
+    assert_eq!(
+        report["signatures_found"], 2,
+        "cosign appended to ours: {report}"
+    );
 
     // Keys cross over: ocigo signs with cosign's key, cosign signs with ocigo's.
     ok(
@@ -237,7 +276,10 @@ fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
             &cross,
         ],
     );
-    ok(&out, "cosign verify of an ocigo signature made with a cosign key");
+    ok(
+        &out,
+        "cosign verify of an ocigo signature made with a cosign key",
+    );
     let out = cosign_cmd(
         dir,
         &[
@@ -258,28 +300,84 @@ fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
     );
 }
 
+/// tests/containers-policy, a small Go program doing what `skopeo copy`
+/// does before it copies: evaluate a containers-policy.json(5) against an
+/// image through github.com/containers/image (the library skopeo, podman and
+/// CRI-O use), reading cosign `.sig` tags as registries.d's
+/// `use-sigstore-attachments: true` says. Debian's skopeo has sigstore
+/// support patched out, hence this stand-in. Built once per test binary
+/// (a minute the first time: module downloads and compilation into caches
+/// under target/tmp); a failed build fails the test, with its output.
+fn containers_policy() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containers-policy");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let bin = target.join("containers-policy");
+        let partial = target.join(format!("containers-policy.{}.tmp", std::process::id()));
+        let modcache = target.join("containers-policy-modcache");
+        let mut cmd = common::go::go_command(
+            &[],
+            &dir,
+            &[
+                "build",
+                "-tags",
+                "containers_image_openpgp",
+                "-o",
+                s(&partial),
+                ".",
+            ],
+            &[
+                // go.sum is complete and checked in: nothing may change it.
+                ("GOFLAGS", "-mod=readonly -modcacherw -buildvcs=false"),
+                ("CGO_ENABLED", "0"),
+                ("GOMODCACHE", s(&modcache)),
+            ],
+        );
+        for pass in [
+            "GOPROXY",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            if let Some(v) = std::env::var_os(pass) {
+                cmd.env(pass, v);
+            }
+        }
+        let out = cmd.output().map_err(|e| format!("cannot run go: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building tests/containers-policy failed ({:?}):\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::rename(&partial, &bin)
+            .map_err(|e| format!("rename {}: {e}", partial.display()))?;
+        Ok(bin)
+    });
+    match built {
+        Ok(bin) => bin,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[test]
-fn skopeo_policy_accepts_ocigo_signature() {
+fn containers_image_policy_accepts_ocigo_signature() {
     let setup = Setup::new();
     let dir = setup.tmp.path();
     let (key, public) = setup.ocigo_key("ocigo");
+    let (_, other_public) = setup.ocigo_key("other");
     let reference = setup.reference("team/mods:v1");
-    ok(&setup.run(&["sign", "--key", s(&key), &reference]), "ocigo sign");
+    ok(
+        &setup.run(&["sign", "--key", s(&key), &reference]),
+        "ocigo sign",
+    );
 
-    let policy = dir.join("policy.json");
-    std::fs::write(
-        &policy,
-        serde_json::json!({
-            "default": [{"type": "reject"}],
-            "transports": {"docker": {(setup.registry.addr.clone()): [{
-                "type": "sigstoreSigned",
-                "keyPath": public,
-                "signedIdentity": {"type": "matchRepository"}
-            }]}}
-        })
-        .to_string(),
-    )
-    .unwrap();
     let registries_d = dir.join("registries.d");
     std::fs::create_dir_all(&registries_d).unwrap();
     std::fs::write(
@@ -290,21 +388,75 @@ fn skopeo_policy_accepts_ocigo_signature() {
         ),
     )
     .unwrap();
-    let skopeo = |reference: &str, policy: &Path| {
-        Command::new("skopeo")
-            .args(["--policy", s(policy), "--registries.d", s(&registries_d)])
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(format!("docker://{reference}"))
-            .arg(format!("oci:{}:x", dir.join(format!("copy-{}", reference.len())).display()))
-            .output()
-            .expect("skopeo is installed by scripts/test.sh (apt-get install skopeo)")
+    // Only images of this registry signed by `key`, naming `identity`.
+    let policy = |name: &str, key: &Path, identity: Option<serde_json::Value>| {
+        let mut requirement = serde_json::json!({"type": "sigstoreSigned", "keyPath": key});
+        if let Some(identity) = identity {
+            requirement["signedIdentity"] = identity;
+        }
+        let path = dir.join(name);
+        let policy = serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {(setup.registry.addr.clone()): [requirement]}}
+        });
+        std::fs::write(&path, policy.to_string()).unwrap();
+        path
     };
-    ok(&skopeo(&reference, &policy), "skopeo copy with a sigstoreSigned policy");
+    let check = |policy: &Path, reference: &str| {
+        Command::new(containers_policy())
+            .args([
+                "--policy",
+                s(policy),
+                "--registries-d",
+                s(&registries_d),
+                "--insecure",
+            ])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .expect("run containers-policy")
+    };
+    let refuses = |out: &Output, needle: &str| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "want the policy to refuse\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(needle), "want {needle:?} in:\n{stdout}");
+    };
+    let match_repository = || Some(serde_json::json!({"type": "matchRepository"}));
+    let ours = policy("policy.json", &public, match_repository());
 
-    // The same policy refuses an unsigned artifact: the check is real.
-    ok(&setup.run(&["push", &reference, &setup.reference("team/unsigned:v1")]), "push");
+    // (1) ocigo's signature satisfies a sigstoreSigned requirement.
+    let stdout = ok(
+        &check(&ours, &reference),
+        "containers-policy with a sigstoreSigned policy",
+    );
+    assert_eq!(stdout.trim(), "allowed");
+
+    // Without "signedIdentity", sigstoreSigned means matchRepoDigestOrExact,
+    // which refuses any signed docker-reference without a tag or digest,
+    // even for a pull by digest. ocigo (like cosign) signs the bare
+    // repository, `host:port/team/mods`: policies for ocigo's (and
+    // cosign's) signatures need matchRepository (or exactRepository).
+    let default_identity = policy("default-identity.json", &public, None);
+    let not_accepted = format!(
+        "Signature for identity \"{}/team/mods\" is not accepted",
+        setup.registry.addr
+    );
+    refuses(&check(&default_identity, &reference), &not_accepted);
+    let digest = setup.digest("team/mods", "v1").digest;
+    let by_digest = format!("{}/team/mods@{digest}", setup.registry.addr);
+    refuses(&check(&default_identity, &by_digest), &not_accepted);
+    ok(&check(&ours, &by_digest), "matchRepository, by digest");
+
+    // (2) Refused: a copy whose signature tag holds an unsigned manifest.
+    ok(
+        &setup.run(&["push", &reference, &setup.reference("team/unsigned:v1")]),
+        "push",
+    );
     let repo = setup.repo("team/unsigned");
-    let digest = repo.resolve("v1").unwrap().digest;
     // push copied the signature along; remove it by pointing its tag elsewhere.
     let sig_tag = ocigo::sign::signature_tag(&digest);
     let empty = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
@@ -315,8 +467,27 @@ fn skopeo_policy_accepts_ocigo_signature() {
     .unwrap();
     repo.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, empty, Some(&sig_tag))
         .unwrap();
-    let out = skopeo(&setup.reference("team/unsigned:v1"), &policy);
-    assert!(!out.status.success(), "skopeo accepted an artifact with no valid signature");
+    refuses(
+        &check(&ours, &setup.reference("team/unsigned:v1")),
+        "A signature was required, but no signature exists",
+    );
+
+    // Refused: a copy that kept its signature, which names team/mods.
+    ok(
+        &setup.run(&["push", &reference, &setup.reference("team/moved:v1")]),
+        "push",
+    );
+    refuses(
+        &check(&ours, &setup.reference("team/moved:v1")),
+        "is not accepted",
+    );
+
+    // (3) Refused: the signature is not by the policy's key.
+    let other = policy("other-key.json", &other_public, match_repository());
+    refuses(
+        &check(&other, &reference),
+        "cryptographic signature verification failed",
+    );
 }
 
 #[test]
@@ -326,7 +497,14 @@ fn signing_stores_the_same_bytes_apart_from_the_signature() {
     let (key, _) = a.ocigo_key("k");
     for s_ in [&a, &b] {
         ok(
-            &s_.run(&["sign", "--key", s(&key), "--identity", "example.com/team/mods", &s_.reference("team/mods:v1")]),
+            &s_.run(&[
+                "sign",
+                "--key",
+                s(&key),
+                "--identity",
+                "example.com/team/mods",
+                &s_.reference("team/mods:v1"),
+            ]),
             "sign",
         );
     }
@@ -342,7 +520,10 @@ fn signing_stores_the_same_bytes_apart_from_the_signature() {
     };
     let (ma, mb) = (manifest(&a), manifest(&b));
     assert_eq!(ma.layers.len(), 1);
-    assert_eq!(ma, mb, "payload, config and manifest must not vary between signings");
+    assert_eq!(
+        ma, mb,
+        "payload, config and manifest must not vary between signings"
+    );
 }
 
 #[test]
@@ -363,61 +544,153 @@ fn refusals_are_clear_and_write_nothing() {
     assert!(err.contains("other.pub"), "names the key tried: {err}");
 
     // Threshold not met.
-    let out = setup.run(&["verify", "--key", s(&public), "--key", s(&other_public), "--threshold", "2", &reference]);
+    let out = setup.run(&[
+        "verify",
+        "--key",
+        s(&public),
+        "--key",
+        s(&other_public),
+        "--threshold",
+        "2",
+        &reference,
+    ]);
     refused(&out, 3, "1 of 2 required keys signed");
 
     // Corrupted PEM and wrong password.
     let broken = dir.join("broken.pub");
-    std::fs::write(&broken, "-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n").unwrap();
-    refused(&setup.run(&["verify", "--key", s(&broken), &reference]), 2, "broken.pub");
-    let out = ocigo(&setup.store(), &["sign", "--key", s(&key), &reference], &[("COSIGN_PASSWORD", "wrong")]);
+    std::fs::write(
+        &broken,
+        "-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    refused(
+        &setup.run(&["verify", "--key", s(&broken), &reference]),
+        2,
+        "broken.pub",
+    );
+    let out = ocigo(
+        &setup.store(),
+        &["sign", "--key", s(&key), &reference],
+        &[("COSIGN_PASSWORD", "wrong")],
+    );
     refused(&out, 2, "wrong password");
 
     // Tampered payload: the layer now points at an edited payload.
-    let original = repo.fetch_manifest(&repo.resolve(&sig_tag).unwrap()).unwrap();
+    let original = repo
+        .fetch_manifest(&repo.resolve(&sig_tag).unwrap())
+        .unwrap();
     let mut m = original.manifest().unwrap();
     let mut payload = Vec::new();
     std::io::Read::read_to_end(&mut repo.fetch_blob(&m.layers[0]).unwrap(), &mut payload).unwrap();
     let edited = String::from_utf8(payload)
         .unwrap()
         .replace("\"optional\":null", "\"optional\":{\"release\":\"evil\"}");
-    let edited_desc = Descriptor::for_bytes(ocigo::sign::SIMPLE_SIGNING_MEDIA_TYPE, edited.as_bytes());
-    repo.push_blob(&edited_desc, &mut edited.as_bytes()).unwrap();
+    let edited_desc =
+        Descriptor::for_bytes(ocigo::sign::SIMPLE_SIGNING_MEDIA_TYPE, edited.as_bytes());
+    repo.push_blob(&edited_desc, &mut edited.as_bytes())
+        .unwrap();
     m.layers[0].digest = edited_desc.digest.clone();
     m.layers[0].size = edited_desc.size;
-    repo.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &ocigo::oci::to_canonical_json(&m), Some(&sig_tag))
-        .unwrap();
-    refused(&setup.run(&["verify", "--key", s(&public), &reference]), 3, "not made by any of the keys tried");
-    repo.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &original.bytes, Some(&sig_tag))
-        .unwrap();
-    ok(&setup.run(&["verify", "--key", s(&public), &reference]), "verify after restoring");
+    repo.push_manifest(
+        ocigo::oci::MEDIA_TYPE_MANIFEST,
+        &ocigo::oci::to_canonical_json(&m),
+        Some(&sig_tag),
+    )
+    .unwrap();
+    refused(
+        &setup.run(&["verify", "--key", s(&public), &reference]),
+        3,
+        "not made by any of the keys tried",
+    );
+    repo.push_manifest(
+        ocigo::oci::MEDIA_TYPE_MANIFEST,
+        &original.bytes,
+        Some(&sig_tag),
+    )
+    .unwrap();
+    ok(
+        &setup.run(&["verify", "--key", s(&public), &reference]),
+        "verify after restoring",
+    );
 
     // A valid signature over another manifest, stored under this one's tag.
-    ok(&setup.run(&["push", &reference, &setup.reference("team/two:v1")]), "push");
+    ok(
+        &setup.run(&["push", &reference, &setup.reference("team/two:v1")]),
+        "push",
+    );
     let two = setup.repo("team/two");
-    let other_target = Descriptor::for_bytes(ocigo::oci::MEDIA_TYPE_MANIFEST, b"some other manifest");
+    let other_target =
+        Descriptor::for_bytes(ocigo::oci::MEDIA_TYPE_MANIFEST, b"some other manifest");
     let signing_key = ocigo::sign::read_private_key_file(&key, PASSWORD.as_bytes()).unwrap();
-    let other_sig = ocigo::sign::storage::sign(&two, &format!("{}/team/two", setup.registry.addr), &other_target, &signing_key, &BTreeMap::new()).unwrap();
+    let other_sig = ocigo::sign::storage::sign(
+        &two,
+        &format!("{}/team/two", setup.registry.addr),
+        &other_target,
+        &signing_key,
+        &BTreeMap::new(),
+    )
+    .unwrap();
     let other_sig_bytes = two.fetch_manifest(&other_sig).unwrap().bytes;
-    two.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &other_sig_bytes, Some(&sig_tag))
-        .unwrap();
-    refused(&setup.run(&["verify", "--key", s(&public), &setup.reference("team/two:v1")]), 3, "signs another manifest");
+    two.push_manifest(
+        ocigo::oci::MEDIA_TYPE_MANIFEST,
+        &other_sig_bytes,
+        Some(&sig_tag),
+    )
+    .unwrap();
+    refused(
+        &setup.run(&[
+            "verify",
+            "--key",
+            s(&public),
+            &setup.reference("team/two:v1"),
+        ]),
+        3,
+        "signs another manifest",
+    );
 
     // The signature moved (with its artifact) to another repository.
-    ok(&setup.run(&["push", &reference, &setup.reference("team/moved:v1")]), "push");
-    let err = refused(&setup.run(&["verify", "--key", s(&public), &setup.reference("team/moved:v1")]), 3, "made for repository");
+    ok(
+        &setup.run(&["push", &reference, &setup.reference("team/moved:v1")]),
+        "push",
+    );
+    let err = refused(
+        &setup.run(&[
+            "verify",
+            "--key",
+            s(&public),
+            &setup.reference("team/moved:v1"),
+        ]),
+        3,
+        "made for repository",
+    );
     assert!(err.contains("team/mods"), "{err}");
 
     // The tag moved to a different manifest after signing: that one is unsigned.
     let other_layout = tempfile::tempdir().unwrap();
     let other = format!("oci:{}:v1", other_layout.path().display());
-    ok(&setup.run(&["push", &reference, &other]), "copy to a layout");
-    ok(&setup.run(&["sign", "--key", s(&key), &other]), "sign the layout copy");
+    ok(
+        &setup.run(&["push", &reference, &other]),
+        "copy to a layout",
+    );
+    ok(
+        &setup.run(&["sign", "--key", s(&key), &other]),
+        "sign the layout copy",
+    );
     let mut changed = repo.fetch_manifest(&target).unwrap().manifest().unwrap();
-    changed.annotations.insert("changed".into(), "after signing".into());
-    repo.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &ocigo::oci::to_canonical_json(&changed), Some("v1"))
-        .unwrap();
-    refused(&setup.run(&["verify", "--key", s(&public), &reference]), 3, "is not signed");
+    changed
+        .annotations
+        .insert("changed".into(), "after signing".into());
+    repo.push_manifest(
+        ocigo::oci::MEDIA_TYPE_MANIFEST,
+        &ocigo::oci::to_canonical_json(&changed),
+        Some("v1"),
+    )
+    .unwrap();
+    refused(
+        &setup.run(&["verify", "--key", s(&public), &reference]),
+        3,
+        "is not signed",
+    );
 
     // Pulls refuse before fetching any layer: GOMODCACHE and the store untouched.
     let gomodcache = dir.join("gomodcache");
@@ -429,31 +702,81 @@ fn refusals_are_clear_and_write_nothing() {
         all.extend_from_slice(args);
         ocigo(&store, &all, env)
     };
-    refused(&pull(&["--verify-key", s(&public), &reference], &[]), 3, "is not signed");
-    refused(&pull(&["--verify-key", s(&other_public), &setup.reference("team/two:v1")], &[]), 3, "no valid signature");
-    refused(&pull(&[&reference], &[("OCIGO_REQUIRE_SIGNATURE", "1")]), 3, "only installs signed bundles");
+    refused(
+        &pull(&["--verify-key", s(&public), &reference], &[]),
+        3,
+        "is not signed",
+    );
+    refused(
+        &pull(
+            &[
+                "--verify-key",
+                s(&other_public),
+                &setup.reference("team/two:v1"),
+            ],
+            &[],
+        ),
+        3,
+        "no valid signature",
+    );
+    refused(
+        &pull(&[&reference], &[("OCIGO_REQUIRE_SIGNATURE", "1")]),
+        3,
+        "only installs signed bundles",
+    );
     let config = dir.join("host-config.json");
-    std::fs::write(&config, format!(r#"{{"pull":{{"requireSignature":true,"verifyKeys":["{}"]}}}}"#, public.display())).unwrap();
-    refused(&pull(&[&reference], &[("OCIGO_CONFIG", s(&config))]), 3, "is not signed");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"pull":{{"requireSignature":true,"verifyKeys":["{}"]}}}}"#,
+            public.display()
+        ),
+    )
+    .unwrap();
+    refused(
+        &pull(&[&reference], &[("OCIGO_CONFIG", s(&config))]),
+        3,
+        "is not signed",
+    );
     let entries: Vec<_> = walk(&gomodcache);
-    assert_eq!(entries, vec![gomodcache.join("cache/download/marker")], "GOMODCACHE changed");
+    assert_eq!(
+        entries,
+        vec![gomodcache.join("cache/download/marker")],
+        "GOMODCACHE changed"
+    );
     let zips_in_store = walk(&store)
         .into_iter()
-        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 4096).unwrap_or(false))
+        .filter(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len() > 4096)
+                .unwrap_or(false)
+        })
         .count();
-    assert_eq!(zips_in_store, 0, "a refused pull fetched layers into the store");
+    assert_eq!(
+        zips_in_store, 0,
+        "a refused pull fetched layers into the store"
+    );
 
     // The layout copy is signed (unbound identity) and pulls with the host config.
-    let out = ocigo(&store, &["pull", "--json", "--gomodcache", s(&gomodcache), &other], &[("OCIGO_CONFIG", s(&config))]);
+    let out = ocigo(
+        &store,
+        &["pull", "--json", "--gomodcache", s(&gomodcache), &other],
+        &[("OCIGO_CONFIG", s(&config))],
+    );
     let report: serde_json::Value = serde_json::from_str(&ok(&out, "verified pull")).unwrap();
-    assert_eq!(report["signature"]["signed_by"][0], public.display().to_string());
+    assert_eq!(
+        report["signature"]["signed_by"][0],
+        public.display().to_string()
+    );
 }
 
 fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());

@@ -122,13 +122,22 @@ pub struct VerifyReport {
     pub rejected: Vec<String>,
 }
 
-/// Repository path of a `docker-reference` (`host/team/mods` -> `team/mods`).
+/// Repository path of a `docker-reference`, without registry host, tag or
+/// digest (`host:5000/team/mods:v1` -> `team/mods`).
 pub fn repository_path(docker_reference: &str) -> &str {
-    match docker_reference.split_once('/') {
+    let name = docker_reference
+        .split_once('@')
+        .map_or(docker_reference, |(n, _)| n);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[last_slash..].rfind(':') {
+        Some(i) => &name[..last_slash + i],
+        None => name,
+    };
+    match name.split_once('/') {
         Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
             rest
         }
-        _ => docker_reference,
+        _ => name,
     }
 }
 
@@ -255,4 +264,22 @@ pub fn verify(
         ));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository_path;
+
+    #[test]
+    fn repository_path_ignores_host_tag_and_digest() {
+        for (reference, want) in [
+            ("127.0.0.1:5000/team/mods", "team/mods"),
+            ("127.0.0.1:5000/team/mods:v1", "team/mods"),
+            ("harbor.corp/team/mods@sha256:abcd", "team/mods"),
+            ("localhost/x", "x"),
+            ("team/mods", "team/mods"),
+        ] {
+            assert_eq!(repository_path(reference), want, "{reference}");
+        }
+    }
 }
