@@ -101,7 +101,7 @@ pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure
     // Read go.sum before the go command runs, so what it might add cannot vouch
     // for itself, and so the user's files can be put back exactly.
     let mut sums = GoSum::default();
-    let mut originals: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+    let mut originals: Vec<Original> = Vec::new();
     let gowork = go.env_var(&project, "GOWORK")?;
     let mut sum_files: Vec<PathBuf> = mains
         .iter()
@@ -113,7 +113,11 @@ pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure
         sum_files.push(PathBuf::from(&gowork));
     }
     for f in &sum_files {
-        originals.push((f.clone(), fs::read(f).ok()));
+        originals.push(Original {
+            path: f.clone(),
+            bytes: fs::read(f).ok(),
+            permissions: fs::metadata(f).ok().map(|m| m.permissions()),
+        });
         if f.extension().is_some_and(|e| e == "sum") {
             sums.read_file(f)?;
         }
@@ -161,17 +165,36 @@ pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure
     })
 }
 
+/// A user's file as it was before the go command ran (`None`: absent).
+struct Original {
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+    permissions: Option<fs::Permissions>,
+}
+
 /// Puts the user's go.mod/go.sum/go.work files back if the go command
-/// changed them.
-struct Restore(Vec<(PathBuf, Option<Vec<u8>>)>);
+/// changed them: the same bytes and the same permissions.
+struct Restore(Vec<Original>);
 
 impl Restore {
     fn put_back(&self) -> Result<()> {
-        for (path, original) in &self.0 {
+        for Original {
+            path,
+            bytes: original,
+            permissions,
+        } in &self.0
+        {
             let now = fs::read(path).ok();
             if now != *original {
                 match original {
-                    Some(bytes) => crate::store::write_atomic(path, bytes)?,
+                    Some(bytes) => {
+                        crate::store::write_atomic(path, bytes)?;
+                        if let Some(p) = permissions {
+                            fs::set_permissions(path, p.clone()).with_context(|| {
+                                format!("restoring the permissions of {}", path.display())
+                            })?;
+                        }
+                    }
                     None => fs::remove_file(path).with_context(|| {
                         format!("removing {} that the go command created", path.display())
                     })?,
@@ -263,7 +286,7 @@ impl GoRunner {
                 .map(|(k, v)| format!("{k}={v} "))
                 .collect::<String>();
             return Err(fail(
-                Kind::NotFound,
+                go_failure_kind(&stderr),
                 format!(
                     "`{extra_env}go {}` failed in {}:\n{}{}",
                     args.join(" "),
@@ -283,6 +306,22 @@ impl GoRunner {
     fn env_var(&self, dir: &Path, name: &str) -> Result<String> {
         let out = self.output(dir, &["env", name], &[])?;
         Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+}
+
+/// The class of a failed go command: its own verification failures (a
+/// go.sum line missing or different, a checksum database mismatch) are
+/// integrity failures; anything else means something could not be found.
+fn go_failure_kind(stderr: &str) -> Kind {
+    const INTEGRITY: [&str; 3] = [
+        "missing go.sum entry",
+        "checksum mismatch",
+        "SECURITY ERROR",
+    ];
+    if INTEGRITY.iter().any(|s| stderr.contains(s)) {
+        Kind::Integrity
+    } else {
+        Kind::NotFound
     }
 }
 

@@ -90,7 +90,18 @@ pub fn install(cache: &Path, items: &[InstallItem], progress: &Progress) -> Resu
     progress.start("installing", needed as u64);
     for ((mv, paths, state), item) in plan.into_iter().zip(items) {
         match state {
-            State::Present => report.already_present += 1,
+            State::Present => {
+                // The go command writes caches with a `.mod` but no `.info`
+                // for go.mod-only modules; adding the bundle's `.info` (never
+                // replacing one) lets `go list -m all` work offline.
+                if let Some(info) = &item.entry.info
+                    && !paths.file("info").exists()
+                {
+                    write_file_atomic(&paths.file("info"), &mut info.as_bytes())
+                        .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?;
+                }
+                report.already_present += 1
+            }
             State::Conflict(why) => report.conflicts.push(format!("{mv}: {why}")),
             State::Needed => {
                 install_one(&mv, &paths, item)
@@ -205,41 +216,49 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
     fs::create_dir_all(&paths.download_dir)
         .with_context(|| format!("creating {}", paths.download_dir.display()))?;
     remove_leftovers(paths)?;
-    if !paths.file("mod").exists() {
-        write_file_atomic(&paths.file("mod"), &mut entry.go_mod.as_bytes())?;
-    }
+    // The commit marker is written last and nothing after it: `.ziphash` for
+    // a module with a zip, the `.mod` file for a go.mod-only one. A run
+    // killed before it leaves a module the next run sees as needed and
+    // redoes; so `.info` and `list` (which must name the version) come first.
     if let Some(info) = &entry.info
         && !paths.file("info").exists()
     {
         write_file_atomic(&paths.file("info"), &mut info.as_bytes())?;
     }
-    if let (Some(zip), Some(blob)) = (&entry.zip, &item.zip_blob) {
-        let mut src = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
-        write_file_atomic(&paths.file("zip"), &mut src)?;
-
-        let parent = paths.tree.parent().expect("tree has a parent");
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        let base = paths
-            .tree
-            .file_name()
-            .expect("named")
-            .to_string_lossy()
-            .to_string();
-        // The go command removes `<dir>.tmp-*` itself; use the same prefix.
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{base}.tmp-"))
-            .tempdir_in(parent)
-            .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-        extract(blob, mv, tmp.path())?;
-        make_read_only(tmp.path())?;
-        let tmp_path = tmp.keep();
-        fs::rename(&tmp_path, &paths.tree).with_context(|| {
-            format!("moving {} to {}", tmp_path.display(), paths.tree.display())
-        })?;
-        let _ = fs::remove_file(paths.file("partial"));
-        write_file_atomic(&paths.file("ziphash"), &mut zip.hash.as_bytes())?;
+    let (Some(zip), Some(blob)) = (&entry.zip, &item.zip_blob) else {
+        rewrite_list(&paths.download_dir, Some(&mv.version))?;
+        if !paths.file("mod").exists() {
+            write_file_atomic(&paths.file("mod"), &mut entry.go_mod.as_bytes())?;
+        }
+        return Ok(());
+    };
+    if !paths.file("mod").exists() {
+        write_file_atomic(&paths.file("mod"), &mut entry.go_mod.as_bytes())?;
     }
-    rewrite_list(&paths.download_dir)
+    let mut src = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+    write_file_atomic(&paths.file("zip"), &mut src)?;
+
+    let parent = paths.tree.parent().expect("tree has a parent");
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let base = paths
+        .tree
+        .file_name()
+        .expect("named")
+        .to_string_lossy()
+        .to_string();
+    // The go command removes `<dir>.tmp-*` itself; use the same prefix.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{base}.tmp-"))
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    extract(blob, mv, tmp.path())?;
+    make_read_only(tmp.path())?;
+    let tmp_path = tmp.keep();
+    fs::rename(&tmp_path, &paths.tree)
+        .with_context(|| format!("moving {} to {}", tmp_path.display(), paths.tree.display()))?;
+    let _ = fs::remove_file(paths.file("partial"));
+    rewrite_list(&paths.download_dir, Some(&mv.version))?;
+    write_file_atomic(&paths.file("ziphash"), &mut zip.hash.as_bytes())
 }
 
 /// Removes what an interrupted install (ours or the go command's) left:
@@ -265,7 +284,9 @@ fn remove_leftovers(paths: &Paths) -> Result<()> {
             }
         }
     }
-    if paths.tree.exists() && !paths.file("ziphash").exists() {
+    // A tree with no `.ziphash`, or with the go command's `.partial` beside
+    // it, is incomplete: the go command removes and re-extracts it too.
+    if paths.tree.exists() && (!paths.file("ziphash").exists() || paths.file("partial").exists()) {
         remove_tree(&paths.tree)?;
     }
     Ok(())
@@ -372,17 +393,20 @@ fn make_read_only(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `list` holds every version with a `.mod` file, semver-sorted, as the go
-/// command's `rewriteVersionList` writes it.
-fn rewrite_list(download_dir: &Path) -> Result<()> {
-    let mut versions = Vec::new();
+/// `list` holds every version with a `.mod` file (and `also`, whose `.mod`
+/// is about to be written), unescaped and semver-sorted, as the go command's
+/// `rewriteVersionList` writes it.
+fn rewrite_list(download_dir: &Path, also: Option<&str>) -> Result<()> {
+    let mut versions: Vec<String> = also.map(str::to_string).into_iter().collect();
     for entry in fs::read_dir(download_dir)? {
         let name = entry?.file_name().to_string_lossy().to_string();
         if let Some(v) = name.strip_suffix(".mod")
             && !v.is_empty()
             && !name.starts_with('.')
+            && let Ok(v) = gomod::unescape(v)
+            && !versions.contains(&v)
         {
-            versions.push(v.to_string());
+            versions.push(v);
         }
     }
     versions.sort_by(|a, b| gomod::semver::compare(a, b));
@@ -422,14 +446,14 @@ mod tests {
     #[test]
     fn list_is_semver_sorted() {
         let d = tempfile::tempdir().unwrap();
-        for v in ["v1.10.0", "v1.2.0", "v1.2.0-rc.1"] {
+        for v in ["v1.10.0", "v1.2.0", "v1.2.0-rc.1", "v1.2.0-!r!c.2"] {
             fs::write(d.path().join(format!("{v}.mod")), "").unwrap();
         }
         fs::write(d.path().join("v1.2.0.zip"), "").unwrap();
-        rewrite_list(d.path()).unwrap();
+        rewrite_list(d.path(), Some("v1.3.0")).unwrap();
         assert_eq!(
             fs::read_to_string(d.path().join("list")).unwrap(),
-            "v1.2.0-rc.1\nv1.2.0\nv1.10.0\n"
+            "v1.2.0-RC.2\nv1.2.0-rc.1\nv1.2.0\nv1.3.0\nv1.10.0\n"
         );
     }
 }

@@ -5,4 +5,5 @@
 
 pub mod fixtures;
 pub mod go;
+pub mod ocigo;
 pub mod registry;
