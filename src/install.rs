@@ -215,6 +215,9 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
     let entry = item.entry;
     fs::create_dir_all(&paths.download_dir)
         .with_context(|| format!("creating {}", paths.download_dir.display()))?;
+    // The go command's own per-version lock: a go process fetching the same
+    // module waits for us and then finds it complete.
+    let _lock = crate::store::exclusive_lock(&paths.file("lock"))?;
     remove_leftovers(paths)?;
     // The commit marker is written last and nothing after it: `.ziphash` for
     // a module with a zip, the `.mod` file for a go.mod-only one. A run

@@ -106,22 +106,10 @@ impl Layout {
     /// Read-modify-write of index.json under an exclusive lock, so two
     /// ocigo processes sharing a store do not lose each other's tags.
     fn update_index(&self, f: impl FnOnce(&mut Index)) -> Result<()> {
-        let lock_path = self.root.join(".index.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
-        // SAFETY: flock on a file descriptor we own for the whole call.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("locking {}", lock_path.display()));
-        }
+        let _lock = exclusive_lock(&self.root.join(".index.lock"))?;
         let mut index = self.read_index()?;
         f(&mut index);
         self.write_index(&index)
-        // The lock is released when `lock` is dropped.
     }
 
     /// Copies a local file into the store, hashing as it copies: one read.
@@ -284,6 +272,25 @@ fn empty_index() -> Index {
         subject: None,
         annotations: BTreeMap::new(),
     }
+}
+
+/// Takes an exclusive `flock` on `path` (created if absent), held until the
+/// returned file is dropped. The go command's `lockedfile` uses the same
+/// mechanism, so this also excludes a go command working on the same file.
+pub fn exclusive_lock(path: &Path) -> Result<File> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    // SAFETY: flock on a file descriptor owned by `lock`, which outlives the call.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(lock)
 }
 
 /// Writes a file by temp + rename in the same directory.
