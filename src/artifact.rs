@@ -306,7 +306,11 @@ impl Bundle {
                 repo.push_blob(&part.config_descriptor, &mut &part.config_bytes[..])?;
             }
             if part.manifest.descriptor.digest != self.top.descriptor.digest {
-                repo.push_manifest(&part.manifest.descriptor.media_type, &part.manifest.bytes, None)?;
+                repo.push_manifest(
+                    &part.manifest.descriptor.media_type,
+                    &part.manifest.bytes,
+                    None,
+                )?;
             }
         }
         repo.push_manifest(&self.top.descriptor.media_type, &self.top.bytes, tag)?;

@@ -715,7 +715,13 @@ fn sign_at(
         .identity
         .clone()
         .unwrap_or_else(|| default_identity(reference));
-    let sig = sign::storage::sign(repo, &identity, target, &signer.key, &signer.with.annotations)?;
+    let sig = sign::storage::sign(
+        repo,
+        &identity,
+        target,
+        &signer.key,
+        &signer.with.annotations,
+    )?;
     Ok(SignReport {
         reference: reference.to_string(),
         digest: target.digest.to_string(),

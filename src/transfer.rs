@@ -57,7 +57,8 @@ pub fn copy(
 
     // Same registry, other repository: mount instead of sending (Harbor
     // projects, distribution repositories).
-    if let (Some((src_host, src_repo)), Some((dst_host, _))) = (src.registry_name(), dst.registry_name())
+    if let (Some((src_host, src_repo)), Some((dst_host, _))) =
+        (src.registry_name(), dst.registry_name())
         && src_host == dst_host
     {
         let mut still_missing = Vec::with_capacity(missing.len());
