@@ -302,6 +302,8 @@ pub fn push(
 pub struct PullArgs {
     pub src: String,
     pub gomodcache: Option<PathBuf>,
+    /// Modules verified and installed at once.
+    pub jobs: usize,
 }
 
 #[derive(Serialize)]
@@ -366,7 +368,7 @@ pub fn pull(g: &Global, args: &PullArgs, verified: Option<&Descriptor>) -> Resul
         .collect();
     std::fs::create_dir_all(&gomodcache)
         .with_context(|| format!("creating GOMODCACHE {}", gomodcache.display()))?;
-    let report = install::install(&gomodcache, &items, &progress)?;
+    let report = install::install(&gomodcache, &items, args.jobs, &progress)?;
 
     let env = vec![
         ("GOMODCACHE".to_string(), gomodcache.display().to_string()),

@@ -9,10 +9,13 @@
 //! install leaves only leftovers that the next run removes. Must not: fetch
 //! anything, or overwrite a module that is present with different content.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -68,27 +71,43 @@ impl Paths {
 }
 
 /// Verifies every item, then installs those not already present.
-pub fn install(cache: &Path, items: &[InstallItem], progress: &Progress) -> Result<InstallReport> {
+///
+/// Both steps run on a few threads: on the kernels this was measured on, a
+/// file create costs ~0.4 ms of system time, and installs are dominated by
+/// them. Versions of one module path stay on one thread, in order, because
+/// they share a download directory and its `list`.
+pub fn install(
+    cache: &Path,
+    items: &[InstallItem],
+    jobs: usize,
+    progress: &Progress,
+) -> Result<InstallReport> {
     progress.start("verifying", items.len() as u64);
-    let mut plan = Vec::with_capacity(items.len());
-    for item in items {
-        let entry = item.entry;
+    let each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
+    let plan = run_parallel(&each_alone, items.len(), jobs, |i| {
+        let item = &items[i];
         let mv = ModuleVersion {
-            path: entry.path.clone(),
-            version: entry.version.clone(),
+            path: item.entry.path.clone(),
+            version: item.entry.version.clone(),
         };
         let paths = Paths::new(cache, &mv).with_context(|| format!("module {mv} in the bundle"))?;
         verify_entry(&mv, item)?;
         let state = state_of(item, &paths)?;
-        plan.push((mv, paths, state));
         progress.inc(1);
-    }
+        Ok((mv, paths, state))
+    })?;
     progress.finish();
 
-    let mut report = InstallReport::default();
+    let mut by_path: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        by_path.entry(item.entry.path.as_str()).or_default().push(i);
+    }
+    let groups: Vec<Vec<usize>> = by_path.into_values().collect();
     let needed = plan.iter().filter(|p| matches!(p.2, State::Needed)).count();
     progress.start("installing", needed as u64);
-    for ((mv, paths, state), item) in plan.into_iter().zip(items) {
+    let installed = run_parallel(&groups, items.len(), jobs, |i| {
+        let (mv, paths, state) = &plan[i];
+        let item = &items[i];
         match state {
             State::Present => {
                 // The go command writes caches with a `.mod` but no `.info`
@@ -100,19 +119,77 @@ pub fn install(cache: &Path, items: &[InstallItem], progress: &Progress) -> Resu
                     write_file_atomic(&paths.file("info"), &mut info.as_bytes())
                         .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?;
                 }
-                report.already_present += 1
+                Ok(false)
             }
-            State::Conflict(why) => report.conflicts.push(format!("{mv}: {why}")),
+            State::Conflict(_) => Ok(false),
             State::Needed => {
-                install_one(&mv, &paths, item)
+                install_one(mv, paths, item)
                     .with_context(|| format!("installing {mv} into {}", cache.display()))?;
-                report.installed += 1;
                 progress.inc(1);
+                Ok(true)
             }
         }
-    }
+    })?;
     progress.finish();
+
+    let mut report = InstallReport::default();
+    for ((mv, _, state), installed) in plan.iter().zip(installed) {
+        match state {
+            State::Conflict(why) => report.conflicts.push(format!("{mv}: {why}")),
+            _ if installed => report.installed += 1,
+            _ => report.already_present += 1,
+        }
+    }
     Ok(report)
+}
+
+/// How many threads install at once by default: the work is bound by file
+/// system calls, not CPU, so more than cores.
+pub const DEFAULT_JOBS: usize = 8;
+
+/// Runs `f` on every index, a group's indexes in order on one thread, up to
+/// `jobs` groups at once. Stops starting new work at the first error
+/// and returns it; otherwise returns the results in index order.
+fn run_parallel<R: Send>(
+    groups: &[Vec<usize>],
+    count: usize,
+    jobs: usize,
+    f: impl Fn(usize) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..count).map(|_| None).collect());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(groups.len()).max(1) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    for &i in group {
+                        match f(i) {
+                            Ok(r) => results.lock().expect("not poisoned")[i] = Some(r),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                first_error.lock().expect("not poisoned").get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    Ok(results
+        .into_inner()
+        .expect("not poisoned")
+        .into_iter()
+        .map(|r| r.expect("every index ran"))
+        .collect())
 }
 
 fn verify_entry(mv: &ModuleVersion, item: &InstallItem) -> Result<()> {
@@ -213,12 +290,18 @@ fn state_of(item: &InstallItem, paths: &Paths) -> Result<State> {
 
 fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<()> {
     let entry = item.entry;
+    // A download directory that did not exist holds no leftovers and no
+    // other versions: skip scanning it (each scan is syscalls, and installs
+    // are syscall-bound).
+    let fresh = !paths.download_dir.exists();
     fs::create_dir_all(&paths.download_dir)
         .with_context(|| format!("creating {}", paths.download_dir.display()))?;
     // The go command's own per-version lock: a go process fetching the same
     // module waits for us and then finds it complete.
     let _lock = crate::store::exclusive_lock(&paths.file("lock"))?;
-    remove_leftovers(paths)?;
+    if !fresh {
+        remove_leftovers(paths, entry.zip.is_some())?;
+    }
     // The commit marker is written last and nothing after it: `.ziphash` for
     // a module with a zip, the `.mod` file for a go.mod-only one. A run
     // killed before it leaves a module the next run sees as needed and
@@ -229,7 +312,7 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
         write_file_atomic(&paths.file("info"), &mut info.as_bytes())?;
     }
     let (Some(zip), Some(blob)) = (&entry.zip, &item.zip_blob) else {
-        rewrite_list(&paths.download_dir, Some(&mv.version))?;
+        rewrite_list(&paths.download_dir, Some(&mv.version), fresh)?;
         if !paths.file("mod").exists() {
             write_file_atomic(&paths.file("mod"), &mut entry.go_mod.as_bytes())?;
         }
@@ -254,24 +337,28 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
         .prefix(&format!("{base}.tmp-"))
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    extract(blob, mv, tmp.path())?;
-    make_read_only(tmp.path())?;
+    let dirs = extract(blob, mv, tmp.path())?;
+    make_read_only(tmp.path(), dirs)?;
     let tmp_path = tmp.keep();
     fs::rename(&tmp_path, &paths.tree)
         .with_context(|| format!("moving {} to {}", tmp_path.display(), paths.tree.display()))?;
     let _ = fs::remove_file(paths.file("partial"));
-    rewrite_list(&paths.download_dir, Some(&mv.version))?;
+    rewrite_list(&paths.download_dir, Some(&mv.version), fresh)?;
     write_file_atomic(&paths.file("ziphash"), &mut zip.hash.as_bytes())
 }
 
 /// Removes what an interrupted install (ours or the go command's) left:
 /// temporary files, `<dir>.tmp-*` trees, and a tree with no `.ziphash`.
-fn remove_leftovers(paths: &Paths) -> Result<()> {
+/// Trees are only looked at for modules whose tree this install writes.
+fn remove_leftovers(paths: &Paths, with_tree: bool) -> Result<()> {
     for entry in fs::read_dir(&paths.download_dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
             let _ = fs::remove_file(entry.path());
         }
+    }
+    if !with_tree {
+        return Ok(());
     }
     if let Some(parent) = paths.tree.parent()
         && let Ok(entries) = fs::read_dir(parent)
@@ -329,11 +416,14 @@ fn write_file_atomic(path: &Path, content: &mut dyn Read) -> Result<()> {
 /// Extracts a zip already checked by `check_zip` (same immutable store blob),
 /// still refusing any name that is not a clean relative path and any entry
 /// that holds more than it declares.
-fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<()> {
+/// Returns the directories it created below `dest`.
+fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<PathBuf>> {
     let file = File::open(zip_path)?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+    let mut archive = zip::ZipArchive::new(zipcheck::ZipFileReader::new(file))
         .map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
     let prefix = format!("{}@{}/", mv.path, mv.version);
+    let mut made_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut buffer = vec![0; IO_BUFFER];
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -354,16 +444,26 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<()> {
         zipcheck::check_file_path(&name)
             .map_err(|why| fail(Kind::Integrity, format!("zip of {mv}: {name:?}: {why}")))?;
         let target = dest.join(&name);
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent()
+            && parent != dest
+            && !made_dirs.contains(parent)
+        {
             fs::create_dir_all(parent)?;
+            let mut d = parent;
+            while d != dest && made_dirs.insert(d.to_path_buf()) {
+                d = d.parent().expect("below dest");
+            }
         }
         let declared = entry.size();
+        // Created read-only (0444, as the go command leaves module files);
+        // the open file stays writable.
         let mut out = File::options()
             .write(true)
             .create_new(true)
+            .mode(0o444)
             .open(&target)
             .with_context(|| format!("creating {}", target.display()))?;
-        let n = io::copy(&mut (&mut entry).take(declared + 1), &mut out)
+        let n = copy_buffered(&mut (&mut entry).take(declared + 1), &mut out, &mut buffer)
             .with_context(|| format!("extracting {name} of {mv}"))?;
         if n != declared {
             return Err(fail(
@@ -372,26 +472,42 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<()> {
             ));
         }
         out.flush()?;
-        out.set_permissions(fs::Permissions::from_mode(0o444))?;
     }
-    Ok(())
+    Ok(made_dirs)
 }
 
-/// Directories 0555 as the go command leaves them (files are already 0444).
-fn make_read_only(root: &Path) -> Result<()> {
-    let mut dirs = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        for e in fs::read_dir(&dirs[i])? {
-            let e = e?;
-            if e.file_type()?.is_dir() {
-                dirs.push(e.path());
+/// Reads and writes in large chunks: installs are syscall-bound.
+const IO_BUFFER: usize = 256 * 1024;
+
+fn copy_buffered(r: &mut impl Read, w: &mut impl Write, buffer: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0;
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match r.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        i += 1;
+        if filled == 0 {
+            return Ok(total);
+        }
+        w.write_all(&buffer[..filled])?;
+        total += filled as u64;
     }
-    for d in dirs.iter().rev() {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o555))?;
+}
+
+/// Directories 0555 as the go command leaves them (files are already 0444),
+/// deepest first, from the list extraction made rather than a second walk.
+fn make_read_only(root: &Path, dirs: HashSet<PathBuf>) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs.push(root.to_path_buf());
+    for d in &dirs {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o555))
+            .with_context(|| format!("making {} read-only", d.display()))?;
     }
     Ok(())
 }
@@ -399,10 +515,15 @@ fn make_read_only(root: &Path) -> Result<()> {
 /// `list` holds every version with a `.mod` file (and `also`, whose `.mod`
 /// is about to be written), unescaped and semver-sorted, as the go command's
 /// `rewriteVersionList` writes it.
-fn rewrite_list(download_dir: &Path, also: Option<&str>) -> Result<()> {
+fn rewrite_list(download_dir: &Path, also: Option<&str>, fresh: bool) -> Result<()> {
     let mut versions: Vec<String> = also.map(str::to_string).into_iter().collect();
-    for entry in fs::read_dir(download_dir)? {
-        let name = entry?.file_name().to_string_lossy().to_string();
+    let others = if fresh {
+        Vec::new()
+    } else {
+        fs::read_dir(download_dir)?.collect::<io::Result<Vec<_>>>()?
+    };
+    for entry in others {
+        let name = entry.file_name().to_string_lossy().to_string();
         if let Some(v) = name.strip_suffix(".mod")
             && !v.is_empty()
             && !name.starts_with('.')
@@ -447,13 +568,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn run_parallel_keeps_order_within_groups_and_reports_errors() {
+        let groups = vec![vec![0, 1, 2], vec![3], vec![4, 5]];
+        let seen = Mutex::new(Vec::new());
+        let out = run_parallel(&groups, 6, 4, |i| {
+            seen.lock().unwrap().push(i);
+            Ok(i * 10)
+        })
+        .unwrap();
+        assert_eq!(out, vec![0, 10, 20, 30, 40, 50]);
+        let seen = seen.into_inner().unwrap();
+        let pos = |x| seen.iter().position(|&i| i == x).unwrap();
+        assert!(pos(0) < pos(1) && pos(1) < pos(2) && pos(4) < pos(5));
+
+        let err = run_parallel(&groups, 6, 4, |i| {
+            if i == 4 {
+                Err(fail(Kind::Integrity, "module 4 is bad"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("module 4"), "{err}");
+    }
+
+    #[test]
     fn list_is_semver_sorted() {
         let d = tempfile::tempdir().unwrap();
         for v in ["v1.10.0", "v1.2.0", "v1.2.0-rc.1", "v1.2.0-!r!c.2"] {
             fs::write(d.path().join(format!("{v}.mod")), "").unwrap();
         }
         fs::write(d.path().join("v1.2.0.zip"), "").unwrap();
-        rewrite_list(d.path(), Some("v1.3.0")).unwrap();
+        rewrite_list(d.path(), Some("v1.3.0"), false).unwrap();
         assert_eq!(
             fs::read_to_string(d.path().join("list")).unwrap(),
             "v1.2.0-RC.2\nv1.2.0-rc.1\nv1.2.0\nv1.3.0\nv1.10.0\n"

@@ -84,6 +84,10 @@ enum Command {
         /// Verify the bundle's cosign signature with this public key before fetching anything (repeatable).
         #[arg(long = "verify-key", value_name = "PUB")]
         verify_keys: Vec<PathBuf>,
+        /// Modules verified and installed at once (file-system bound, so more than cores helps).
+        #[arg(long, env = "OCIGO_JOBS", default_value_t = ocigo::install::DEFAULT_JOBS as u16,
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
         #[command(flatten)]
         verify: VerifyRules,
     },
@@ -232,10 +236,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             src,
             gomodcache,
             verify_keys,
+            jobs,
             verify,
         } => commands::pull_verified(
             &g,
-            &commands::PullArgs { src, gomodcache },
+            &commands::PullArgs {
+                src,
+                gomodcache,
+                jobs: jobs.into(),
+            },
             commands::VerifyWith {
                 keys: verify_keys,
                 threshold: verify.threshold,

@@ -936,10 +936,12 @@ fn pull_killed_at_every_rename_recovers() {
                 &inject,
                 "--",
             ];
+            // One job: strace counts renames per thread, and this test walks
+            // one sequence of them (pull_survives_sigkill covers parallel pulls).
             let out = ocigo_command(
                 &strace,
                 &store,
-                &["pull", &layout, "--gomodcache", &mc],
+                &["pull", "--jobs", "1", &layout, "--gomodcache", &mc],
                 &[],
             )
             .output()

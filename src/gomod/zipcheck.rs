@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -51,7 +51,7 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
             format!("zip is {zip_len} bytes, over the {MAX_ZIP_BYTES}-byte limit"),
         ));
     }
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
+    let mut archive = zip::ZipArchive::new(ZipFileReader::new(file)).map_err(|e| {
         fail(
             Kind::Integrity,
             format!("module zip for {module} ({where_}) is not a readable zip: {e}"),
@@ -164,6 +164,62 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
         files,
         uncompressed_bytes: total,
     })
+}
+
+/// A buffered reader for zip archives. The zip crate seeks to every entry,
+/// and `BufReader::seek` drops its buffer each time; entries are mostly read
+/// in order, so a seek that lands inside the buffer becomes a pointer move
+/// here instead of an `lseek` and a fresh read.
+pub struct ZipFileReader {
+    inner: BufReader<File>,
+    pos: u64,
+}
+
+impl ZipFileReader {
+    pub fn new(file: File) -> ZipFileReader {
+        ZipFileReader {
+            inner: BufReader::with_capacity(64 * 1024, file),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ZipFileReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl BufRead for ZipFileReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amount: usize) {
+        self.inner.consume(amount);
+        self.pos += amount as u64;
+    }
+}
+
+impl Seek for ZipFileReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => p,
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+            })?,
+            SeekFrom::End(_) => {
+                self.pos = self.inner.seek(to)?;
+                return Ok(self.pos);
+            }
+        };
+        let delta = i64::try_from(target).map_err(|_| io::Error::other("seek past i64"))?
+            - i64::try_from(self.pos).map_err(|_| io::Error::other("seek past i64"))?;
+        self.inner.seek_relative(delta)?;
+        self.pos = target;
+        Ok(target)
+    }
 }
 
 /// `module.CheckFilePath`, as the zip rules apply it to names inside a module.
