@@ -36,7 +36,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 init_tmp ocigo-bench
 tmp=$OCIGO_TMP
 ocigo=$(build_ocigo)
-start_registry "$tmp/registry" >/dev/null
+REGISTRY_NO_ACCESSLOG=false start_registry "$tmp/registry" >/dev/null
 registry=$REGISTRY_ADDR
 go_base_env
 
@@ -206,6 +206,36 @@ log "incremental pull of bundle 2 over bundle 1 (store and GOMODCACHE hold bundl
 pull2_bytes=$(json_get "$tmp/pull2.json" 'd["bytes_fetched"]')
 pull2_installed=$(json_get "$tmp/pull2.json" 'd["installed"]')
 
+# ---------------------------------------------------------------- (d)
+log "(d) what signature verification adds to a pull"
+COSIGN_PASSWORD='' "$ocigo" key generate --allow-empty-password --output-prefix "$tmp/benchkey" >/dev/null
+COSIGN_PASSWORD='' "$ocigo" --quiet --store "$tmp/store-pack" sign --key "$tmp/benchkey.key" \
+	"$registry/bench/realworld:v1" >/dev/null
+declare -A vreq vsecs
+for mode in plain verified; do
+	vsecs[$mode]=""
+	for ((r = 1; r <= reps; r++)); do
+		fresh
+		verify_args=()
+		[[ $mode == verified ]] && verify_args=(--verify-key "$tmp/benchkey.pub")
+		before=$(count_registry_requests "$tmp/registry")
+		MEASURE_STDOUT=/dev/null measure "$ocigo" --quiet --store "$tmp/run/store" \
+			pull "${verify_args[@]}" "$registry/bench/realworld:v1" --gomodcache "$tmp/run/gomodcache"
+		vreq[$mode]=$(($(count_registry_requests "$tmp/registry") - before))
+		vsecs[$mode]+="$MEASURE_SECS "
+		if ((r == 1)); then
+			# Method and path of each request, digests kept: compared below.
+			tail -n "${vreq[$mode]}" "$tmp/registry/registry.log" |
+				grep -oE '"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/[^ ]*' | tr -d '"' | sort >"$tmp/requests-$mode.txt"
+		fi
+	done
+	note "$mode pull: ${vreq[$mode]} registry requests, ${vsecs[$mode]}s"
+done
+fresh
+extra_requests=$((vreq[verified] - vreq[plain]))
+# Requests the verified pull made that the plain one did not.
+comm -13 "$tmp/requests-plain.txt" "$tmp/requests-verified.txt" >"$tmp/verify-requests.txt" || true
+
 # ---------------------------------------------------------------- table
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 declare -A med
@@ -261,6 +291,20 @@ done
 	echo "Pull: GNU time (\`%M\`). Pack: the ocigo process's own VmHWM, sampled every"
 	echo "5 ms, and each go command's GNU time peak (through OCIGO_GO); pack times"
 	echo "include resolving through the module proxy over the network."
+	echo
+	echo "## (d) What signature verification adds to a pull"
+	echo
+	echo "| Pull of bundle 1 (fresh store and GOMODCACHE) | Registry requests | Median |"
+	echo "|---|---:|---:|"
+	# shellcheck disable=SC2086 # a space-separated list of numbers
+	echo "| \`ocigo pull\` | ${vreq[plain]} | $(median ${vsecs[plain]}) s |"
+	# shellcheck disable=SC2086 # a space-separated list of numbers
+	echo "| \`ocigo pull --verify-key\` | ${vreq[verified]} | $(median ${vsecs[verified]}) s |"
+	echo
+	echo "Verification added $extra_requests requests (expected: resolve the \`.sig\` tag, fetch"
+	echo "its manifest, fetch the payload blob; nothing else). The added requests:"
+	echo
+	sed 's/^/    /' "$tmp/verify-requests.txt"
 } >"$tmp/bench.md"
 mkdir -p "$(dirname "$out_md")"
 cp "$tmp/bench.md" "$out_md"

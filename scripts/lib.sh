@@ -127,6 +127,8 @@ print(s.getsockname()[1])'
 # the registry for `stop_registry` with no argument and for the exit trap.
 # Called in $(...) only the pid file survives: stop it with
 # `stop_registry DIR` (add_cleanup "stop_registry DIR").
+# With REGISTRY_NO_ACCESSLOG=false, every request is logged to
+# DIR/registry.log (count them with count_registry_requests DIR).
 start_registry() {
 	local dir=${1:?start_registry DIR}
 	[[ -x $REGISTRY_BIN ]] ||
@@ -142,7 +144,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: ${REGISTRY_NO_ACCESSLOG:-true}
 storage:
   filesystem:
     rootdirectory: $dir/storage
@@ -319,6 +321,11 @@ print(eval(sys.argv[2]))' "$1" "$2"
 }
 
 # ------------------------------------------------------------ test deps
+
+# count_registry_requests DIR: requests to /v2/ in the access log so far.
+count_registry_requests() {
+	grep -cE '"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/' "${1:?DIR}/registry.log" || true
+}
 
 # ensure_apt_packages PKG...: apt-get install the packages that are not
 # installed yet (apt-get update first, only when something is missing).

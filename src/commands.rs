@@ -319,23 +319,31 @@ pub struct PullReport {
     pub env: Vec<(String, String)>,
 }
 
-/// Pulls a module bundle into GOMODCACHE. `verified` is the manifest digest
-/// a signature check already vouched for, when there was one: the bundle
-/// is then fetched by that digest, never by tag again.
-pub fn pull(g: &Global, args: &PullArgs, verified: Option<&Descriptor>) -> Result<Outcome> {
+/// Pulls a module bundle into GOMODCACHE.
+pub fn pull(g: &Global, args: &PullArgs) -> Result<Outcome> {
     let src_ref = Reference::parse(&args.src)?;
+    let src = g.open(&src_ref, false)?;
+    let top = src.resolve(src_ref.tag_or_digest())?;
+    pull_from(g, args, &src_ref, src.as_ref(), &top)
+}
+
+/// Pulls the bundle `top` from `src`. The caller resolved the reference
+/// once (and, when verifying, checked the signature over this digest):
+/// everything is fetched by digest from here on.
+fn pull_from(
+    g: &Global,
+    args: &PullArgs,
+    src_ref: &Reference,
+    src: &dyn Repository,
+    top: &Descriptor,
+) -> Result<Outcome> {
     let gomodcache = match &args.gomodcache {
         Some(d) => d.clone(),
         None => install::default_gomodcache()?,
     };
     let progress = g.progress();
     let store = g.open_store()?;
-    let src = g.open(&src_ref, false)?;
-    let top = match verified {
-        Some(d) => d.clone(),
-        None => src.resolve(src_ref.tag_or_digest())?,
-    };
-    let bundle = artifact::load(src.as_ref(), &top)?;
+    let bundle = artifact::load(src, top)?;
 
     // Fetch what the store lacks; the store checks each digest as it writes.
     let mut missing = Vec::new();
@@ -913,13 +921,13 @@ pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Ou
                 ),
             ));
         }
-        return pull(g, args, None);
+        return pull(g, args);
     }
     let r = Reference::parse(&args.src)?;
     let repo = g.open(&r, false)?;
     let target = repo.resolve(r.tag_or_digest())?;
     let report = verify_at(repo.as_ref(), &r, &target, &with)?;
-    let mut outcome = pull(g, args, Some(&target))?;
+    let mut outcome = pull_from(g, args, &r, repo.as_ref(), &target)?;
     outcome.human = format!(
         "signature verified: {} signed {}\n{}",
         report.signed_by.join(", "),

@@ -399,14 +399,7 @@ impl Reference {
                 "the first part must be a registry host (with a dot or a port, or localhost)",
             ));
         }
-        if repository.is_empty()
-            || !repository.split('/').all(|c| {
-                !c.is_empty()
-                    && c.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
-                    })
-            })
-        {
+        if !is_repository_name(repository) {
             return Err(bad(
                 "repository names are lower-case letters, digits, '.', '_', '-' and '/'",
             ));
@@ -463,6 +456,17 @@ impl fmt::Display for Reference {
             } => write!(f, "{host}/{repository}{}{reference}", sep(reference)),
         }
     }
+}
+
+/// Whether `name` is a valid repository name: `/`-separated components of
+/// lower-case letters, digits, `.`, `_` and `-`.
+pub fn is_repository_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        })
 }
 
 /// Splits `name[:tag]` or `name@digest`; a `:` before the last `/` belongs to

@@ -156,14 +156,7 @@ impl RegistryRepository {
                 format!("{host:?} is not a registry host (want HOST or HOST:PORT)"),
             ));
         }
-        if repository.is_empty()
-            || !repository.split('/').all(|c| {
-                !c.is_empty()
-                    && c.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
-                    })
-            })
-        {
+        if !crate::oci::is_repository_name(repository) {
             return Err(fail(
                 Kind::Usage,
                 format!(
