@@ -1047,3 +1047,93 @@ fn store_list_and_prune() {
         "prune error",
     );
 }
+
+/// 10. go.work: packing a workspace resolves what every workspace module's
+///     packages and tests need. The second module imports example.com/modonly,
+///     which the project alone needs only for its go.mod, so its zip must be
+///     in the bundle; both modules then build offline in the workspace.
+#[test]
+fn workspace_closure_covers_every_module() {
+    let sc = Scratch::new();
+    let ws = sc.join("ws");
+    let project = copy_project(&ws);
+    let tool = ws.join("tool");
+    fs::create_dir_all(&tool).unwrap();
+    fs::write(
+        tool.join("go.mod"),
+        "module example.com/tool\n\ngo 1.22\n\nrequire example.com/modonly v1.0.0\n",
+    )
+    .unwrap();
+    fs::write(
+        tool.join("main.go"),
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/modonly\"\n)\n\nfunc main() { fmt.Println(modonly.ModOnly()) }\n",
+    )
+    .unwrap();
+    fs::write(
+        ws.join("go.work"),
+        "go 1.22\n\nuse (\n\t./project\n\t./tool\n)\n",
+    )
+    .unwrap();
+    // The tool's go.sum, made by the go command from the fixture proxy.
+    let fixture: Vec<(String, String)> = fixture_env(proxy());
+    let mut env: Vec<(&str, &str)> = fixture
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let scratch_cache = s(&fresh(&sc, "tidy-modcache"));
+    env.extend([("GOWORK", "off"), ("GOMODCACHE", scratch_cache.as_str())]);
+    assert_success(
+        &common::go::go(&tool, &["mod", "tidy"], &env),
+        "go mod tidy in the tool module",
+    );
+    let ws_before = snapshot(&ws);
+
+    let layout = format!("oci:{}:v1", s(&sc.join("disk")));
+    let report = pack(&sc, proxy(), &ws, &layout, &[]);
+    assert_unchanged(&ws_before, &ws, "the workspace (go.work, go.mod, go.sum)");
+    let mains: Vec<String> = json_ok(
+        &ocigo(&fresh(&sc, "store"), &["inspect", "--json", &layout], &[]),
+        "inspect",
+    )["main_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        mains,
+        ["example.com/project", "example.com/tool"],
+        "{report}"
+    );
+
+    let modcache = fresh(&sc, "modcache");
+    pull(&sc, &layout, &modcache);
+    assert!(
+        modcache
+            .join("cache/download/example.com/modonly/@v/v1.0.0.ziphash")
+            .is_file(),
+        "the workspace needs modonly's source, and the bundle lacks it"
+    );
+    let mc = s(&modcache);
+    let env = [
+        ("GOMODCACHE", mc.as_str()),
+        ("GOPROXY", "off"),
+        ("GOFLAGS", ""),
+    ];
+    for dir in [&project, &tool] {
+        for args in [
+            &["build", "./..."][..],
+            &["test", "./..."],
+            &["mod", "verify"],
+        ] {
+            let out = go_offline(dir, args, &env);
+            assert_success(
+                &out,
+                &format!("offline go {} in {}", args.join(" "), dir.display()),
+            );
+        }
+    }
+    let out = go_offline(&tool, &["run", "."], &env);
+    assert_success(&out, "offline go run . in the tool module");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "modonly");
+}
