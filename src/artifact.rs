@@ -394,7 +394,7 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
             ),
         ));
     }
-    let mut bytes = Vec::with_capacity(manifest.config.size as usize);
+    let mut bytes = Vec::with_capacity(manifest.config.size.min(1 << 20) as usize);
     repo.fetch_blob(&manifest.config)?
         .read_to_end(&mut bytes)
         .map_err(|e| {
@@ -424,6 +424,19 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
         .map(|l| (&l.digest, l.size))
         .collect();
     for l in &manifest.layers {
+        // Refused before anything is fetched: no legitimate module zip is
+        // larger, and a lying manifest must not fill the disk.
+        if l.size > crate::gomod::zipcheck::MAX_ZIP_BYTES {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "manifest {digest} has a layer {} of {} bytes, over the {}-byte module zip limit",
+                    l.digest,
+                    l.size,
+                    crate::gomod::zipcheck::MAX_ZIP_BYTES
+                ),
+            ));
+        }
         if l.media_type != MEDIA_TYPE_MODULE_ZIP {
             return Err(fail(
                 Kind::Integrity,

@@ -341,11 +341,16 @@ fn pull_from(
         Some(d) => d.clone(),
         None => install::default_gomodcache()?,
     };
+    // The go command refuses a relative GOMODCACHE; print and use an absolute one.
+    let gomodcache = std::path::absolute(&gomodcache)
+        .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))?;
     let progress = g.progress();
     let store = g.open_store()?;
     let bundle = artifact::load(src, top)?;
 
     // Fetch what the store lacks; the store checks each digest as it writes.
+    // Every layer is fetched and digest-checked, even for modules the cache
+    // already holds, so a corrupt bundle is never accepted.
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
     for part in &bundle.parts {

@@ -91,8 +91,10 @@ pub fn install(
             version: item.entry.version.clone(),
         };
         let paths = Paths::new(cache, &mv).with_context(|| format!("module {mv} in the bundle"))?;
-        verify_entry(&mv, item)?;
-        let state = state_of(item, &paths)?;
+        let state = state_of(item.entry, &paths)?;
+        // A zip is only decompressed and checked (h1, zip rules) for a module
+        // that will be written; its digest was checked when it was fetched.
+        verify_entry(&mv, item, matches!(state, State::Needed))?;
         progress.inc(1);
         Ok((mv, paths, state))
     })?;
@@ -110,23 +112,16 @@ pub fn install(
         let item = &items[i];
         match state {
             State::Present => {
-                // The go command writes caches with a `.mod` but no `.info`
-                // for go.mod-only modules; adding the bundle's `.info` (never
-                // replacing one) lets `go list -m all` work offline.
-                if let Some(info) = &item.entry.info
-                    && !paths.file("info").exists()
-                {
-                    write_file_atomic(&paths.file("info"), &mut info.as_bytes())
-                        .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?;
-                }
+                add_missing_info(paths, &item.entry)
+                    .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?;
                 Ok(false)
             }
             State::Conflict(_) => Ok(false),
             State::Needed => {
-                install_one(mv, paths, item)
+                let wrote = install_one(mv, paths, item)
                     .with_context(|| format!("installing {mv} into {}", cache.display()))?;
                 progress.inc(1);
-                Ok(true)
+                Ok(wrote)
             }
         }
     })?;
@@ -192,7 +187,7 @@ fn run_parallel<R: Send>(
         .collect())
 }
 
-fn verify_entry(mv: &ModuleVersion, item: &InstallItem) -> Result<()> {
+fn verify_entry(mv: &ModuleVersion, item: &InstallItem, check_zip: bool) -> Result<()> {
     let entry = item.entry;
     let mod_hash = gomod::hash_gomod(entry.go_mod.as_bytes());
     if mod_hash != entry.mod_hash {
@@ -227,6 +222,7 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem) -> Result<()> {
         }
     }
     match (&entry.zip, &item.zip_blob) {
+        _ if !check_zip => {}
         (Some(z), Some(blob)) => {
             let summary = gomod::check_zip(blob, mv, &format!("layer {}", z.layer))?;
             if summary.h1 != z.hash {
@@ -250,8 +246,7 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem) -> Result<()> {
     Ok(())
 }
 
-fn state_of(item: &InstallItem, paths: &Paths) -> Result<State> {
-    let entry = item.entry;
+fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
     match fs::read(paths.file("mod")) {
         Ok(existing) if existing != entry.go_mod.as_bytes() => {
             return Ok(State::Conflict(format!(
@@ -288,41 +283,65 @@ fn state_of(item: &InstallItem, paths: &Paths) -> Result<State> {
     }
 }
 
-fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<()> {
+/// Installs one module version under the go command's per-version lock.
+/// Returns whether it wrote the module (false: another process, ocigo or
+/// the go command, completed it first).
+fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<bool> {
     let entry = item.entry;
-    // A download directory that did not exist holds no leftovers and no
-    // other versions: skip scanning it (each scan is syscalls, and installs
-    // are syscall-bound).
+    // A download directory that did not exist holds no leftovers of ours or
+    // the go command's: skip scanning for them (installs are syscall-bound).
     let fresh = !paths.download_dir.exists();
     fs::create_dir_all(&paths.download_dir)
         .with_context(|| format!("creating {}", paths.download_dir.display()))?;
     // The go command's own per-version lock: a go process fetching the same
-    // module waits for us and then finds it complete.
+    // module waits for us and then finds it complete, and the other way round.
     let _lock = crate::store::exclusive_lock(&paths.file("lock"))?;
-    if !fresh {
-        remove_leftovers(paths, entry.zip.is_some())?;
-    }
-    // The commit marker is written last and nothing after it: `.ziphash` for
-    // a module with a zip, the `.mod` file for a go.mod-only one. A run
-    // killed before it leaves a module the next run sees as needed and
-    // redoes; so `.info` and `list` (which must name the version) come first.
-    if let Some(info) = &entry.info
-        && !paths.file("info").exists()
-    {
-        write_file_atomic(&paths.file("info"), &mut info.as_bytes())?;
-    }
-    let (Some(zip), Some(blob)) = (&entry.zip, &item.zip_blob) else {
-        rewrite_list(&paths.download_dir, Some(&mv.version), fresh)?;
-        if !paths.file("mod").exists() {
-            write_file_atomic(&paths.file("mod"), &mut entry.go_mod.as_bytes())?;
+    // Decide again under the lock: what was seen before may have changed.
+    match state_of(item.entry, paths)? {
+        State::Present => {
+            add_missing_info(paths, entry)?;
+            return Ok(false);
         }
-        return Ok(());
+        State::Conflict(why) => {
+            return Err(fail(
+                Kind::Conflict,
+                format!("{mv} changed in the module cache during the pull: {why}"),
+            ));
+        }
+        State::Needed => {}
+    }
+    let (zip, blob) = match (&entry.zip, &item.zip_blob) {
+        (Some(zip), Some(blob)) => (zip, blob),
+        (Some(_), None) => {
+            return Err(fail(
+                Kind::Conflict,
+                format!(
+                    "{mv} was complete in the module cache when the pull started and is not now; \
+                     run the pull again"
+                ),
+            ));
+        }
+        (None, _) => {
+            // go.mod only: `.info` and `list` first, the `.mod` (the marker) last.
+            if !fresh {
+                remove_leftovers(paths, false)?;
+            }
+            write_file_atomic(&paths.file("info"), entry.info.as_deref())?;
+            rewrite_list(&paths.download_dir, Some(&mv.version))?;
+            write_file_atomic(&paths.file("mod"), Some(&entry.go_mod))?;
+            return Ok(true);
+        }
     };
+    // Un-commit first: with no `.ziphash`, neither the go command nor ocigo
+    // trusts whatever tree or zip is there while it is replaced.
+    remove_file_if_present(&paths.file("ziphash"))?;
+    remove_leftovers(paths, !fresh)?;
+    write_file_atomic(&paths.file("info"), entry.info.as_deref())?;
     if !paths.file("mod").exists() {
-        write_file_atomic(&paths.file("mod"), &mut entry.go_mod.as_bytes())?;
+        write_file_atomic(&paths.file("mod"), Some(&entry.go_mod))?;
     }
     let mut src = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
-    write_file_atomic(&paths.file("zip"), &mut src)?;
+    write_stream_atomic(&paths.file("zip"), &mut src)?;
 
     let parent = paths.tree.parent().expect("tree has a parent");
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -340,43 +359,66 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
     let dirs = extract(blob, mv, tmp.path())?;
     make_read_only(tmp.path(), dirs)?;
     let tmp_path = tmp.keep();
-    fs::rename(&tmp_path, &paths.tree)
-        .with_context(|| format!("moving {} to {}", tmp_path.display(), paths.tree.display()))?;
-    let _ = fs::remove_file(paths.file("partial"));
-    rewrite_list(&paths.download_dir, Some(&mv.version), fresh)?;
-    write_file_atomic(&paths.file("ziphash"), &mut zip.hash.as_bytes())
+    if let Err(e) = fs::rename(&tmp_path, &paths.tree) {
+        let _ = remove_tree(&tmp_path);
+        return Err(e)
+            .with_context(|| format!("moving {} to {}", tmp_path.display(), paths.tree.display()));
+    }
+    remove_file_if_present(&paths.file("partial"))?;
+    rewrite_list(&paths.download_dir, Some(&mv.version))?;
+    write_file_atomic(&paths.file("ziphash"), Some(&zip.hash))?;
+    Ok(true)
 }
 
-/// Removes what an interrupted install (ours or the go command's) left:
-/// temporary files, `<dir>.tmp-*` trees, and a tree with no `.ziphash`.
-/// Trees are only looked at for modules whose tree this install writes.
-fn remove_leftovers(paths: &Paths, with_tree: bool) -> Result<()> {
-    for entry in fs::read_dir(&paths.download_dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-            let _ = fs::remove_file(entry.path());
+/// The go command writes caches with a `.mod` but no `.info` for go.mod-only
+/// modules; adding the bundle's `.info` (never replacing one) lets
+/// `go list -m all` work offline.
+fn add_missing_info(paths: &Paths, entry: &ModuleEntry) -> Result<()> {
+    if entry.info.is_some() && !paths.file("info").exists() {
+        write_file_atomic(&paths.file("info"), entry.info.as_deref())?;
+    }
+    Ok(())
+}
+
+fn remove_file_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes what an interrupted install of this version (ours or the go
+/// command's) left: our temporary files for it, and, for a module whose tree
+/// this install writes, an existing tree (the caller has un-committed it)
+/// and, when `scan_trees`, `<dir>.tmp-*` trees.
+fn remove_leftovers(paths: &Paths, scan_trees: bool) -> Result<()> {
+    let ours = format!(".{}.", paths.esc_version);
+    let entries = fs::read_dir(&paths.download_dir)
+        .with_context(|| format!("reading {}", paths.download_dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", paths.download_dir.display()))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with(&ours) && name.contains(TMP_PREFIX) {
+            remove_file_if_present(&entry.path())?;
         }
     }
-    if !with_tree {
-        return Ok(());
-    }
-    if let Some(parent) = paths.tree.parent()
+    if scan_trees
+        && let Some(parent) = paths.tree.parent()
         && let Ok(entries) = fs::read_dir(parent)
     {
         let prefix = format!(
             "{}.tmp-",
             paths.tree.file_name().expect("named").to_string_lossy()
         );
-        for entry in entries {
-            let entry = entry?;
+        for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 remove_tree(&entry.path())?;
             }
         }
     }
-    // A tree with no `.ziphash`, or with the go command's `.partial` beside
-    // it, is incomplete: the go command removes and re-extracts it too.
-    if paths.tree.exists() && (!paths.file("ziphash").exists() || paths.file("partial").exists()) {
+    if paths.tree.exists() {
         remove_tree(&paths.tree)?;
     }
     Ok(())
@@ -397,17 +439,29 @@ fn remove_tree(path: &Path) -> Result<()> {
     fs::remove_dir_all(path).with_context(|| format!("removing leftover {}", path.display()))
 }
 
-/// Writes a download-area file by temp + rename, mode 0644 as the go command
-/// leaves them.
-fn write_file_atomic(path: &Path, content: &mut dyn Read) -> Result<()> {
+/// Writes a download-area file by temp + rename, mode 0644 as the go
+/// command leaves them. `None` writes nothing (an absent `.info`).
+fn write_file_atomic(path: &Path, content: Option<&str>) -> Result<()> {
+    match content {
+        Some(text) => write_stream_atomic(path, &mut text.as_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// The temporary file is named `.<target name>.ocigo-tmp-*`, so a later
+/// install of the same version (holding its lock) can tell its own
+/// leftovers from another process's files in progress.
+fn write_stream_atomic(path: &Path, content: &mut dyn Read) -> Result<()> {
     let dir = path.parent().expect("has parent");
+    let name = path.file_name().expect("named").to_string_lossy();
     let mut tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
+        .prefix(&format!(".{name}{TMP_PREFIX}"))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     io::copy(content, tmp.as_file_mut()).with_context(|| format!("writing {}", path.display()))?;
     tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))?;
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -513,31 +567,48 @@ fn make_read_only(root: &Path, dirs: HashSet<PathBuf>) -> Result<()> {
 }
 
 /// `list` holds every version with a `.mod` file (and `also`, whose `.mod`
-/// is about to be written), unescaped and semver-sorted, as the go command's
-/// `rewriteVersionList` writes it.
-fn rewrite_list(download_dir: &Path, also: Option<&str>, fresh: bool) -> Result<()> {
-    let mut versions: Vec<String> = also.map(str::to_string).into_iter().collect();
-    let others = if fresh {
-        Vec::new()
-    } else {
-        fs::read_dir(download_dir)?.collect::<io::Result<Vec<_>>>()?
-    };
-    for entry in others {
+/// is about to be written), semver-sorted, as the go command's
+/// `rewriteVersionList` writes it, and with its protocol: `list` itself is
+/// locked (flock) and rewritten in place, so an ocigo and a go command adding
+/// different versions of one module at once do not drop each other's.
+/// Like the go command, a version whose file name is not itself canonical
+/// (an escaped upper-case letter, `!`) is left out.
+fn rewrite_list(download_dir: &Path, also: Option<&str>) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let list_path = download_dir.join("list");
+    let list = crate::store::exclusive_lock(&list_path)?;
+    let mut versions: Vec<String> = also
+        .filter(|v| !v.contains(|c: char| c.is_ascii_uppercase()))
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let entries = fs::read_dir(download_dir)
+        .with_context(|| format!("reading {}", download_dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", download_dir.display()))?;
         let name = entry.file_name().to_string_lossy().to_string();
         if let Some(v) = name.strip_suffix(".mod")
-            && !v.is_empty()
-            && !name.starts_with('.')
-            && let Ok(v) = gomod::unescape(v)
-            && !versions.contains(&v)
+            && v.starts_with('v')
+            && !v.contains('!')
+            && !versions.iter().any(|known| known == v)
         {
-            versions.push(v);
+            versions.push(v.to_string());
         }
     }
     versions.sort_by(|a, b| gomod::semver::compare(a, b));
     let text: String = versions.iter().map(|v| format!("{v}\n")).collect();
-    let list = download_dir.join("list");
-    if fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
-        write_file_atomic(&list, &mut text.as_bytes())?;
+    let mut old = Vec::new();
+    (&list)
+        .read_to_end(&mut old)
+        .with_context(|| format!("reading {}", list_path.display()))?;
+    if old != text.as_bytes() {
+        // As the go command does: empty, reserve the size (zero-filled, so a
+        // torn write shows as NUL bytes), then write.
+        list.set_len(0)
+            .and_then(|()| list.set_len(text.len() as u64))
+            .and_then(|()| list.write_all_at(text.as_bytes(), 0))
+            .and_then(|()| list.set_permissions(fs::Permissions::from_mode(0o644)))
+            .with_context(|| format!("writing {}", list_path.display()))?;
     }
     Ok(())
 }
@@ -599,10 +670,11 @@ mod tests {
             fs::write(d.path().join(format!("{v}.mod")), "").unwrap();
         }
         fs::write(d.path().join("v1.2.0.zip"), "").unwrap();
-        rewrite_list(d.path(), Some("v1.3.0"), false).unwrap();
+        rewrite_list(d.path(), Some("v1.3.0")).unwrap();
+        // v1.2.0-!r!c.2 (v1.2.0-RC.2) is left out, as the go command does.
         assert_eq!(
             fs::read_to_string(d.path().join("list")).unwrap(),
-            "v1.2.0-RC.2\nv1.2.0-rc.1\nv1.2.0\nv1.3.0\nv1.10.0\n"
+            "v1.2.0-rc.1\nv1.2.0\nv1.3.0\nv1.10.0\n"
         );
     }
 }

@@ -1137,3 +1137,64 @@ fn workspace_closure_covers_every_module() {
     assert_success(&out, "offline go run . in the tool module");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "modonly");
 }
+
+/// 11. Pulls racing each other, and caches that lost part of a module: four
+///     pulls into one empty cache at once all succeed (the per-version lock
+///     and a re-check under it), as does a pull into a cache whose
+///     `cache/download` was deleted (trees left) or that lost one `.mod`; and
+///     no temporary trees are left behind.
+#[test]
+fn concurrent_and_partial_caches_recover() {
+    let sc = Scratch::new();
+    let project = copy_project(sc.path());
+    let layout = format!("oci:{}:v1", s(&sc.join("disk")));
+    pack(&sc, proxy(), &project, &layout, &PLATFORMS);
+
+    for round in 0..3 {
+        let modcache = fresh(&sc, "modcache");
+        let mc = s(&modcache);
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                ocigo_command(
+                    &[],
+                    &fresh(&sc, "store"),
+                    &["pull", &layout, "--gomodcache", &mc],
+                    &[],
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn ocigo pull")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: a concurrent pull failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_lists_and_no_leftovers(&modcache);
+        assert_go_works_offline(&project, &modcache);
+    }
+
+    // The download area deleted, the extracted trees left in place.
+    let modcache = fresh(&sc, "modcache");
+    pull(&sc, &layout, &modcache);
+    make_writable(&modcache.join("cache"));
+    fs::remove_dir_all(modcache.join("cache/download")).unwrap();
+    let report = pull(&sc, &layout, &modcache);
+    assert_eq!(report["already_present"], 0, "{report}");
+    assert_lists_and_no_leftovers(&modcache);
+    assert_go_works_offline(&project, &modcache);
+
+    // One `.mod` lost beside a complete tree and `.ziphash`.
+    let lost = download_dir(&modcache, "example.com/Upper/Case").join("v1.0.0.mod");
+    fs::remove_file(&lost).unwrap();
+    let report = pull(&sc, &layout, &modcache);
+    assert_eq!(report["installed"], 1, "{report}");
+    assert!(lost.is_file());
+    assert_lists_and_no_leftovers(&modcache);
+    assert_go_works_offline(&project, &modcache);
+}
