@@ -780,3 +780,89 @@ fn bad_references_are_usage_errors() {
         pull_must_fail(&sc, bad, &modcache, 2, &["cannot read reference", bad]);
     }
 }
+
+// ---------------------------------------------------------------- bad module names
+
+/// A self-consistent bundle whose second module is `path@version` (a clean
+/// zip with a go.mod and one file, h1 and go.mod hash right), beside the
+/// good example.com/testonly: the pull must refuse it with exit 3, saying
+/// every one of `needles`, and leave the populated GOMODCACHE unchanged
+/// (so neither the good module nor anything under the bad name is written).
+fn bad_name_is_refused(path: &str, version: &str, needles: &[&str]) {
+    let sc = Scratch::new();
+    let modcache = populated_cache(&sc);
+    let go_mod = format!("module {path}\n\ngo 1.22\n");
+    let mod_name = format!("{path}@{version}/go.mod");
+    let go_name = format!("{path}@{version}/x.go");
+    let entries: [(&str, &[u8]); 2] = [(&mod_name, go_mod.as_bytes()), (&go_name, b"package x\n")];
+    let zip_file = sc.join("evil.zip");
+    fs::write(&zip_file, zip_of(&entries)).unwrap();
+    let disk = sc.join("evil-disk");
+    let layout = Layout::open_or_create(&disk).unwrap();
+    let evil = entry_for(
+        &layout,
+        path,
+        version,
+        &zip_file,
+        &mut sums(&entries),
+        &go_mod,
+    );
+    let src = evil_bundle(&sc, evil);
+    pull_must_fail(&sc, &src, &modcache, 3, needles);
+}
+
+/// The path that, before module paths were checked like `module.CheckPath`
+/// does, made a directory inside the go command's checksum database cache.
+#[test]
+fn module_path_inside_the_checksum_database_cache() {
+    let path = "cache/download/sumdb/sum.golang.org/lookup/golang.org/x/sync";
+    bad_name_is_refused(
+        path,
+        "v1.0.0",
+        &[
+            &format!("invalid module path {path:?}"),
+            "missing dot in first path element",
+        ],
+    );
+}
+
+/// A path the go command refuses (a hidden element, a trailing dot) that
+/// sorts after the good module, so the good one is looked at first.
+#[test]
+fn module_path_with_a_hidden_element() {
+    let path = "example.com/zz/.hidden/x.";
+    bad_name_is_refused(
+        path,
+        "v1.0.0",
+        &[&format!("invalid module path {path:?}"), "leading dot"],
+    );
+}
+
+/// `m@v1.0.0.tmp-x` is the go command's own temporary directory pattern
+/// for m@v1.0.0 (it would delete the tree): not a semantic version.
+#[test]
+fn version_like_a_go_command_temporary_directory() {
+    bad_name_is_refused(
+        EVIL,
+        "v1.0.0.tmp-x",
+        &[
+            "invalid module version \"v1.0.0.tmp-x\"",
+            "not a semantic version",
+        ],
+    );
+}
+
+/// A valid but non-canonical version never appears in a cache the go
+/// command wrote, and would put a line the go command never writes in
+/// `list`.
+#[test]
+fn non_canonical_version() {
+    bad_name_is_refused(
+        EVIL,
+        "v1",
+        &[
+            "invalid module version \"v1\"",
+            "the go command writes it as \"v1.0.0\"",
+        ],
+    );
+}

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use super::semver;
 use crate::error::{Kind, fail};
 
 /// Escapes a module path for the cache (`github.com/Azure/x` becomes
@@ -13,18 +14,24 @@ pub fn escape_path(path: &str) -> Result<String> {
     escape(path, path)
 }
 
-/// Escapes a version the same way; versions must look like semver.
+/// Escapes a version the same way. Versions must be canonical semantic
+/// versions exactly as the go command writes them in caches (see
+/// [`semver::is_canonical`]): anything else could collide with the go
+/// command's own temporary names (`m@v1.0.0.tmp-123`) or give `list` lines
+/// the go command never writes.
 pub fn escape_version(version: &str) -> Result<String> {
-    let ok = version.starts_with('v')
-        && version.len() > 1
-        && version
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b))
-        && !version.contains("..");
-    if !ok {
+    if !semver::is_canonical(version) {
+        let why = match semver::canonical_version(version) {
+            Some(c) => format!(
+                "not canonical (the go command writes it as {c:?}; build metadata other than +incompatible is not allowed)"
+            ),
+            None => {
+                "not a semantic version vMAJOR.MINOR.PATCH[-PRERELEASE][+incompatible]".to_string()
+            }
+        };
         return Err(fail(
             Kind::Integrity,
-            format!("invalid module version {version:?}: not a semantic version"),
+            format!("invalid module version {version:?}: {why}"),
         ));
     }
     escape(version, version)
@@ -77,37 +84,144 @@ pub fn unescape(s: &str) -> Result<String> {
     Ok(out)
 }
 
-/// The part of `module.CheckPath` that matters for safety and for the
-/// cache layout: slash-separated non-empty elements of letters, digits and
-/// `-._~`, no element of only dots, no leading dot in the first element.
+/// Element names Windows reserves for devices, whatever follows a dot.
+const WINDOWS_RESERVED: [&str; 22] = [
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
+/// Characters allowed anywhere in a module path (`modPathOK`).
+fn mod_path_ok(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+/// Characters allowed in the first element of a module path (`firstPathOK`).
+fn first_path_ok(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+}
+
+/// `module.CheckPath` without the go command: what it refuses, this
+/// refuses, with the reason. The rules keep a path inside its own
+/// directories of GOMODCACHE (no `..`, no absolute or empty elements), out
+/// of the go command's own areas (`cache/...` has no dot in its first
+/// element) and away from names the go command would never write or
+/// another operating system could not store. `&str` is valid UTF-8 by type.
 fn check_module_path(path: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(fail(
+    check_path_rules(path).map_err(|why| {
+        fail(
             Kind::Integrity,
             format!("invalid module path {path:?}: {why}"),
-        ))
-    };
+        )
+    })
+}
+
+fn check_path_rules(path: &str) -> std::result::Result<(), String> {
     if path.is_empty() {
-        return bad("empty");
+        return Err("empty string".into());
     }
-    for (i, elem) in path.split('/').enumerate() {
-        if elem.is_empty() {
-            return bad("empty path element");
-        }
-        if elem.bytes().all(|b| b == b'.') {
-            return bad("path element of only dots");
-        }
-        if i == 0 && elem.starts_with('.') {
-            return bad("leading dot");
-        }
-        if !elem
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-        {
-            return bad("only letters, digits and -._~ are allowed");
-        }
+    if path.starts_with('-') {
+        return Err("leading dash".into());
+    }
+    if path.contains("//") {
+        return Err("double slash".into());
+    }
+    if path.ends_with('/') {
+        return Err("trailing slash".into());
+    }
+    for elem in path.split('/') {
+        check_elem(elem)?;
+    }
+    let first = path.split('/').next().unwrap_or(path);
+    if !first.contains('.') {
+        return Err(format!("missing dot in first path element {first:?}"));
+    }
+    if let Some(c) = first
+        .chars()
+        .find(|&c| !c.is_ascii() || !first_path_ok(c as u8))
+    {
+        return Err(format!(
+            "invalid char {c:?} in first path element (only lower-case letters, digits, '-' and '.')"
+        ));
+    }
+    if !major_suffix_ok(path) {
+        return Err(
+            "invalid major version suffix (\"/vN\" needs N >= 2 without leading zeros; \
+             gopkg.in paths must end in \".vN\")"
+                .into(),
+        );
     }
     Ok(())
+}
+
+/// `checkElem` for module paths.
+fn check_elem(elem: &str) -> std::result::Result<(), String> {
+    if elem.is_empty() {
+        return Err("empty path element".into());
+    }
+    if elem.bytes().all(|b| b == b'.') {
+        return Err(format!("invalid path element {elem:?}"));
+    }
+    if elem.starts_with('.') {
+        return Err(format!("leading dot in path element {elem:?}"));
+    }
+    if elem.ends_with('.') {
+        return Err(format!("trailing dot in path element {elem:?}"));
+    }
+    if let Some(c) = elem
+        .chars()
+        .find(|&c| !c.is_ascii() || !mod_path_ok(c as u8))
+    {
+        return Err(format!(
+            "invalid char {c:?} in path element {elem:?} (only letters, digits and -._~)"
+        ));
+    }
+    let short = elem.split('.').next().unwrap_or(elem);
+    if WINDOWS_RESERVED
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(short))
+    {
+        return Err(format!(
+            "{short:?} disallowed as path element component on Windows"
+        ));
+    }
+    // Windows short names: a tilde followed by digits only, at the end.
+    if let Some(t) = short.rfind('~')
+        && t + 1 < short.len()
+        && short[t + 1..].bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!(
+            "trailing tilde and digits in path element {elem:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The validity half of `module.SplitPathVersion`: a final `/vN` element
+/// (digits and dots after the `v`) must be a plain N >= 2 without leading
+/// zeros, and a `gopkg.in/` path must end in `.vN` (optionally
+/// `-unstable`), N without leading zeros unless it is `.v0`.
+fn major_suffix_ok(path: &str) -> bool {
+    let b = path.as_bytes();
+    if path.starts_with("gopkg.in/") {
+        let stem = path.strip_suffix("-unstable").unwrap_or(path);
+        let digits = stem.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let Some(head) = stem[..stem.len() - digits].strip_suffix(".v") else {
+            return false;
+        };
+        let n = &stem[head.len() + 2..];
+        return !head.is_empty() && !n.is_empty() && (!n.starts_with('0') || n == "0");
+    }
+    let tail = b
+        .iter()
+        .rev()
+        .take_while(|&&c| c.is_ascii_digit() || c == b'.')
+        .count();
+    let i = b.len() - tail;
+    if i <= 1 || tail == 0 || b[i - 1] != b'v' || b[i - 2] != b'/' {
+        return true;
+    }
+    let n = &path[i..];
+    !(n.contains('.') || n.starts_with('0') || n == "1")
 }
 
 #[cfg(test)]
@@ -148,6 +262,202 @@ mod tests {
         }
         for bad in ["1.0.0", "v1/../x", "v1.0.0/x", "v1..0"] {
             assert!(escape_version(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Module paths found in real closures, and the edge cases the go
+    /// command accepts.
+    #[test]
+    fn accepts_what_check_path_accepts() {
+        for good in [
+            "golang.org/x/sync",
+            "golang.org/x/mod",
+            "github.com/Azure/azure-sdk-for-go/sdk/azcore",
+            "github.com/BurntSushi/toml",
+            "github.com/cespare/xxhash/v2",
+            "github.com/cpuguy83/go-md2man/v2",
+            "github.com/google/go-cmp",
+            "github.com/spf13/cobra",
+            "github.com/a/b.v2",
+            "github.com/a_b/c~d",
+            "gopkg.in/yaml.v3",
+            "gopkg.in/check.v1",
+            "gopkg.in/src-d/go-git.v4",
+            "gopkg.in/yaml.v0",
+            "gopkg.in/yaml.v2-unstable",
+            "cloud.google.com/go",
+            "cloud.google.com/go/compute/metadata",
+            "google.golang.org/protobuf",
+            "go.opentelemetry.io/otel",
+            "honnef.co/go/tools",
+            "sigs.k8s.io/yaml",
+            "k8s.io/api",
+            "dario.cat/mergo",
+            "4d63.com/gocheckcompilerdirectives",
+            "example.com",
+            "example.com/v2",
+            "example.com/x/v10",
+            "example.com/x/v1x",
+            "example.com/x/2",
+            "example.com/x/v",
+            "example.com/x.y-z_~",
+            "example.com/CONSOLE",
+            "example.com/COM10",
+            "example.com/COM",
+            "example.com/x~",
+            "example.com/x~a",
+            "example.com/x~1a",
+            "example.com/con-x",
+            "a-.b",
+            "x.-y",
+        ] {
+            if let Err(e) = escape_path(good) {
+                panic!("{good}: {e:#}");
+            }
+        }
+    }
+
+    /// One path per `CheckPath` rule, with the reason the error must give.
+    #[test]
+    fn refuses_what_check_path_refuses() {
+        for (bad, why) in [
+            // The checksum database cache of the go command.
+            (
+                "cache/download/sumdb/sum.golang.org/lookup/golang.org/x/sync",
+                "missing dot in first path element",
+            ),
+            ("cache/download/golang.org/x/sync/@v", "invalid char '@'"),
+            ("", "empty string"),
+            ("-dash", "leading dash"),
+            ("-dash.com/x", "leading dash"),
+            ("example.com//x", "double slash"),
+            ("example.com/x/", "trailing slash"),
+            ("/example.com/x", "empty path element"),
+            ("example.com/./x", "invalid path element"),
+            ("example.com/../x", "invalid path element"),
+            ("example.com/..", "invalid path element"),
+            ("..", "invalid path element"),
+            ("example.com/.../x", "invalid path element"),
+            ("example.com/.hidden/x", "leading dot"),
+            ("example.com/.hidden/x.", "leading dot"),
+            (".example.com/x", "leading dot"),
+            ("example.com/x.", "trailing dot"),
+            ("example.com./x", "trailing dot"),
+            ("example.com/x y", "invalid char"),
+            ("example.com/x\\y", "invalid char"),
+            ("example.com/x!y", "invalid char"),
+            ("example.com/x@v1", "invalid char"),
+            ("example.com/x:y", "invalid char"),
+            ("example.com/x+y", "invalid char"),
+            ("example.com/ümlaut", "invalid char"),
+            ("example.com/x\u{0}", "invalid char"),
+            ("example.com/\u{fffd}", "invalid char"),
+            ("ümlaut.com/x", "invalid char"),
+            ("example", "missing dot in first path element"),
+            ("github/x/y", "missing dot in first path element"),
+            ("Example.com/x", "invalid char 'E' in first path element"),
+            ("example_x.com/x", "invalid char '_' in first path element"),
+            ("example~x.com/x", "invalid char '~' in first path element"),
+            (
+                "example.com/CON",
+                "disallowed as path element component on Windows",
+            ),
+            ("example.com/con", "on Windows"),
+            ("example.com/Aux.go", "on Windows"),
+            ("example.com/nul.x.y", "on Windows"),
+            ("example.com/prn", "on Windows"),
+            ("example.com/com1", "on Windows"),
+            ("example.com/COM9", "on Windows"),
+            ("example.com/lpt1", "on Windows"),
+            ("example.com/LpT9.txt", "on Windows"),
+            ("con.com/x", "on Windows"),
+            ("example.com/PROGRA~1", "trailing tilde and digits"),
+            ("example.com/x~1.y", "trailing tilde and digits"),
+            ("example.com/x/v1", "major version suffix"),
+            ("example.com/x/v0", "major version suffix"),
+            ("example.com/x/v02", "major version suffix"),
+            ("example.com/x/v2.0", "major version suffix"),
+            ("example.com/x/v2.", "trailing dot"),
+            ("gopkg.in/yaml", "major version suffix"),
+            ("gopkg.in/yaml.v", "major version suffix"),
+            ("gopkg.in/yaml.v01", "major version suffix"),
+            ("gopkg.in/yaml/v3", "major version suffix"),
+        ] {
+            let err = match escape_path(bad) {
+                Ok(esc) => panic!("{bad:?} accepted as {esc:?}"),
+                Err(e) => e,
+            };
+            assert_eq!(
+                crate::error::kind_of(&err),
+                Some(Kind::Integrity),
+                "{bad:?}"
+            );
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(&format!("invalid module path {bad:?}")),
+                "{bad:?}: {msg}"
+            );
+            assert!(msg.contains(why), "{bad:?}: want {why:?} in {msg}");
+        }
+    }
+
+    #[test]
+    fn accepts_canonical_versions_only() {
+        for (good, escaped) in [
+            ("v0.0.0", "v0.0.0"),
+            ("v1.2.3", "v1.2.3"),
+            ("v1.2.3-RC.1", "v1.2.3-!r!c.1"),
+            (
+                "v0.0.0-20230102030405-abcdef123456",
+                "v0.0.0-20230102030405-abcdef123456",
+            ),
+            (
+                "v1.2.4-0.20190102030405-abcdef123456",
+                "v1.2.4-0.20190102030405-abcdef123456",
+            ),
+            ("v2.0.0+incompatible", "v2.0.0+incompatible"),
+            ("v2.1.0-pre.1+incompatible", "v2.1.0-pre.1+incompatible"),
+        ] {
+            assert_eq!(escape_version(good).unwrap(), escaped, "{good}");
+            assert_eq!(unescape(escaped).unwrap(), good, "{good}");
+        }
+        for (bad, why) in [
+            (
+                "v1",
+                "not canonical (the go command writes it as \"v1.0.0\"",
+            ),
+            ("v1.0", "not canonical"),
+            ("v1.0.0+meta", "not canonical"),
+            ("v1.0.0-rc.1+build.5", "not canonical"),
+            ("v01.0.0", "not a semantic version"),
+            ("v1.0.0.tmp-x", "not a semantic version"),
+            ("v1.0.0.tmp-123", "not a semantic version"),
+            ("v1.0.0-01", "not a semantic version"),
+            ("v1.0.0-", "not a semantic version"),
+            ("v1.0.0-a..b", "not a semantic version"),
+            ("v1.0.0-a!b", "not a semantic version"),
+            ("v1.0.0-ä", "not a semantic version"),
+            ("v1.0.0/x", "not a semantic version"),
+            ("v1.0.0-x/../../y", "not a semantic version"),
+            ("1.0.0", "not a semantic version"),
+            ("v", "not a semantic version"),
+            ("", "not a semantic version"),
+        ] {
+            let err = match escape_version(bad) {
+                Ok(esc) => panic!("{bad:?} accepted as {esc:?}"),
+                Err(e) => e,
+            };
+            assert_eq!(
+                crate::error::kind_of(&err),
+                Some(Kind::Integrity),
+                "{bad:?}"
+            );
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(&format!("invalid module version {bad:?}")),
+                "{bad:?}: {msg}"
+            );
+            assert!(msg.contains(why), "{bad:?}: want {why:?} in {msg}");
         }
     }
 }
