@@ -121,12 +121,6 @@ pub struct BuiltArtifact {
     pub top: Vec<u8>,
 }
 
-impl BuiltArtifact {
-    pub fn top_descriptor(&self) -> Descriptor {
-        Descriptor::for_bytes(self.top_media_type.clone(), &self.top)
-    }
-}
-
 /// Limits that decide when a bundle is split; tests shrink them.
 #[derive(Debug, Clone, Copy)]
 pub struct SplitLimits {
@@ -324,21 +318,34 @@ impl Bundle {
 pub fn load(repo: &dyn Repository, top: &Descriptor) -> Result<Bundle> {
     let fetched = repo.fetch_manifest(top)?;
     let mut parts = Vec::new();
-    if top.is_index() {
+    if fetched.is_index() {
         let index = fetched.index()?;
         expect_modules_type(
             index.artifact_type.as_deref(),
             &repo.location(),
             &top.digest,
         )?;
+        if index.manifests.is_empty() {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "bundle index {} in {} lists no manifests",
+                    top.digest,
+                    repo.location()
+                ),
+            ));
+        }
         for child in &index.manifests {
-            if child.is_index() {
+            let m = repo.fetch_manifest(child)?;
+            if child.is_index() || m.is_index() {
                 return Err(fail(
                     Kind::Integrity,
-                    format!("bundle index {} nests another index", top.digest),
+                    format!(
+                        "bundle index {} nests another index, {}",
+                        top.digest, child.digest
+                    ),
                 ));
             }
-            let m = repo.fetch_manifest(child)?;
             parts.push(load_part(repo, m)?);
         }
     } else {

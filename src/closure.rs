@@ -71,17 +71,34 @@ struct ListedModule {
 
 /// Resolves the closure. `progress` is told each step.
 pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure> {
-    let project = opts
-        .project_dir
-        .canonicalize()
-        .with_context(|| format!("project directory {}", opts.project_dir.display()))?;
+    let project = opts.project_dir.canonicalize().map_err(|e| {
+        fail(
+            Kind::Usage,
+            format!("project directory {}: {e}", opts.project_dir.display()),
+        )
+    })?;
     let cache = tempfile::Builder::new()
         .prefix("ocigo-modcache-")
         .tempdir()
         .context("creating a private module cache")?;
-    let go = GoRunner::new(opts, cache.path())?;
+    let go = GoRunner::new(opts, cache.path(), &project)?;
 
     progress("finding main modules");
+    // Outside a module the go command invents a "command-line-arguments"
+    // main module; ask it where go.mod and go.work are instead.
+    let gomod = go.env_var(&project, "GOMOD")?;
+    let gowork_in_use = go.env_var(&project, "GOWORK")?;
+    if (gomod.is_empty() || gomod == "/dev/null")
+        && (gowork_in_use.is_empty() || gowork_in_use == "off")
+    {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "{} is not in a Go module: no go.mod or go.work in it or above it",
+                project.display()
+            ),
+        ));
+    }
     let listed = go.output(&project, &["list", "-m", "-json"], &[])?;
     let mains: Vec<ListedModule> = serde_json::Deserializer::from_slice(&listed)
         .into_iter::<ListedModule>()
@@ -219,10 +236,18 @@ struct GoRunner {
 }
 
 impl GoRunner {
-    fn new(opts: &ResolveOptions, cache: &Path) -> Result<GoRunner> {
+    fn new(opts: &ResolveOptions, cache: &Path, project: &Path) -> Result<GoRunner> {
+        // The user's GOFLAGS as the go command sees them (environment or
+        // `go env -w`), plus -modcacherw so the private cache can be deleted.
+        let user_flags = {
+            let bare = GoRunner {
+                go: opts.go.clone(),
+                env: Vec::new(),
+                hint: String::new(),
+            };
+            bare.env_var(project, "GOFLAGS")?
+        };
         let mut env: Vec<(String, OsString)> = vec![("GOMODCACHE".into(), cache.into())];
-        // -modcacherw lets the private cache be deleted afterwards.
-        let user_flags = std::env::var("GOFLAGS").unwrap_or_default();
         env.push((
             "GOFLAGS".into(),
             format!("{user_flags} -modcacherw").trim().into(),

@@ -131,9 +131,20 @@ pub struct PackReport {
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     let dest = Reference::parse(&args.dest)?;
+    if let Some(created) = &args.created
+        && !is_rfc3339(created)
+    {
+        return Err(fail(
+            Kind::Usage,
+            format!("--created {created:?} is not an RFC 3339 time such as 2026-11-21T06:00:00Z"),
+        ));
+    }
     let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
     let progress = g.progress();
     let store = g.open_store()?;
+    // Held for the whole run: `store prune` waits for no one and deletes
+    // only what no running pack or pull may still need.
+    let _store_in_use = store.use_lock()?;
     let source = match &args.from_cache {
         Some(dir) => ModuleSource::Cache(dir.clone()),
         None => ModuleSource::Network,
@@ -236,8 +247,8 @@ pub struct PushReport {
     pub destination: String,
     pub digest: String,
     pub copy: CopyStats,
-    /// Whether the source's cosign signatures were copied along.
-    pub signatures_copied: bool,
+    /// Signatures copied along (merged with any the destination has).
+    pub signatures_copied: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignReport>,
 }
@@ -257,15 +268,7 @@ pub fn push(
     let top = from.resolve(src_ref.tag_or_digest())?;
     let progress = g.progress();
     let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
-    let sig_tag = sign::signature_tag(&top.digest);
-    let signatures_copied = match from.resolve(&sig_tag) {
-        Ok(sig) => {
-            transfer::copy(from.as_ref(), &sig, to.as_ref(), Some(&sig_tag), &progress)?;
-            true
-        }
-        Err(e) if crate::error::kind_of(&e) == Some(Kind::NotFound) => false,
-        Err(e) => return Err(e),
-    };
+    let signatures_copied = sign::storage::copy_signatures(from.as_ref(), to.as_ref(), &top)?;
     let signature = match &signer {
         Some(signer) => Some(sign_at(to.as_ref(), &dest_ref, &top, signer)?),
         None => None,
@@ -288,8 +291,8 @@ pub fn push(
         human_bytes(report.copy.bytes_total),
         report.digest
     );
-    if report.signatures_copied {
-        human.push_str("signatures copied\n");
+    if report.signatures_copied > 0 {
+        let _ = writeln!(human, "{} signature(s) copied", report.signatures_copied);
     }
     if let Some(s) = &report.signature {
         human.push_str(&describe_signature(s));
@@ -346,6 +349,9 @@ fn pull_from(
         .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))?;
     let progress = g.progress();
     let store = g.open_store()?;
+    // Held for the whole run: `store prune` waits for no one and deletes
+    // only what no running pack or pull may still need.
+    let _store_in_use = store.use_lock()?;
     let bundle = artifact::load(src, top)?;
 
     // Fetch what the store lacks; the store checks each digest as it writes.
@@ -365,7 +371,7 @@ fn pull_from(
     for layer in &missing {
         let mut reader = src.fetch_blob(layer)?;
         store
-            .push_blob(layer, &mut ProgressRead(&mut reader, &progress))
+            .push_blob(layer, &mut progress.reader(&mut reader))
             .with_context(|| format!("fetching layer {} from {}", layer.digest, src.location()))?;
     }
     progress.finish();
@@ -435,16 +441,6 @@ fn pull_from(
         outcome.exit_code = Kind::Conflict.exit_code();
     }
     Ok(outcome)
-}
-
-struct ProgressRead<'a, R: ?Sized>(&'a mut R, &'a Progress);
-
-impl<R: std::io::Read + ?Sized> std::io::Read for ProgressRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.0.read(buf)?;
-        self.1.inc(n as u64);
-        Ok(n)
-    }
 }
 
 // ---------------------------------------------------------------- inspect
@@ -622,22 +618,18 @@ pub struct PruneReport {
 /// no remaining reference reaches.
 pub fn store_prune(g: &Global, forget: &[String], all: bool) -> Result<Outcome> {
     let store = g.open_store()?;
-    let mut forgotten = Vec::new();
+    // Refused at once (exit 5) while a pack or pull uses the store.
+    let exclusive = store.exclusive_use()?;
     let names: Vec<String> = if all {
         store.refs()?.into_iter().map(|(n, _)| n).collect()
     } else {
         forget.to_vec()
     };
-    for name in names {
-        if !store.remove_ref(&name)? {
-            return Err(fail(
-                Kind::NotFound,
-                format!("{name:?} is not in the content store; see `ocigo store list`"),
-            ));
-        }
-        forgotten.push(name);
-    }
-    let (removed, freed) = store.prune()?;
+    // All named references are forgotten, or none.
+    let forgotten = store
+        .remove_refs(&names)
+        .context("a name given is not in the content store, so nothing was forgotten; see `ocigo store list`")?;
+    let (removed, freed) = exclusive.prune()?;
     let report = PruneReport {
         forgotten,
         blobs_removed: removed,
@@ -645,6 +637,34 @@ pub fn store_prune(g: &Global, forget: &[String], all: bool) -> Result<Outcome> 
     };
     let human = format!("removed {removed} blobs, freed {}\n", human_bytes(freed));
     Ok(Outcome::ok(human, &report))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, as the OCI annotation
+/// `org.opencontainers.image.created` and the config's `created` use.
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(digits(0..4) && at(4, b'-') && digits(5..7) && at(7, b'-') && digits(8..10))
+        || !(at(10, b'T') || at(10, b't'))
+        || !(digits(11..13) && at(13, b':') && digits(14..16) && at(16, b':') && digits(17..19))
+    {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()),
+        _ => false,
+    }
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -772,7 +792,8 @@ pub fn sign_command(g: &Global, reference: &str, with: &SignWith) -> Result<Outc
 /// Keys and rules for verification, from flags and the host's configuration.
 pub struct VerifyWith {
     pub keys: Vec<PathBuf>,
-    pub threshold: usize,
+    /// How many distinct keys must have signed (default 1).
+    pub threshold: Option<usize>,
     /// Repository path the signatures must name; default: the one verified.
     pub identity: Option<String>,
 }
@@ -807,7 +828,7 @@ fn verify_at(
         target,
         &sign::storage::VerifyPolicy {
             keys: &keys,
-            threshold: with.threshold,
+            threshold: with.threshold.unwrap_or(1),
             repository: repository.as_deref(),
         },
     )
@@ -834,23 +855,38 @@ pub struct KeyReport {
 }
 
 /// Writes `<prefix>.key` (encrypted, cosign's format) and `<prefix>.pub`.
+/// Existing files are refused unless `force`; if the public key cannot be
+/// written, the private key just written is removed again.
 pub fn key_generate(prefix: &str, allow_empty_password: bool, force: bool) -> Result<Outcome> {
     let private_path = PathBuf::from(format!("{prefix}.key"));
     let public_path = PathBuf::from(format!("{prefix}.pub"));
-    for p in [&private_path, &public_path] {
-        if p.exists() && !force {
-            return Err(fail(
-                Kind::Conflict,
-                format!("{} already exists: pass --force to replace it", p.display()),
-            ));
-        }
-    }
     let password = sign::password_from_env_or_prompt(true, allow_empty_password)?;
     let key = sign::generate();
     let pem = sign::encrypt_private_key(&key, &password)?;
-    sign::write_private_key_file(&private_path, &pem)?;
     let public = key.verifying_key();
-    sign::write_public_key_file(&public_path, &sign::public_key_pem(&public))?;
+    if force {
+        for p in [&private_path, &public_path] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("replacing {}", p.display()));
+                }
+                _ => {}
+            }
+        }
+    } else if let Some(p) = [&private_path, &public_path]
+        .into_iter()
+        .find(|p| p.exists())
+    {
+        return Err(fail(
+            Kind::Conflict,
+            format!("{} already exists: pass --force to replace it", p.display()),
+        ));
+    }
+    sign::write_private_key_file(&private_path, &pem)?;
+    if let Err(e) = sign::write_public_key_file(&public_path, &sign::public_key_pem(&public)) {
+        let _ = std::fs::remove_file(&private_path);
+        return Err(e);
+    }
     let report = KeyReport {
         private_key: private_path.display().to_string(),
         public_key: public_path.display().to_string(),
@@ -863,8 +899,11 @@ pub fn key_generate(prefix: &str, allow_empty_password: bool, force: bool) -> Re
     Ok(Outcome::ok(human, &report))
 }
 
-/// The host's own rules for pulls (`$OCIGO_CONFIG`, else
-/// `/etc/ocigo/config.json`), so an operator can make verification mandatory.
+/// The system's rules for pulls, set by an operator to make verification
+/// mandatory on a host.
+pub const SYSTEM_CONFIG: &str = "/etc/ocigo/config.json";
+
+/// A host configuration file (JSON, `schemas/host-config.v1.schema.json`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostConfig {
@@ -872,58 +911,175 @@ pub struct HostConfig {
     pub pull: PullPolicy,
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PullPolicy {
     #[serde(default)]
     pub require_signature: bool,
+    /// Absolute paths of the only public keys trusted for pulls.
     #[serde(default)]
     pub verify_keys: Vec<PathBuf>,
     #[serde(default)]
     pub threshold: Option<usize>,
 }
 
-pub fn host_config() -> Result<(Option<PathBuf>, HostConfig)> {
-    let path = std::env::var_os("OCIGO_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/ocigo/config.json"));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((None, HostConfig::default()));
+impl PullPolicy {
+    /// Whether the host restricts pulls at all.
+    fn is_set(&self) -> bool {
+        self.require_signature || !self.verify_keys.is_empty() || self.threshold.is_some()
+    }
+}
+
+/// The pull policy in force: [`SYSTEM_CONFIG`], made stricter (never looser)
+/// by the file `$OCIGO_CONFIG` names and by `OCIGO_REQUIRE_SIGNATURE`.
+/// Returns the policy and the files it came from, for messages. A file that
+/// cannot be read or parsed is an error, never an empty policy.
+pub fn pull_policy() -> Result<(PullPolicy, Vec<PathBuf>)> {
+    let mut files = vec![PathBuf::from(SYSTEM_CONFIG)];
+    if let Some(extra) = std::env::var_os("OCIGO_CONFIG").filter(|v| !v.is_empty()) {
+        files.push(PathBuf::from(extra));
+    }
+    let mut policy = PullPolicy::default();
+    let mut sources = Vec::new();
+    for (i, path) in files.into_iter().enumerate() {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // No system file: no system policy. A named file must exist.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i == 0 => continue,
+            Err(e) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "cannot read the ocigo host configuration {}: {e}",
+                        path.display()
+                    ),
+                ));
+            }
+        };
+        let config: HostConfig = serde_json::from_str(&text).map_err(|e| {
+            fail(
+                Kind::Usage,
+                format!(
+                    "the ocigo host configuration {} is not valid: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        let more = config.pull;
+        if let Some(relative) = more.verify_keys.iter().find(|k| !k.is_absolute()) {
+            return Err(fail(
+                Kind::Usage,
+                format!(
+                    "{}: verifyKeys entry {} must be an absolute path",
+                    path.display(),
+                    relative.display()
+                ),
+            ));
         }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let config = serde_json::from_str(&text)
-        .map_err(|e| fail(Kind::Usage, format!("{}: {e}", path.display())))?;
-    Ok((Some(path), config))
+        if !policy.verify_keys.is_empty() && !more.verify_keys.is_empty() {
+            // A second file may narrow the trusted keys, never add to them.
+            let trusted = load_keys(&policy.verify_keys)?;
+            for (label, key) in load_keys(&more.verify_keys)? {
+                if !trusted.iter().any(|(_, t)| *t == key) {
+                    return Err(fail(
+                        Kind::Usage,
+                        format!(
+                            "{} names key {label}, which {} does not trust",
+                            path.display(),
+                            sources
+                                .iter()
+                                .map(|p: &PathBuf| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        policy.require_signature |= more.require_signature;
+        if !more.verify_keys.is_empty() {
+            policy.verify_keys = more.verify_keys;
+        }
+        policy.threshold = policy.threshold.max(more.threshold);
+        sources.push(path);
+    }
+    match std::env::var("OCIGO_REQUIRE_SIGNATURE")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "0" | "false" | "no" | "off" => {}
+        "1" | "true" | "yes" | "on" => policy.require_signature = true,
+        other => {
+            return Err(fail(
+                Kind::Usage,
+                format!("OCIGO_REQUIRE_SIGNATURE={other:?}: use 1 or 0"),
+            ));
+        }
+    }
+    Ok((policy, sources))
 }
 
 /// pull with signature verification first: the tag is resolved once, the
 /// signature checked over that digest, and only then is anything fetched,
 /// by digest. Verification is required when the host says so or when the
 /// environment sets OCIGO_REQUIRE_SIGNATURE=1.
+///
+/// When the host configuration names keys, only those are trusted: a key on
+/// the command line must be one of them (otherwise anyone could satisfy the
+/// host's rule with a key of their own), and the host's threshold is a floor.
 pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Outcome> {
-    let (config_path, config) = host_config()?;
-    let env_requires =
-        std::env::var("OCIGO_REQUIRE_SIGNATURE").is_ok_and(|v| v == "1" || v == "true");
+    let (policy, sources) = pull_policy()?;
+    let sources = sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut with = with;
-    with.keys.extend(config.pull.verify_keys.iter().cloned());
-    if let Some(t) = config.pull.threshold {
-        with.threshold = with.threshold.max(t);
+    if policy.is_set() && with.identity.is_some() {
+        return Err(fail(
+            Kind::Usage,
+            format!("this host's pull policy ({sources}) does not allow --expect-identity"),
+        ));
     }
-    let required = config.pull.require_signature || env_requires;
+    if !policy.verify_keys.is_empty() {
+        let trusted = load_keys(&policy.verify_keys)?;
+        for (label, key) in load_keys(&with.keys)? {
+            if !trusted.iter().any(|(_, t)| *t == key) {
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "this host trusts only the keys its pull policy ({sources}) names; \
+                         {label} ({}) is not one of them",
+                        key.fingerprint()
+                    ),
+                ));
+            }
+        }
+        with.keys = policy.verify_keys.clone();
+    }
+    if let Some(t) = policy.threshold {
+        with.threshold = Some(with.threshold.unwrap_or(1).max(t));
+    }
     if with.keys.is_empty() {
-        if required {
-            let why = match (&config_path, config.pull.require_signature) {
-                (Some(p), true) => format!("{} sets pull.requireSignature", p.display()),
-                _ => "OCIGO_REQUIRE_SIGNATURE is set".to_string(),
-            };
+        if policy.require_signature {
             return Err(fail(
                 Kind::Integrity,
                 format!(
-                    "this host only installs signed bundles ({why}), and no key was given: pass --verify-key PUB"
+                    "this host only installs signed bundles (required by {}), and no key was given: \
+                     pass --verify-key PUB",
+                    if sources.is_empty() {
+                        "OCIGO_REQUIRE_SIGNATURE"
+                    } else {
+                        &sources
+                    }
                 ),
+            ));
+        }
+        if with.threshold.is_some() || with.identity.is_some() {
+            return Err(fail(
+                Kind::Usage,
+                "--threshold and --expect-identity need --verify-key: without a key nothing is verified",
             ));
         }
         return pull(g, args);
@@ -946,4 +1102,27 @@ pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Ou
         );
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_times() {
+        for ok in [
+            "2026-11-21T06:00:00Z",
+            "2026-11-21T06:00:00.123+01:00",
+            "2026-11-21t06:00:00z",
+        ] {
+            assert!(super::is_rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "2026-11-21",
+            "2026-11-21 06:00:00Z",
+            "2026-11-21T06:00:00",
+            "yesterday",
+            "2026-11-21T06:00:00.Z",
+        ] {
+            assert!(!super::is_rfc3339(bad), "{bad}");
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub fn install(
         let item = &items[i];
         match state {
             State::Present => {
-                add_missing_info(paths, &item.entry)
+                add_missing_info(paths, item.entry)
                     .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?;
                 Ok(false)
             }

@@ -169,9 +169,9 @@ impl SignFlags {
 
 #[derive(Args)]
 struct VerifyRules {
-    /// How many of the given keys must have signed.
-    #[arg(long, default_value_t = 1)]
-    threshold: usize,
+    /// How many of the given keys must have signed (default 1).
+    #[arg(long, value_parser = clap::value_parser!(usize))]
+    threshold: Option<usize>,
     /// Repository the signatures must name (default: the repository verified; layouts: any).
     #[arg(long = "expect-identity", value_name = "REPO")]
     expect_identity: Option<String>,

@@ -189,6 +189,26 @@ pub struct FetchedManifest {
 }
 
 impl FetchedManifest {
+    /// Whether these bytes are an index. Decided from the digest-checked
+    /// bytes (their `mediaType`, else the presence of `manifests`), never
+    /// from the Content-Type a registry sent.
+    pub fn is_index(&self) -> bool {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Kind {
+            media_type: Option<String>,
+            manifests: Option<serde_json::Value>,
+        }
+        match serde_json::from_slice::<Kind>(&self.bytes) {
+            Ok(Kind {
+                media_type: Some(t),
+                ..
+            }) => t == MEDIA_TYPE_INDEX || t == MEDIA_TYPE_DOCKER_LIST,
+            Ok(k) => k.manifests.is_some(),
+            Err(_) => false,
+        }
+    }
+
     pub fn manifest(&self) -> Result<Manifest> {
         serde_json::from_slice(&self.bytes).map_err(|e| {
             fail(
@@ -243,7 +263,8 @@ pub trait Repository {
     /// Stores a blob from a stream; the store checks size and digest.
     fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()>;
 
-    /// Lists tags; used to find signatures. Empty when there are none.
+    /// Lists tags (for tools and tests; signatures are found by their
+    /// `sha256-<hex>.sig` tag directly). Empty when there are none.
     fn list_tags(&self) -> Result<Vec<String>>;
 
     /// `(host, repository)` when this is a registry repository.
@@ -428,17 +449,6 @@ impl Reference {
     pub fn tag(&self) -> Option<&str> {
         let r = self.tag_or_digest();
         (!r.starts_with("sha256:")).then_some(r)
-    }
-
-    /// The same place with another tag or digest.
-    pub fn with_reference(&self, reference: &str) -> Reference {
-        let mut r = self.clone();
-        match &mut r {
-            Reference::Layout { reference: x, .. } | Reference::Registry { reference: x, .. } => {
-                *x = reference.to_string()
-            }
-        }
-        r
     }
 }
 

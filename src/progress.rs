@@ -88,6 +88,32 @@ impl Progress {
     }
 }
 
+/// A reader that advances the current bar by every byte read through it.
+pub struct ProgressReader<'a, R: ?Sized> {
+    inner: &'a mut R,
+    progress: &'a Progress,
+}
+
+impl Progress {
+    pub fn reader<'a, R: std::io::Read + ?Sized>(
+        &'a self,
+        inner: &'a mut R,
+    ) -> ProgressReader<'a, R> {
+        ProgressReader {
+            inner,
+            progress: self,
+        }
+    }
+}
+
+impl<R: std::io::Read + ?Sized> std::io::Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();

@@ -44,6 +44,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Whole-request limit for small requests (probe, token, manifest, tags).
 const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Blobs up to this size are fetched under SMALL_REQUEST_TIMEOUT.
+const SMALL_BLOB_BYTES: u64 = 1024 * 1024;
 /// How much of an error response body is read to find the registry's message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// Tag lists are JSON held in memory; refuse absurd pages.
@@ -206,9 +208,12 @@ impl RegistryRepository {
     }
 
     /// Tries to mount `digest` from another repository of the same registry
-    /// (no upload). `Ok(true)`: mounted. `Ok(false)`: the registry declined
-    /// (blob unknown there, or no pull permission on `from_repository`); the
-    /// upload it opened instead is cancelled and the caller should push.
+    /// (no upload). `Ok(true)`: mounted. `Ok(false)`: not mounted, and the
+    /// caller should push: the registry declined (blob unknown there, or no
+    /// pull permission on `from_repository`; an upload it opened instead is
+    /// cancelled), or it refused the mount request itself (unsupported:
+    /// 404/405; not readable: 401/403). Errors are transport failures and
+    /// 5xx answers only.
     pub fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
         let url = format!(
             "{}/blobs/uploads/?mount={}&from={}",
@@ -242,8 +247,19 @@ impl RegistryRepository {
                 }
                 Ok(false)
             }
-            _ => Err(self.status_error(resp, &what)),
+            500..=599 => Err(self.status_error(resp, &what)),
+            // Any other answer (404/405: no mount support; 401/403: the
+            // source is not readable; ...) means "not mounted": mounting is
+            // optional for a registry, and the ordinary upload that follows
+            // either works or fails with its own clear error.
+            _ => Ok(false),
         }
+    }
+
+    /// Is `url` (a request's final URL, after redirects) on the registry's
+    /// own scheme, host and port?
+    fn is_registry_origin(&self, url: &str) -> bool {
+        same_origin(url, &self.base)
     }
 
     /// `scheme://host/v2/<repository>`.
@@ -287,7 +303,10 @@ impl RegistryRepository {
                 Payload::Bytes(b) => req.send_bytes(b),
             };
             let resp = self.response_or_error(method, url, result)?;
-            if resp.status() == 401 && !retried {
+            // A 401 from wherever the registry redirected to (object
+            // storage, a CDN) is not the registry's challenge: it is never
+            // answered with credentials, and the caller reports it.
+            if resp.status() == 401 && !retried && self.is_registry_origin(resp.get_url()) {
                 retried = true;
                 if let Some(new_auth) = self.reauthorize(&resp, url, access, auth.as_deref())? {
                     auth = Some(new_auth);
@@ -348,12 +367,32 @@ impl RegistryRepository {
         }
         let mut why = t.kind().to_string();
         if let Some(m) = t.message() {
+            // ureq quotes a bad redirect's Location, which may be a
+            // pre-signed URL: never repeat it.
+            let m = if m.starts_with("Bad redirection") {
+                "the redirect's Location is not a valid URL"
+            } else {
+                m
+            };
             why.push_str(": ");
             why.push_str(m);
         }
         if let Some(s) = std::error::Error::source(t) {
             why.push_str(": ");
             why.push_str(&s.to_string());
+        }
+        // Failed after a redirect elsewhere: name only that host (its URL
+        // may carry a pre-signed query).
+        if let Some(failed) = t.url().map(|u| u.as_str())
+            && !same_origin(failed, url)
+        {
+            return fail(
+                Kind::Remote,
+                format!(
+                    "{method} {url}: the request was redirected to {}, which failed: {why}",
+                    url_authority(failed).unwrap_or("?")
+                ),
+            );
         }
         let hint = if self.plain_http {
             format!(
@@ -386,7 +425,7 @@ impl RegistryRepository {
         let url = format!("{}/v2/", self.base);
         let result = self.agent.get(&url).timeout(SMALL_REQUEST_TIMEOUT).call();
         let resp = self.response_or_error("GET", &url, result)?;
-        if resp.status() == 401 {
+        if resp.status() == 401 && self.is_registry_origin(resp.get_url()) {
             state.challenge = pick_challenge(&resp);
         }
         state.probed = true;
@@ -457,6 +496,10 @@ impl RegistryRepository {
         access: Access<'_>,
         sent: Option<&str>,
     ) -> Result<Option<String>> {
+        // Only the registry's own answers set how to authenticate to it.
+        if !self.is_registry_origin(resp.get_url()) {
+            return Ok(None);
+        }
         let challenge = pick_challenge(resp);
         let extra_scope = challenge
             .as_ref()
@@ -512,7 +555,7 @@ impl RegistryRepository {
                     ),
                 )
             })?;
-        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+        let Some(realm_origin) = origin(realm) else {
             return Err(fail(
                 Kind::Remote,
                 format!(
@@ -520,6 +563,33 @@ impl RegistryRepository {
                     self.host
                 ),
             ));
+        };
+        if realm_origin.scheme == "http" {
+            let realm_host = url_authority(realm).unwrap_or("?");
+            if !self.plain_http {
+                return Err(fail(
+                    Kind::Remote,
+                    format!(
+                        "registry {} speaks HTTPS but names a token service on plain HTTP at \
+                         {realm_host}; ocigo does not fetch tokens over plain HTTP for an HTTPS \
+                         registry",
+                        self.host
+                    ),
+                ));
+            }
+            let registry_host = origin(&self.base).map(|o| o.host).unwrap_or_default();
+            let same_machine = realm_origin.host == registry_host
+                || (is_loopback_host(&realm_origin.host) && is_loopback_host(&registry_host));
+            if !same_machine && !matches!(creds.secret, Secret::Anonymous) {
+                return Err(fail(
+                    Kind::Remote,
+                    format!(
+                        "registry {} names a token service on another host over plain HTTP \
+                         ({realm_host}); ocigo does not send {} there unencrypted",
+                        self.host, creds.source
+                    ),
+                ));
+            }
         }
         let service = challenge.param("service");
         let result = match &creds.secret {
@@ -740,6 +810,9 @@ impl RegistryRepository {
     /// A classified error for a response with an unexpected status.
     fn status_error(&self, resp: ureq::Response, what: &str) -> anyhow::Error {
         let status = resp.status();
+        if !self.is_registry_origin(resp.get_url()) {
+            return self.redirect_target_error(resp, what);
+        }
         let detail = error_detail(resp);
         let location = self.location();
         match status {
@@ -761,6 +834,46 @@ impl RegistryRepository {
                 format!(
                     "registry {} failed to {what} in {location}: HTTP {status}{detail}",
                     self.host
+                ),
+            ),
+        }
+    }
+
+    /// The error for a response that came not from the registry but from
+    /// where it redirected the request (object storage, a CDN). Names only
+    /// that host: the URL itself may carry a pre-signed query.
+    fn redirect_target_error(&self, resp: ureq::Response, what: &str) -> anyhow::Error {
+        let status = resp.status();
+        let store = url_authority(resp.get_url()).unwrap_or("?").to_string();
+        let detail = error_detail(resp);
+        let location = self.location();
+        let noun = if what.contains("blob") {
+            "blob store"
+        } else {
+            "server"
+        };
+        match status {
+            401 | 403 => fail(
+                Kind::Remote,
+                format!(
+                    "cannot {what} from {location}: the {noun} {store} the registry redirected \
+                     to refused the request (HTTP {status}{detail}); ocigo sends no credentials \
+                     there"
+                ),
+            ),
+            404 => fail(
+                Kind::NotFound,
+                format!(
+                    "cannot {what}: not found at the {noun} {store} the registry {} redirected \
+                     to (HTTP 404{detail})",
+                    self.host
+                ),
+            ),
+            _ => fail(
+                Kind::Remote,
+                format!(
+                    "cannot {what} from {location}: the {noun} {store} the registry redirected \
+                     to failed: HTTP {status}{detail}"
                 ),
             ),
         }
@@ -1011,6 +1124,9 @@ impl Repository for RegistryRepository {
 
     fn fetch_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
         let url = format!("{}/blobs/{}", self.api(), desc.digest);
+        // Small blobs (configs, signature payloads) get the whole-request
+        // limit, body included; large ones only the per-read idle limit.
+        let timeout = (desc.size <= SMALL_BLOB_BYTES).then_some(SMALL_REQUEST_TIMEOUT);
         // identity: Content-Length must be the blob's own size.
         let resp = self.request(
             "GET",
@@ -1018,7 +1134,7 @@ impl Repository for RegistryRepository {
             Access::Pull,
             &[("Accept-Encoding", "identity")],
             Payload::Empty,
-            None,
+            timeout,
         )?;
         if resp.status() != 200 {
             return Err(self.status_error(resp, &format!("fetch blob {}", desc.digest)));
@@ -1234,10 +1350,72 @@ fn basic_header(user: &str, pass: &str) -> String {
     )
 }
 
-/// Does `url` go to the same scheme://host[:port] as `base`?
+/// Does `url` go to the same scheme://host[:port] as `base`? Compares
+/// parsed origins (scheme and host case-insensitively, default ports
+/// filled in), as ureq reports final URLs normalized.
 fn same_origin(url: &str, base: &str) -> bool {
-    url.strip_prefix(base)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+    match (origin(url), origin(base)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The scheme, host and port of an absolute http(s) URL.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    /// `http` or `https`.
+    scheme: String,
+    /// Lower-cased; IPv6 addresses keep their brackets.
+    host: String,
+    port: u16,
+}
+
+fn origin(url: &str) -> Option<Origin> {
+    let (scheme, _) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = url_authority(url)?;
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => default_port,
+        Some(p) => p.parse().ok()?,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(Origin {
+        scheme,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+/// `host[:port]` of an absolute URL, without any `user:password@`: what
+/// messages may name of a URL that is not the registry's.
+fn url_authority(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    Some(match authority.rfind('@') {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    })
 }
 
 /// Resolves a `Location` or `Link` target against the URL it came from.
@@ -1979,5 +2157,172 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("Is the registry running"), "{msg}");
+    }
+
+    #[test]
+    fn origins_are_compared_parsed_not_as_prefixes() {
+        assert!(same_origin(
+            "https://reg.example/v2/",
+            "https://REG.example:443"
+        ));
+        assert!(same_origin("http://reg.example:80?x", "http://reg.example"));
+        assert!(same_origin("http://[::1]:5000/v2/", "http://[::1]:5000"));
+        assert!(same_origin(
+            "http://u@127.0.0.1:5000/",
+            "http://127.0.0.1:5000"
+        ));
+        for other in [
+            "http://reg.example.evil/v2/",
+            "http://reg.example@evil.example/v2/",
+            "http://reg.example:5000.evil/v2/",
+            "https://reg.example/v2/",
+            "http://reg.example:8080/v2/",
+            "ftp://reg.example/",
+            "/v2/relative",
+            "",
+        ] {
+            assert!(!same_origin(other, "http://reg.example"), "{other}");
+        }
+        assert_eq!(
+            url_authority("https://u:p@s3.example:9000/b/k?X-Amz-Signature=zz"),
+            Some("s3.example:9000")
+        );
+        assert_eq!(url_authority("http://h?x=1"), Some("h"));
+        assert_eq!(
+            origin("HTTPS://[::1]/x"),
+            Some(Origin {
+                scheme: "https".into(),
+                host: "[::1]".into(),
+                port: 443
+            })
+        );
+    }
+
+    fn basic_state(user: &str, pass: &str) -> AuthState {
+        AuthState {
+            credentials: Some(Credentials {
+                secret: Secret::Basic {
+                    user: user.into(),
+                    pass: pass.into(),
+                },
+                source: format!("user {user:?} from a test config"),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn token_realms_that_would_expose_credentials_are_refused() {
+        let state = basic_state("alice", "s3cret-pass");
+        let scopes = vec!["repository:a:pull".to_string()];
+
+        // An HTTPS registry naming a plain-HTTP token service: refused before
+        // any request (the hosts do not exist; nothing is contacted).
+        let https =
+            RegistryRepository::open("reg.invalid", "a", &RegistryOptions::default()).unwrap();
+        let c = ch("bearer", &[("realm", "http://auth.invalid:8080/token")]);
+        let err = https.fetch_token(&c, &scopes, &state).err().unwrap();
+        let msg = format!("{err:#}");
+        assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+        assert!(
+            msg.contains("auth.invalid:8080") && msg.contains("plain HTTP"),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cret"), "{msg}");
+
+        // A plain-HTTP registry naming a token service on another host over
+        // plain HTTP: the password is not sent there.
+        let plain = RegistryRepository::open(
+            "reg.invalid",
+            "a",
+            &RegistryOptions {
+                plain_http: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = ch("bearer", &[("realm", "http://u:p@tokens.invalid/t?x=1")]);
+        let err = plain.fetch_token(&c, &scopes, &state).err().unwrap();
+        let msg = format!("{err:#}");
+        assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+        assert!(
+            msg.contains("tokens.invalid") && msg.contains("unencrypted"),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cret") && !msg.contains("u:p"), "{msg}");
+    }
+
+    #[test]
+    fn a_token_service_on_the_same_loopback_host_gets_the_credentials() {
+        // The check above does not block the usual local setup: registry
+        // and token service on one machine, different ports.
+        let tokens = FakeServer::start(|_, _| reply(200, &[], r#"{"token":"t-1"}"#));
+        let registry = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = registry.local_addr().unwrap().to_string();
+        let repo = RegistryRepository::open(&addr, "a", &RegistryOptions::default()).unwrap();
+        let realm = format!(
+            "http://localhost:{}/token",
+            tokens.addr.split(':').nth(1).unwrap()
+        );
+        let c = ch("bearer", &[("realm", &realm)]);
+        let scopes = vec!["repository:a:pull".to_string()];
+        let token = repo
+            .fetch_token(&c, &scopes, &basic_state("alice", "pw"))
+            .unwrap();
+        assert_eq!(token.value, "t-1");
+        let seen = tokens.seen();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].authorization.as_deref(),
+            Some(basic_header("alice", "pw").as_str())
+        );
+    }
+
+    #[test]
+    fn a_refused_or_unsupported_mount_falls_back_to_upload() {
+        let digest = Digest::of_bytes(b"layer");
+        for status in [404, 405, 401, 403, 400] {
+            let server = FakeServer::start(move |req, _| match req.path.as_str() {
+                "/v2/" => reply(200, &[], ""),
+                _ => reply(
+                    status,
+                    &[],
+                    r#"{"errors":[{"code":"UNSUPPORTED","message":"no mounts here"}]}"#,
+                ),
+            });
+            let config = config_with(&server.addr, "alice", "pw");
+            let opts = RegistryOptions {
+                docker_config: Some(config.path().to_path_buf()),
+                ..Default::default()
+            };
+            let repo = RegistryRepository::open(&server.addr, "team/two", &opts).unwrap();
+            let mounted = repo.mount_blob(&digest, "team/one");
+            assert!(
+                matches!(mounted, Ok(false)),
+                "HTTP {status}: {:?}",
+                mounted.map_err(|e| format!("{e:#}"))
+            );
+            let seen = server.seen();
+            assert!(
+                seen.iter().any(|s| s.method == "POST"
+                    && s.path.contains(&format!("mount={digest}"))
+                    && s.path.contains("from=team/one")),
+                "{seen:?}"
+            );
+        }
+        // A server failure is still an error.
+        let server = FakeServer::start(|req, _| match req.path.as_str() {
+            "/v2/" => reply(200, &[], ""),
+            _ => reply(503, &[], ""),
+        });
+        let config = config_with(&server.addr, "alice", "pw");
+        let opts = RegistryOptions {
+            docker_config: Some(config.path().to_path_buf()),
+            ..Default::default()
+        };
+        let repo = RegistryRepository::open(&server.addr, "team/two", &opts).unwrap();
+        let err = repo.mount_blob(&digest, "team/one").unwrap_err();
+        assert_eq!(kind_of(&err), Some(Kind::Remote), "{err:#}");
+        assert!(format!("{err:#}").contains("503"), "{err:#}");
     }
 }

@@ -6,6 +6,13 @@
 //! place, so a blob path that exists always holds the right bytes (as in
 //! containerd's content store). `index.json` changes under a lock, by
 //! temp + rename. Must not: know about Go modules, GOMODCACHE or registries.
+//!
+//! Concurrency: several ocigo processes may share one store. Each command
+//! that reads or writes it holds [`Layout::use_lock`] (a shared `flock` on
+//! `<root>/.store.lock`) for its whole run; [`Layout::prune`] needs the same
+//! lock exclusively, so it never deletes a blob that a running pack or pull
+//! has written but not yet tagged, nor a temporary file being written. Lock
+//! order: `.store.lock` before `.index.lock`, never the other way round.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -23,6 +30,9 @@ use crate::oci::{
 };
 
 const LAYOUT_FILE: &str = "oci-layout";
+const STORE_LOCK_FILE: &str = ".store.lock";
+const INDEX_LOCK_FILE: &str = ".index.lock";
+const TMP_PREFIX: &str = ".tmp-";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// An OCI image layout directory.
@@ -52,14 +62,18 @@ impl Layout {
     pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
         let root = root.into();
         let marker = root.join(LAYOUT_FILE);
-        let content = fs::read(&marker).map_err(|_| {
-            fail(
-                Kind::NotFound,
-                format!(
-                    "{} is not an OCI image layout (no readable {LAYOUT_FILE} file)",
-                    root.display()
-                ),
-            )
+        let content = fs::read(&marker).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                fail(
+                    Kind::NotFound,
+                    format!(
+                        "{} is not an OCI image layout (no {LAYOUT_FILE} file)",
+                        root.display()
+                    ),
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("reading {}", marker.display()))
+            }
         })?;
         let v: serde_json::Value = serde_json::from_slice(&content).map_err(|e| {
             fail(
@@ -104,12 +118,14 @@ impl Layout {
     }
 
     /// Read-modify-write of index.json under an exclusive lock, so two
-    /// ocigo processes sharing a store do not lose each other's tags.
-    fn update_index(&self, f: impl FnOnce(&mut Index)) -> Result<()> {
-        let _lock = exclusive_lock(&self.root.join(".index.lock"))?;
+    /// ocigo processes sharing a store do not lose each other's tags. If `f`
+    /// fails, index.json is left as it was.
+    fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        let _lock = exclusive_lock(&self.root.join(INDEX_LOCK_FILE))?;
         let mut index = self.read_index()?;
-        f(&mut index);
-        self.write_index(&index)
+        let out = f(&mut index)?;
+        self.write_index(&index)?;
+        Ok(out)
     }
 
     /// Copies a local file into the store, hashing as it copies: one read.
@@ -117,7 +133,7 @@ impl Layout {
         let mut src = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let dir = self.root.join("blobs/sha256");
         let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(TMP_PREFIX)
             .tempfile_in(&dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         let mut hashing = HashingWriter::new(tmp.as_file_mut());
@@ -149,62 +165,165 @@ impl Layout {
 
     /// Removes a tag; the blobs stay until [`Layout::prune`].
     pub fn remove_ref(&self, name: &str) -> Result<bool> {
-        let mut removed = false;
         self.update_index(|index| {
             let before = index.manifests.len();
-            index.manifests.retain(|d| {
-                d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(name)
-            });
-            removed = index.manifests.len() != before;
-        })?;
-        Ok(removed)
+            index.manifests.retain(|d| ref_name(d) != Some(name));
+            Ok(index.manifests.len() != before)
+        })
     }
 
-    /// Deletes every blob not reachable from index.json, and stale temporary
-    /// files. Returns (blobs removed, bytes freed).
-    pub fn prune(&self) -> Result<(usize, u64)> {
-        let mut keep = HashSet::new();
-        let mut stack: Vec<Descriptor> = self.read_index()?.manifests;
-        while let Some(desc) = stack.pop() {
-            if !keep.insert(desc.digest.clone()) {
-                continue;
-            }
-            let Ok(bytes) = fs::read(self.blob_path(&desc.digest)) else {
-                continue;
-            };
-            // Walk anything that looks like a manifest or index.
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                for key in ["config", "subject"] {
-                    if let Some(d) = v
-                        .get(key)
-                        .and_then(|d| serde_json::from_value::<Descriptor>(d.clone()).ok())
-                    {
-                        stack.push(d);
-                    }
-                }
-                for key in ["layers", "manifests"] {
-                    if let Some(list) = v
-                        .get(key)
-                        .and_then(|l| serde_json::from_value::<Vec<Descriptor>>(l.clone()).ok())
-                    {
-                        stack.extend(list);
-                    }
-                }
+    /// Removes several tags in one index.json update, under one lock: all of
+    /// them or none. Fails with [`Kind::NotFound`] naming every name that is
+    /// not a tag, and then removes nothing. Returns the removed names in the
+    /// order given, duplicates dropped. The blobs stay until [`Layout::prune`].
+    pub fn remove_refs(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut wanted: Vec<String> = Vec::new();
+        for name in names {
+            if !wanted.contains(name) {
+                wanted.push(name.clone());
             }
         }
+        if wanted.is_empty() {
+            return Ok(wanted);
+        }
+        let location = self.location();
+        self.update_index(|index| {
+            let tagged: HashSet<&str> = index.manifests.iter().filter_map(ref_name).collect();
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|n| !tagged.contains(n.as_str()))
+                .map(|n| format!("{n:?}"))
+                .collect();
+            if !missing.is_empty() {
+                let what = if missing.len() == 1 { "tag" } else { "tags" };
+                return Err(fail(
+                    Kind::NotFound,
+                    format!("{what} {} not found in {location}", missing.join(", ")),
+                ));
+            }
+            index
+                .manifests
+                .retain(|d| ref_name(d).is_none_or(|n| !wanted.iter().any(|w| w == n)));
+            Ok(wanted)
+        })
+    }
+
+    /// Takes the store lock shared (blocking while a prune runs), held until
+    /// the guard is dropped. Every command that reads or writes the store
+    /// holds it for its whole run, so [`Layout::prune`] cannot delete blobs
+    /// written but not yet tagged, or being read. Any number of processes
+    /// may hold it at once. On a read-only file system no lock is taken (and
+    /// none is needed: nothing there can be pruned).
+    pub fn use_lock(&self) -> Result<StoreUse> {
+        let path = self.root.join(STORE_LOCK_FILE);
+        let file = match open_lock_file(&path, LockMode::Shared) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                return Ok(StoreUse { _lock: None });
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening lock file {}", path.display()));
+            }
+        };
+        flock(&file, &path, LockMode::Shared, true)?;
+        Ok(StoreUse { _lock: Some(file) })
+    }
+
+    /// Takes the store lock exclusively without waiting, for pruning. Fails
+    /// with [`Kind::Conflict`] if any process (this one included, through
+    /// another [`StoreUse`]) holds [`Layout::use_lock`] or is pruning.
+    pub fn exclusive_use(&self) -> Result<StoreExclusive<'_>> {
+        let path = self.root.join(STORE_LOCK_FILE);
+        match lock_file(&path, LockMode::Exclusive, false)? {
+            Some(file) => Ok(StoreExclusive {
+                layout: self,
+                _lock: file,
+            }),
+            None => Err(fail(
+                Kind::Conflict,
+                format!(
+                    "the content store {} is in use by another ocigo process; \
+                     try again when it finishes",
+                    self.root.display()
+                ),
+            )),
+        }
+    }
+
+    /// Deletes every blob not reachable from index.json, and the temporary
+    /// files of interrupted writes, under the exclusive store lock (see
+    /// [`Layout::exclusive_use`]; fails with [`Kind::Conflict`] without
+    /// deleting anything if the store is in use). Returns (blobs removed,
+    /// bytes freed, temporary files included).
+    pub fn prune(&self) -> Result<(usize, u64)> {
+        self.exclusive_use()?.prune()
+    }
+
+    /// Digests reachable from index.json. Only blobs whose descriptor says
+    /// manifest or index are read, and at most [`oci::MAX_MANIFEST_BYTES`] of
+    /// each: a bigger one is not a manifest ocigo can use, so it is kept but
+    /// not walked. A manifest that does not parse is kept but not walked.
+    fn reachable(&self) -> Result<HashSet<Digest>> {
+        let mut keep = HashSet::new();
+        let mut walked = HashSet::new();
+        let mut stack: Vec<Descriptor> = self.read_index()?.manifests;
+        while let Some(desc) = stack.pop() {
+            keep.insert(desc.digest.clone());
+            if !is_manifest_media_type(&desc.media_type)
+                || desc.size > oci::MAX_MANIFEST_BYTES as u64
+                || !walked.insert(desc.digest.clone())
+            {
+                continue;
+            }
+            let path = self.blob_path(&desc.digest);
+            let bytes = match read_capped(&path) {
+                Ok(bytes) if bytes.len() <= oci::MAX_MANIFEST_BYTES => bytes,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                // Not knowing what it references, deleting anything is unsafe.
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {}", path.display()));
+                }
+            };
+            stack.extend(referenced(&bytes));
+        }
+        Ok(keep)
+    }
+
+    fn prune_locked(&self) -> Result<(usize, u64)> {
+        let keep = self.reachable()?;
         let mut removed = 0;
         let mut freed = 0;
         let dir = self.root.join("blobs/sha256");
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            let reachable = Digest::parse(&format!("sha256:{name}"))
-                .map(|d| keep.contains(&d))
-                .unwrap_or(false);
-            if !reachable {
-                freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path())
-                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            // Anything not named like ours is left alone.
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            let is_tmp = name.starts_with(TMP_PREFIX);
+            let garbage = is_tmp
+                || Digest::parse(&format!("sha256:{name}")).is_ok_and(|d| !keep.contains(&d));
+            if !garbage {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) if !meta.is_dir() => meta,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing {}", path.display()));
+                }
+            }
+            freed += meta.len();
+            if !is_tmp {
                 removed += 1;
             }
         }
@@ -217,25 +336,42 @@ impl Layout {
         let mut n = 0;
         let mut bytes = 0;
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
                 continue;
             }
             n += 1;
-            bytes += entry.metadata()?.len();
+            bytes += entry
+                .metadata()
+                .with_context(|| format!("reading {}", entry.path().display()))?
+                .len();
         }
         Ok((n, bytes))
     }
 
-    /// Sniffs the media type of a manifest blob stored without a tag.
+    /// Sniffs the media type of a manifest blob stored without a tag. Reads
+    /// at most [`oci::MAX_MANIFEST_BYTES`]: a bigger blob is not a manifest.
     fn media_type_of(&self, digest: &Digest) -> Result<Descriptor> {
         let path = self.blob_path(digest);
-        let bytes = fs::read(&path).map_err(|_| {
-            fail(
-                Kind::NotFound,
-                format!("{digest} not found in {}", self.location()),
-            )
+        let bytes = read_capped(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                fail(
+                    Kind::NotFound,
+                    format!("{digest} not found in {}", self.location()),
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("reading {}", path.display()))
+            }
         })?;
+        if bytes.len() > oci::MAX_MANIFEST_BYTES {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "{digest} in {} is not a manifest: over the 4 MiB manifest limit",
+                    self.location()
+                ),
+            ));
+        }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Sniff {
@@ -263,6 +399,83 @@ impl Layout {
     }
 }
 
+/// A shared hold on a store, from [`Layout::use_lock`]; released on drop.
+/// It does not borrow the [`Layout`], so it can outlive the value it came from.
+#[derive(Debug)]
+#[must_use = "the store lock is released as soon as this guard is dropped"]
+pub struct StoreUse {
+    _lock: Option<File>,
+}
+
+/// An exclusive hold on a store, from [`Layout::exclusive_use`]; released on
+/// drop. While it is held no other ocigo process uses the store.
+#[derive(Debug)]
+#[must_use = "the store lock is released as soon as this guard is dropped"]
+pub struct StoreExclusive<'a> {
+    layout: &'a Layout,
+    _lock: File,
+}
+
+impl StoreExclusive<'_> {
+    /// [`Layout::prune`] under this lock: lets a caller take the lock first,
+    /// then forget tags ([`Layout::remove_refs`]) and prune, so nothing is
+    /// forgotten when the store turns out to be busy.
+    pub fn prune(&self) -> Result<(usize, u64)> {
+        self.layout.prune_locked()
+    }
+}
+
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
+}
+
+fn is_manifest_media_type(media_type: &str) -> bool {
+    [
+        oci::MEDIA_TYPE_MANIFEST,
+        oci::MEDIA_TYPE_INDEX,
+        oci::MEDIA_TYPE_DOCKER_MANIFEST,
+        oci::MEDIA_TYPE_DOCKER_LIST,
+    ]
+    .contains(&media_type)
+}
+
+/// The descriptors a manifest or index refers to (config, subject, layers,
+/// manifests); nothing if it is not JSON. Lenient: one malformed field does
+/// not hide the others, so prune keeps all it can.
+fn referenced(bytes: &[u8]) -> Vec<Descriptor> {
+    let mut out = Vec::new();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return out;
+    };
+    for key in ["config", "subject"] {
+        if let Some(d) = v
+            .get(key)
+            .and_then(|d| serde_json::from_value::<Descriptor>(d.clone()).ok())
+        {
+            out.push(d);
+        }
+    }
+    for key in ["layers", "manifests"] {
+        if let Some(list) = v.get(key).and_then(|l| l.as_array()) {
+            out.extend(
+                list.iter()
+                    .filter_map(|d| serde_json::from_value::<Descriptor>(d.clone()).ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Reads at most `MAX_MANIFEST_BYTES + 1` bytes of `path`, so a caller can
+/// tell an over-limit file from one exactly at the limit.
+fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(oci::MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 fn empty_index() -> Index {
     Index {
         schema_version: 2,
@@ -274,34 +487,91 @@ fn empty_index() -> Index {
     }
 }
 
-/// Takes an exclusive `flock` on `path` (created if absent), held until the
-/// returned file is dropped. The go command's `lockedfile` uses the same
-/// mechanism, so this also excludes a go command working on the same file.
+/// How [`lock_file`] locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Any number of shared holders at once (`LOCK_SH`).
+    Shared,
+    /// One holder, no shared ones (`LOCK_EX`).
+    Exclusive,
+}
+
+/// Takes a `flock` on `path` (created if absent), held until the returned
+/// file is dropped. With `wait` it blocks until granted; without, it returns
+/// `Ok(None)` at once if a conflicting lock is held. `flock` locks belong to
+/// an open file description, so two opens in one process conflict too. The
+/// go command's `lockedfile` uses the same mechanism, so an exclusive lock
+/// also excludes a go command working on the same file.
+pub fn lock_file(path: &Path, mode: LockMode, wait: bool) -> Result<Option<File>> {
+    let file = open_lock_file(path, mode)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    Ok(flock(&file, path, mode, wait)?.then_some(file))
+}
+
+/// Takes an exclusive `flock` on `path`, waiting for it; see [`lock_file`].
 pub fn exclusive_lock(path: &Path) -> Result<File> {
-    let lock = File::options()
+    let file = open_lock_file(path, LockMode::Exclusive)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    flock(&file, path, LockMode::Exclusive, true)?;
+    Ok(file)
+}
+
+/// Opens (creating) a lock file. A shared lock needs no write access, so if
+/// the file cannot be opened for writing an existing one is opened read-only.
+fn open_lock_file(path: &Path, mode: LockMode) -> io::Result<File> {
+    let opened = File::options()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(path)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
-    // SAFETY: flock on a file descriptor owned by `lock`, which outlives the call.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("locking {}", path.display()));
+        .open(path);
+    match opened {
+        Err(e)
+            if mode == LockMode::Shared
+                && matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+        {
+            File::open(path).map_err(|_| e)
+        }
+        other => other,
     }
-    Ok(lock)
+}
+
+/// `flock`s an open file; false if `wait` is off and the lock is taken.
+fn flock(file: &File, path: &Path, mode: LockMode, wait: bool) -> Result<bool> {
+    let mut op = match mode {
+        LockMode::Shared => libc::LOCK_SH,
+        LockMode::Exclusive => libc::LOCK_EX,
+    };
+    if !wait {
+        op |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock on a file descriptor owned by `file`, which outlives the call.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock if !wait => return Ok(false),
+            _ => return Err(err).with_context(|| format!("locking {}", path.display())),
+        }
+    }
 }
 
 /// Writes a file by temp + rename in the same directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_data())
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -401,10 +671,9 @@ impl Repository for Layout {
                 .annotations
                 .insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
             self.update_index(|index| {
-                index.manifests.retain(|d| {
-                    d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(tag)
-                });
+                index.manifests.retain(|d| ref_name(d) != Some(tag));
                 index.manifests.push(entry);
+                Ok(())
             })?;
         }
         Ok(desc)
@@ -437,7 +706,7 @@ impl Repository for Layout {
     fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
         let dir = self.root.join("blobs/sha256");
         let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(TMP_PREFIX)
             .tempfile_in(&dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         let what = format!("blob {}", desc.digest);
@@ -509,6 +778,226 @@ mod tests {
         assert_eq!(removed, 1);
         assert!(!l.blob_exists(&desc.digest).unwrap());
         assert!(l.blob_exists(&md.digest).unwrap());
+    }
+
+    fn put(l: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
+        let desc = Descriptor::for_bytes(media_type, bytes);
+        l.push_blob(&desc, &mut &bytes[..]).unwrap();
+        desc
+    }
+
+    fn manifest_json(config: &Descriptor, layers: &[&Descriptor]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::MEDIA_TYPE_MANIFEST,
+            "config": config,
+            "layers": layers,
+        }))
+        .unwrap()
+    }
+
+    fn blobs_dir(l: &Layout) -> PathBuf {
+        l.root().join("blobs/sha256")
+    }
+
+    #[test]
+    fn prune_keeps_what_the_index_reaches_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::open_or_create(d.path()).unwrap();
+        // index -> OCI manifest -> config + layer, and -> docker manifest.
+        let config = put(&l, "application/vnd.oci.image.config.v1+json", b"{}");
+        let layer = put(&l, "application/zip", b"PK\x03\x04 not json");
+        let m = put(
+            &l,
+            oci::MEDIA_TYPE_MANIFEST,
+            &manifest_json(&config, &[&layer]),
+        );
+        let dconfig = put(&l, "application/vnd.docker.container.image.v1+json", b"[]");
+        let dlayer = put(&l, "application/octet-stream", b"docker layer");
+        let mut dm = manifest_json(&dconfig, &[&dlayer]);
+        dm = String::from_utf8(dm)
+            .unwrap()
+            .replace(oci::MEDIA_TYPE_MANIFEST, oci::MEDIA_TYPE_DOCKER_MANIFEST)
+            .into_bytes();
+        let dm = put(&l, oci::MEDIA_TYPE_DOCKER_MANIFEST, &dm);
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::MEDIA_TYPE_INDEX,
+            "manifests": [m, dm],
+        }))
+        .unwrap();
+        let idx = l
+            .push_manifest(oci::MEDIA_TYPE_INDEX, &index, Some("t"))
+            .unwrap();
+
+        // Unreachable: a loose blob, and an untagged manifest with its config.
+        let loose = put(&l, "application/zip", b"loose");
+        let orphan_config = put(&l, "x", b"orphan config");
+        let orphan = l
+            .push_manifest(
+                oci::MEDIA_TYPE_MANIFEST,
+                &manifest_json(&orphan_config, &[]),
+                None,
+            )
+            .unwrap();
+        // An interrupted write, and files that are not ours.
+        fs::write(blobs_dir(&l).join(".tmp-stale"), b"12345").unwrap();
+        fs::write(blobs_dir(&l).join("README"), b"not a blob").unwrap();
+        fs::create_dir(blobs_dir(&l).join("subdir")).unwrap();
+
+        let (removed, freed) = l.prune().unwrap();
+        assert_eq!(removed, 3);
+        assert_eq!(
+            freed,
+            loose.size + orphan_config.size + orphan.size + 5,
+            "temporary files count towards bytes freed"
+        );
+        for kept in [&idx, &m, &config, &layer, &dm, &dconfig, &dlayer] {
+            assert!(l.blob_exists(&kept.digest).unwrap(), "{kept:?} was removed");
+        }
+        for gone in [&loose, &orphan_config, &orphan] {
+            assert!(!l.blob_exists(&gone.digest).unwrap(), "{gone:?} was kept");
+        }
+        assert!(!blobs_dir(&l).join(".tmp-stale").exists());
+        assert!(blobs_dir(&l).join("README").exists());
+        assert!(blobs_dir(&l).join("subdir").is_dir());
+        // Nothing left to do the second time.
+        assert_eq!(l.prune().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn prune_reads_only_manifests_and_only_up_to_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::open_or_create(d.path()).unwrap();
+        let config = put(&l, "x", b"{}");
+
+        // A layer whose bytes look like a manifest: if prune parsed it, it
+        // would keep `decoy_target`.
+        let decoy_target = put(&l, "application/zip", b"decoy target");
+        let decoy = put(
+            &l,
+            "application/zip",
+            &manifest_json(&config, &[&decoy_target]),
+        );
+
+        // A layer that is a FIFO: opening it with no writer blocks, so a
+        // prune that reads it never returns.
+        let fifo = Descriptor::new("application/zip", Digest::of_bytes(b"fifo"), 10);
+        let fifo_path = l.blob_path(&fifo.digest);
+        let c_path = std::ffi::CString::new(fifo_path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+
+        // Manifest-typed, but over the limit (its descriptor understates its
+        // size): read no further than the limit, and not walked.
+        let big_target = put(&l, "application/zip", b"big target");
+        let mut big = manifest_json(&config, &[&big_target]);
+        big.resize(oci::MAX_MANIFEST_BYTES + 10, b' ');
+        let big_desc = put(&l, "x", &big);
+        let big_ref = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, big_desc.digest.clone(), 100);
+
+        let top = manifest_json(&config, &[&decoy, &fifo, &big_ref]);
+        l.push_manifest(oci::MEDIA_TYPE_MANIFEST, &top, Some("t"))
+            .unwrap();
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l2 = l.clone();
+        std::thread::spawn(move || tx.send(l2.prune().unwrap()).unwrap());
+        let Ok((removed, _)) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+            // Unblock the reader before failing.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo_path);
+            panic!("prune opened a layer blob");
+        };
+        assert_eq!(removed, 2);
+        assert!(!l.blob_exists(&decoy_target.digest).unwrap());
+        assert!(!l.blob_exists(&big_target.digest).unwrap());
+        assert!(l.blob_exists(&decoy.digest).unwrap());
+        assert!(l.blob_exists(&big_desc.digest).unwrap());
+        assert!(fifo_path.exists());
+
+        // Sniffing by digest is capped the same way.
+        let e = l.resolve(big_desc.digest.as_str()).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));
+        assert!(format!("{e:#}").contains("not a manifest"), "{e:#}");
+    }
+
+    #[test]
+    fn prune_refuses_while_the_store_is_in_use() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::open_or_create(d.path()).unwrap();
+        let loose = put(&l, "x", b"fetched, not yet tagged");
+        let tmp = blobs_dir(&l).join(".tmp-inflight");
+        fs::write(&tmp, b"half a download").unwrap();
+
+        // Shared holders coexist; flock conflicts between two opens even
+        // in one process, standing in for a concurrent pack or pull.
+        let a = l.use_lock().unwrap();
+        let b = l.use_lock().unwrap();
+        let e = l.prune().unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Conflict));
+        assert!(format!("{e:#}").contains("in use by another ocigo process"));
+        assert!(format!("{e:#}").contains(&d.path().display().to_string()));
+        assert!(l.blob_exists(&loose.digest).unwrap());
+        assert!(tmp.exists());
+        drop(a);
+        assert!(l.prune().is_err(), "one holder is still there");
+        drop(b);
+
+        // An exclusive holder excludes another and makes use_lock wait.
+        let x = l.exclusive_use().unwrap();
+        let e = l.exclusive_use().unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Conflict));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l2 = l.clone();
+        let waiter = std::thread::spawn(move || {
+            let guard = l2.use_lock().unwrap();
+            tx.send(()).unwrap();
+            guard
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "use_lock did not wait for the exclusive holder"
+        );
+        assert_eq!(x.prune().unwrap(), (1, loose.size + 15));
+        assert!(!tmp.exists());
+        drop(x);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("use_lock still waiting after the exclusive holder left");
+        let guard = waiter.join().unwrap();
+        assert!(l.exclusive_use().is_err());
+        drop(guard);
+        assert_eq!(l.prune().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn remove_refs_is_all_or_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::open_or_create(d.path()).unwrap();
+        let config = put(&l, "x", b"{}");
+        for tag in ["a", "b", "c"] {
+            let m = manifest_json(&config, &[]);
+            l.push_manifest(oci::MEDIA_TYPE_MANIFEST, &m, Some(tag))
+                .unwrap();
+        }
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let e = l.remove_refs(&names(&["a", "x", "b", "y"])).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::NotFound));
+        assert!(
+            format!("{e:#}").contains(r#"tags "x", "y" not found"#),
+            "{e:#}"
+        );
+        assert_eq!(l.list_tags().unwrap(), names(&["a", "b", "c"]));
+
+        assert_eq!(
+            l.remove_refs(&names(&["c", "a", "c"])).unwrap(),
+            names(&["c", "a"])
+        );
+        assert_eq!(l.list_tags().unwrap(), names(&["b"]));
+        assert_eq!(l.remove_refs(&[]).unwrap(), Vec::<String>::new());
+        assert!(l.remove_ref("b").unwrap());
+        assert!(!l.remove_ref("b").unwrap());
     }
 
     #[test]

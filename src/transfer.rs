@@ -39,7 +39,7 @@ pub fn copy(
     let mut missing: Vec<Descriptor> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for m in &manifests {
-        if m.descriptor.is_index() {
+        if m.is_index() {
             continue;
         }
         let manifest = m.manifest()?;
@@ -75,21 +75,15 @@ pub fn copy(
     progress.start_bytes("sending", to_send);
     for blob in &missing {
         let mut reader = src.fetch_blob(blob)?;
-        dst.push_blob(
-            blob,
-            &mut ProgressReader {
-                inner: &mut reader,
-                progress,
-            },
-        )
-        .with_context(|| {
-            format!(
-                "copying blob {} from {} to {}",
-                blob.digest,
-                src.location(),
-                dst.location()
-            )
-        })?;
+        dst.push_blob(blob, &mut progress.reader(&mut reader))
+            .with_context(|| {
+                format!(
+                    "copying blob {} from {} to {}",
+                    blob.digest,
+                    src.location(),
+                    dst.location()
+                )
+            })?;
         stats.blobs_sent += 1;
         stats.bytes_sent += blob.size;
     }
@@ -128,7 +122,7 @@ fn collect(
         ));
     }
     let fetched = src.fetch_manifest(desc)?;
-    let children = if desc.is_index() {
+    let children = if fetched.is_index() {
         fetched.index()?.manifests
     } else {
         Vec::new()
@@ -138,17 +132,4 @@ fn collect(
         collect(src, child, out, depth + 1)?;
     }
     Ok(())
-}
-
-struct ProgressReader<'a, R: ?Sized> {
-    inner: &'a mut R,
-    progress: &'a Progress,
-}
-
-impl<R: std::io::Read + ?Sized> std::io::Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.inc(n as u64);
-        Ok(n)
-    }
 }

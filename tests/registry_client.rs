@@ -445,3 +445,252 @@ fn unreachable_registry_says_so() {
     assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
     assert!(msg.contains(&host) && msg.contains("running"), "{msg}");
 }
+
+// ---- Scripted HTTP servers, for what a real registry cannot be made to do:
+// redirect a blob GET to a blob store that answers with its own challenge.
+
+mod fake {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug, Clone)]
+    pub struct Seen {
+        pub method: String,
+        pub path: String,
+        pub authorization: Option<String>,
+    }
+
+    pub struct Reply {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    pub fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Reply {
+        Reply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_string(),
+        }
+    }
+
+    /// An HTTP/1.1 server on 127.0.0.1 that records every request and
+    /// answers each (one per connection) with `handler(request, own addr)`.
+    pub struct Server {
+        pub addr: String,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Server {
+        pub fn start(handler: impl Fn(&Seen, &str) -> Reply + Send + 'static) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let (seen2, addr2) = (seen.clone(), addr.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    let _ = serve(stream, &handler, &seen2, &addr2);
+                }
+            });
+            Server { addr, seen }
+        }
+
+        pub fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    fn serve(
+        stream: TcpStream,
+        handler: &impl Fn(&Seen, &str) -> Reply,
+        seen: &Mutex<Vec<Seen>>,
+        addr: &str,
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut authorization = None;
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 {
+                break;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.to_ascii_lowercase().as_str() {
+                    "authorization" => authorization = Some(v.trim().to_string()),
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        reader.read_exact(&mut vec![0; length])?;
+        let req = Seen {
+            method,
+            path,
+            authorization,
+        };
+        seen.lock().unwrap().push(req.clone());
+        let r = handler(&req, addr);
+        let mut out = stream;
+        write!(
+            out,
+            "HTTP/1.1 {} X\r\nConnection: close\r\nContent-Length: {}\r\n",
+            r.status,
+            r.body.len()
+        )?;
+        for (k, v) in &r.headers {
+            write!(out, "{k}: {v}\r\n")?;
+        }
+        write!(out, "\r\n{}", r.body)?;
+        out.flush()
+    }
+}
+
+#[test]
+fn a_challenge_from_a_redirect_target_never_gets_the_credentials() {
+    use fake::{Server, reply};
+    let password = "s3cret-Registry-pass";
+    let blob = b"signature payload".to_vec();
+    let desc = Descriptor::for_bytes("application/vnd.dev.cosign.simplesigning.v1+json", &blob);
+
+    // Where the blob store sends clients for a token: must never be asked.
+    let thief = Server::start(|_, _| reply(200, &[], r#"{"token":"stolen","expires_in":300}"#));
+    let thief_realm = format!(
+        r#"Bearer realm="http://{}/token",service="store""#,
+        thief.addr
+    );
+    // The blob store (object storage / CDN): refuses with its own challenge.
+    let store = Server::start(move |_, _| {
+        reply(
+            401,
+            &[("WWW-Authenticate", &thief_realm)],
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"signature expired"}]}"#,
+        )
+    });
+    let store_addr = store.addr.clone();
+    // The registry: Bearer tokens from its own token endpoint (Basic
+    // credentials), and blob GETs redirected to the store with a
+    // pre-signed URL.
+    let expected_basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("alice:{password}")
+        )
+    );
+    let registry = Server::start(move |req, addr| {
+        let challenge = format!(
+            r#"Bearer realm="http://{addr}/token",service="registry",scope="repository:team/mods:pull""#
+        );
+        if req.path.starts_with("/token") {
+            return if req.authorization.as_deref() == Some(expected_basic.as_str()) {
+                reply(200, &[], r#"{"token":"registry-token","expires_in":300}"#)
+            } else {
+                reply(401, &[], "")
+            };
+        }
+        if req.authorization.as_deref() != Some("Bearer registry-token") {
+            return reply(401, &[("WWW-Authenticate", &challenge)], "");
+        }
+        if req.path == "/v2/" {
+            return reply(200, &[], "");
+        }
+        let location = format!(
+            "http://{store_addr}/blobs/abc?X-Amz-Credential=AKIAX&X-Amz-Signature=presigned-sig"
+        );
+        reply(307, &[("Location", &location)], "")
+    });
+
+    let cfg = docker_config_with(&registry.addr, "alice", password);
+    let repo =
+        RegistryRepository::open(&registry.addr, "team/mods", &opts_with_config(&cfg)).unwrap();
+    let errors: Vec<_> = (0..2)
+        .map(|_| repo.fetch_blob(&desc).err().expect("the store refuses"))
+        .collect();
+
+    // The token server the store named was never contacted, the store never
+    // saw an Authorization header, and the registry's challenge stayed the
+    // registry's: its own token, fetched once, on every request.
+    assert!(thief.seen().is_empty(), "{:?}", thief.seen());
+    for (attempt, err) in errors.iter().enumerate() {
+        let msg = format!("{err:#}");
+        assert_eq!(kind_of(err), Some(Kind::Remote), "{msg}");
+        assert!(
+            msg.contains(&format!("the blob store {}", store.addr))
+                && msg.contains("redirected")
+                && msg.contains("HTTP 401"),
+            "attempt {attempt}: {msg}"
+        );
+        for secret in [
+            password,
+            "presigned-sig",
+            "AKIAX",
+            "registry-token",
+            "Basic ",
+        ] {
+            assert!(!msg.contains(secret), "attempt {attempt}: {msg}");
+        }
+    }
+    let at_store = store.seen();
+    assert_eq!(at_store.len(), 2, "{at_store:?}");
+    assert!(
+        at_store.iter().all(|s| s.authorization.is_none()),
+        "{at_store:?}"
+    );
+    let at_registry = registry.seen();
+    let tokens = at_registry
+        .iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .count();
+    assert_eq!(tokens, 1, "{at_registry:?}");
+    let blob_gets: Vec<_> = at_registry
+        .iter()
+        .filter(|s| s.path.contains("/blobs/"))
+        .collect();
+    assert_eq!(blob_gets.len(), 2, "{at_registry:?}");
+    assert!(
+        blob_gets
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some("Bearer registry-token")),
+        "{at_registry:?}"
+    );
+}
+
+#[test]
+fn a_mount_the_registry_does_not_support_falls_back_to_not_mounted() {
+    use fake::{Server, reply};
+    for status in [404, 405] {
+        let registry = Server::start(move |req, _| match (req.method.as_str(), &req.path[..]) {
+            ("GET", "/v2/") => reply(200, &[], ""),
+            ("POST", p) if p.contains("mount=") => reply(
+                status,
+                &[],
+                r#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#,
+            ),
+            _ => reply(500, &[], ""),
+        });
+        let cfg = no_credentials();
+        let repo =
+            RegistryRepository::open(&registry.addr, "team/two", &opts_with_config(&cfg)).unwrap();
+        let digest = Digest::of_bytes(b"shared layer");
+        match repo.mount_blob(&digest, "team/one") {
+            Ok(false) => {}
+            other => panic!("HTTP {status}: {:?}", other.map_err(|e| format!("{e:#}"))),
+        }
+        // Through the trait, as the copy code calls it.
+        assert!(!repo.mount_blob_from(&digest, "team/one").unwrap());
+    }
+}

@@ -25,7 +25,7 @@ fn ocigo(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.args(args)
         .env("OCIGO_STORE", store)
         .env("COSIGN_PASSWORD", PASSWORD)
-        .env("OCIGO_CONFIG", "/nonexistent/ocigo-config.json")
+        .env_remove("OCIGO_CONFIG")
         .env_remove("OCIGO_REQUIRE_SIGNATURE");
     for (k, v) in env {
         cmd.env(k, v);

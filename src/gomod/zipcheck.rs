@@ -25,13 +25,10 @@ pub const MAX_ZIP_BYTES: u64 = 500 << 20;
 pub const MAX_GOMOD_BYTES: u64 = 16 << 20;
 pub const MAX_LICENSE_BYTES: u64 = 16 << 20;
 
-/// A checked zip: its h1 hash and the entries to extract.
+/// A checked zip: its h1 hash.
 #[derive(Debug, Clone)]
 pub struct ZipSummary {
     pub h1: String,
-    /// (index in the zip, path relative to the module root, size).
-    pub files: Vec<(usize, String, u64)>,
-    pub uncompressed_bytes: u64,
 }
 
 /// Checks a module zip against the Go zip rules and returns its h1 hash.
@@ -61,7 +58,6 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
     let prefix = format!("{}@{}/", module.path, module.version);
     let mut collisions = Collisions::default();
     let mut hashed: Vec<(String, [u8; 32])> = Vec::with_capacity(archive.len());
-    let mut files = Vec::with_capacity(archive.len());
     let mut total: u64 = 0;
 
     for i in 0..archive.len() {
@@ -157,12 +153,9 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
             ));
         }
         hashed.push((full, hasher.finalize().into()));
-        files.push((i, name.to_string(), declared));
     }
     Ok(ZipSummary {
         h1: hash_zip_entries(&mut hashed)?,
-        files,
-        uncompressed_bytes: total,
     })
 }
 
@@ -332,7 +325,6 @@ mod tests {
         ]);
         let s = check_zip(z.path(), &module(), "test").unwrap();
         assert!(s.h1.starts_with("h1:"));
-        assert_eq!(s.files.len(), 2);
     }
 
     #[test]

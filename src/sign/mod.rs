@@ -1,12 +1,12 @@
-//! cosign-compatible signing: key files, signature payloads, and (to come)
-//! the signature storage layout.
+//! cosign-compatible signing: key files, signature payloads, and where
+//! signatures are stored and how they are verified.
 //!
 //! Owns: the cosign key file formats (scrypt + NaCl secretbox encrypted
 //! PKCS#8 private keys, PKIX public keys) and the key password prompt
 //! ([`keys`]); the "simple signing" payload a signature covers, its media
 //! type, annotation and `sha256-<hex>.sig` tag naming ([`payload`]); and the
-//! layout of signature manifests in a repository, which is built on the
-//! [`crate::oci::Repository`] trait. Must not: touch GOMODCACHE or GOROOT, or
+//! layout of signature manifests in a repository and offline verification
+//! ([`storage`]), built on the [`crate::oci::Repository`] trait. Must not: touch GOMODCACHE or GOROOT, or
 //! reach the network directly; registries are only reached through
 //! `oci::Repository`. Files it reads or writes are key files only.
 

@@ -22,6 +22,8 @@ use super::payload::{
 use crate::error::{Kind, fail};
 use crate::oci::{self, Descriptor, Manifest, Repository};
 
+/// More signature layers than anyone makes: refuse rather than fetch them all.
+const MAX_SIGNATURES: usize = 256;
 /// Payloads are a few hundred bytes; refuse anything that is not.
 const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 const IMAGE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -44,16 +46,69 @@ pub fn sign(
         base64::engine::general_purpose::STANDARD.encode(&signature),
     );
 
+    if !repo.blob_exists(&layer.digest)? {
+        repo.push_blob(&layer, &mut &payload[..])
+            .with_context(|| format!("storing a signature payload in {}", repo.location()))?;
+    }
     let tag = signature_tag(&target.digest);
     let mut layers = match existing_signatures(repo, &tag)? {
         Some(m) => m.layers,
         None => Vec::new(),
     };
-    layers.push(layer.clone());
-
-    if !repo.blob_exists(&layer.digest)? {
-        repo.push_blob(&layer, &mut &payload[..])?;
+    // ECDSA here is deterministic (RFC 6979): signing again adds nothing new.
+    if !layers.contains(&layer) {
+        layers.push(layer);
     }
+    store_signatures(repo, &tag, layers)
+}
+
+/// Copies the signatures of `target` from `src` to `dst`, keeping any the
+/// destination already has (a countersignature made there survives a
+/// re-sync). Returns how many signatures were added.
+pub fn copy_signatures(
+    src: &dyn Repository,
+    dst: &dyn Repository,
+    target: &Descriptor,
+) -> Result<usize> {
+    let tag = signature_tag(&target.digest);
+    let Some(theirs) = existing_signatures(src, &tag)? else {
+        return Ok(0);
+    };
+    let mut layers = match existing_signatures(dst, &tag)? {
+        Some(m) => m.layers,
+        None => Vec::new(),
+    };
+    let mut added = 0;
+    for layer in theirs.layers {
+        if layers.contains(&layer) {
+            continue;
+        }
+        if !dst.blob_exists(&layer.digest)? {
+            let mut payload = src.fetch_blob(&layer)?;
+            dst.push_blob(&layer, &mut payload).with_context(|| {
+                format!(
+                    "copying signature payload {} to {}",
+                    layer.digest,
+                    dst.location()
+                )
+            })?;
+        }
+        layers.push(layer);
+        added += 1;
+    }
+    if added > 0 {
+        store_signatures(dst, &tag, layers)?;
+    }
+    Ok(added)
+}
+
+/// Writes the signature manifest for `tag` with these layers (their payload
+/// blobs must be there already).
+fn store_signatures(
+    repo: &dyn Repository,
+    tag: &str,
+    layers: Vec<Descriptor>,
+) -> Result<Descriptor> {
     // A plain image config listing the layers, as cosign's (go-containerregistry)
     // has: tools that show images (Harbor) can read it; nothing else depends on it.
     let config = serde_json::json!({
@@ -68,7 +123,8 @@ pub fn sign(
     let config_bytes = oci::to_canonical_json(&config);
     let config_desc = Descriptor::for_bytes(IMAGE_CONFIG_MEDIA_TYPE, &config_bytes);
     if !repo.blob_exists(&config_desc.digest)? {
-        repo.push_blob(&config_desc, &mut &config_bytes[..])?;
+        repo.push_blob(&config_desc, &mut &config_bytes[..])
+            .with_context(|| format!("storing a signature config in {}", repo.location()))?;
     }
     let manifest = Manifest {
         schema_version: 2,
@@ -82,7 +138,7 @@ pub fn sign(
     repo.push_manifest(
         oci::MEDIA_TYPE_MANIFEST,
         &oci::to_canonical_json(&manifest),
-        Some(&tag),
+        Some(tag),
     )
     .with_context(|| {
         format!(
@@ -171,6 +227,17 @@ pub fn verify(
 
     let mut signed_by: Vec<String> = Vec::new();
     let mut rejected = Vec::new();
+    if manifest.layers.len() > MAX_SIGNATURES {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "{}@{} has {} signatures under {tag}, more than the {MAX_SIGNATURES} ocigo reads",
+                repo.location(),
+                target.digest,
+                manifest.layers.len()
+            ),
+        ));
+    }
     for (i, layer) in manifest.layers.iter().enumerate() {
         let n = i + 1;
         if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
@@ -197,12 +264,23 @@ pub fn verify(
             ));
             continue;
         }
+        // One unreadable signature does not hide the others: it is rejected.
         let mut payload = Vec::new();
-        repo.fetch_blob(layer)?
-            .read_to_end(&mut payload)
-            .map_err(|e| {
-                oci::classify_io(e, || format!("reading signature payload {}", layer.digest))
-            })?;
+        let read = repo.fetch_blob(layer).and_then(|mut r| {
+            r.read_to_end(&mut payload).map_err(|e| {
+                oci::classify_io(e, || {
+                    format!(
+                        "reading signature payload {} from {}",
+                        layer.digest,
+                        repo.location()
+                    )
+                })
+            })
+        });
+        if let Err(e) = read {
+            rejected.push(format!("signature {n}: payload unreadable: {e:#}"));
+            continue;
+        }
         let Some((label, _)) = policy
             .keys
             .iter()
@@ -225,7 +303,10 @@ pub fn verify(
             ));
             continue;
         }
+        // An empty docker-reference (signed on a layout, which has no name)
+        // binds the signature to no repository.
         if let Some(want) = policy.repository
+            && !parsed.docker_reference.is_empty()
             && repository_path(&parsed.docker_reference) != want
         {
             rejected.push(format!(
