@@ -19,7 +19,7 @@
 # GNU time. Builds ocigo in release mode (OCIGO_BUILD_PROFILE / OCIGO_BIN
 # as in lib.sh). Everything runs on this machine: the registry is on
 # loopback and the page cache is warm, so times measure ocigo's own work
-# (hashing, unzipping, writing, fsync), not a network.
+# (hashing, unzipping, writing), not a network.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -262,7 +262,7 @@ done
 	echo
 	echo "The ratio is the method's median time over ocigo pull's (below 1: faster than ocigo)."
 	echo "ocigo pull runs with a fresh, empty content store each time, so it fetches,"
-	echo "digest-checks and fsyncs every blob, then checks every zip (h1, zip rules)"
+	echo "digest-checks every blob (no fsync), then checks every zip (h1, zip rules)"
 	echo "and .mod against the bundle before installing. tar checks nothing; go mod"
 	echo "download checks hashes against go.sum."
 	echo

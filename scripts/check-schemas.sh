@@ -157,4 +157,35 @@ if failures:
 total = sum(len(v) for v in seen.values())
 print(f"{total} config blobs valid against {schema_path.name}", file=sys.stderr)
 EOF
+
+# The host configuration: the schema accepts what ocigo accepts (ocigo itself
+# is the judge: a pull with each file as OCIGO_CONFIG) and refuses the rest.
+log "validating against $OCIGO_ROOT/schemas/host-config.v1.schema.json"
+mkdir -p "$tmp/host"
+printf '%s\n' '{"pull":{"requireSignature":true,"verifyKeys":["/etc/ocigo/release.pub"],"threshold":1}}' >"$tmp/host/good.json"
+printf '%s\n' '{"pull":{"verifyKeys":["release.pub"]}}' >"$tmp/host/relative.json"
+printf '%s\n' '{"pull":{"requireSignatures":true}}' >"$tmp/host/typo.json"
+python3 - "$OCIGO_ROOT/schemas/host-config.v1.schema.json" "$tmp/host" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+schema = json.loads(Path(sys.argv[1]).read_text())
+Draft202012Validator.check_schema(schema)
+v = Draft202012Validator(schema)
+d = Path(sys.argv[2])
+assert v.is_valid(json.loads((d / "good.json").read_text())), "schema refuses a good host config"
+for bad in ["relative.json", "typo.json"]:
+    assert not v.is_valid(json.loads((d / bad).read_text())), f"schema accepts {bad}"
+print("  host-config schema: accepts the README example, refuses a relative key and a typo", file=sys.stderr)
+EOF
+for bad in relative typo; do
+	if OCIGO_CONFIG="$tmp/host/$bad.json" "$ocigo" --store "$tmp/host/store" \
+		pull "oci:$tmp/layout:plain" --gomodcache "$tmp/host/gomodcache" >/dev/null 2>"$tmp/host/err"; then
+		die "ocigo accepted the host config $bad.json that the schema refuses"
+	fi
+	grep -q "$bad.json" "$tmp/host/err" || die "ocigo's error does not name $bad.json: $(cat "$tmp/host/err")"
+done
 log "schemas OK"
