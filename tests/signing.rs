@@ -788,3 +788,135 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn host_policy_cannot_be_widened_from_the_command_line() {
+    let setup = Setup::new();
+    let dir = setup.tmp.path();
+    let (release_key, release_pub) = setup.ocigo_key("release");
+    let (attacker_key, attacker_pub) = setup.ocigo_key("attacker");
+    let reference = setup.reference("team/mods:v1");
+    ok(
+        &setup.run(&["sign", "--key", s(&attacker_key), &reference]),
+        "attacker signs",
+    );
+    let gomodcache = dir.join("gomodcache");
+    let store = dir.join("pull-store");
+    let pull = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["pull", "--gomodcache", s(&gomodcache)];
+        args.extend_from_slice(extra);
+        args.push(&reference);
+        ocigo(&store, &args, env)
+    };
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"{{"pull":{{"requireSignature":true,"verifyKeys":["{}"]}}}}"#,
+            release_pub.display()
+        ),
+    )
+    .unwrap();
+    let env = [("OCIGO_CONFIG", s(&policy))];
+
+    // The attacker's own key on the command line does not count.
+    let err = refused(
+        &pull(&["--verify-key", s(&attacker_pub)], &env),
+        2,
+        "trusts only the keys",
+    );
+    assert!(err.contains("attacker.pub"), "{err}");
+    // With the host's key, the attacker's signature is not enough.
+    refused(
+        &pull(&["--verify-key", s(&release_pub)], &env),
+        3,
+        "no valid signature",
+    );
+    refused(&pull(&[], &env), 3, "no valid signature");
+    refused(
+        &pull(&["--expect-identity", "other/repo"], &env),
+        2,
+        "does not allow --expect-identity",
+    );
+
+    // Relative key paths, a missing named file, unknown switch values.
+    let relative = dir.join("relative.json");
+    std::fs::write(&relative, r#"{"pull":{"verifyKeys":["release.pub"]}}"#).unwrap();
+    refused(
+        &pull(&[], &[("OCIGO_CONFIG", s(&relative))]),
+        2,
+        "must be an absolute path",
+    );
+    refused(
+        &pull(&[], &[("OCIGO_CONFIG", "/nonexistent/ocigo.json")]),
+        2,
+        "/nonexistent/ocigo.json",
+    );
+    refused(
+        &pull(&[], &[("OCIGO_REQUIRE_SIGNATURE", "maybe")]),
+        2,
+        "OCIGO_REQUIRE_SIGNATURE",
+    );
+    refused(&pull(&["--threshold", "2"], &[]), 2, "need --verify-key");
+    assert!(!gomodcache.exists(), "a refused pull created GOMODCACHE");
+
+    // The release key signs; now the pull under the policy goes through.
+    ok(
+        &setup.run(&["sign", "--key", s(&release_key), &reference]),
+        "release signs",
+    );
+    let out = pull(&["--json"], &env);
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&out, "pull under the host policy")).unwrap();
+    assert_eq!(
+        report["signature"]["signed_by"][0],
+        release_pub.display().to_string()
+    );
+}
+
+#[test]
+fn layout_signatures_travel_and_merge() {
+    let setup = Setup::new();
+    let dir = setup.tmp.path();
+    let (key, public) = setup.ocigo_key("builder");
+    let (offline_key, offline_pub) = setup.ocigo_key("offline");
+    // Signed on a removable disk (no repository name), then pushed offline.
+    let disk = format!("oci:{}:v1", dir.join("disk").display());
+    ok(
+        &setup.run(&["push", &setup.reference("team/mods:v1"), &disk]),
+        "copy to disk",
+    );
+    ok(
+        &setup.run(&["sign", "--key", s(&key), &disk]),
+        "sign on the disk",
+    );
+    let airgap = setup.reference("air/mods:v1");
+    let out = setup.run(&["push", "--json", &disk, &airgap]);
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&out, "push to the air-gapped registry")).unwrap();
+    assert_eq!(report["signatures_copied"], 1, "{report}");
+    ok(
+        &setup.run(&["verify", "--key", s(&public), &airgap]),
+        "layout signature verifies after the push",
+    );
+
+    // A countersignature made on the offline side survives a re-sync.
+    ok(
+        &setup.run(&["sign", "--key", s(&offline_key), &airgap]),
+        "countersign",
+    );
+    ok(&setup.run(&["push", &disk, &airgap]), "re-sync");
+    let out = setup.run(&[
+        "verify",
+        "--json",
+        "--key",
+        s(&public),
+        "--key",
+        s(&offline_pub),
+        "--threshold",
+        "2",
+        &airgap,
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&out, "both signatures")).unwrap();
+    assert_eq!(report["signatures_found"], 2, "{report}");
+}
