@@ -224,15 +224,21 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem, check_zip: bool) -> Resu
     match (&entry.zip, &item.zip_blob) {
         _ if !check_zip => {}
         (Some(z), Some(blob)) => {
-            let summary = gomod::check_zip(blob, mv, &format!("layer {}", z.layer))?;
-            if summary.h1 != z.hash {
-                return Err(fail(
-                    Kind::Integrity,
-                    format!(
-                        "module zip for {mv} (layer {}) hashes to {}, but the bundle says {}",
-                        z.layer, summary.h1, z.hash
-                    ),
-                ));
+            let checked = gomod::check_zip(blob, mv, &format!("layer {}", z.layer)).and_then(|summary| {
+                if summary.h1 == z.hash {
+                    Ok(())
+                } else {
+                    Err(fail(
+                        Kind::Integrity,
+                        format!(
+                            "module zip for {mv} (layer {}) hashes to {}, but the bundle says {}",
+                            z.layer, summary.h1, z.hash
+                        ),
+                    ))
+                }
+            });
+            if let Err(e) = checked {
+                return Err(blame_local_copy(blob, &z.layer).unwrap_or(e));
             }
         }
         (Some(z), None) => {
@@ -244,6 +250,33 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem, check_zip: bool) -> Resu
         (None, _) => {}
     }
     Ok(())
+}
+
+/// A zip that fails its checks may be a local copy that rotted after it was
+/// verified (disk error, someone editing the store), not a bad bundle. If
+/// the file no longer matches its digest, it is removed so the next pull
+/// fetches it again, and the error says so.
+fn blame_local_copy(blob: &Path, layer: &crate::oci::Digest) -> Option<anyhow::Error> {
+    let (sum, _) = File::open(blob)
+        .ok()
+        .and_then(|f| gomod::hash::sha256_reader(f).ok())?;
+    if hex::encode(sum) == layer.hex() {
+        return None;
+    }
+    let removed = fs::remove_file(blob).is_ok();
+    Some(fail(
+        Kind::Integrity,
+        format!(
+            "the local content store's copy of layer {layer} ({}) is corrupt: it no longer matches \
+             its digest. {} Run the pull again to fetch it anew.",
+            blob.display(),
+            if removed {
+                "It was removed."
+            } else {
+                "Remove it (it could not be removed)."
+            }
+        ),
+    ))
 }
 
 fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
@@ -472,7 +505,7 @@ fn write_stream_atomic(path: &Path, content: &mut dyn Read) -> Result<()> {
 /// that holds more than it declares.
 /// Returns the directories it created below `dest`.
 fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<PathBuf>> {
-    let file = File::open(zip_path)?;
+    let file = File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
     let mut archive = zip::ZipArchive::new(zipcheck::ZipFileReader::new(file))
         .map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
     let prefix = format!("{}@{}/", mv.path, mv.version);
@@ -502,7 +535,7 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
             && parent != dest
             && !made_dirs.contains(parent)
         {
-            fs::create_dir_all(parent)?;
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             let mut d = parent;
             while d != dest && made_dirs.insert(d.to_path_buf()) {
                 d = d.parent().expect("below dest");
@@ -525,7 +558,8 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
                 format!("zip of {mv}: {name:?} does not hold its declared {declared} bytes"),
             ));
         }
-        out.flush()?;
+        out.flush()
+            .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(made_dirs)
 }

@@ -866,3 +866,48 @@ fn non_canonical_version() {
         ],
     );
 }
+
+/// A zip in the local content store rots after it was verified: the pull
+/// says the store's copy is corrupt (not the bundle), removes it, changes
+/// nothing in GOMODCACHE, and the next pull fetches it again and succeeds.
+#[test]
+fn corrupt_copy_in_the_local_store_is_named_and_refetched() {
+    let sc = Scratch::new();
+    let modcache = populated_cache(&sc);
+    let (disk, _, zips) = copied_layout(&sc);
+    let src = format!("oci:{}:v1", s(&disk));
+    let store = fresh_store(&sc);
+    // Fill the store from a pull into another cache.
+    let other = sc.dir("other-modcache");
+    json_ok(
+        &ocigo(
+            &store,
+            &["pull", "--json", &src, "--gomodcache", &s(&other)],
+            &[],
+        ),
+        "first pull",
+    );
+    let layer = testonly_layer(&zips);
+    let stored = store.join("blobs/sha256").join(layer.hex());
+    flip_byte(&stored, 200);
+
+    let before = snapshot(&modcache);
+    let out = ocigo(&store, &["pull", &src, "--gomodcache", &s(&modcache)], &[]);
+    assert_exit(&out, 3, "pull with a corrupt store copy");
+    assert_mentions(
+        &stderr(&out),
+        &["local content store", layer.as_str(), "Run the pull again"],
+        "pull with a corrupt store copy",
+    );
+    assert_unchanged(&before, &modcache, "GOMODCACHE after the refused pull");
+    assert!(!stored.exists(), "the corrupt copy is still in the store");
+
+    json_ok(
+        &ocigo(
+            &store,
+            &["pull", "--json", &src, "--gomodcache", &s(&modcache)],
+            &[],
+        ),
+        "pull after the corrupt copy was removed",
+    );
+}
