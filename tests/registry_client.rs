@@ -450,9 +450,11 @@ fn unreachable_registry_says_so() {
 // redirect a blob GET to a blob store that answers with its own challenge.
 
 mod fake {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
+
+    use crate::common::http;
+    pub use crate::common::http::{Reply, reply};
 
     #[derive(Debug, Clone)]
     pub struct Seen {
@@ -461,28 +463,12 @@ mod fake {
         pub authorization: Option<String>,
     }
 
-    pub struct Reply {
-        pub status: u16,
-        pub headers: Vec<(String, String)>,
-        pub body: String,
-    }
-
-    pub fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Reply {
-        Reply {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.to_string(),
-        }
-    }
-
     /// An HTTP/1.1 server on 127.0.0.1 that records every request and
     /// answers each (one per connection) with `handler(request, own addr)`.
     pub struct Server {
         pub addr: String,
         seen: Arc<Mutex<Vec<Seen>>>,
+        _server: http::Server,
     }
 
     impl Server {
@@ -491,71 +477,25 @@ mod fake {
             let addr = listener.local_addr().unwrap().to_string();
             let seen = Arc::new(Mutex::new(Vec::new()));
             let (seen2, addr2) = (seen.clone(), addr.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
-                    let _ = serve(stream, &handler, &seen2, &addr2);
-                }
+            let server = http::serve(listener, move |req| {
+                let req = Seen {
+                    method: req.method.clone(),
+                    path: req.target.clone(),
+                    authorization: req.header("authorization").map(str::to_string),
+                };
+                seen2.lock().unwrap().push(req.clone());
+                handler(&req, &addr2)
             });
-            Server { addr, seen }
+            Server {
+                addr,
+                seen,
+                _server: server,
+            }
         }
 
         pub fn seen(&self) -> Vec<Seen> {
             self.seen.lock().unwrap().clone()
         }
-    }
-
-    fn serve(
-        stream: TcpStream,
-        handler: &impl Fn(&Seen, &str) -> Reply,
-        seen: &Mutex<Vec<Seen>>,
-        addr: &str,
-    ) -> std::io::Result<()> {
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut authorization = None;
-        let mut length = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 {
-                break;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.to_ascii_lowercase().as_str() {
-                    "authorization" => authorization = Some(v.trim().to_string()),
-                    "content-length" => length = v.trim().parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
-        reader.read_exact(&mut vec![0; length])?;
-        let req = Seen {
-            method,
-            path,
-            authorization,
-        };
-        seen.lock().unwrap().push(req.clone());
-        let r = handler(&req, addr);
-        let mut out = stream;
-        write!(
-            out,
-            "HTTP/1.1 {} X\r\nConnection: close\r\nContent-Length: {}\r\n",
-            r.status,
-            r.body.len()
-        )?;
-        for (k, v) in &r.headers {
-            write!(out, "{k}: {v}\r\n")?;
-        }
-        write!(out, "\r\n{}", r.body)?;
-        out.flush()
     }
 }
 

@@ -5,5 +5,6 @@
 
 pub mod fixtures;
 pub mod go;
+pub mod http;
 pub mod ocigo;
 pub mod registry;

@@ -4,16 +4,17 @@
 //! or behind a token service of our own (Bearer, the way Harbor does it).
 //! Also writes docker `config.json` files holding credentials.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+use super::http;
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -191,7 +192,8 @@ pub struct TokenService {
     pub addr: String,
     /// Token requests answered so far (any outcome).
     pub requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
+    /// Stops serving when dropped.
+    _server: http::Server,
 }
 
 impl TokenService {
@@ -231,40 +233,24 @@ impl TokenService {
         let cert_der = pem_body(&std::fs::read_to_string(&cert_path).unwrap());
         use p256::pkcs8::DecodePrivateKey;
         let key = p256::ecdsa::SigningKey::from_pkcs8_der(&key_der).expect("P-256 PKCS#8 key");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
         let user = user.to_string();
-        let (requests2, stop2) = (requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                requests2.fetch_add(1, Ordering::SeqCst);
-                let _ = serve_token(stream, &key, &cert_der, &expected, &user);
-            }
+        let requests2 = requests.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = http::serve(listener, move |req| {
+            requests2.fetch_add(1, Ordering::SeqCst);
+            token_reply(req, &key, &cert_der, &expected, &user)
         });
         TokenService {
-            addr,
+            addr: server.addr.clone(),
             requests,
-            stop,
+            _server: server,
         }
     }
 
     pub fn request_count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TokenService {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so the thread ends.
-        let _ = TcpStream::connect(&self.addr);
     }
 }
 
@@ -287,40 +273,14 @@ fn pem_body(pem: &str) -> Vec<u8> {
     STANDARD.decode(b64.trim()).expect("PEM base64")
 }
 
-fn serve_token(
-    stream: TcpStream,
+fn token_reply(
+    req: &http::Request,
     key: &p256::ecdsa::SigningKey,
     cert_der: &[u8],
     expected_auth: &str,
     user: &str,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut authorization = None;
-    let mut length = 0usize;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 {
-            break;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            match k.to_ascii_lowercase().as_str() {
-                "authorization" => authorization = Some(v.trim().to_string()),
-                "content-length" => length = v.trim().parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+) -> http::Reply {
+    let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
     let mut scopes = Vec::new();
     let mut service = String::new();
     for pair in query.split('&') {
@@ -332,7 +292,7 @@ fn serve_token(
             _ => {}
         }
     }
-    let (status, body) = match authorization.as_deref() {
+    let (status, body) = match req.header("authorization") {
         Some(a) if a != expected_auth => (
             401,
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_string(),
@@ -363,14 +323,7 @@ fn serve_token(
             )
         }
     };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    out.flush()
+    http::reply(status, &[("Content-Type", "application/json")], body)
 }
 
 fn jwt(

@@ -1,0 +1,158 @@
+//! A minimal HTTP/1.1 server for the scripted endpoints of the tests (the
+//! token service, fake registries and blob stores): one request per
+//! connection, answered with `Connection: close`.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One request as read off the wire.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// In the order sent, names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length` bytes of body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one request: request line, headers, then a `Content-Length` body.
+/// `None` when the peer closed before sending a request line.
+pub fn read_request(stream: &mut impl BufRead) -> io::Result<Option<Request>> {
+    let mut line = String::new();
+    if stream.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if stream.read_line(&mut h)? == 0 {
+            break;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let mut request = Request {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    };
+    let length = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    request.body = vec![0; length];
+    stream.read_exact(&mut request.body)?;
+    Ok(Some(request))
+}
+
+/// Writes a whole response: status line, `Connection: close`,
+/// `Content-Length`, `headers`, then `body`.
+pub fn write_response(
+    stream: &mut impl Write,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )?;
+    for (k, v) in headers {
+        write!(stream, "{k}: {v}\r\n")?;
+    }
+    stream.write_all(b"\r\n")?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+/// What a handler answers.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+pub fn reply(status: u16, headers: &[(&str, &str)], body: impl AsRef<[u8]>) -> Reply {
+    Reply {
+        status,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.as_ref().to_vec(),
+    }
+}
+
+/// A thread answering every connection to `listener` with
+/// `handler(request)`, one at a time; it stops when this is dropped.
+pub struct Server {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    stop: Arc<AtomicBool>,
+}
+
+/// Serves `listener` (bound to 127.0.0.1) until the `Server` is dropped.
+pub fn serve(
+    listener: TcpListener,
+    handler: impl Fn(&Request) -> Reply + Send + 'static,
+) -> Server {
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let _ = answer(stream, &handler);
+        }
+    });
+    Server { addr, stop }
+}
+
+fn answer(stream: TcpStream, handler: &impl Fn(&Request) -> Reply) -> io::Result<()> {
+    let Some(request) = read_request(&mut BufReader::new(stream.try_clone()?))? else {
+        return Ok(());
+    };
+    let r = handler(&request);
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_response(&mut &stream, r.status, &headers, &r.body)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so the thread ends.
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
