@@ -12,6 +12,7 @@ pub mod error;
 pub mod gomod;
 pub mod install;
 pub mod oci;
+pub mod policy;
 pub mod progress;
 pub mod registry;
 pub mod sign;

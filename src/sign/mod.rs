@@ -24,3 +24,13 @@ pub use payload::{
     COSIGN_SIGNATURE_TYPE, ParsedPayload, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
     parse_payload, signature_tag, simple_signing_payload,
 };
+
+/// Reads several public key files, each labelled with its path for messages.
+pub fn read_public_key_files(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<(String, VerifyingKey)>> {
+    paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), read_public_key_file(p)?)))
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! The user-facing operations, one file per verb (pack, push, pull,
+//! inspect, store, sign/verify, key), each composed from the concern
+//! modules and returning a report that prints both for people and as
+//! `--json`.
+//!
+//! Owns: opening repositories from references, the order of steps in each
+//! command, and report wording. Must not: parse command lines (that is
+//! `main.rs`), decide host policy (that is [`crate::policy`]) or
+//! reimplement what a concern module owns.
+
+mod inspect;
+mod key;
+mod pack;
+mod pull;
+mod push;
+mod sign;
+mod store;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::oci::{Reference, Repository};
+use crate::progress::Progress;
+use crate::registry::{RegistryOptions, RegistryRepository};
+use crate::store::{self as content_store, Layout};
+
+pub use inspect::{InspectModule, InspectReport, inspect};
+pub use key::{KeyReport, key_generate};
+pub use pack::{PackArgs, PackReport, pack};
+pub use pull::{PullArgs, PullReport, pull, pull_verified};
+pub use push::{PushReport, push};
+pub use sign::{SignReport, SignWith, VerifyWith, sign_command, verify_command};
+pub use store::{PruneReport, StoreEntry, StoreReport, store_list, store_prune};
+
+/// Options every command shares.
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub store: Option<PathBuf>,
+    pub plain_http: bool,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Global {
+    pub fn progress(&self) -> Progress {
+        Progress::for_terminal(self.quiet || self.json)
+    }
+
+    pub fn open_store(&self) -> Result<Layout> {
+        let dir = match &self.store {
+            Some(d) => d.clone(),
+            None => content_store::default_store_dir()?,
+        };
+        Layout::open_or_create(&dir)
+            .with_context(|| format!("opening the content store {}", dir.display()))
+    }
+
+    fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            plain_http: self.plain_http,
+            ..RegistryOptions::default()
+        }
+    }
+
+    /// Opens where a reference points. A layout destination is created if
+    /// absent; a layout source must exist.
+    pub fn open(&self, reference: &Reference, for_writing: bool) -> Result<Box<dyn Repository>> {
+        Ok(match reference {
+            Reference::Layout { dir, .. } => Box::new(if for_writing {
+                Layout::open_or_create(dir)?
+            } else {
+                Layout::open(dir)?
+            }),
+            Reference::Registry {
+                host, repository, ..
+            } => Box::new(RegistryRepository::open(
+                host,
+                repository,
+                &self.registry_options(),
+            )?),
+        })
+    }
+}
+
+/// A command's result: what to print, and the exit code.
+pub struct Outcome {
+    pub human: String,
+    pub json: serde_json::Value,
+    pub exit_code: i32,
+}
+
+impl Outcome {
+    fn ok<T: Serialize>(human: String, report: &T) -> Outcome {
+        Outcome {
+            human,
+            json: serde_json::to_value(report).expect("reports serialise"),
+            exit_code: 0,
+        }
+    }
+
+    /// Prints to stdout in the chosen form.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&self.json).expect("serialisable")
+            );
+        } else if !self.human.is_empty() {
+            print!("{}", self.human);
+        }
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-:=,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

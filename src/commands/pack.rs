@@ -1,0 +1,200 @@
+//! `ocigo pack`: resolve a project's closure, store it, build the
+//! artifact, copy it to its destination and optionally sign it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::sign::{SignReport, SignWith, describe_signature, sign_at};
+use super::{Global, Outcome, human_bytes};
+use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
+use crate::closure::{self, ModuleSource, ResolveOptions};
+use crate::error::{Kind, fail};
+use crate::oci::{Descriptor, Reference};
+use crate::transfer::{self, CopyStats};
+
+pub struct PackArgs {
+    pub project_dir: PathBuf,
+    pub dest: String,
+    pub platforms: Vec<String>,
+    pub from_cache: Option<PathBuf>,
+    pub created: Option<String>,
+    pub limits: SplitLimits,
+    pub sign: Option<SignWith>,
+}
+
+#[derive(Serialize)]
+pub struct PackReport {
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub modules: usize,
+    pub zips: usize,
+    pub zip_bytes: u64,
+    pub manifests: usize,
+    pub copy: CopyStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignReport>,
+}
+
+pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
+    let dest = Reference::parse(&args.dest)?;
+    if let Some(created) = &args.created
+        && !is_rfc3339(created)
+    {
+        return Err(fail(
+            Kind::Usage,
+            format!("--created {created:?} is not an RFC 3339 time such as 2026-11-21T06:00:00Z"),
+        ));
+    }
+    let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
+    let progress = g.progress();
+    let store = g.open_store()?;
+    // Held for the whole run: `store prune` waits for no one and deletes
+    // only what no running pack or pull may still need.
+    let _store_in_use = store.use_lock()?;
+    let source = match &args.from_cache {
+        Some(dir) => ModuleSource::Cache(dir.clone()),
+        None => ModuleSource::Network,
+    };
+    let closure = closure::resolve(
+        &ResolveOptions {
+            project_dir: args.project_dir.clone(),
+            platforms: args.platforms.clone(),
+            source,
+            go: std::env::var_os("OCIGO_GO").unwrap_or_else(|| "go".into()),
+        },
+        &|step| progress.status(step),
+    )?;
+    progress.finish();
+
+    progress.start("storing", closure.modules.len() as u64);
+    let mut entries = Vec::with_capacity(closure.modules.len());
+    let mut zip_bytes = 0;
+    for m in &closure.modules {
+        let zip = match &m.zip {
+            Some((path, hash)) => {
+                let desc = store.ingest_file(path, artifact::MEDIA_TYPE_MODULE_ZIP)?;
+                zip_bytes += desc.size;
+                Some(ZipRef {
+                    hash: hash.clone(),
+                    layer: desc.digest,
+                    size: desc.size,
+                })
+            }
+            None => None,
+        };
+        entries.push(ModuleEntry {
+            path: m.module.path.clone(),
+            version: m.module.version.clone(),
+            info: m.info.clone(),
+            go_mod: m.go_mod.clone(),
+            mod_hash: m.mod_hash.clone(),
+            zip,
+        });
+        progress.inc(1);
+    }
+    progress.finish();
+
+    let zips = entries.iter().filter(|e| e.zip.is_some()).count();
+    let header = ModulesConfig {
+        format_version: artifact::FORMAT_VERSION,
+        main_modules: closure
+            .main_modules
+            .iter()
+            .map(|(path, go)| MainModule {
+                path: path.clone(),
+                go_version: go.clone(),
+            })
+            .collect(),
+        platforms: closure.platforms.clone(),
+        created: args.created.clone(),
+        modules: entries,
+    };
+    let modules = header.modules.len();
+    let built = artifact::build(header, args.limits)?;
+    let store_tag = dest.to_string();
+    let top = artifact::push_built(&store, &built, Some(&store_tag))?;
+
+    let target = g.open(&dest, true)?;
+    let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
+    let signature = match &signer {
+        Some(signer) => Some(sign_at(target.as_ref(), &dest, &top, signer)?),
+        None => None,
+    };
+    let report = PackReport {
+        reference: dest.to_string(),
+        digest: top.digest.to_string(),
+        media_type: top.media_type.clone(),
+        modules,
+        zips,
+        zip_bytes,
+        manifests: built.parts.len().max(1),
+        copy,
+        signature,
+    };
+    let mut human = format!(
+        "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
+        report.modules,
+        report.zips,
+        human_bytes(report.zip_bytes),
+        report.reference,
+        report.digest
+    );
+    if let Some(s) = &report.signature {
+        human.push_str(&describe_signature(s));
+    }
+    Ok((Outcome::ok(human, &report), top))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, as the OCI annotation
+/// `org.opencontainers.image.created` and the config's `created` use.
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(digits(0..4) && at(4, b'-') && digits(5..7) && at(7, b'-') && digits(8..10))
+        || !(at(10, b'T') || at(10, b't'))
+        || !(digits(11..13) && at(13, b':') && digits(14..16) && at(16, b':') && digits(17..19))
+    {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_times() {
+        for ok in [
+            "2026-11-21T06:00:00Z",
+            "2026-11-21T06:00:00.123+01:00",
+            "2026-11-21t06:00:00z",
+        ] {
+            assert!(super::is_rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "2026-11-21",
+            "2026-11-21 06:00:00Z",
+            "2026-11-21T06:00:00",
+            "yesterday",
+            "2026-11-21T06:00:00.Z",
+        ] {
+            assert!(!super::is_rfc3339(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `ocigo pull`: verify (when asked or required by host policy), fetch into
+//! the local content store, then install into GOMODCACHE.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::sign::{VerifyWith, verify_at};
+use super::{Global, Outcome, human_bytes, shell_quote};
+use crate::artifact;
+use crate::error::{Kind, fail};
+use crate::install::{self, InstallItem, InstallReport};
+use crate::oci::{Descriptor, Reference, Repository};
+use crate::policy::host::pull_policy;
+use crate::sign;
+
+pub struct PullArgs {
+    pub src: String,
+    pub gomodcache: Option<PathBuf>,
+    /// Modules verified and installed at once.
+    pub jobs: usize,
+}
+
+#[derive(Serialize)]
+pub struct PullReport {
+    pub source: String,
+    pub digest: String,
+    pub gomodcache: String,
+    pub modules: usize,
+    pub blobs_fetched: usize,
+    pub bytes_fetched: u64,
+    #[serde(flatten)]
+    pub install: InstallReport,
+    pub env: Vec<(String, String)>,
+}
+
+/// Pulls a module bundle into GOMODCACHE.
+pub fn pull(g: &Global, args: &PullArgs) -> Result<Outcome> {
+    let src_ref = Reference::parse(&args.src)?;
+    let src = g.open(&src_ref, false)?;
+    let top = src.resolve(src_ref.tag_or_digest())?;
+    pull_from(g, args, &src_ref, src.as_ref(), &top)
+}
+
+/// Pulls the bundle `top` from `src`. The caller resolved the reference
+/// once (and, when verifying, checked the signature over this digest):
+/// everything is fetched by digest from here on.
+fn pull_from(
+    g: &Global,
+    args: &PullArgs,
+    src_ref: &Reference,
+    src: &dyn Repository,
+    top: &Descriptor,
+) -> Result<Outcome> {
+    let gomodcache = match &args.gomodcache {
+        Some(d) => d.clone(),
+        None => install::default_gomodcache()?,
+    };
+    // The go command refuses a relative GOMODCACHE; print and use an absolute one.
+    let gomodcache = std::path::absolute(&gomodcache)
+        .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))?;
+    let progress = g.progress();
+    let store = g.open_store()?;
+    // Held for the whole run: `store prune` waits for no one and deletes
+    // only what no running pack or pull may still need.
+    let _store_in_use = store.use_lock()?;
+    let bundle = artifact::load(src, top)?;
+
+    // Fetch what the store lacks; the store checks each digest as it writes.
+    // Every layer is fetched and digest-checked, even for modules the cache
+    // already holds, so a corrupt bundle is never accepted.
+    let mut missing = Vec::new();
+    let mut seen = HashSet::new();
+    for part in &bundle.parts {
+        for layer in &part.manifest.manifest()?.layers {
+            if seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
+                missing.push(layer.clone());
+            }
+        }
+    }
+    let bytes_fetched: u64 = missing.iter().map(|l| l.size).sum();
+    progress.start_bytes("fetching", bytes_fetched);
+    for layer in &missing {
+        let mut reader = src.fetch_blob(layer)?;
+        store
+            .push_blob(layer, &mut progress.reader(&mut reader))
+            .with_context(|| format!("fetching layer {} from {}", layer.digest, src.location()))?;
+    }
+    progress.finish();
+    // Record the bundle in the store so `store list` shows it and prune keeps it.
+    bundle.store_in(&store, Some(&src_ref.to_string()))?;
+
+    let items: Vec<InstallItem> = bundle
+        .modules()
+        .map(|entry| InstallItem {
+            entry,
+            zip_blob: entry.zip.as_ref().map(|z| store.blob_path(&z.layer)),
+        })
+        .collect();
+    std::fs::create_dir_all(&gomodcache)
+        .with_context(|| format!("creating GOMODCACHE {}", gomodcache.display()))?;
+    let report = install::install(&gomodcache, &items, args.jobs, &progress)?;
+
+    let env = vec![
+        ("GOMODCACHE".to_string(), gomodcache.display().to_string()),
+        ("GOPROXY".to_string(), "off".to_string()),
+    ];
+    let mut human = format!(
+        "pulled {} ({}): {} module versions, {} installed, {} already present, {} fetched\n",
+        src_ref,
+        top.digest,
+        items.len(),
+        report.installed,
+        report.already_present,
+        human_bytes(bytes_fetched),
+    );
+    let conflicts = report.conflicts.clone();
+    if conflicts.is_empty() {
+        human.push_str("Use these modules with:\n");
+        for (k, v) in &env {
+            let _ = writeln!(human, "  export {k}={}", shell_quote(v));
+        }
+        let _ = writeln!(
+            human,
+            "(or GOPROXY=file://{}/cache/download to serve them as a module proxy)",
+            gomodcache.display()
+        );
+    }
+    let report = PullReport {
+        source: src_ref.to_string(),
+        digest: top.digest.to_string(),
+        gomodcache: gomodcache.display().to_string(),
+        modules: items.len(),
+        blobs_fetched: missing.len(),
+        bytes_fetched,
+        install: report,
+        env,
+    };
+    let mut outcome = Outcome::ok(human, &report);
+    if !conflicts.is_empty() {
+        let _ = writeln!(
+            outcome.human,
+            "{} module versions in {} differ from the bundle and were left alone:",
+            conflicts.len(),
+            gomodcache.display()
+        );
+        for c in &conflicts {
+            let _ = writeln!(outcome.human, "  {c}");
+        }
+        outcome.human.push_str(
+            "Check where they came from; `go clean -modcache` (or removing those versions) lets ocigo install the bundle's.\n",
+        );
+        outcome.exit_code = Kind::Conflict.exit_code();
+    }
+    Ok(outcome)
+}
+
+/// pull with signature verification first: the tag is resolved once, the
+/// signature checked over that digest, and only then is anything fetched,
+/// by digest. Verification is required when the host says so or when the
+/// environment sets OCIGO_REQUIRE_SIGNATURE=1.
+///
+/// When the host configuration names keys, only those are trusted: a key on
+/// the command line must be one of them (otherwise anyone could satisfy the
+/// host's rule with a key of their own), and the host's threshold is a floor.
+pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Outcome> {
+    let (policy, sources) = pull_policy()?;
+    let sources = sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut with = with;
+    if policy.is_set() && with.identity.is_some() {
+        return Err(fail(
+            Kind::Usage,
+            format!("this host's pull policy ({sources}) does not allow --expect-identity"),
+        ));
+    }
+    if !policy.verify_keys.is_empty() {
+        let trusted = sign::read_public_key_files(&policy.verify_keys)?;
+        for (label, key) in sign::read_public_key_files(&with.keys)? {
+            if !trusted.iter().any(|(_, t)| *t == key) {
+                return Err(fail(
+                    Kind::Usage,
+                    format!(
+                        "this host trusts only the keys its pull policy ({sources}) names; \
+                         {label} ({}) is not one of them",
+                        key.fingerprint()
+                    ),
+                ));
+            }
+        }
+        with.keys = policy.verify_keys.clone();
+    }
+    if let Some(t) = policy.threshold {
+        with.threshold = Some(with.threshold.unwrap_or(1).max(t));
+    }
+    if with.keys.is_empty() {
+        if policy.require_signature {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "this host only installs signed bundles (required by {}), and no key was given: \
+                     pass --verify-key PUB",
+                    if sources.is_empty() {
+                        "OCIGO_REQUIRE_SIGNATURE"
+                    } else {
+                        &sources
+                    }
+                ),
+            ));
+        }
+        if with.threshold.is_some() || with.identity.is_some() {
+            return Err(fail(
+                Kind::Usage,
+                "--threshold and --expect-identity need --verify-key: without a key nothing is verified",
+            ));
+        }
+        return pull(g, args);
+    }
+    let r = Reference::parse(&args.src)?;
+    let repo = g.open(&r, false)?;
+    let target = repo.resolve(r.tag_or_digest())?;
+    let report = verify_at(repo.as_ref(), &r, &target, &with)?;
+    let mut outcome = pull_from(g, args, &r, repo.as_ref(), &target)?;
+    outcome.human = format!(
+        "signature verified: {} signed {}\n{}",
+        report.signed_by.join(", "),
+        report.digest,
+        outcome.human
+    );
+    if let serde_json::Value::Object(m) = &mut outcome.json {
+        m.insert(
+            "signature".into(),
+            serde_json::to_value(&report).expect("serialisable"),
+        );
+    }
+    Ok(outcome)
+}
