@@ -1,9 +1,11 @@
-//! Error classes and the exit codes they map to.
+//! Error classes, the exit codes they map to, and advice carried as data.
 //!
 //! Owns: the [`Failure`] type that library code attaches to an `anyhow` chain
-//! to say which class of failure happened, and the exit code table (README
-//! "Exit codes" documents the same table). Must not: print anything or decide
-//! wording of messages; callers write the message, this only classifies it.
+//! to say which class of failure happened and what the user can do about it
+//! (hints, printed by the CLI as their own `hint:` lines), and the exit code
+//! table (README "Exit codes" documents the same table). Must not: print
+//! anything or decide wording of messages; callers write the message and the
+//! hint, this only classifies and carries them.
 
 use std::fmt;
 
@@ -39,6 +41,9 @@ impl Kind {
 pub struct Failure {
     pub kind: Kind,
     pub message: String,
+    /// What to do next: one imperative sentence each, naming a flag, an
+    /// environment variable or a command. Not part of the message.
+    pub hints: Vec<String>,
 }
 
 impl fmt::Display for Failure {
@@ -54,7 +59,84 @@ pub fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Failure {
         kind,
         message: message.into(),
+        hints: Vec::new(),
     })
+}
+
+/// [`fail`] with a hint: `fail_hint(Kind::Usage, "no key given", "pass --key PUB")`.
+pub fn fail_hint(kind: Kind, message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failure {
+        kind,
+        message: message.into(),
+        hints: vec![hint.into()],
+    })
+}
+
+/// Adds a hint to an error that already carries a [`Failure`] (the innermost
+/// one); an unclassified error gets a [`Kind`]-less hint holder of its own,
+/// so the advice is never lost.
+pub trait WithHint {
+    fn hint(self, hint: impl Into<String>) -> Self;
+}
+
+impl WithHint for anyhow::Error {
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        let hint = hint.into();
+        if let Some(f) = self.downcast_mut::<Failure>() {
+            f.hints.push(hint);
+            return self;
+        }
+        anyhow::Error::new(HintOnly {
+            hint,
+            inner: self.into(),
+        })
+    }
+}
+
+impl<T> WithHint for Result<T, anyhow::Error> {
+    fn hint(self, hint: impl Into<String>) -> Self {
+        self.map_err(|e| e.hint(hint))
+    }
+}
+
+/// A hint wrapped around an error with no class. [`render`] leaves it out
+/// of the chain; its source is the error it advises on.
+#[derive(Debug)]
+struct HintOnly {
+    hint: String,
+    inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl fmt::Display for HintOnly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hint)
+    }
+}
+
+impl std::error::Error for HintOnly {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.inner.as_ref())
+    }
+}
+
+/// Every hint in the chain, outermost first, without repeats.
+pub fn hints(err: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in err.chain() {
+        let found: Vec<&String> = if let Some(f) = e.downcast_ref::<Failure>() {
+            f.hints.iter().collect()
+        } else if let Some(h) = e.downcast_ref::<HintOnly>() {
+            vec![&h.hint]
+        } else {
+            Vec::new()
+        };
+        for h in found {
+            if !out.contains(h) {
+                out.push(h.clone());
+            }
+        }
+    }
+    out
 }
 
 /// The class of the innermost classified failure in the chain, if any.
@@ -70,9 +152,15 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     kind_of(err).map(Kind::exit_code).unwrap_or(1)
 }
 
-/// The whole chain, outermost first: "pulling x: reading layer y: digest mismatch".
+/// The whole chain, outermost first: "pulling x: reading layer y: digest
+/// mismatch". Hints are not part of it (see [`hints`]).
 pub fn render(err: &anyhow::Error) -> String {
-    format!("{err:#}")
+    let parts: Vec<String> = err
+        .chain()
+        .filter(|e| e.downcast_ref::<HintOnly>().is_none())
+        .map(|e| e.to_string())
+        .collect();
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -87,5 +175,22 @@ mod tests {
         assert_eq!(kind_of(&err), Some(Kind::Integrity));
         assert_eq!(exit_code(&err), 3);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), 1);
+    }
+
+    #[test]
+    fn hints_are_data_beside_the_message() {
+        let err: anyhow::Result<()> = Err(fail_hint(Kind::Usage, "no key", "pass --key PUB"));
+        let err = err
+            .context("verifying x")
+            .hint("see `ocigo help verify`")
+            .unwrap_err();
+        assert_eq!(render(&err), "verifying x: no key");
+        assert_eq!(hints(&err), ["pass --key PUB", "see `ocigo help verify`"]);
+        assert_eq!(exit_code(&err), 2);
+
+        let plain = anyhow::anyhow!("disk full").hint("free some space");
+        assert_eq!(render(&plain), "disk full");
+        assert_eq!(hints(&plain), ["free some space"]);
+        assert_eq!(exit_code(&plain), 1);
     }
 }

@@ -17,4 +17,5 @@ pub mod progress;
 pub mod registry;
 pub mod sign;
 pub mod store;
+pub mod text;
 pub mod transfer;

@@ -300,7 +300,15 @@ fn main() -> ExitCode {
             ExitCode::from(outcome.exit_code as u8)
         }
         Err(err) => {
-            eprintln!("error: {}", ocigo::error::render(&err));
+            // Messages quote bundles and servers: no control characters,
+            // no credentials, whatever they held.
+            let safe = |s: &str| {
+                ocigo::text::terminal_safe(&ocigo::text::scrub_credentials(s)).into_owned()
+            };
+            eprintln!("error: {}", safe(&ocigo::error::render(&err)));
+            for hint in ocigo::error::hints(&err) {
+                eprintln!("hint: {}", safe(&hint));
+            }
             ExitCode::from(ocigo::error::exit_code(&err) as u8)
         }
     }
