@@ -83,7 +83,8 @@ pub struct ModulesConfig {
 }
 
 impl ModulesConfig {
-    /// Checks what the JSON schema cannot: the version, and that entries are
+    /// Checks what the JSON schema cannot: the version, that every module
+    /// path and version is one the go command accepts, and that entries are
     /// unique.
     pub fn validate(&self) -> Result<()> {
         if self.format_version != FORMAT_VERSION {
@@ -98,6 +99,14 @@ impl ModulesConfig {
         }
         let mut seen = HashSet::new();
         for m in &self.modules {
+            // module.Check with a canonical version, as the go command
+            // requires of every module it downloads.
+            crate::gomod::check_module_version(&m.path, &m.version).map_err(|why| {
+                fail(
+                    Kind::Integrity,
+                    format!("bundle config lists an invalid module: {why}"),
+                )
+            })?;
             if !seen.insert((&m.path, &m.version)) {
                 return Err(fail(
                     Kind::Integrity,

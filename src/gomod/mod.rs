@@ -9,12 +9,17 @@
 pub mod escape;
 pub mod gosum;
 pub mod hash;
+pub mod paths;
 pub mod semver;
+pub mod unicode;
+#[rustfmt::skip]
+mod unicode_tables;
 pub mod zipcheck;
 
 pub use escape::{escape_path, escape_version, unescape};
 pub use gosum::GoSum;
 pub use hash::{hash_dir, hash_gomod, hash_zip_entries};
+pub use paths::check_module_version;
 pub use zipcheck::{ZipSummary, check_zip};
 
 /// A module version: `golang.org/x/mod v0.17.0`.

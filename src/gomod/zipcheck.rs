@@ -1,15 +1,30 @@
-//! The module zip rules of `golang.org/x/mod/zip` (CheckZip/Unzip), checked
-//! while computing the zip's h1 hash in the same single pass.
+//! The module zip rules of `golang.org/x/mod/zip` (`CheckZip`, `Unzip`) and
+//! the h1 hash the go command takes of a zip (`dirhash.HashZip`), in one
+//! pass over the zip's own central directory.
 //!
-//! Anything the go command would refuse, and anything that could write
-//! outside the module directory, is refused here: names outside
-//! `path@version/`, unclean or invalid file paths, symlinks and other
-//! non-regular entries, case-fold collisions, misplaced go.mod, oversize
-//! content, and sizes that lie (zip bombs).
+//! A zip is accepted exactly when the go command would accept it on
+//! download: every central directory entry (duplicates included, which the
+//! zip crate would fold into one) must lie under `path@version/` with a
+//! valid file path (`module.CheckFilePath`), no two paths may be equal
+//! under Unicode case folding (`strings.EqualFold`) nor be both a file and a
+//! directory, go.mod may only be `go.mod` at the root, go.mod and LICENSE
+//! hold at most 16 MiB, the zip and its total content at most 500 MiB, a
+//! directory entry holds nothing, and every file holds exactly the bytes it
+//! declares. The module itself must pass `module.Check` with a canonical
+//! version. The h1 hash covers exactly the entries `dirhash.HashZip` lists.
+//!
+//! Deliberately stricter than Go, never looser: a zip with data before it
+//! (a self-extracting stub), a central directory the zip crate and this
+//! reader see differently, encryption, or a CRC-32 of zero on a non-empty
+//! file (Go skips the check, the zip crate does not) is refused.
+//!
+//! Owns: reading and judging a zip. Must not: write anywhere (extraction is
+//! `install`, which reads the same entries through the zip crate).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -17,6 +32,8 @@ use sha2::{Digest, Sha256};
 
 use super::ModuleVersion;
 use super::hash::hash_zip_entries;
+use super::paths;
+use super::unicode::{equal_fold, str_to_fold};
 use crate::error::{Kind, fail};
 
 /// `zip.MaxZipFile`: the zip file and its total uncompressed content.
@@ -31,22 +48,36 @@ pub struct ZipSummary {
     pub h1: String,
 }
 
+/// One central directory record: its raw name and where it starts.
+struct RawEntry {
+    name: Vec<u8>,
+    header_at: u64,
+}
+
+/// Central directory file header signature and fixed length.
+const CENTRAL_SIGNATURE: u32 = 0x0201_4b50;
+const CENTRAL_FIXED: usize = 46;
+/// Local file header signature.
+const LOCAL_SIGNATURE: u32 = 0x0403_4b50;
+
 /// Checks a module zip against the Go zip rules and returns its h1 hash.
 /// `where_` names the zip in errors (a layer digest, a cache path).
 pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Result<ZipSummary> {
-    let refuse = |entry: &str, why: String| {
+    let bad = |why: String| {
         fail(
             Kind::Integrity,
-            format!("module zip for {module} ({where_}) is unsafe or invalid: {entry:?}: {why}"),
+            format!("module zip for {module} ({where_}) is unsafe or invalid: {why}"),
         )
     };
+    let refuse = |entry: &str, why: String| bad(format!("{entry:?}: {why}"));
+    paths::check_module_version(&module.path, &module.version).map_err(&bad)?;
+
     let file = File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
     let zip_len = file.metadata()?.len();
     if zip_len > MAX_ZIP_BYTES {
-        return Err(refuse(
-            "",
-            format!("zip is {zip_len} bytes, over the {MAX_ZIP_BYTES}-byte limit"),
-        ));
+        return Err(bad(format!(
+            "module zip file is too large ({zip_len} bytes; limit is {MAX_ZIP_BYTES} bytes)"
+        )));
     }
     let mut archive = zip::ZipArchive::new(ZipFileReader::new(file)).map_err(|e| {
         fail(
@@ -54,109 +85,206 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
             format!("module zip for {module} ({where_}) is not a readable zip: {e}"),
         )
     })?;
+    if archive.offset() != 0 {
+        return Err(bad(format!(
+            "{} bytes of other data come before the zip",
+            archive.offset()
+        )));
+    }
+    let dir_start = archive.central_directory_start();
+    let raw_file =
+        File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
+    let raw = read_central_directory(&raw_file, dir_start, zip_len)
+        .map_err(|e| bad(format!("cannot read the central directory: {e}")))?;
 
+    // The zip crate keeps one entry per name (the last); every name of ours
+    // must map to exactly the record it kept, or the two readers disagree.
+    let mut last: HashMap<&[u8], u64> = HashMap::with_capacity(raw.len());
+    for r in &raw {
+        last.insert(&r.name, r.header_at);
+    }
+    let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let e = archive
+            .by_index_data(i)
+            .map_err(|e| refuse(&format!("entry {i}"), e.to_string()))?;
+        let name = e.name_raw();
+        if last.get(name) != Some(&e.central_header_start()) {
+            return Err(bad(
+                "the central directory reads differently to different zip readers".into(),
+            ));
+        }
+        let (name, _) = last.get_key_value(name).expect("looked up above");
+        index.insert(name, i);
+    }
+    if index.len() != last.len() {
+        return Err(bad(
+            "the central directory reads differently to different zip readers".into(),
+        ));
+    }
+
+    // zip.CheckZip, entry by entry in central directory order.
     let prefix = format!("{}@{}/", module.path, module.version);
     let mut collisions = Collisions::default();
-    let mut hashed: Vec<(String, [u8; 32])> = Vec::with_capacity(archive.len());
     let mut total: u64 = 0;
-
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| refuse(&format!("entry {i}"), e.to_string()))?;
-        let full = std::str::from_utf8(entry.name_raw())
-            .map_err(|_| refuse(&format!("entry {i}"), "name is not UTF-8".into()))?
-            .to_string();
-        let rel = full
-            .strip_prefix(&prefix)
-            .ok_or_else(|| refuse(&full, format!("path does not start with {prefix:?}")))?
-            .to_string();
-        let is_dir = rel.ends_with('/');
-        let mode = entry.unix_mode().unwrap_or(0);
-        let file_type = mode & 0o170000;
-        if file_type == 0o120000 {
-            return Err(refuse(&full, "symbolic links are not allowed".into()));
-        }
-        if file_type != 0 && file_type != 0o100000 && file_type != 0o040000 {
-            return Err(refuse(&full, format!("not a regular file (mode {mode:o})")));
-        }
+    for r in &raw {
+        let display = String::from_utf8_lossy(&r.name);
+        let rel = r
+            .name
+            .strip_prefix(prefix.as_bytes())
+            .ok_or_else(|| refuse(&display, format!("path does not have prefix {prefix:?}")))?;
         if rel.is_empty() {
             continue;
         }
-        let name = rel.strip_suffix('/').unwrap_or(&rel).to_string();
-        let name = name.as_str();
-        check_file_path(name).map_err(|why| refuse(&full, why))?;
+        let rel = std::str::from_utf8(rel)
+            .map_err(|_| refuse(&display, "malformed file path: invalid UTF-8".into()))?;
+        let (name, is_dir) = match rel.strip_suffix('/') {
+            Some(dir) => (dir, true),
+            None => (rel, false),
+        };
+        paths::check_file_path(name)
+            .map_err(|why| refuse(&display, format!("malformed file path {name:?}: {why}")))?;
         collisions
             .check(name, is_dir)
-            .map_err(|why| refuse(&full, why))?;
-        if is_dir || file_type == 0o040000 {
-            if !is_dir {
-                return Err(refuse(
-                    &full,
-                    "directory entry without a trailing slash".into(),
-                ));
-            }
-            // Hash1 lists every zip entry, directories included.
-            hashed.push((full, Sha256::digest(b"").into()));
+            .map_err(|why| refuse(&display, why))?;
+        if is_dir {
             continue;
         }
         let base = name.rsplit('/').next().unwrap_or(name);
-        if base.eq_ignore_ascii_case("go.mod") {
+        if equal_fold(base, "go.mod") {
             if base != name {
                 return Err(refuse(
-                    &full,
+                    &display,
                     "go.mod file not in module root directory".into(),
                 ));
             }
             if name != "go.mod" {
-                return Err(refuse(&full, "file is not named go.mod".into()));
+                return Err(refuse(
+                    &display,
+                    "go.mod files must have lowercase names".into(),
+                ));
             }
         }
-        let declared = entry.size();
-        let limit = match name {
-            "go.mod" => MAX_GOMOD_BYTES,
-            "LICENSE" => MAX_LICENSE_BYTES,
-            _ => MAX_ZIP_BYTES,
-        };
-        if declared > limit {
-            return Err(refuse(
-                &full,
-                format!("declared size {declared} is over the {limit}-byte limit"),
-            ));
-        }
-        total = total.saturating_add(declared);
+        let size = archive
+            .by_index_data(index[r.name.as_slice()])
+            .map_err(|e| refuse(&display, e.to_string()))?
+            .size();
+        total = total.saturating_add(size);
         if total > MAX_ZIP_BYTES {
+            return Err(bad(format!(
+                "total uncompressed size of module contents too large (max size is {MAX_ZIP_BYTES} bytes)"
+            )));
+        }
+        if name == "go.mod" && size > MAX_GOMOD_BYTES {
             return Err(refuse(
-                &full,
-                format!("total uncompressed size is over the {MAX_ZIP_BYTES}-byte limit"),
+                &display,
+                format!("go.mod file too large (max size is {MAX_GOMOD_BYTES} bytes)"),
             ));
         }
-        if entry.encrypted() {
-            return Err(refuse(&full, "encrypted entries are not allowed".into()));
-        }
-        // Read at most one byte past the declared size: a lying header cannot
-        // make us inflate without bound.
-        let mut hasher = Sha256::new();
-        let n = std::io::copy(&mut (&mut entry).take(declared + 1), &mut hasher)
-            .map_err(|e| refuse(&full, format!("cannot decompress: {e}")))?;
-        if n != declared {
+        if name == "LICENSE" && size > MAX_LICENSE_BYTES {
             return Err(refuse(
-                &full,
-                format!(
-                    "declares {declared} bytes but holds {}",
-                    if n > declared {
-                        "more".to_string()
-                    } else {
-                        n.to_string()
-                    }
-                ),
+                &display,
+                format!("LICENSE file too large (max size is {MAX_LICENSE_BYTES} bytes)"),
             ));
         }
-        hashed.push((full, hasher.finalize().into()));
+    }
+
+    // dirhash.HashZip: every record's name, each with the content of the
+    // last record of that name (here all names are unique but directories).
+    let mut sums: HashMap<&[u8], [u8; 32]> = HashMap::with_capacity(index.len());
+    for (&name, &i) in &index {
+        let display = String::from_utf8_lossy(name);
+        let sum = if name.ends_with(b"/") {
+            // A directory entry reads as empty, or fails if it declares
+            // content (archive/zip's File.Open); only its local header
+            // must be there.
+            let e = archive
+                .by_index_data(i)
+                .map_err(|e| refuse(&display, e.to_string()))?;
+            if e.size() != 0 {
+                return Err(refuse(
+                    &display,
+                    format!("directory entry declares {} bytes of content", e.size()),
+                ));
+            }
+            check_local_header(&raw_file, e.header_start()).map_err(|why| refuse(&display, why))?;
+            Sha256::digest(b"").into()
+        } else {
+            let mut entry = archive
+                .by_index(i)
+                .map_err(|e| refuse(&display, format!("cannot read: {e}")))?;
+            if entry.encrypted() {
+                return Err(refuse(&display, "encrypted entries are not allowed".into()));
+            }
+            let declared = entry.size();
+            // Read at most one byte past the declared size: a lying header
+            // cannot make us inflate without bound.
+            let mut hasher = Sha256::new();
+            let n = io::copy(&mut (&mut entry).take(declared + 1), &mut hasher)
+                .map_err(|e| refuse(&display, format!("cannot decompress: {e}")))?;
+            if n > declared {
+                return Err(refuse(
+                    &display,
+                    format!("uncompressed size is larger than declared size ({declared} bytes)"),
+                ));
+            }
+            if n < declared {
+                return Err(refuse(
+                    &display,
+                    format!("declares {declared} bytes but holds {n}"),
+                ));
+            }
+            hasher.finalize().into()
+        };
+        sums.insert(name, sum);
+    }
+    let mut hashed = Vec::with_capacity(raw.len());
+    for r in &raw {
+        let name =
+            String::from_utf8(r.name.clone()).map_err(|_| bad("a name is not UTF-8".into()))?;
+        hashed.push((name, sums[r.name.as_slice()]));
     }
     Ok(ZipSummary {
         h1: hash_zip_entries(&mut hashed)?,
     })
+}
+
+/// archive/zip's `findBodyOffset`: a local file header must be at `at`.
+fn check_local_header(file: &File, at: u64) -> std::result::Result<(), String> {
+    let mut sig = [0u8; 4];
+    file.read_exact_at(&mut sig, at)
+        .map_err(|e| format!("cannot read its local header: {e}"))?;
+    if u32::from_le_bytes(sig) != LOCAL_SIGNATURE {
+        return Err("no local file header where the central directory says".into());
+    }
+    Ok(())
+}
+
+/// Reads every central directory record from `start` on, as Go's
+/// archive/zip does: one after another until the signature stops.
+fn read_central_directory(file: &File, start: u64, zip_len: u64) -> io::Result<Vec<RawEntry>> {
+    let mut f = BufReader::with_capacity(64 * 1024, file);
+    f.seek(SeekFrom::Start(start))?;
+    let mut at = start;
+    let mut out = Vec::new();
+    let mut fixed = [0u8; CENTRAL_FIXED];
+    while at + CENTRAL_FIXED as u64 <= zip_len {
+        f.read_exact(&mut fixed)?;
+        if u32::from_le_bytes(fixed[0..4].try_into().expect("4 bytes")) != CENTRAL_SIGNATURE {
+            break;
+        }
+        let u16_at = |i: usize| u64::from(u16::from_le_bytes([fixed[i], fixed[i + 1]]));
+        let (name_len, extra_len, comment_len) = (u16_at(28), u16_at(30), u16_at(32));
+        let mut name = vec![0u8; name_len as usize];
+        f.read_exact(&mut name)?;
+        f.seek_relative(i64::try_from(extra_len + comment_len).expect("small"))?;
+        out.push(RawEntry {
+            name,
+            header_at: at,
+        });
+        at += CENTRAL_FIXED as u64 + name_len + extra_len + comment_len;
+    }
+    Ok(out)
 }
 
 /// A buffered reader for zip archives. The zip crate seeks to every entry,
@@ -215,54 +343,14 @@ impl Seek for ZipFileReader {
     }
 }
 
-/// `module.CheckFilePath`, as the zip rules apply it to names inside a module.
+/// `module.CheckFilePath`, as the zip rules apply it to names inside a
+/// module (the extraction in `install` checks every name again with it).
 pub fn check_file_path(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("empty file name".into());
-    }
-    if name.starts_with('/') {
-        return Err("absolute path".into());
-    }
-    if name.contains("//") {
-        return Err("double slash".into());
-    }
-    if name.ends_with('/') {
-        return Err("trailing slash".into());
-    }
-    for elem in name.split('/') {
-        if elem.chars().all(|c| c == '.') {
-            return Err(format!(
-                "path element {elem:?} is not allowed (unclean path)"
-            ));
-        }
-        if elem.ends_with('.') {
-            return Err("trailing dot in path element".into());
-        }
-        for c in elem.chars() {
-            let ok = if c.is_ascii() {
-                c.is_ascii_alphanumeric() || "!#$%&()+,-.=@[]^_{}~ ".contains(c)
-            } else {
-                c.is_alphabetic()
-            };
-            if !ok {
-                return Err(format!("invalid character {c:?} in file name"));
-            }
-        }
-        let short = elem.split('.').next().unwrap_or(elem);
-        const WINDOWS: [&str; 22] = [
-            "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
-            "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
-        ];
-        if WINDOWS.iter().any(|w| w.eq_ignore_ascii_case(short)) {
-            return Err(format!(
-                "{short:?} is disallowed as a path element on Windows"
-            ));
-        }
-    }
-    Ok(())
+    paths::check_file_path(name)
 }
 
-/// Case-insensitive collisions, and names that are both file and directory.
+/// x/mod's `collisionChecker`: paths equal under `strings.EqualFold`, paths
+/// that are both a file and a directory, and files listed twice.
 #[derive(Default)]
 struct Collisions {
     seen: HashMap<String, (String, bool)>,
@@ -270,22 +358,22 @@ struct Collisions {
 
 impl Collisions {
     fn check(&mut self, path: &str, is_dir: bool) -> std::result::Result<(), String> {
-        let fold = path.to_lowercase();
+        let fold = str_to_fold(path);
         if let Some((other, other_dir)) = self.seen.get(&fold) {
             if other != path {
                 return Err(format!(
-                    "case-insensitive file name collision with {other:?}"
+                    "case-insensitive file name collision: {other:?} and {path:?}"
                 ));
             }
             if *other_dir != is_dir {
-                return Err("entry is both a file and a directory".into());
+                return Err(format!("entry {path:?} is both a file and a directory"));
             }
             if !is_dir {
-                return Err("multiple entries for the same file".into());
+                return Err(format!("multiple entries for file {path:?}"));
             }
-            return Ok(());
+        } else {
+            self.seen.insert(fold, (path.to_string(), is_dir));
         }
-        self.seen.insert(fold, (path.to_string(), is_dir));
         match path.rfind('/') {
             Some(i) => self.check(&path[..i], true),
             None => Ok(()),
@@ -330,12 +418,14 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         for (name, want) in [
-            ("example.com/m@v1.0.0/../x", "unclean"),
-            ("example.com/m@v1.0.0//abs", "absolute path"),
-            ("other@v1.0.0/x.go", "does not start"),
+            ("example.com/m@v1.0.0/../x", "invalid path element \"..\""),
+            ("example.com/m@v1.0.0//abs", "empty path element"),
+            ("other@v1.0.0/x.go", "does not have prefix"),
             ("example.com/m@v1.0.0/sub/go.mod", "not in module root"),
-            ("example.com/m@v1.0.0/a\\b.go", "invalid character"),
+            ("example.com/m@v1.0.0/GO.MOD", "must have lowercase names"),
+            ("example.com/m@v1.0.0/a\\b.go", "invalid char '\\\\'"),
             ("example.com/m@v1.0.0/con.go", "Windows"),
+            ("example.com/m@v1.0.0/\u{2160}.go", "invalid char"),
         ] {
             let z = make_zip(&[(name, b"x")]);
             let e = check_zip(z.path(), &module(), "test").unwrap_err();
@@ -351,5 +441,90 @@ mod tests {
         ]);
         let e = check_zip(z.path(), &module(), "test").unwrap_err();
         assert!(e.to_string().contains("collision"), "{e}");
+        // Go folds s with ſ and k with the Kelvin sign; Rust's lowercase
+        // does not.
+        for (a, b) in [("s.go", "\u{17f}.go"), ("k.go", "\u{212a}.go")] {
+            let z = make_zip(&[
+                (&format!("example.com/m@v1.0.0/{a}"), b"x"),
+                (&format!("example.com/m@v1.0.0/{b}"), b"y"),
+            ]);
+            let e = check_zip(z.path(), &module(), "test").unwrap_err();
+            assert!(e.to_string().contains("collision"), "{b}: {e}");
+        }
+    }
+
+    /// Renames every `from` in the zip's bytes to `to` (same length), in
+    /// local headers and central directory alike.
+    fn rename_in_place(zip: &Path, from: &str, to: &str) {
+        assert_eq!(from.len(), to.len());
+        let mut bytes = std::fs::read(zip).unwrap();
+        let mut i = 0;
+        while let Some(at) = bytes[i..]
+            .windows(from.len())
+            .position(|w| w == from.as_bytes())
+        {
+            bytes[i + at..i + at + to.len()].copy_from_slice(to.as_bytes());
+            i += at + to.len();
+        }
+        std::fs::write(zip, bytes).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_hidden_duplicate_entry() {
+        let z = make_zip(&[
+            ("example.com/m@v1.0.0/go.mod", b"module example.com/m\n"),
+            ("example.com/m@v1.0.0/a.go", b"package good\n"),
+            ("example.com/m@v1.0.0/b.go", b"package evil\n"),
+        ]);
+        rename_in_place(z.path(), "/b.go", "/a.go");
+        let e = check_zip(z.path(), &module(), "test").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("multiple entries for file \"a.go\""),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_module_whose_path_and_version_disagree() {
+        let v2 = ModuleVersion {
+            path: "example.com/m/v2".into(),
+            version: "v1.0.0".into(),
+        };
+        let z = make_zip(&[(
+            "example.com/m/v2@v1.0.0/go.mod",
+            b"module example.com/m/v2\n",
+        )]);
+        let e = check_zip(z.path(), &v2, "test").unwrap_err();
+        assert!(format!("{e:#}").contains("should be v2, not v1"), "{e:#}");
+    }
+
+    #[test]
+    fn directory_entries_are_hashed_and_must_be_empty() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut w = zip::ZipWriter::new(f.reopen().unwrap());
+        w.add_directory("example.com/m@v1.0.0/", SimpleFileOptions::default())
+            .unwrap();
+        w.add_directory("example.com/m@v1.0.0/d/", SimpleFileOptions::default())
+            .unwrap();
+        w.start_file("example.com/m@v1.0.0/d/x.go", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"package d\n").unwrap();
+        w.finish().unwrap();
+        let h1 = check_zip(f.path(), &module(), "test").unwrap().h1;
+        let mut want = vec![
+            (
+                "example.com/m@v1.0.0/".to_string(),
+                Sha256::digest(b"").into(),
+            ),
+            (
+                "example.com/m@v1.0.0/d/".to_string(),
+                Sha256::digest(b"").into(),
+            ),
+            (
+                "example.com/m@v1.0.0/d/x.go".to_string(),
+                Sha256::digest(b"package d\n").into(),
+            ),
+        ];
+        assert_eq!(h1, hash_zip_entries(&mut want).unwrap());
     }
 }
