@@ -83,8 +83,7 @@ pub struct ModulesConfig {
 }
 
 impl ModulesConfig {
-    /// Checks what the JSON schema cannot: the version, that every module
-    /// path and version is one the go command accepts, and that entries are
+    /// Checks what the JSON schema cannot: the version, and that entries are
     /// unique.
     pub fn validate(&self) -> Result<()> {
         if self.format_version != FORMAT_VERSION {
@@ -99,14 +98,6 @@ impl ModulesConfig {
         }
         let mut seen = HashSet::new();
         for m in &self.modules {
-            // module.Check with a canonical version, as the go command
-            // requires of every module it downloads.
-            crate::gomod::check_module_version(&m.path, &m.version).map_err(|why| {
-                fail(
-                    Kind::Integrity,
-                    format!("bundle config lists an invalid module: {why}"),
-                )
-            })?;
             if !seen.insert((&m.path, &m.version)) {
                 return Err(fail(
                     Kind::Integrity,
@@ -433,6 +424,22 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
     config
         .validate()
         .with_context(|| format!("in config {}", manifest.config.digest))?;
+    for m in &config.modules {
+        // What the go command requires of any module it downloads: a path
+        // and version it can store, agreeing on the major version.
+        crate::gomod::escape_path(&m.path)
+            .and_then(|_| crate::gomod::escape_version(&m.version))
+            .and_then(|_| {
+                crate::gomod::check_module_version(&m.path, &m.version)
+                    .map_err(|why| fail(Kind::Integrity, why))
+            })
+            .with_context(|| {
+                format!(
+                    "module {}@{} in config {}",
+                    m.path, m.version, manifest.config.digest
+                )
+            })?;
+    }
 
     let layers: HashSet<(&Digest, u64)> = manifest
         .layers
