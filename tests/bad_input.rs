@@ -728,7 +728,7 @@ fn pack_from_a_cache_holding_a_zip_with_a_hidden_duplicate() {
     );
     assert_mentions(
         &stderr(&out),
-        &["example.com/testonly"],
+        &["example.com/testonly", "checksum mismatch"],
         "pack error (hidden duplicate entry)",
     );
     assert_unchanged(&before, &project, "the project after a failed pack");

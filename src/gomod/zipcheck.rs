@@ -528,3 +528,51 @@ mod tests {
         assert_eq!(h1, hash_zip_entries(&mut want).unwrap());
     }
 }
+
+#[cfg(test)]
+mod stricter_than_go {
+    use super::*;
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+
+    fn stored_zip() -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("example.com/m@v1.0.0/a.go", opts).unwrap();
+        w.write_all(b"package a\n").unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    fn check(bytes: &[u8]) -> Result<ZipSummary> {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        let m = ModuleVersion {
+            path: "example.com/m".into(),
+            version: "v1.0.0".into(),
+        };
+        check_zip(f.path(), &m, "test")
+    }
+
+    #[test]
+    fn control_is_accepted() {
+        check(&stored_zip()).unwrap();
+    }
+
+    #[test]
+    fn data_before_the_zip_is_refused() {
+        let mut bytes = b"#!/bin/sh\nexit 0\n".to_vec();
+        bytes.extend(stored_zip());
+        let e = check(&bytes).unwrap_err();
+        assert!(format!("{e:#}").contains("before the zip"), "{e:#}");
+    }
+
+    #[test]
+    fn zero_crc_on_a_non_empty_file_is_refused() {
+        let mut bytes = stored_zip();
+        bytes[14..18].copy_from_slice(&[0; 4]);
+        let central = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        bytes[central + 16..central + 20].copy_from_slice(&[0; 4]);
+        let e = check(&bytes).unwrap_err();
+        assert!(format!("{e:#}").contains("a.go"), "{e:#}");
+    }
+}
