@@ -63,10 +63,17 @@ const LOCAL_SIGNATURE: u32 = 0x0403_4b50;
 /// Checks a module zip against the Go zip rules and returns its h1 hash.
 /// `where_` names the zip in errors (a layer digest, a cache path).
 pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Result<ZipSummary> {
+    // The module itself is checked below; until then it may hold anything.
+    let shown = module.to_string();
+    let shown = if shown.chars().any(char::is_control) {
+        format!("{shown:?}")
+    } else {
+        shown
+    };
     let bad = |why: String| {
         fail(
             Kind::Integrity,
-            format!("module zip for {module} ({where_}) is unsafe or invalid: {why}"),
+            format!("module zip for {shown} ({where_}) is unsafe or invalid: {why}"),
         )
     };
     let refuse = |entry: &str, why: String| bad(format!("{entry:?}: {why}"));
@@ -82,7 +89,7 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
     let mut archive = zip::ZipArchive::new(ZipFileReader::new(file)).map_err(|e| {
         fail(
             Kind::Integrity,
-            format!("module zip for {module} ({where_}) is not a readable zip: {e}"),
+            format!("module zip for {shown} ({where_}) is not a readable zip: {e}"),
         )
     })?;
     if archive.offset() != 0 {
