@@ -744,6 +744,22 @@ fn zip_corpus() -> Vec<ZipCase> {
     let bytes = rename(w.finish().unwrap().into_inner(), b"CRCME", b"CRCMF");
     cases.push(case("CRC-32 mismatch", bytes));
 
+    // Written as a stream: sizes and CRC-32 follow the data in a data
+    // descriptor (flag bit 3); then the descriptor's CRC-32 made wrong.
+    let mut w = zip::ZipWriter::new_stream(Vec::new());
+    w.start_file(a_go.as_str(), SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"package a\n").unwrap();
+    let streamed = w.finish().unwrap().into_inner();
+    let at = streamed
+        .windows(4)
+        .position(|w| w == b"PK\x07\x08")
+        .expect("a data descriptor");
+    let mut bad_descriptor = streamed.clone();
+    bad_descriptor[at + 4] ^= 0xff;
+    cases.push(case("data descriptor", streamed));
+    cases.push(case("data descriptor with a wrong CRC-32", bad_descriptor));
+
     // Module paths and versions.
     for (path, version, ok_hint) in [
         ("example.com/m/v2", "v1.0.0", "mismatched major"),

@@ -59,6 +59,8 @@ const CENTRAL_SIGNATURE: u32 = 0x0201_4b50;
 const CENTRAL_FIXED: usize = 46;
 /// Local file header signature.
 const LOCAL_SIGNATURE: u32 = 0x0403_4b50;
+/// The optional signature of a data descriptor.
+const DESCRIPTOR_SIGNATURE: u32 = 0x0807_4b50;
 
 /// Checks a module zip against the Go zip rules and returns its h1 hash.
 /// `where_` names the zip in errors (a layer digest, a cache path).
@@ -217,6 +219,17 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
             check_local_header(&raw_file, e.header_start()).map_err(|why| refuse(&display, why))?;
             Sha256::digest(b"").into()
         } else {
+            let e = archive
+                .by_index_data(i)
+                .map_err(|e| refuse(&display, e.to_string()))?;
+            check_data_descriptor(
+                &raw_file,
+                e.central_header_start(),
+                e.header_start(),
+                e.compressed_size(),
+                e.crc32(),
+            )
+            .map_err(|why| refuse(&display, why))?;
             let mut entry = archive
                 .by_index(i)
                 .map_err(|e| refuse(&display, format!("cannot read: {e}")))?;
@@ -263,6 +276,54 @@ fn check_local_header(file: &File, at: u64) -> std::result::Result<(), String> {
         .map_err(|e| format!("cannot read its local header: {e}"))?;
     if u32::from_le_bytes(sig) != LOCAL_SIGNATURE {
         return Err("no local file header where the central directory says".into());
+    }
+    Ok(())
+}
+
+/// archive/zip's data descriptor check: an entry flagged as followed by a
+/// data descriptor (general purpose bit 3) must have one right after its
+/// compressed data, its signature optional, whose CRC-32 equals the
+/// central directory's. (The zip crate does not read descriptors.)
+fn check_data_descriptor(
+    file: &File,
+    central_at: u64,
+    local_at: u64,
+    compressed: u64,
+    crc32: u32,
+) -> std::result::Result<(), String> {
+    let read = |at: u64, buf: &mut [u8]| {
+        file.read_exact_at(buf, at)
+            .map_err(|e| format!("cannot read its headers: {e}"))
+    };
+    let mut flags = [0u8; 2];
+    read(central_at + 8, &mut flags)?;
+    if u16::from_le_bytes(flags) & 0x8 == 0 {
+        return Ok(());
+    }
+    let mut local = [0u8; 30];
+    read(local_at, &mut local)?;
+    let lens = u64::from(u16::from_le_bytes([local[26], local[27]]))
+        + u64::from(u16::from_le_bytes([local[28], local[29]]));
+    let at = local_at
+        .checked_add(30 + lens)
+        .and_then(|a| a.checked_add(compressed))
+        .ok_or("data descriptor offset overflows")?;
+    // CRC-32 and two 32-bit sizes, after the signature if there is one;
+    // all must be there, as archive/zip reads them.
+    let mut first = [0u8; 4];
+    read(at, &mut first)?;
+    let crc_at = if u32::from_le_bytes(first) == DESCRIPTOR_SIGNATURE {
+        at + 4
+    } else {
+        at
+    };
+    let mut descriptor = [0u8; 12];
+    read(crc_at, &mut descriptor)?;
+    let stored = u32::from_le_bytes(descriptor[0..4].try_into().expect("4 bytes"));
+    if stored != crc32 {
+        return Err(format!(
+            "checksum error: its data descriptor says CRC-32 {stored:08x}, the central directory {crc32:08x}"
+        ));
     }
     Ok(())
 }
