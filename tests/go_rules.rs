@@ -757,6 +757,20 @@ fn zip_corpus() -> Vec<ZipCase> {
         .expect("a data descriptor");
     let mut bad_descriptor = streamed.clone();
     bad_descriptor[at + 4] ^= 0xff;
+    // Archive comments, and an end record that undercounts the directory.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.set_comment("a comment PK").unwrap();
+    w.start_file(a_go.as_str(), SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"package a\n").unwrap();
+    cases.push(case("archive comment", w.finish().unwrap().into_inner()));
+    let mut undercount = write_zip(&[Entry::File(&go_mod, gm), Entry::File(&a_go, b"x")]);
+    let end = undercount
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .unwrap();
+    undercount[end + 8..end + 12].copy_from_slice(&[1, 0, 1, 0]);
+    cases.push(case("end record counting one entry of two", undercount));
     cases.push(case("data descriptor", streamed));
     cases.push(case("data descriptor with a wrong CRC-32", bad_descriptor));
 
@@ -864,4 +878,77 @@ fn unicode_tables_are_generated_from_go() {
          not Unicode {}); regenerate: (cd tools/unicodegen && go run .) > src/gomod/unicode_tables.rs",
         ocigo::gomod::unicode::UNICODE_VERSION
     );
+}
+
+/// Where ocigo is deliberately stricter than x/mod (README, "What pull
+/// writes"): zips the go command never makes, which zip readers can read
+/// differently. x/mod accepts each (checked, so the list stays honest);
+/// ocigo refuses each as an integrity failure.
+#[test]
+fn stricter_than_x_mod_only_where_documented() {
+    let a_go = name("a.go");
+    let good = write_zip(&[Entry::File(&a_go, b"package a\n")]);
+    let mut prepended = b"#!/bin/sh\nexit 0\n".to_vec();
+    prepended.extend_from_slice(&good);
+    // A second end record inside the archive comment: archive/zip takes the
+    // last one (and sees an empty zip), the zip crate the real one.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let fake_end =
+        String::from_utf8(b"PK\x05\x06".iter().chain(&[0u8; 18]).copied().collect()).unwrap();
+    w.set_comment(fake_end).unwrap();
+    w.start_file(a_go.as_str(), SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"package a\n").unwrap();
+    let two_ends = w.finish().unwrap().into_inner();
+    // archive/zip skips the CRC-32 check when the recorded CRC-32 is zero.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file(a_go.as_str(), stored).unwrap();
+    w.write_all(b"package a\n").unwrap();
+    let mut zero_crc = w.finish().unwrap().into_inner();
+    zero_crc[14..18].copy_from_slice(&[0; 4]);
+    let central = zero_crc
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .unwrap();
+    zero_crc[central + 16..central + 20].copy_from_slice(&[0; 4]);
+
+    let cases = [
+        case("control", good),
+        case("data before the zip", prepended),
+        case("a second end record in the comment", two_ends),
+        case("zero CRC-32 on a non-empty file", zero_crc),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut requests = Vec::new();
+    let mut files = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("{i}.zip"));
+        std::fs::write(&f, &c.bytes).unwrap();
+        requests.push(json!({"op": "zip", "path": hexs(M), "version": V, "zip": s(&f)}));
+        files.push(f);
+    }
+    let answers = ask(&requests);
+    for ((c, f), go) in cases.iter().zip(&files).zip(&answers) {
+        assert!(
+            go["ok"].as_bool().unwrap(),
+            "{}: x/mod refuses: {go}",
+            c.what
+        );
+        let ours = check_zip(f, &c.module, "stricter");
+        if c.what == "control" {
+            assert_eq!(ours.unwrap().h1, go["h1"].as_str().unwrap());
+            continue;
+        }
+        let e = match ours {
+            Ok(_) => panic!("{}: ocigo accepts", c.what),
+            Err(e) => e,
+        };
+        assert_eq!(
+            ocigo::error::kind_of(&e),
+            Some(ocigo::error::Kind::Integrity),
+            "{}: {e:#}",
+            c.what
+        );
+    }
 }

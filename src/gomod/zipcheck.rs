@@ -2,9 +2,12 @@
 //! the h1 hash the go command takes of a zip (`dirhash.HashZip`), in one
 //! pass over the zip's own central directory.
 //!
-//! A zip is accepted exactly when the go command would accept it on
-//! download: every central directory entry (duplicates included, which the
-//! zip crate would fold into one) must lie under `path@version/` with a
+//! The central directory is found as archive/zip finds it (its end record
+//! search, zip64, record count) and must be where the zip crate found it,
+//! so both read the same records. A zip is accepted exactly when the go
+//! command would accept it on download: every central directory entry
+//! (duplicates included, which the zip crate would fold into one) must lie
+//! under `path@version/` with a
 //! valid file path (`module.CheckFilePath`), no two paths may be equal
 //! under Unicode case folding (`strings.EqualFold`) nor be both a file and a
 //! directory, go.mod may only be `go.mod` at the root, go.mod and LICENSE
@@ -100,11 +103,34 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
             archive.offset()
         )));
     }
-    let dir_start = archive.central_directory_start();
     let raw_file =
         File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
+    // Where archive/zip finds the central directory, and how many records
+    // its end record claims; the zip crate must have found the same.
+    let go_end = find_directory_end(&raw_file, zip_len)
+        .map_err(|why| bad(format!("not a valid zip: {why}")))?;
+    if go_end.base_offset != 0 {
+        return Err(bad(format!(
+            "{} bytes of other data come before the zip",
+            go_end.base_offset
+        )));
+    }
+    let dir_start = archive.central_directory_start();
+    if go_end.directory_offset != dir_start {
+        return Err(bad(
+            "the central directory reads differently to different zip readers".into(),
+        ));
+    }
     let raw = read_central_directory(&raw_file, dir_start, zip_len)
         .map_err(|e| bad(format!("cannot read the central directory: {e}")))?;
+    // archive/zip compares the count modulo 65536 only.
+    if raw.len() as u16 != go_end.records as u16 {
+        return Err(bad(format!(
+            "the end of central directory record says {} entries, the directory holds {}",
+            go_end.records,
+            raw.len()
+        )));
+    }
 
     // The zip crate keeps one entry per name (the last); every name of ours
     // must map to exactly the record it kept, or the two readers disagree.
@@ -326,6 +352,126 @@ fn check_data_descriptor(
         ));
     }
     Ok(())
+}
+
+/// What archive/zip's `readDirectoryEnd` makes of a zip's end records.
+struct DirectoryEnd {
+    records: u64,
+    directory_offset: u64,
+    base_offset: i64,
+}
+
+/// archive/zip's `readDirectoryEnd`: the last end-of-central-directory
+/// signature in the last 1 KiB, else the last 65 KiB (a signature whose
+/// comment runs past the end stops the search), the zip64 end record if
+/// the 32-bit fields say so, and the base offset of data before the zip.
+fn find_directory_end(file: &File, size: u64) -> std::result::Result<DirectoryEnd, String> {
+    const END_LEN: usize = 22;
+    let read = |at: u64, buf: &mut [u8]| read_end_at(file, at, buf);
+    let mut found = None;
+    for (i, want) in [1024u64, 65 * 1024].into_iter().enumerate() {
+        let len = want.min(size);
+        let mut buf = vec![0u8; len as usize];
+        read(size - len, &mut buf)?;
+        if let Some(p) = find_signature_in_block(&buf) {
+            found = Some((size - len + p as u64, buf[p..].to_vec()));
+            break;
+        }
+        if i == 1 || len == size {
+            return Err("no end of central directory record".into());
+        }
+    }
+    let (mut end_at, block) = found.expect("loop returns or finds");
+    let b = &block[4..END_LEN];
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes(b[i..i + 4].try_into().expect("4")));
+    let mut records = u16_at(6);
+    let mut dir_size = u32_at(8);
+    let mut dir_offset = u32_at(12);
+    if records == 0xffff || dir_size == 0xffff || dir_offset == 0xffff_ffff {
+        // The zip64 end of central directory locator, just before.
+        if let Some(loc_at) = end_at.checked_sub(20) {
+            let mut loc = [0u8; 20];
+            read(loc_at, &mut loc)?;
+            let le32 = |i: usize| u32::from_le_bytes(loc[i..i + 4].try_into().expect("4"));
+            if le32(0) == 0x0706_4b50 && le32(4) == 0 && le32(16) == 1 {
+                let p = u64::from_le_bytes(loc[8..16].try_into().expect("8"));
+                if p > i64::MAX as u64 {
+                    // Negative as Go's int64: archive/zip ignores it.
+                    return finish(file, end_at, records, dir_size, dir_offset, size);
+                }
+                let mut end64 = [0u8; 56];
+                read(p, &mut end64)?;
+                if u32::from_le_bytes(end64[0..4].try_into().expect("4")) != 0x0606_4b50 {
+                    return Err("bad zip64 end of central directory record".into());
+                }
+                let le64 = |i: usize| u64::from_le_bytes(end64[i..i + 8].try_into().expect("8"));
+                end_at = p;
+                records = le64(32);
+                dir_size = le64(40);
+                dir_offset = le64(48);
+            }
+        }
+    }
+    finish(file, end_at, records, dir_size, dir_offset, size)
+}
+
+fn read_end_at(file: &File, at: u64, buf: &mut [u8]) -> std::result::Result<(), String> {
+    file.read_exact_at(buf, at)
+        .map_err(|e| format!("cannot read its end records: {e}"))
+}
+
+/// The tail of `readDirectoryEnd`: ranges and the base offset.
+fn finish(
+    file: &File,
+    end_at: u64,
+    records: u64,
+    dir_size: u64,
+    dir_offset: u64,
+    size: u64,
+) -> std::result::Result<DirectoryEnd, String> {
+    let max = i64::MAX as u64;
+    if dir_size > max || dir_offset > max {
+        return Err("central directory size or offset out of range".into());
+    }
+    let mut base = (end_at as i64)
+        .wrapping_sub(dir_size as i64)
+        .wrapping_sub(dir_offset as i64);
+    let start = base.wrapping_add(dir_offset as i64);
+    if start < 0 || start as u64 >= size {
+        return Err("central directory offset outside the file".into());
+    }
+    if base > 0 {
+        // Go falls back to a base of 0 when a directory header is there.
+        let mut sig = [0u8; 4];
+        if read_end_at(file, dir_offset, &mut sig).is_ok()
+            && u32::from_le_bytes(sig) == CENTRAL_SIGNATURE
+            && dir_offset + CENTRAL_FIXED as u64 <= size
+        {
+            base = 0;
+        }
+    }
+    Ok(DirectoryEnd {
+        records,
+        directory_offset: (base + dir_offset as i64) as u64,
+        base_offset: base,
+    })
+}
+
+/// archive/zip's `findSignatureInBlock`.
+fn find_signature_in_block(b: &[u8]) -> Option<usize> {
+    const END_LEN: usize = 22;
+    let last = b.len().checked_sub(END_LEN)?;
+    for i in (0..=last).rev() {
+        if b[i..i + 4] == [b'P', b'K', 5, 6] {
+            let n = usize::from(u16::from_le_bytes([b[i + END_LEN - 2], b[i + END_LEN - 1]]));
+            if n + END_LEN + i > b.len() {
+                return None;
+            }
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// Reads every central directory record from `start` on, as Go's
