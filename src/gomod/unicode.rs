@@ -63,21 +63,18 @@ mod tests {
     #[test]
     fn letters_are_go_letters() {
         for c in [
-            'a', 'Z', 'ß', 'ſ', 'Σ', 'İ', 'ı', 'Ａ', 'ｚ', 'あ', '中', 'ǅ', 'ʰ',
+            'a', 'Z', 'ß', 'ſ', 'Σ', 'İ', 'ı', 'Ａ', 'ｚ', 'あ', '中', 'ǅ', 'ʰ', 'ℵ',
         ] {
             assert!(is_letter(c), "{c:?}");
         }
-        // Letter numbers (Nl) and marks are not letters in Go, though
-        // Rust calls some of them alphabetic.
+        // Letter numbers (Nl) and marks are not letters in Go, though Rust
+        // calls some of them alphabetic.
         for c in [
-            '\u{2160}', '\u{0301}', '1', '٣', '_', ' ', '\u{2135}', /* ℵ is Lo */
+            '\u{2160}', '\u{3007}', '\u{0301}', '\u{0345}', '1', '٣', '_', ' ',
         ] {
-            if c == '\u{2135}' {
-                assert!(is_letter(c));
-            } else {
-                assert!(!is_letter(c), "{c:?}");
-            }
+            assert!(!is_letter(c), "{c:?}");
         }
+        assert!('\u{2160}'.is_alphabetic() && '\u{0345}'.is_alphabetic());
     }
 
     #[test]
