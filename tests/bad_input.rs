@@ -440,7 +440,7 @@ fn zip_entry_with_dot_dot() {
             (&evil_name("go.mod"), EVIL_GO_MOD.as_bytes()),
             (&evil_name("../x"), b"escaped\n"),
         ],
-        "unclean path",
+        "malformed file path \"../x\": invalid path element \"..\"",
     );
 }
 
@@ -455,7 +455,12 @@ fn zip_entry_with_absolute_path() {
     ];
     let zip_file = sc.join("evil.zip");
     fs::write(&zip_file, zip_of(&entries)).unwrap();
-    evil_file_is_refused(&sc, &zip_file, &mut sums(&entries), "does not start with");
+    evil_file_is_refused(
+        &sc,
+        &zip_file,
+        &mut sums(&entries),
+        "path does not have prefix",
+    );
     assert!(!target.exists(), "{abs} was written");
 }
 
@@ -466,13 +471,18 @@ fn zip_entry_absolute_inside_the_module_prefix() {
             (&evil_name("go.mod"), EVIL_GO_MOD.as_bytes()),
             (&evil_name("/etc/x"), b"x\n"),
         ],
-        "absolute path",
+        "malformed file path \"/etc/x\": empty path element",
     );
 }
 
+/// A zip entry with a symbolic link's mode: x/mod ignores modes (neither
+/// `CheckZip` nor `Unzip` looks at them) and writes every entry as a
+/// regular file, so ocigo installs it as the go command would: a regular
+/// read-only file holding the link's target text, never a link.
 #[test]
-fn zip_symlink_entry() {
+fn zip_symlink_entry_installs_as_a_regular_file() {
     let sc = Scratch::new();
+    let modcache = populated_cache(&sc);
     let zip_file = sc.join("evil.zip");
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default();
@@ -493,12 +503,32 @@ fn zip_symlink_entry() {
         (&evil_name("go.mod"), EVIL_GO_MOD.as_bytes()),
         (&evil_name("passwd"), b"/etc/passwd"),
     ]);
-    evil_file_is_refused(
-        &sc,
+    let disk = sc.join("evil-disk");
+    let layout = Layout::open_or_create(&disk).unwrap();
+    let evil = entry_for(
+        &layout,
+        EVIL,
+        EVIL_VERSION,
         &zip_file,
         &mut hashed,
-        "symbolic links are not allowed",
+        EVIL_GO_MOD,
     );
+    let src = evil_bundle(&sc, evil);
+    let out = ocigo(
+        &fresh_store(&sc),
+        &["pull", &src, "--gomodcache", &s(&modcache), "--json"],
+        &[],
+    );
+    let report = json_ok(&out, "ocigo pull of a zip with a symlink-mode entry");
+    assert_eq!(report["installed"], 2, "{report:#}");
+    let installed = modcache.join("example.com/zz/evil@v1.0.0/passwd");
+    let meta = fs::symlink_metadata(&installed).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "{}: {meta:?}",
+        installed.display()
+    );
+    assert_eq!(fs::read(&installed).unwrap(), b"/etc/passwd");
 }
 
 #[test]
@@ -522,6 +552,188 @@ fn zip_go_mod_in_a_subdirectory() {
         ],
         "go.mod file not in module root directory",
     );
+}
+
+/// Replaces every occurrence of `from` in `bytes` by `to` (same length):
+/// renames a zip entry in its local header and central directory alike,
+/// which is how a zip gets two entries of one name (zip writers refuse).
+fn rename_entries(bytes: &mut [u8], from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let mut i = 0;
+    let mut renamed = 0;
+    while let Some(at) = bytes[i..]
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+    {
+        bytes[i + at..i + at + to.len()].copy_from_slice(to.as_bytes());
+        i += at + to.len();
+        renamed += 1;
+    }
+    assert_eq!(
+        renamed, 2,
+        "{from} is in one local header and one central record"
+    );
+}
+
+/// The zip of `entries` with a hidden first entry of the same name as the
+/// entry `name`, holding `hidden`: a zip reader that keeps the last entry
+/// of a name (the zip crate) sees exactly `entries`; one that keeps the
+/// first sees `hidden`.
+fn zip_with_hidden_duplicate(entries: &[(&str, &[u8])], name: &str, hidden: &[u8]) -> Vec<u8> {
+    let (dir, base) = name.rsplit_once('/').unwrap();
+    let placeholder = format!("{dir}/{}", "Q".repeat(base.len()));
+    let mut all: Vec<(&str, &[u8])> = vec![(&placeholder, hidden)];
+    all.extend_from_slice(entries);
+    let mut bytes = zip_of(&all);
+    rename_entries(&mut bytes, &placeholder, name);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+    assert!(archive.has_duplicate_names());
+    assert_eq!(archive.len(), entries.len(), "the zip crate folds the two");
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name(name).unwrap(), &mut content).unwrap();
+    let genuine = entries.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(content, genuine, "the zip crate shows the genuine entry");
+    bytes
+}
+
+/// A zip with a hidden second entry for evil.go, and the h1 of what the
+/// zip crate shows (the genuine entries): it passed before ocigo read the
+/// central directory itself. The go command refuses it ("multiple entries
+/// for file"), and so must ocigo.
+#[test]
+fn zip_with_a_hidden_duplicate_entry() {
+    let sc = Scratch::new();
+    let go_name = evil_name("evil.go");
+    let entries: [(&str, &[u8]); 2] = [
+        (&evil_name("go.mod"), EVIL_GO_MOD.as_bytes()),
+        (&go_name, b"package evil\n"),
+    ];
+    let zip_file = sc.join("evil.zip");
+    fs::write(
+        &zip_file,
+        zip_with_hidden_duplicate(&entries, &go_name, b"package evil // the hidden one\n"),
+    )
+    .unwrap();
+    evil_file_is_refused(
+        &sc,
+        &zip_file,
+        &mut sums(&entries),
+        "multiple entries for file \"evil.go\"",
+    );
+}
+
+/// Names equal only under Go's case folding (`strings.EqualFold`): s and
+/// ſ (U+017F), k and the Kelvin sign (U+212A). Rust's to_lowercase keeps
+/// them apart; the go command does not.
+#[test]
+fn zip_names_equal_under_unicode_case_folding() {
+    for (a, b) in [("s.go", "\u{17f}.go"), ("k.go", "\u{212a}.go")] {
+        evil_zip_is_refused(
+            &[
+                (&evil_name("go.mod"), EVIL_GO_MOD.as_bytes()),
+                (&evil_name(a), b"package evil\n"),
+                (&evil_name(b), b"package evil\n"),
+            ],
+            "case-insensitive file name collision",
+        );
+    }
+}
+
+/// U+2160 ROMAN NUMERAL ONE is alphabetic to Rust but not a letter to Go's
+/// `unicode.IsLetter`, so `module.CheckFilePath` refuses it.
+#[test]
+fn zip_name_that_is_not_a_go_letter() {
+    evil_zip_is_refused(
+        &[
+            (&evil_name("go.mod"), EVIL_GO_MOD.as_bytes()),
+            (&evil_name("\u{2160}.go"), b"package evil\n"),
+        ],
+        "invalid char '\u{2160}'",
+    );
+}
+
+/// A pack from a module cache whose zip of example.com/testonly carries a
+/// hidden duplicate entry (the zip crate's view has the genuine go.sum
+/// hash): refused with exit 3 (the go command, which reads every entry,
+/// already finds the hash wrong), and the cache, the project and the
+/// destination are left alone.
+#[test]
+fn pack_from_a_cache_holding_a_zip_with_a_hidden_duplicate() {
+    let sc = Scratch::new();
+    let project = copy_project(sc.path());
+    let cache = sc.dir("from-cache");
+    let mut env = fixture_env(proxy());
+    env.push(("GOMODCACHE".into(), s(&cache)));
+    env.push(("GOFLAGS".into(), "-modcacherw".into()));
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    common::go::assert_success(
+        &common::go::go(&project, &["mod", "download"], &envs),
+        "go mod download into the cache to pack from",
+    );
+    let testonly = fixture_modules()
+        .into_iter()
+        .find(|m| m.path == "example.com/testonly")
+        .unwrap();
+    let zip_in_cache = cache.join(format!(
+        "cache/download/example.com/testonly/@v/{}.zip",
+        testonly.version
+    ));
+    let genuine = fs::read(&zip_in_cache).unwrap();
+    // Every entry of the genuine zip, plus a hidden first copy of its first
+    // .go file.
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&genuine)).unwrap();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..archive.len() {
+        let mut e = archive.by_index(i).unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        entries.push((e.name().unwrap().to_string(), data));
+    }
+    let refs: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let target = refs.iter().find(|(n, _)| n.ends_with(".go")).unwrap().0;
+    let evil = zip_with_hidden_duplicate(&refs, target, b"package hidden\n");
+    let mv = ModuleVersion {
+        path: testonly.path.clone(),
+        version: testonly.version.clone(),
+    };
+    let genuine_h1 = ocigo::gomod::check_zip(&zip_in_cache, &mv, "test")
+        .unwrap()
+        .h1;
+    assert_eq!(hash_zip_entries(&mut sums(&refs)).unwrap(), genuine_h1);
+    fs::write(&zip_in_cache, evil).unwrap();
+    let err = ocigo::gomod::check_zip(&zip_in_cache, &mv, "test").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("multiple entries for file"),
+        "{err:#}"
+    );
+
+    let before = snapshot(&project);
+    let cache_before = snapshot(&cache);
+    let disk = sc.join("disk");
+    let dest = format!("oci:{}:v1", s(&disk));
+    let mut args = vec!["pack", "-o", &dest, "--from-cache"];
+    let cache_arg = s(&cache);
+    let proj = s(&project);
+    args.push(&cache_arg);
+    args.push(&proj);
+    args.extend_from_slice(&PLATFORMS);
+    let out = ocigo(&fresh_store(&sc), &args, &[]);
+    assert_exit(
+        &out,
+        3,
+        "ocigo pack --from-cache with a hidden duplicate entry",
+    );
+    assert_mentions(
+        &stderr(&out),
+        &["example.com/testonly", "checksum mismatch"],
+        "pack error (hidden duplicate entry)",
+    );
+    assert_unchanged(&before, &project, "the project after a failed pack");
+    assert_unchanged(&cache_before, &cache, "the cache after a failed pack");
+    assert!(!disk.exists(), "a failed pack created {}", disk.display());
 }
 
 /// Runs python3 to write a zip (python's zlib is fast where a debug build
@@ -586,7 +798,7 @@ fn zip_declaring_over_500_mib() {
         &sc,
         &zip_file,
         &mut hashed,
-        "total uncompressed size is over the 524288000-byte limit",
+        "total uncompressed size of module contents too large (max size is 524288000 bytes)",
     );
 }
 
@@ -835,6 +1047,18 @@ fn module_path_with_a_hidden_element() {
         path,
         "v1.0.0",
         &[&format!("invalid module path {path:?}"), "leading dot"],
+    );
+}
+
+/// A module path whose major version suffix does not match its version:
+/// `module.Check` refuses `/v2` with a v1 version.
+#[test]
+fn module_path_major_version_not_matching_its_version() {
+    let path = "example.com/zz/evil/v2";
+    bad_name_is_refused(
+        path,
+        "v1.0.0",
+        &[&format!("module {path}@v1.0.0"), "should be v2, not v1"],
     );
 }
 

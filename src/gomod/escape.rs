@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::semver;
+use super::{paths, semver};
 use crate::error::{Kind, fail};
 
 /// Escapes a module path for the cache (`github.com/Azure/x` becomes
@@ -84,144 +84,19 @@ pub fn unescape(s: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Element names Windows reserves for devices, whatever follows a dot.
-const WINDOWS_RESERVED: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
-];
-
-/// Characters allowed anywhere in a module path (`modPathOK`).
-fn mod_path_ok(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
-}
-
-/// Characters allowed in the first element of a module path (`firstPathOK`).
-fn first_path_ok(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-}
-
-/// `module.CheckPath` without the go command: what it refuses, this
+/// `module.CheckPath` (see [`paths::check_path`]): what it refuses, this
 /// refuses, with the reason. The rules keep a path inside its own
 /// directories of GOMODCACHE (no `..`, no absolute or empty elements), out
 /// of the go command's own areas (`cache/...` has no dot in its first
 /// element) and away from names the go command would never write or
-/// another operating system could not store. `&str` is valid UTF-8 by type.
+/// another operating system could not store.
 fn check_module_path(path: &str) -> Result<()> {
-    check_path_rules(path).map_err(|why| {
+    paths::check_path(path).map_err(|why| {
         fail(
             Kind::Integrity,
             format!("invalid module path {path:?}: {why}"),
         )
     })
-}
-
-fn check_path_rules(path: &str) -> std::result::Result<(), String> {
-    if path.is_empty() {
-        return Err("empty string".into());
-    }
-    if path.starts_with('-') {
-        return Err("leading dash".into());
-    }
-    if path.contains("//") {
-        return Err("double slash".into());
-    }
-    if path.ends_with('/') {
-        return Err("trailing slash".into());
-    }
-    for elem in path.split('/') {
-        check_elem(elem)?;
-    }
-    let first = path.split('/').next().unwrap_or(path);
-    if !first.contains('.') {
-        return Err(format!("missing dot in first path element {first:?}"));
-    }
-    if let Some(c) = first
-        .chars()
-        .find(|&c| !c.is_ascii() || !first_path_ok(c as u8))
-    {
-        return Err(format!(
-            "invalid char {c:?} in first path element (only lower-case letters, digits, '-' and '.')"
-        ));
-    }
-    if !major_suffix_ok(path) {
-        return Err(
-            "invalid major version suffix (\"/vN\" needs N >= 2 without leading zeros; \
-             gopkg.in paths must end in \".vN\")"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
-/// `checkElem` for module paths.
-fn check_elem(elem: &str) -> std::result::Result<(), String> {
-    if elem.is_empty() {
-        return Err("empty path element".into());
-    }
-    if elem.bytes().all(|b| b == b'.') {
-        return Err(format!("invalid path element {elem:?}"));
-    }
-    if elem.starts_with('.') {
-        return Err(format!("leading dot in path element {elem:?}"));
-    }
-    if elem.ends_with('.') {
-        return Err(format!("trailing dot in path element {elem:?}"));
-    }
-    if let Some(c) = elem
-        .chars()
-        .find(|&c| !c.is_ascii() || !mod_path_ok(c as u8))
-    {
-        return Err(format!(
-            "invalid char {c:?} in path element {elem:?} (only letters, digits and -._~)"
-        ));
-    }
-    let short = elem.split('.').next().unwrap_or(elem);
-    if WINDOWS_RESERVED
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(short))
-    {
-        return Err(format!(
-            "{short:?} disallowed as path element component on Windows"
-        ));
-    }
-    // Windows short names: a tilde followed by digits only, at the end.
-    if let Some(t) = short.rfind('~')
-        && t + 1 < short.len()
-        && short[t + 1..].bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(format!(
-            "trailing tilde and digits in path element {elem:?}"
-        ));
-    }
-    Ok(())
-}
-
-/// The validity half of `module.SplitPathVersion`: a final `/vN` element
-/// (digits and dots after the `v`) must be a plain N >= 2 without leading
-/// zeros, and a `gopkg.in/` path must end in `.vN` (optionally
-/// `-unstable`), N without leading zeros unless it is `.v0`.
-fn major_suffix_ok(path: &str) -> bool {
-    let b = path.as_bytes();
-    if path.starts_with("gopkg.in/") {
-        let stem = path.strip_suffix("-unstable").unwrap_or(path);
-        let digits = stem.bytes().rev().take_while(u8::is_ascii_digit).count();
-        let Some(head) = stem[..stem.len() - digits].strip_suffix(".v") else {
-            return false;
-        };
-        let n = &stem[head.len() + 2..];
-        return !head.is_empty() && !n.is_empty() && (!n.starts_with('0') || n == "0");
-    }
-    let tail = b
-        .iter()
-        .rev()
-        .take_while(|&&c| c.is_ascii_digit() || c == b'.')
-        .count();
-    let i = b.len() - tail;
-    if i <= 1 || tail == 0 || b[i - 1] != b'v' || b[i - 2] != b'/' {
-        return true;
-    }
-    let n = &path[i..];
-    !(n.contains('.') || n.starts_with('0') || n == "1")
 }
 
 #[cfg(test)]

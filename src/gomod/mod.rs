@@ -1,6 +1,8 @@
-//! Go module knowledge that does not need the go command: module path and
-//! version rules, case escaping, semver ordering, go.sum, h1 hashes, and the
-//! module zip rules.
+//! Go module knowledge that does not need the go command: module path,
+//! file path and version rules (`paths`, with Go's own Unicode tables in
+//! `unicode`), case escaping, semver ordering, go.sum, h1 hashes, and the
+//! module zip rules. golang.org/x/mod is the judge: tests/go_rules.rs
+//! compares these rules with it over a generated corpus.
 //!
 //! Owns: everything byte-exact about Go modules (FORMATS.md sections 1-2).
 //! Must not: write to GOMODCACHE (that is `install`), run the go command
@@ -9,12 +11,17 @@
 pub mod escape;
 pub mod gosum;
 pub mod hash;
+pub mod paths;
 pub mod semver;
+pub mod unicode;
+#[rustfmt::skip]
+mod unicode_tables;
 pub mod zipcheck;
 
 pub use escape::{escape_path, escape_version, unescape};
 pub use gosum::GoSum;
 pub use hash::{hash_dir, hash_gomod, hash_zip_entries};
+pub use paths::check_module_version;
 pub use zipcheck::{ZipSummary, check_zip};
 
 /// A module version: `golang.org/x/mod v0.17.0`.

@@ -117,6 +117,16 @@ pub fn canonical_version(v: &str) -> Option<String> {
     Some(out)
 }
 
+/// `semver.Major`: `vMAJOR` of a valid version, `""` otherwise.
+pub fn major(v: &str) -> String {
+    parse(v).map_or_else(String::new, |p| format!("v{}", p.major))
+}
+
+/// `semver.Build`: the build suffix with its `+` (`""` if none or invalid).
+pub fn build(v: &str) -> &str {
+    parse(v).map_or("", |p| p.build)
+}
+
 /// Whether `v` is a version exactly as the go command writes it in module
 /// caches: `vMAJOR.MINOR.PATCH`, numbers without leading zeros, an optional
 /// `-PRERELEASE` of non-empty dot-separated `[0-9A-Za-z-]` identifiers

@@ -1,0 +1,3 @@
+module ocigo.invalid/tools/unicodegen
+
+go 1.26
