@@ -654,6 +654,13 @@ impl AtomicFile {
         }
     }
 
+    /// Changes the target before commit (for content whose name is its
+    /// digest, known only once written). It must be in the same directory.
+    pub fn retarget(&mut self, target: &Path) {
+        debug_assert_eq!(target.parent(), self.tmp.parent());
+        self.target = target.to_path_buf();
+    }
+
     /// The open temporary file.
     pub fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("not committed")
@@ -942,8 +949,14 @@ mod tests {
         assert!(made2.is_empty());
         assert!(fs::read_dir(outside.path()).unwrap().next().is_none());
         remove_empty_dirs(&made);
-        assert!(!root.join("a/b").exists(), "an empty directory it made is left");
-        assert!(root.join("a/link").is_symlink(), "a directory not empty was removed");
+        assert!(
+            !root.join("a/b").exists(),
+            "an empty directory it made is left"
+        );
+        assert!(
+            root.join("a/link").is_symlink(),
+            "a directory not empty was removed"
+        );
     }
 
     #[test]
