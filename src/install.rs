@@ -14,6 +14,7 @@
 //! directories it created. Every file-system call goes through
 //! [`crate::fs`]. Must not: fetch anything, overwrite a module that is
 //! present with different content, or follow a link it did not make.
+#![warn(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -671,10 +672,7 @@ fn install_one(
     let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
     let placed = extract(blob, mv, &tmp)
         .and_then(|dirs| make_read_only(&tmp, dirs))
-        .and_then(|()| {
-            fs::rename(&tmp, &paths.tree)
-                .with_context(|| format!("moving {} to {}", tmp.display(), paths.tree.display()))
-        });
+        .and_then(|()| crate::fs::rename(&tmp, &paths.tree));
     if let Err(e) = placed {
         let _ = crate::fs::remove_tree(&tmp);
         return Err(e);
@@ -760,7 +758,8 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
             && parent != dest
             && !made_dirs.contains(parent)
         {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            let rel = parent.strip_prefix(dest).expect("below dest");
+            crate::fs::ensure_dir(dest, rel, &mut Vec::new())?;
             let mut d = parent;
             while d != dest && made_dirs.insert(d.to_path_buf()) {
                 d = d.parent().expect("below dest");
@@ -902,6 +901,7 @@ pub fn default_gomodcache() -> Result<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -270,7 +270,10 @@ fn places() -> Vec<(&'static str, String)> {
             format!("{at_v}/.v1.0.0.zip.ocigo-tmp-abcdef"),
         ),
         ("module tree", format!("{HOSTILE}@v1.0.0")),
-        ("inside an incomplete module tree", format!("{HOSTILE}@v1.0.0/sub")),
+        (
+            "inside an incomplete module tree",
+            format!("{HOSTILE}@v1.0.0/sub"),
+        ),
         ("list", format!("{at_v}/list")),
         (".lock", format!("{at_v}/v1.0.0.lock")),
         ("download directory", at_v.clone()),
@@ -559,7 +562,12 @@ fn a_fifo_signature_payload_does_not_hang_verification() {
     let top = layout.resolve("v1").unwrap();
     let sig_tag = format!("sha256-{}.sig", top.digest.hex());
     let sig = layout.resolve(&sig_tag).unwrap();
-    let payload = layout.fetch_manifest(&sig).unwrap().manifest().unwrap().layers[0]
+    let payload = layout
+        .fetch_manifest(&sig)
+        .unwrap()
+        .manifest()
+        .unwrap()
+        .layers[0]
         .digest
         .clone();
     let p = disk.join("blobs/sha256").join(payload.hex());
@@ -567,7 +575,11 @@ fn a_fifo_signature_payload_does_not_hang_verification() {
     mkfifo(&p);
     let out = ocigo_bounded(&store, &["verify", "--key", &public, &src], &env, BOUND);
     assert_exit(&out, 3, "verify with a FIFO payload");
-    assert_mentions(&stderr(&out), &[&s(&p), "is a FIFO"], "verify with a FIFO payload");
+    assert_mentions(
+        &stderr(&out),
+        &[&s(&p), "is a FIFO"],
+        "verify with a FIFO payload",
+    );
 }
 
 // ---------------------------------------------------------------- 4. names
@@ -611,7 +623,10 @@ fn names_too_long_for_the_file_system_are_refused_before_writing() {
         let src = bundle(
             &work,
             &work.join("disk"),
-            &[spec(GOOD, "v1.0.0", &[("good.go", b"package good\n")]), evil],
+            &[
+                spec(GOOD, "v1.0.0", &[("good.go", b"package good\n")]),
+                evil,
+            ],
         );
         let store = sc.join(&format!("store-names-{n}"));
         // An existing GOMODCACHE with a module in it, and a missing one.
