@@ -809,3 +809,98 @@ fn new_layout_files_are_0644() {
     }
     assert!(snapshot(&disk).0.contains_key("/index.json"));
 }
+
+// ---------------------------------------------------------------- 4b. failures while writing
+
+/// A pull whose k-th rename fails (ENOSPC, injected by strace) exits 1
+/// naming the error and leaves only what the next pull removes or keeps:
+/// no temporary file or tree, no `list` naming a version without a `.mod`,
+/// no directory but those holding the go command's `.lock` files (never
+/// removed, as the go command never removes them) or complete modules; the
+/// next pull completes the cache.
+#[test]
+fn a_failure_while_writing_leaves_only_leftovers() {
+    assert!(
+        Path::new("/usr/bin/strace").exists(),
+        "this test needs strace: apt-get install -y strace"
+    );
+    let sc = Scratch::new();
+    let src = two_module_bundle(&sc.join("bundle"));
+    let store = filled_store(&sc, &src, "main");
+    let mut failed = 0;
+    for k in 1..=12 {
+        let modcache = sc.join(&format!("modcache-{k}"));
+        let inject = format!("inject=rename,renameat,renameat2:error=ENOSPC:when={k}");
+        let strace = [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            &inject,
+            "--",
+        ];
+        let out = ocigo_command(
+            &strace,
+            &store,
+            &["pull", "--jobs", "1", &src, "--gomodcache", &s(&modcache)],
+            &[],
+        )
+        .output()
+        .expect("run strace ocigo pull");
+        if out.status.success() {
+            break;
+        }
+        failed += 1;
+        let case = format!("rename #{k} failing");
+        assert_exit(&out, 1, &case);
+        assert_mentions(&stderr(&out), &["No space left on device"], &case);
+        let tree = snapshot(&modcache);
+        for (path, kind) in &tree.0 {
+            assert!(
+                !path.contains(".tmp-") && !path.contains(".ocigo-tmp-"),
+                "{case}: temporary {path} left"
+            );
+            if kind.starts_with("dir ") {
+                let prefix = format!("{path}/");
+                assert!(
+                    tree.0.keys().any(|p| p.starts_with(&prefix)),
+                    "{case}: empty directory {path} left"
+                );
+            }
+            if let Some(at_v) = path.strip_suffix("/list") {
+                let listed = fs::read_to_string(modcache.join(&path[1..])).unwrap();
+                for v in listed.lines() {
+                    assert!(
+                        tree.0.contains_key(&format!("{at_v}/{v}.mod")),
+                        "{case}: list names {v} with no .mod"
+                    );
+                }
+            }
+            if let Some(rest) = path.strip_prefix("/cache/download/")
+                && let Some((module, file)) = rest.split_once("/@v/")
+                && let Some(ev) = file.strip_suffix(".ziphash")
+            {
+                // A committed module must be complete: the tree is there.
+                assert!(
+                    tree.0.contains_key(&format!("/{module}@{ev}")),
+                    "{case}: {path} committed without its tree"
+                );
+            }
+        }
+        let out = ocigo_bounded(
+            &store,
+            &["pull", "--json", &src, "--gomodcache", &s(&modcache)],
+            &[],
+            BOUND,
+        );
+        let report = json_ok(&out, &format!("pull after {case}"));
+        assert_eq!(
+            report["installed"].as_u64().unwrap() + report["already_present"].as_u64().unwrap(),
+            2,
+            "{report:#}"
+        );
+    }
+    assert!(failed >= 8, "only {failed} renames in a pull");
+}
