@@ -614,9 +614,11 @@ fn sync_dir(dir: &Path) {
     } else {
         dir
     };
-    // Best effort: some file systems refuse fsync on directories.
-    if let Ok(d) = Dir::open(dir) {
-        let _ = File::from(d.fd).sync_all();
+    // Best effort: some file systems refuse fsync on directories. Only
+    // synced, never read or written, so following a link here is harmless
+    // (and a trusted root may be one).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 

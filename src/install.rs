@@ -265,10 +265,12 @@ fn install_group(
     })();
     if let Err(e) = result {
         // Put `list` back to what the `.mod` files say (what it was, unless
-        // something was committed), or remove the one this call made.
-        if list_existed {
-            let _ = update_list(&first.download_dir, &[], true);
-        } else {
+        // something was committed), and remove one this call made if it
+        // names nothing.
+        let _ = update_list(&first.download_dir, &[], true);
+        if !list_existed
+            && crate::fs::lstat(&list_path).is_ok_and(|m| m.is_some_and(|m| m.len() == 0))
+        {
             let _ = crate::fs::remove_file(&list_path);
         }
         return Err(e);
@@ -281,6 +283,8 @@ fn install_group(
 pub const DEFAULT_JOBS: usize = 8;
 
 /// Runs `f` on every index, a group's indexes in order on one thread, up to
+/// `jobs` groups at once. Stops starting new work at the first error
+/// and returns it; otherwise returns the results in index order.
 fn run_parallel<R: Send>(
     groups: &[Vec<usize>],
     count: usize,
