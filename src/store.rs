@@ -96,6 +96,11 @@ impl Layout {
                 format!("{}: unsupported imageLayoutVersion", marker.display()),
             ));
         }
+        // Blobs are read only through real directories: a link there is
+        // refused (exit 5), not followed.
+        if crate::fs::dir_exists(&root.join("blobs"))? {
+            crate::fs::dir_exists(&root.join("blobs/sha256"))?;
+        }
         Ok(Layout { root })
     }
 

@@ -478,6 +478,18 @@ fn special_files_in_a_layout_are_refused_without_hanging() {
             "over the 65536-byte limit",
         ),
         (
+            "blobs/sha256 linked to a copy outside",
+            Box::new(|disk: &Path, outside: &Path| {
+                let p = disk.join("blobs/sha256");
+                common::fixtures::copy_tree(&p, &outside.join("blobs"));
+                fs::remove_dir_all(&p).unwrap();
+                symlink(outside.join("blobs"), &p).unwrap();
+                p
+            }),
+            5,
+            "is a symbolic link",
+        ),
+        (
             "index.json that is a directory",
             Box::new(|disk: &Path, _: &Path| {
                 let p = disk.join("index.json");
