@@ -88,6 +88,10 @@ pub fn scrub_credentials(s: &str) -> String {
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
+        if !s.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         if let Some((value_start, value_end)) = secret_at(&lower, bytes, i) {
             out.push_str(&s[copied..value_start]);
             out.push_str(REDACTED);
@@ -101,11 +105,17 @@ pub fn scrub_credentials(s: &str) -> String {
     out
 }
 
-/// If a credential's key or scheme starts at `i` (on a word boundary),
-/// where its value starts and ends.
+/// If a credential's key or scheme starts at `i` (a char boundary, at the
+/// start of a field: after white space or punctuation that separates fields,
+/// not inside a path such as `/etc/passwd` or a word), where its value
+/// starts and ends.
 fn secret_at(lower: &str, bytes: &[u8], i: usize) -> Option<(usize, usize)> {
-    let at_boundary = i == 0 || !is_word_byte(bytes[i - 1]);
-    if !at_boundary {
+    let starts_field = i == 0
+        || matches!(
+            bytes[i - 1],
+            b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'\'' | b'{' | b',' | b';' | b'&' | b'?' | b'('
+        );
+    if !starts_field {
         return None;
     }
     let rest = &lower[i..];
@@ -223,6 +233,27 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(scrub_credentials(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn scrubbing_never_splits_a_character() {
+        let pieces = [
+            "Ⅰ", "ſ", "token", "=", ":", "\"", " ", "Basic ", "ü", "a", "🦀", "&",
+        ];
+        // Every sequence of three pieces: keys and values next to
+        // multi-byte characters at every offset.
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let text = format!("{a}{b}{c}{a}");
+                    let out = scrub_credentials(&text);
+                    assert!(
+                        out.len() + 16 >= text.len() || out.contains(REDACTED),
+                        "{text:?}"
+                    );
+                }
+            }
         }
     }
 }
