@@ -1,7 +1,8 @@
 //! Progress reporting behind one small interface: bars on a terminal,
 //! nothing in pipes, in `--json` mode or with `--quiet`.
 //!
-//! Owns: drawing to stderr. Must not: print results (stdout is for results)
+//! Owns: drawing to stderr (only when it is a terminal, so a closed pipe
+//! never meets a bar). Must not: print results (stdout is for results)
 //! or decide anything about the work it reports.
 
 use std::io::IsTerminal;
@@ -45,8 +46,14 @@ impl Progress {
         );
     }
 
+    /// A step with nothing to count (`0 B/0 B`) draws no bar: the previous
+    /// bar is cleared and nothing replaces it.
     fn start_styled(&self, what: &str, total: u64, template: &str) {
         if !self.enabled {
+            return;
+        }
+        if total == 0 {
+            self.finish();
             return;
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());

@@ -324,7 +324,7 @@ fn layout_round_trip_with_offline_pull() {
     assert_eq!(pulled["installed"], 10, "{pulled:#}");
     assert_eq!(
         pulled["env"],
-        serde_json::json!([["GOMODCACHE", s(&modcache)], ["GOPROXY", "off"]])
+        serde_json::json!({"GOMODCACHE": s(&modcache), "GOPROXY": "off"})
     );
 
     assert_fixture_cache_layout(&modcache);

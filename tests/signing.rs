@@ -30,7 +30,9 @@ fn ocigo(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run ocigo")
+    let out = cmd.output().expect("run ocigo");
+    common::ocigo::assert_json_key_style(args, &out);
+    out
 }
 
 fn ok(out: &Output, what: &str) -> String {

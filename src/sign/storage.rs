@@ -169,6 +169,7 @@ pub struct VerifyPolicy<'a> {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct VerifyReport {
     pub digest: String,
     /// Labels of the keys that signed.
