@@ -409,9 +409,13 @@ impl Reference {
             if dir.is_empty() {
                 return Err(bad("the directory is empty"));
             }
+            let reference = reference.unwrap_or(DEFAULT_TAG);
+            if let Some(d) = reference.strip_prefix('@') {
+                Digest::parse(d)?;
+            }
             return Ok(Reference::Layout {
                 dir: dir.to_string(),
-                reference: reference.unwrap_or(DEFAULT_TAG).to_string(),
+                reference: reference.trim_start_matches('@').to_string(),
             });
         }
         let (name, reference) = split_reference(s);
@@ -582,6 +586,10 @@ mod tests {
         let r = Reference::parse(&format!("localhost/x@{d}")).unwrap();
         assert_eq!(r.tag(), None);
         assert_eq!(r.to_string(), format!("localhost/x@{d}"));
+        let r = Reference::parse(&format!("oci:/mnt/disk@{d}")).unwrap();
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.tag_or_digest(), d);
+        assert_eq!(r.to_string(), format!("oci:/mnt/disk@{d}"));
         assert!(Reference::parse("justaname").is_err());
         // A scheme or a path: the error names that mistake and the fix.
         for (input, want_hint) in [
