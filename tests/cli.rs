@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
