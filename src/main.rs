@@ -10,10 +10,15 @@ use ocigo::commands::{self, Global, Outcome};
 
 /// Go module closures as OCI artifacts, for networks with no internet.
 ///
+/// References: oci:DIR[:TAG|@DIGEST] for an OCI layout directory, or
+/// HOST[:PORT]/REPO[:TAG|@DIGEST] for a registry (no https:// or docker://).
+///
+/// Errors print as `error: ...` and then `hint: ...` lines saying what to do.
 /// Exit codes: 0 success; 1 unexpected failure; 2 usage error; 3 integrity
-/// failure (digest, h1 hash, go.sum, zip rules, signature); 4 registry or
-/// network failure; 5 conflict with existing content (nothing overwritten);
-/// 6 something needed was not found.
+/// failure (digest, h1 hash, zip rules, signature, go.sum mismatch); 4
+/// registry or network failure; 5 conflict with existing content (nothing
+/// overwritten); 6 something needed was not found. Output into a closed pipe
+/// ends quietly with the command's own exit code.
 #[derive(Parser)]
 #[command(name = "ocigo", version, max_term_width = 100)]
 struct Cli {
@@ -29,7 +34,7 @@ struct GlobalArgs {
     /// Default: $OCIGO_STORE, else <user cache dir>/ocigo/store.
     #[arg(long, global = true, env = "OCIGO_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Print a machine-readable JSON report on stdout instead of text.
+    /// Print a machine-readable JSON report on stdout instead of text (snake_case keys).
     #[arg(long, global = true)]
     json: bool,
     /// No progress bars (they are also off when stderr is not a terminal).
