@@ -16,7 +16,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::error::{Kind, WithHint, fail};
+use crate::error::{Kind, WithHint, fail, fail_hint};
 use crate::gomod::gosum::SumKind;
 use crate::gomod::{self, GoSum, ModuleVersion};
 
@@ -310,22 +310,30 @@ impl GoRunner {
                 .iter()
                 .map(|(k, v)| format!("{k}={v} "))
                 .collect::<String>();
-            let mut err = fail(
-                go_failure_kind(&stderr),
-                format!(
-                    "`{extra_env}go {}` failed in {}:\n{}",
-                    args.join(" "),
-                    dir.display(),
-                    stderr.trim_end(),
-                ),
-            );
-            if stderr.contains("missing go.sum entry") {
-                err = err.hint(format!(
-                    "go.sum lacks lines the build needs: run `go mod tidy` in {} on a connected \
-                     machine, commit go.sum, and pack again",
-                    dir.display()
-                ));
-            }
+            let command = format!("{extra_env}go {}", args.join(" "));
+            let mut err = if stderr.contains("missing go.sum entry") {
+                fail_hint(
+                    Kind::Usage,
+                    format!(
+                        "go.sum in {} lacks lines the build needs; `{command}` said:\n{}",
+                        dir.display(),
+                        stderr.trim_end(),
+                    ),
+                    format!(
+                        "run `go mod tidy` in {} on a connected machine, commit go.sum, and pack again",
+                        dir.display()
+                    ),
+                )
+            } else {
+                fail(
+                    go_failure_kind(&stderr),
+                    format!(
+                        "`{command}` failed in {}:\n{}",
+                        dir.display(),
+                        stderr.trim_end(),
+                    ),
+                )
+            };
             if !self.hint.is_empty() {
                 err = err.hint(self.hint.clone());
             }

@@ -126,3 +126,27 @@ impl Drop for Progress {
         self.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step with nothing to count draws no bar (no `0 B/0 B`) and clears
+    /// the bar before it; a step with something to count gets one.
+    #[test]
+    fn no_bar_for_an_empty_step() {
+        let p = Progress {
+            enabled: true,
+            bar: Mutex::new(None),
+        };
+        p.start_bytes("fetching", 10);
+        assert!(p.bar.lock().unwrap().is_some());
+        p.start_bytes("fetching", 0);
+        assert!(p.bar.lock().unwrap().is_none());
+        p.start("storing", 0);
+        assert!(p.bar.lock().unwrap().is_none());
+        p.start("storing", 3);
+        assert!(p.bar.lock().unwrap().is_some());
+        p.finish();
+    }
+}
