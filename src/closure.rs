@@ -272,7 +272,7 @@ impl GoRunner {
         }
         let hint = match &opts.source {
             ModuleSource::Cache(dir) => format!(
-                "if the module cache {} lacks what the project needs, fill it with \
+                "the module cache {} does not hold everything the project needs: fill it with \
                  `go mod download` and `go test ./...` on a machine that has the modules",
                 dir.display()
             ),
