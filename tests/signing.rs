@@ -666,6 +666,14 @@ fn refusals_are_clear_and_write_nothing() {
         "made for repository",
     );
     assert!(err.contains("team/mods"), "{err}");
+    let (message, hints) = common::ocigo::split_error(&err);
+    assert!(!message.contains("--expect-identity"), "{message}");
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains("pass --expect-identity REPO")),
+        "no --expect-identity hint in:\n{err}"
+    );
 
     // The tag moved to a different manifest after signing: that one is unsigned.
     let other_layout = tempfile::tempdir().unwrap();
