@@ -8,10 +8,13 @@
 #   3. start a local registry (docker-registry on 127.0.0.1)
 #   4. ocigo pack   testdata/project -> oci:<layout>:v1   (the "connected" side)
 #   5. ocigo push   oci:<layout>:v1  -> <registry>/demo/project:v1
-#   6. ocigo inspect the registry copy
-#   7. ocigo pull   <registry>/demo/project:v1 -> an empty GOMODCACHE,
-#                   with a fresh content store (the "offline" side)
-#   8. in a network namespace with no network (`unshare -n`, needs root),
+#   6. ocigo key generate (a cosign-format key pair, password from
+#      COSIGN_PASSWORD), then ocigo sign the registry copy with it
+#   7. ocigo inspect the registry copy (shows the signature attached)
+#   8. ocigo pull --verify-key cosign.pub <registry>/demo/project:v1 -> an
+#                   empty GOMODCACHE, with a fresh content store (the
+#                   "offline" side): the signature is checked first
+#   9. in a network namespace with no network (`unshare -n`, needs root),
 #      GOPROXY=off, default GOSUMDB: go build, go test, go mod verify,
 #      go list -m all, go run.
 #
@@ -62,13 +65,22 @@ cmp -s "$OCIGO_ROOT/testdata/project/go.sum" "$tmp/project/go.sum" ||
 step "5. push the layout to the registry"
 run "$ocigo" --quiet --store "$tmp/store-pack" push "$layout" "$remote"
 
-step "6. inspect the registry copy"
-run "$ocigo" --quiet --store "$tmp/store-pull" inspect "$remote"
+step "6. make a signing key and sign the registry copy"
+# The password would come from a prompt; the demo sets it (cosign does the same).
+export COSIGN_PASSWORD=demo-password
+run "$ocigo" key generate --output-prefix "$tmp/cosign"
+run "$ocigo" --quiet --store "$tmp/store-pack" sign --key "$tmp/cosign.key" "$remote"
 
-step "7. pull into an empty GOMODCACHE (offline side: fresh store)"
-run "$ocigo" --quiet --store "$tmp/store-pull" pull "$remote" --gomodcache "$tmp/gomodcache"
+step "7. inspect the registry copy"
+out=$(run "$ocigo" --quiet --store "$tmp/store-pull" inspect "$remote")
+printf '%s\n' "$out"
+grep -q 'signatures: 1 attached' <<<"$out" || die "inspect does not show the signature"
 
-step "8. offline go commands (unshare -n, GOPROXY=off, default GOSUMDB)"
+step "8. pull into an empty GOMODCACHE, verifying the signature first (offline side: fresh store)"
+run "$ocigo" --quiet --store "$tmp/store-pull" pull "$remote" \
+	--verify-key "$tmp/cosign.pub" --gomodcache "$tmp/gomodcache"
+
+step "9. offline go commands (unshare -n, GOPROXY=off, default GOSUMDB)"
 offline() {
 	printf '$ unshare -n go %s\n' "$*" >&2
 	go_offline "$tmp/project" "$tmp/gomodcache" "$@"

@@ -17,7 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::error::{Kind, fail};
+use crate::error::{Kind, WithHint, fail, fail_hint};
 use crate::gomod::gosum::SumKind;
 use crate::gomod::{self, GoSum, ModuleVersion};
 
@@ -278,8 +278,8 @@ impl GoRunner {
         }
         let hint = match &opts.source {
             ModuleSource::Cache(dir) => format!(
-                "\nThe module cache {} does not hold everything the project needs: fill it with \
-                 `go mod download` and `go test ./...` on a machine that has the modules.",
+                "the module cache {} does not hold everything the project needs: fill it with \
+                 `go mod download` and `go test ./...` on a machine that has the modules",
                 dir.display()
             ),
             ModuleSource::Network => String::new(),
@@ -316,16 +316,34 @@ impl GoRunner {
                 .iter()
                 .map(|(k, v)| format!("{k}={v} "))
                 .collect::<String>();
-            return Err(fail(
-                go_failure_kind(&stderr),
-                format!(
-                    "`{extra_env}go {}` failed in {}:\n{}{}",
-                    args.join(" "),
-                    dir.display(),
-                    stderr.trim_end(),
-                    self.hint
-                ),
-            ));
+            let command = format!("{extra_env}go {}", args.join(" "));
+            let mut err = if stderr.contains("missing go.sum entry") {
+                fail_hint(
+                    Kind::Usage,
+                    format!(
+                        "go.sum in {} lacks lines the build needs; `{command}` said:\n{}",
+                        dir.display(),
+                        stderr.trim_end(),
+                    ),
+                    format!(
+                        "run `go mod tidy` in {} on a connected machine, commit go.sum, and pack again",
+                        dir.display()
+                    ),
+                )
+            } else {
+                fail(
+                    go_failure_kind(&stderr),
+                    format!(
+                        "`{command}` failed in {}:\n{}",
+                        dir.display(),
+                        stderr.trim_end(),
+                    ),
+                )
+            };
+            if !self.hint.is_empty() {
+                err = err.hint(self.hint.clone());
+            }
+            return Err(err);
         }
         Ok(out.stdout)
     }
@@ -340,17 +358,16 @@ impl GoRunner {
     }
 }
 
-/// The class of a failed go command: its own verification failures (a
-/// go.sum line missing or different, a checksum database mismatch) are
-/// integrity failures; anything else means something could not be found.
+/// The class of a failed go command: a go.sum that lacks lines is a usage
+/// error (the project must be tidied: `go mod tidy`), a line that does not
+/// match or a checksum database mismatch is an integrity failure, and
+/// anything else means something could not be found.
 fn go_failure_kind(stderr: &str) -> Kind {
-    const INTEGRITY: [&str; 3] = [
-        "missing go.sum entry",
-        "checksum mismatch",
-        "SECURITY ERROR",
-    ];
+    const INTEGRITY: [&str; 2] = ["checksum mismatch", "SECURITY ERROR"];
     if INTEGRITY.iter().any(|s| stderr.contains(s)) {
         Kind::Integrity
+    } else if stderr.contains("missing go.sum entry") {
+        Kind::Usage
     } else {
         Kind::NotFound
     }

@@ -49,6 +49,7 @@ pub struct InstallItem<'a> {
 }
 
 #[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct InstallReport {
     pub installed: usize,
     pub already_present: usize,

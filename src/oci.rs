@@ -16,7 +16,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, fail_hint};
 
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -392,23 +392,30 @@ pub const DEFAULT_TAG: &str = "latest";
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference> {
+        const FORMS: &str = "write oci:DIR[:TAG] for an OCI layout directory or \
+                             HOST[:PORT]/REPO[:TAG] for a registry";
         let bad = |why: &str| {
-            fail(
+            fail_hint(
                 Kind::Usage,
-                format!(
-                    "cannot read reference {s:?}: {why}. Use oci:DIR[:TAG] for a layout directory \
-                     or HOST[:PORT]/REPO[:TAG] for a registry"
-                ),
+                format!("cannot read reference {s:?}: {why}"),
+                FORMS,
             )
         };
+        if let Some(err) = common_mistake(s) {
+            return Err(err);
+        }
         if let Some(rest) = s.strip_prefix("oci:") {
             let (dir, reference) = split_reference(rest);
             if dir.is_empty() {
                 return Err(bad("the directory is empty"));
             }
+            let reference = reference.unwrap_or(DEFAULT_TAG);
+            if let Some(d) = reference.strip_prefix('@') {
+                Digest::parse(d)?;
+            }
             return Ok(Reference::Layout {
                 dir: dir.to_string(),
-                reference: reference.unwrap_or(DEFAULT_TAG).to_string(),
+                reference: reference.trim_start_matches('@').to_string(),
             });
         }
         let (name, reference) = split_reference(s);
@@ -468,6 +475,62 @@ impl fmt::Display for Reference {
     }
 }
 
+/// A URL scheme or a bare file-system path where a reference belongs: the
+/// error names that mistake and its fix rather than a character set.
+fn common_mistake(s: &str) -> Option<anyhow::Error> {
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let scheme_lc = scheme.to_ascii_lowercase();
+        let (what, hint) = match scheme_lc.as_str() {
+            "http" | "https" => (
+                "a registry reference has no URL scheme",
+                format!(
+                    "drop the {scheme}:// and write {rest}; plain HTTP is used for localhost \
+                     and 127.0.0.1, and with --plain-http for other hosts"
+                ),
+            ),
+            "docker" => (
+                "ocigo references have no transport prefix",
+                format!("drop the docker:// and write {rest}"),
+            ),
+            "oci" | "oci-layout" | "file" => (
+                "an OCI layout directory is written oci:DIR, without //",
+                format!("write oci:{rest}"),
+            ),
+            _ => (
+                "a reference has no URL scheme",
+                format!(
+                    "write {rest} for a registry, or oci:DIR[:TAG] for an OCI layout directory"
+                ),
+            ),
+        };
+        return Some(fail_hint(
+            Kind::Usage,
+            format!("cannot read reference {s:?}: {what}"),
+            hint,
+        ));
+    }
+    let first = s.split('/').next().unwrap_or_default();
+    let path_like = s.starts_with('/')
+        || s.starts_with('~')
+        || first == "."
+        || first == ".."
+        || (!first.contains('.')
+            && !first.contains(':')
+            && first != "localhost"
+            && !s.starts_with("oci:")
+            && std::path::Path::new(s).exists());
+    path_like.then(|| {
+        fail_hint(
+            Kind::Usage,
+            format!(
+                "cannot read reference {s:?}: it is a file-system path; \
+                 an OCI layout directory is written with oci: in front"
+            ),
+            format!("write oci:{s} (add :TAG to name a tag; the default is {DEFAULT_TAG})"),
+        )
+    })
+}
+
 /// Whether `name` is a valid repository name: `/`-separated components of
 /// lower-case letters, digits, `.`, `_` and `-`.
 pub fn is_repository_name(name: &str) -> bool {
@@ -523,7 +586,44 @@ mod tests {
         let r = Reference::parse(&format!("localhost/x@{d}")).unwrap();
         assert_eq!(r.tag(), None);
         assert_eq!(r.to_string(), format!("localhost/x@{d}"));
+        let r = Reference::parse(&format!("oci:/mnt/disk@{d}")).unwrap();
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.tag_or_digest(), d);
+        assert_eq!(r.to_string(), format!("oci:/mnt/disk@{d}"));
         assert!(Reference::parse("justaname").is_err());
+        // A scheme or a path: the error names that mistake and the fix.
+        for (input, want_hint) in [
+            (
+                "https://ghcr.io/team/mods:v1",
+                "drop the https:// and write ghcr.io/team/mods:v1",
+            ),
+            (
+                "http://localhost:5000/x",
+                "drop the http:// and write localhost:5000/x",
+            ),
+            (
+                "docker://ghcr.io/team/mods",
+                "drop the docker:// and write ghcr.io/team/mods",
+            ),
+            ("oci:///mnt/disk", "write oci:/mnt/disk"),
+            ("/mnt/disk", "write oci:/mnt/disk"),
+            ("./bundles:v1", "write oci:./bundles:v1"),
+            ("../up", "write oci:../up"),
+            ("~/bundles", "write oci:~/bundles"),
+        ] {
+            let err = Reference::parse(input).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{input}");
+            let hints = crate::error::hints(&err);
+            assert!(
+                hints.iter().any(|h| h.contains(want_hint)),
+                "{input}: {hints:?}"
+            );
+            let msg = crate::error::render(&err);
+            assert!(!msg.contains("lower-case"), "{input}: {msg}");
+        }
+        let err = Reference::parse("host.io/UPPER").unwrap_err();
+        assert!(crate::error::render(&err).contains("lower-case"));
+        assert!(crate::error::hints(&err)[0].contains("oci:DIR"));
         assert!(Reference::parse("host.io/UPPER").is_err());
     }
 

@@ -1,7 +1,8 @@
 //! Progress reporting behind one small interface: bars on a terminal,
 //! nothing in pipes, in `--json` mode or with `--quiet`.
 //!
-//! Owns: drawing to stderr. Must not: print results (stdout is for results)
+//! Owns: drawing to stderr (only when it is a terminal, so a closed pipe
+//! never meets a bar). Must not: print results (stdout is for results)
 //! or decide anything about the work it reports.
 
 use std::io::IsTerminal;
@@ -45,8 +46,14 @@ impl Progress {
         );
     }
 
+    /// A step with nothing to count (`0 B/0 B`) draws no bar: the previous
+    /// bar is cleared and nothing replaces it.
     fn start_styled(&self, what: &str, total: u64, template: &str) {
         if !self.enabled {
+            return;
+        }
+        if total == 0 {
+            self.finish();
             return;
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -117,5 +124,29 @@ impl<R: std::io::Read + ?Sized> std::io::Read for ProgressReader<'_, R> {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step with nothing to count draws no bar (no `0 B/0 B`) and clears
+    /// the bar before it; a step with something to count gets one.
+    #[test]
+    fn no_bar_for_an_empty_step() {
+        let p = Progress {
+            enabled: true,
+            bar: Mutex::new(None),
+        };
+        p.start_bytes("fetching", 10);
+        assert!(p.bar.lock().unwrap().is_some());
+        p.start_bytes("fetching", 0);
+        assert!(p.bar.lock().unwrap().is_none());
+        p.start("storing", 0);
+        assert!(p.bar.lock().unwrap().is_none());
+        p.start("storing", 3);
+        assert!(p.bar.lock().unwrap().is_some());
+        p.finish();
     }
 }

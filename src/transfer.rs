@@ -14,6 +14,7 @@ use crate::oci::{Descriptor, FetchedManifest, Repository};
 use crate::progress::Progress;
 
 #[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct CopyStats {
     pub blobs: usize,
     pub blobs_sent: usize,

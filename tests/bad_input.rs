@@ -18,7 +18,7 @@ use common::fixtures::{
 };
 use common::ocigo::{
     Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, ocigo, process_dir,
-    remove_module, snapshot, stderr,
+    remove_module, snapshot, split_error, stderr,
 };
 use common::registry::TestRegistry;
 use ocigo::artifact::{
@@ -893,8 +893,8 @@ fn a_consistent_evil_bundle_is_otherwise_installable() {
 
 // ---------------------------------------------------------------- pack, tags
 
-/// pack with a go.sum lacking a line for example.com/pseudo: integrity
-/// failure naming the module; go.mod, go.sum, the GOMODCACHE in the
+/// pack with a go.sum lacking a line for example.com/pseudo: a usage
+/// error naming the module, with a hint to run `go mod tidy`; go.mod, go.sum, the GOMODCACHE in the
 /// environment and the destination are left alone.
 #[test]
 fn pack_with_go_sum_missing_a_line() {
@@ -924,15 +924,23 @@ fn pack_with_go_sum_missing_a_line() {
         let mut args = vec!["pack", proj.as_str(), "-o", &dest];
         args.extend_from_slice(&PLATFORMS);
         let out = ocigo(&fresh_store(&sc), &args, &env);
+        // A go.sum that lacks lines is the project's to fix: usage (2),
+        // with the fix as its own hint line.
         assert_exit(
             &out,
-            3,
+            2,
             &format!("ocigo pack with go.sum lacking the {case} line"),
         );
+        let err = stderr(&out);
+        let (message, hints) = split_error(&err);
         assert_mentions(
-            &stderr(&out),
+            &message,
             &["example.com/pseudo", "go.sum"],
             &format!("pack error ({case} line missing)"),
+        );
+        assert!(
+            hints.iter().any(|h| h.contains("go mod tidy")),
+            "{case}: no `go mod tidy` hint in:\n{err}"
         );
         assert_unchanged(&before, &project, "the project after a failed pack");
         assert_unchanged(&cache_before, &user_cache, "GOMODCACHE after a failed pack");

@@ -22,7 +22,8 @@ use common::go::{assert_success, go_offline};
 use common::ocigo::{
     Generated, Scratch, add_to_proxy, assert_exit, assert_mentions, assert_unchanged, download_dir,
     generate_modules, go_sum_lines, json_ok, make_writable, ocigo, ocigo_command, ocigo_offline,
-    process_dir, remove_module, snapshot, stderr, stdout, tree_dir, write_module_source,
+    process_dir, remove_module, snapshot, split_error, stderr, stdout, tree_dir,
+    write_module_source,
 };
 use common::registry::TestRegistry;
 
@@ -324,7 +325,7 @@ fn layout_round_trip_with_offline_pull() {
     assert_eq!(pulled["installed"], 10, "{pulled:#}");
     assert_eq!(
         pulled["env"],
-        serde_json::json!([["GOMODCACHE", s(&modcache)], ["GOPROXY", "off"]])
+        serde_json::json!({"GOMODCACHE": s(&modcache), "GOPROXY": "off"})
     );
 
     assert_fixture_cache_layout(&modcache);
@@ -619,13 +620,18 @@ fn pack_from_cache_matches_the_original() {
         6,
         "ocigo pack --from-cache of a cache missing a module",
     );
+    let err = stderr(&out);
+    let (message, hints) = split_error(&err);
     assert_mentions(
-        &stderr(&out),
-        &[
-            "example.com/testonly",
-            &format!("module cache {pc} does not hold"),
-        ],
+        &message,
+        &["example.com/testonly"],
         "pack --from-cache error",
+    );
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains(&format!("module cache {pc} does not hold"))),
+        "pack --from-cache: no hint about the module cache in:\n{err}"
     );
     // Nothing was packed, so nothing was written to the destination.
     assert!(

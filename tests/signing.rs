@@ -30,7 +30,9 @@ fn ocigo(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run ocigo")
+    let out = cmd.output().expect("run ocigo");
+    common::ocigo::assert_json_key_style(args, &out);
+    out
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -664,6 +666,14 @@ fn refusals_are_clear_and_write_nothing() {
         "made for repository",
     );
     assert!(err.contains("team/mods"), "{err}");
+    let (message, hints) = common::ocigo::split_error(&err);
+    assert!(!message.contains("--expect-identity"), "{message}");
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains("pass --expect-identity REPO")),
+        "no --expect-identity hint in:\n{err}"
+    );
 
     // The tag moved to a different manifest after signing: that one is unsigned.
     let other_layout = tempfile::tempdir().unwrap();

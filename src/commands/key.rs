@@ -6,10 +6,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail_hint};
 use crate::sign;
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct KeyReport {
     pub private_key: String,
     pub public_key: String,
@@ -39,9 +40,10 @@ pub fn key_generate(prefix: &str, allow_empty_password: bool, force: bool) -> Re
         .into_iter()
         .find(|p| p.exists())
     {
-        return Err(fail(
+        return Err(fail_hint(
             Kind::Conflict,
-            format!("{} already exists: pass --force to replace it", p.display()),
+            format!("{} already exists; nothing was written", p.display()),
+            "pass --force to replace it, or --output-prefix to write another pair",
         ));
     }
     sign::write_private_key_file(&private_path, &pem)?;

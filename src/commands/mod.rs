@@ -89,6 +89,10 @@ pub struct Outcome {
     pub human: String,
     pub json: serde_json::Value,
     pub exit_code: i32,
+    /// Advice on a result that is not a plain success (a pull that left
+    /// conflicting modules alone): printed on stderr as `hint:` lines, like
+    /// an error's hints, in both output forms.
+    pub hints: Vec<String>,
 }
 
 impl Outcome {
@@ -97,19 +101,64 @@ impl Outcome {
             human,
             json: serde_json::to_value(report).expect("reports serialise"),
             exit_code: 0,
+            hints: Vec::new(),
         }
     }
 
-    /// Prints to stdout in the chosen form.
-    pub fn print(&self, json: bool) {
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.json).expect("serialisable")
-            );
-        } else if !self.human.is_empty() {
-            print!("{}", self.human);
+    /// Prints to stdout in the chosen form: the human text with every
+    /// control character but line feeds and tabs escaped (values quoted from
+    /// bundles and servers are already [`crate::text::field`]-escaped where
+    /// they are put in), or pretty JSON (serde escapes control characters).
+    /// A closed stdout is not an error (see [`write_all_quietly`]).
+    pub fn print(&self, json: bool) -> std::io::Result<()> {
+        let text = if json {
+            let mut t = serde_json::to_string_pretty(&self.json).expect("serialisable");
+            t.push('\n');
+            t
+        } else {
+            crate::text::terminal_safe(&self.human).into_owned()
+        };
+        write_all_quietly(&mut std::io::stdout().lock(), &text)?;
+        let hints: String = self
+            .hints
+            .iter()
+            .map(|h| format!("hint: {}\n", crate::text::field(h)))
+            .collect();
+        write_all_quietly(&mut std::io::stderr(), &hints)
+    }
+}
+
+/// Writes `text` and flushes. A reader that went away (`ocigo store list |
+/// head -1`, `| true`) ends output quietly: `BrokenPipe` counts as done, as
+/// in ripgrep. Other errors (a full disk) are returned.
+pub fn write_all_quietly(out: &mut dyn std::io::Write, text: &str) -> std::io::Result<()> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// The digest `tag` names in `repo` before a command overwrites it (one
+/// resolve: a HEAD on a registry); `None` for a new tag or no tag.
+fn digest_before(repo: &dyn Repository, tag: Option<&str>) -> Result<Option<String>> {
+    let Some(tag) = tag else {
+        return Ok(None);
+    };
+    match repo.resolve(tag) {
+        Ok(d) => Ok(Some(d.digest.to_string())),
+        Err(e) if crate::error::kind_of(&e) == Some(crate::error::Kind::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// "v1 moved from sha256:A to sha256:B", said when a command points an
+/// existing tag at other content; empty when the tag is new or unchanged.
+fn tag_move_note(reference: &Reference, previous: Option<&str>, now: &str) -> String {
+    match (reference.tag(), previous) {
+        (Some(tag), Some(before)) if before != now => {
+            format!("{tag} moved from {before} to {now}\n")
         }
+        _ => String::new(),
     }
 }
 

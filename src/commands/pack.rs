@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::sign::{SignReport, SignWith, describe_signature, sign_at};
-use super::{Global, Outcome, human_bytes};
+use super::{Global, Outcome, digest_before, human_bytes, tag_move_note};
 use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
 use crate::closure::{self, ModuleSource, ResolveOptions};
 use crate::error::{Kind, fail};
@@ -25,6 +25,7 @@ pub struct PackArgs {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct PackReport {
     pub reference: String,
     pub digest: String,
@@ -34,6 +35,10 @@ pub struct PackReport {
     pub zip_bytes: u64,
     pub manifests: usize,
     pub copy: CopyStats,
+    /// The digest the destination tag named before (null: a new tag).
+    pub previous_digest: Option<String>,
+    /// Whether the tag now names other content than before.
+    pub tag_moved: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignReport>,
 }
@@ -118,6 +123,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     let top = artifact::push_built(&store, &built, Some(&store_tag))?;
 
     let target = g.open(&dest, true)?;
+    let previous_digest = digest_before(target.as_ref(), dest.tag())?;
     let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
     let signature = match &signer {
         Some(signer) => Some(sign_at(target.as_ref(), &dest, &top, signer)?),
@@ -132,6 +138,10 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         zip_bytes,
         manifests: built.parts.len().max(1),
         copy,
+        tag_moved: previous_digest
+            .as_ref()
+            .is_some_and(|p| *p != top.digest.to_string()),
+        previous_digest,
         signature,
     };
     let mut human = format!(
@@ -142,6 +152,11 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         report.reference,
         report.digest
     );
+    human.push_str(&tag_move_note(
+        &dest,
+        report.previous_digest.as_deref(),
+        &report.digest,
+    ));
     if let Some(s) = &report.signature {
         human.push_str(&describe_signature(s));
     }

@@ -1,7 +1,7 @@
 //! `ocigo pull`: verify (when asked or required by host policy), fetch into
 //! the local content store, then install into GOMODCACHE.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::sign::{VerifyWith, verify_at};
 use super::{Global, Outcome, human_bytes, shell_quote};
 use crate::artifact;
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, fail_hint};
 use crate::install::{self, InstallItem, InstallReport};
 use crate::oci::{Descriptor, Reference, Repository};
 use crate::policy::host::pull_policy;
@@ -25,6 +25,7 @@ pub struct PullArgs {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct PullReport {
     pub source: String,
     pub digest: String,
@@ -34,7 +35,10 @@ pub struct PullReport {
     pub bytes_fetched: u64,
     #[serde(flatten)]
     pub install: InstallReport,
-    pub env: Vec<(String, String)>,
+    /// Environment variables to use the modules with, by name
+    /// (`{"GOMODCACHE": "...", "GOPROXY": "off"}`): the names are the
+    /// variables' own, not snake_case keys.
+    pub env: BTreeMap<String, String>,
 }
 
 /// Pulls a module bundle into GOMODCACHE.
@@ -103,10 +107,10 @@ fn pull_from(
     // install creates GOMODCACHE only once everything is verified.
     let report = install::install(&gomodcache, &items, args.jobs, &progress)?;
 
-    let env = vec![
+    let env = BTreeMap::from([
         ("GOMODCACHE".to_string(), gomodcache.display().to_string()),
         ("GOPROXY".to_string(), "off".to_string()),
-    ];
+    ]);
     let mut human = format!(
         "pulled {} ({}): {} module versions, {} installed, {} already present, {} fetched\n",
         src_ref,
@@ -147,10 +151,12 @@ fn pull_from(
             gomodcache.display()
         );
         for c in &conflicts {
-            let _ = writeln!(outcome.human, "  {c}");
+            let _ = writeln!(outcome.human, "  {}", crate::text::field(c));
         }
-        outcome.human.push_str(
-            "Check where they came from; `go clean -modcache` (or removing those versions) lets ocigo install the bundle's.\n",
+        outcome.hints.push(
+            "check where those versions came from; `go clean -modcache` (or removing just those versions) \
+             lets ocigo install the bundle's"
+                .to_string(),
         );
         outcome.exit_code = Kind::Conflict.exit_code();
     }
@@ -200,17 +206,17 @@ pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Ou
     }
     if with.keys.is_empty() {
         if policy.require_signature {
-            return Err(fail(
+            return Err(fail_hint(
                 Kind::Integrity,
                 format!(
-                    "this host only installs signed bundles (required by {}), and no key was given: \
-                     pass --verify-key PUB",
+                    "this host only installs signed bundles (required by {}), and no key was given",
                     if sources.is_empty() {
                         "OCIGO_REQUIRE_SIGNATURE"
                     } else {
                         &sources
                     }
                 ),
+                "pass --verify-key PUB with the public key the bundle was signed with",
             ));
         }
         if with.threshold.is_some() || with.identity.is_some() {
@@ -222,6 +228,8 @@ pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Ou
         return pull(g, args);
     }
     let r = Reference::parse(&args.src)?;
+    // Keys and threshold are checked before anything is fetched.
+    with.read_keys()?;
     let repo = g.open(&r, false)?;
     let target = repo.resolve(r.tag_or_digest())?;
     let report = verify_at(repo.as_ref(), &r, &target, &with)?;

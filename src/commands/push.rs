@@ -7,12 +7,13 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::sign::{SignReport, SignWith, describe_signature, sign_at};
-use super::{Global, Outcome, human_bytes};
+use super::{Global, Outcome, digest_before, human_bytes, tag_move_note};
 use crate::oci::{Descriptor, Reference};
 use crate::sign;
 use crate::transfer::{self, CopyStats};
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct PushReport {
     pub source: String,
     pub destination: String,
@@ -20,6 +21,10 @@ pub struct PushReport {
     pub copy: CopyStats,
     /// Signatures copied along (merged with any the destination has).
     pub signatures_copied: usize,
+    /// The digest the destination tag named before (null: a new tag).
+    pub previous_digest: Option<String>,
+    /// Whether the tag now names other content than before.
+    pub tag_moved: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignReport>,
 }
@@ -37,6 +42,7 @@ pub fn push(
     let from = g.open(&src_ref, false)?;
     let to = g.open(&dest_ref, true)?;
     let top = from.resolve(src_ref.tag_or_digest())?;
+    let previous_digest = digest_before(to.as_ref(), dest_ref.tag())?;
     let progress = g.progress();
     let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
     let signatures_copied = sign::storage::copy_signatures(from.as_ref(), to.as_ref(), &top)?;
@@ -50,6 +56,10 @@ pub fn push(
         digest: top.digest.to_string(),
         copy,
         signatures_copied,
+        tag_moved: previous_digest
+            .as_ref()
+            .is_some_and(|p| *p != top.digest.to_string()),
+        previous_digest,
         signature,
     };
     let mut human = format!(
@@ -62,6 +72,11 @@ pub fn push(
         human_bytes(report.copy.bytes_total),
         report.digest
     );
+    human.push_str(&tag_move_note(
+        &dest_ref,
+        report.previous_digest.as_deref(),
+        &report.digest,
+    ));
     if report.signatures_copied > 0 {
         let _ = writeln!(human, "{} signature(s) copied", report.signatures_copied);
     }

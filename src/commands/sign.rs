@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Global, Outcome};
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, fail_hint};
 use crate::oci::{Descriptor, Reference, Repository};
 use crate::sign;
 
@@ -35,6 +35,29 @@ impl SignWith {
     /// Reads and decrypts the key first, so a wrong password fails before
     /// any work is done or anything is pushed.
     pub(super) fn load(&self) -> Result<Signer<'_>> {
+        // Before asking for a password: a missing key file is said at once.
+        match std::fs::metadata(&self.key) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(fail_hint(
+                    Kind::Usage,
+                    format!("private key file {} does not exist", self.key.display()),
+                    "give the path of a cosign private key, or make a key pair with `ocigo key generate`",
+                ));
+            }
+            Err(e) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("cannot read private key file {}: {e}", self.key.display()),
+                ));
+            }
+            Ok(m) if !m.is_file() => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("private key {} is not a regular file", self.key.display()),
+                ));
+            }
+            Ok(_) => {}
+        }
         let password = sign::password_from_env_or_prompt(false, true)?;
         Ok(Signer {
             key: sign::read_private_key_file(&self.key, &password)?,
@@ -49,6 +72,7 @@ pub(super) struct Signer<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct SignReport {
     pub reference: String,
     pub digest: String,
@@ -116,19 +140,53 @@ pub struct VerifyWith {
     pub identity: Option<String>,
 }
 
+impl VerifyWith {
+    /// Reads the keys and checks the threshold against them: usage errors,
+    /// found before anything is fetched.
+    pub(super) fn read_keys(&self) -> Result<Vec<(String, sign::VerifyingKey)>> {
+        if self.keys.is_empty() {
+            return Err(fail_hint(
+                Kind::Usage,
+                "no public key given",
+                "pass --key PUB (pull: --verify-key PUB)",
+            ));
+        }
+        let keys = sign::read_public_key_files(&self.keys)?;
+        let mut distinct: Vec<&sign::VerifyingKey> = Vec::new();
+        for (_, k) in &keys {
+            if !distinct.contains(&k) {
+                distinct.push(k);
+            }
+        }
+        match self.threshold {
+            Some(0) => Err(fail_hint(
+                Kind::Usage,
+                "--threshold 0 would accept a bundle nobody signed",
+                "pass --threshold 1 or more (the default is 1)",
+            )),
+            Some(t) if t > distinct.len() => Err(fail_hint(
+                Kind::Usage,
+                format!(
+                    "--threshold {t} asks for more signers than the {} distinct key(s) given",
+                    distinct.len()
+                ),
+                format!(
+                    "give at least {t} different keys, or lower --threshold to {} or less",
+                    distinct.len()
+                ),
+            )),
+            _ => Ok(keys),
+        }
+    }
+}
+
 pub(super) fn verify_at(
     repo: &dyn Repository,
     reference: &Reference,
     target: &Descriptor,
     with: &VerifyWith,
 ) -> Result<sign::storage::VerifyReport> {
-    if with.keys.is_empty() {
-        return Err(fail(
-            Kind::Usage,
-            "no public key given: pass --key PUB (or --verify-key PUB)",
-        ));
-    }
-    let keys = sign::read_public_key_files(&with.keys)?;
+    let keys = with.read_keys()?;
     let repository = match (&with.identity, reference) {
         (Some(id), _) => Some(sign::storage::repository_path(id).to_string()),
         (None, Reference::Registry { repository, .. }) => Some(repository.clone()),
@@ -147,6 +205,7 @@ pub(super) fn verify_at(
 
 pub fn verify_command(g: &Global, reference: &str, with: &VerifyWith) -> Result<Outcome> {
     let r = Reference::parse(reference)?;
+    with.read_keys()?;
     let repo = g.open(&r, false)?;
     let target = repo.resolve(r.tag_or_digest())?;
     let report = verify_at(repo.as_ref(), &r, &target, with)?;

@@ -6,8 +6,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{Global, Outcome, human_bytes};
+use crate::error::WithHint;
+use crate::text::field;
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct StoreEntry {
     pub reference: String,
     pub digest: String,
@@ -16,6 +19,7 @@ pub struct StoreEntry {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct StoreReport {
     pub path: String,
     pub blobs: usize,
@@ -42,7 +46,7 @@ pub fn store_list(g: &Global) -> Result<Outcome> {
         human_bytes(bytes)
     );
     for e in &entries {
-        let _ = writeln!(human, "  {}  {}", e.digest, e.reference);
+        let _ = writeln!(human, "  {}  {}", e.digest, field(&e.reference));
     }
     let report = StoreReport {
         path: store.root().display().to_string(),
@@ -54,6 +58,7 @@ pub fn store_list(g: &Global) -> Result<Outcome> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct PruneReport {
     pub forgotten: Vec<String>,
     pub blobs_removed: usize,
@@ -74,7 +79,8 @@ pub fn store_prune(g: &Global, forget: &[String], all: bool) -> Result<Outcome> 
     // All named references are forgotten, or none.
     let forgotten = store
         .remove_refs(&names)
-        .context("a name given is not in the content store, so nothing was forgotten; see `ocigo store list`")?;
+        .context("a name given is not in the content store, so nothing was forgotten")
+        .hint("`ocigo store list` shows the names the store holds")?;
     let (removed, freed) = exclusive.prune()?;
     let report = PruneReport {
         forgotten,

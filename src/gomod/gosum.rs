@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, fail_hint};
 
 /// Every h1 hash a set of go.sum files records.
 #[derive(Debug, Default, Clone)]
@@ -67,12 +67,10 @@ impl GoSum {
             self.sources.join(", ")
         };
         match self.lines.get(&(path.to_string(), key_version.clone())) {
-            None => Err(fail(
-                Kind::Integrity,
-                format!(
-                    "{sources} has no line for {path} {key_version} ({what}); \
-                     run `go mod tidy` on a connected machine and commit go.sum"
-                ),
+            None => Err(fail_hint(
+                Kind::Usage,
+                format!("{sources} has no line for {path} {key_version} ({what})"),
+                "run `go mod tidy` on a connected machine, commit go.sum, and pack again",
             )),
             Some(hashes) if hashes.iter().any(|h| h == actual) => Ok(()),
             Some(hashes) => Err(fail(

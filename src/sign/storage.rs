@@ -19,7 +19,7 @@ use super::payload::{
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, parse_payload, signature_tag,
     simple_signing_payload,
 };
-use crate::error::{Kind, fail};
+use crate::error::{Kind, WithHint, fail};
 use crate::oci::{self, Descriptor, Manifest, Repository};
 
 /// More signature layers than anyone makes: refuse rather than fetch them all.
@@ -169,6 +169,7 @@ pub struct VerifyPolicy<'a> {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct VerifyReport {
     pub digest: String,
     /// Labels of the keys that signed.
@@ -227,6 +228,7 @@ pub fn verify(
 
     let mut signed_by: Vec<String> = Vec::new();
     let mut rejected = Vec::new();
+    let mut other_repository = false;
     if manifest.layers.len() > MAX_SIGNATURES {
         return Err(fail(
             Kind::Integrity,
@@ -310,9 +312,10 @@ pub fn verify(
             && repository_path(&parsed.docker_reference) != want
         {
             rejected.push(format!(
-                "signature {n} (by {label}): made for repository {:?}, not {want:?} (pass --expect-identity to accept it)",
+                "signature {n} (by {label}): made for repository {:?}, not {want:?}",
                 parsed.docker_reference
             ));
+            other_repository = true;
             continue;
         }
         if !signed_by.contains(label) {
@@ -326,7 +329,7 @@ pub fn verify(
         rejected,
     };
     if report.signed_by.len() < policy.threshold.max(1) {
-        return Err(fail(
+        let err = fail(
             Kind::Integrity,
             format!(
                 "no valid signature for {}@{}: {} of {} required keys signed. Keys tried: {}. Found {} signature(s){}",
@@ -342,7 +345,12 @@ pub fn verify(
                     format!(":\n  {}", report.rejected.join("\n  "))
                 }
             ),
-        ));
+        );
+        return Err(if other_repository {
+            err.hint("if the bundle was signed under another repository name on purpose, pass --expect-identity REPO")
+        } else {
+            err
+        });
     }
     Ok(report)
 }

@@ -56,18 +56,76 @@ pub fn ocigo_command(
     cmd
 }
 
-/// Runs `ocigo <args>` (see [`ocigo_command`]).
+/// Runs `ocigo <args>` (see [`ocigo_command`]); a `--json` report is
+/// checked for its key style ([`assert_json_key_style`]).
 pub fn ocigo(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = ocigo_command(&[], store, args, env);
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert_json_key_style(args, &out);
+    out
 }
 
 /// Runs `ocigo <args>` in a network namespace with no network at all.
 pub fn ocigo_offline(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = ocigo_command(&["unshare", "-n", "--"], store, args, env);
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert_json_key_style(args, &out);
+    out
+}
+
+/// Every `--json` report uses one key style: snake_case (`media_type`,
+/// `blobs_sent`), at every depth. The one exception is `env`, whose keys
+/// are environment variable names (`GOMODCACHE`), values used as keys.
+/// Every test runner calls this on every run with `--json`, so every
+/// report the suite produces is checked. Output that is empty (a failed
+/// command) is not a report.
+pub fn assert_json_key_style(args: &[&str], out: &Output) {
+    if !args.contains(&"--json") || out.stdout.is_empty() {
+        return;
+    }
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ocigo {args:?} --json: stdout is not one JSON document ({e}):\n{}",
+            stdout(out)
+        )
+    });
+    let mut bad = Vec::new();
+    json_keys_not_snake_case(&value, "", false, &mut bad);
+    assert!(
+        bad.is_empty(),
+        "ocigo {args:?}: --json keys not in snake_case: {bad:?}\n{value:#}"
+    );
+}
+
+fn json_keys_not_snake_case(v: &serde_json::Value, at: &str, env: bool, bad: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let ok = if env {
+                    k.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                } else {
+                    k.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                        && k.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                };
+                if !ok {
+                    bad.push(format!("{at}/{k}"));
+                }
+                json_keys_not_snake_case(child, &format!("{at}/{k}"), !env && k == "env", bad);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                json_keys_not_snake_case(child, &format!("{at}/{i}"), false, bad);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -100,6 +158,26 @@ pub fn json_ok(out: &Output, what: &str) -> serde_json::Value {
     assert_exit(out, 0, what);
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}):\n{}", stdout(out)))
+}
+
+/// Splits stderr of a failed run into the error message (the `error: `
+/// line and any lines that continue it) and the `hint: ` lines, so tests
+/// can assert each separately. Panics if there is no `error: ` line.
+pub fn split_error(stderr: &str) -> (String, Vec<String>) {
+    let start = stderr
+        .find("error: ")
+        .unwrap_or_else(|| panic!("no `error: ` line in:\n{stderr}"));
+    let mut message = String::new();
+    let mut hints = Vec::new();
+    for line in stderr[start..].lines() {
+        if let Some(h) = line.strip_prefix("hint: ") {
+            hints.push(h.to_string());
+        } else if hints.is_empty() {
+            message.push_str(line);
+            message.push('\n');
+        }
+    }
+    (message, hints)
 }
 
 /// Panics unless `text` contains every one of `needles`.
