@@ -424,22 +424,6 @@ fn load_part(repo: &dyn Repository, fetched: FetchedManifest) -> Result<BundlePa
     config
         .validate()
         .with_context(|| format!("in config {}", manifest.config.digest))?;
-    for m in &config.modules {
-        // What the go command requires of any module it downloads: a path
-        // and version it can store, agreeing on the major version.
-        crate::gomod::escape_path(&m.path)
-            .and_then(|_| crate::gomod::escape_version(&m.version))
-            .and_then(|_| {
-                crate::gomod::check_module_version(&m.path, &m.version)
-                    .map_err(|why| fail(Kind::Integrity, why))
-            })
-            .with_context(|| {
-                format!(
-                    "module {}@{} in config {}",
-                    m.path, m.version, manifest.config.digest
-                )
-            })?;
-    }
 
     let layers: HashSet<(&Digest, u64)> = manifest
         .layers

@@ -139,7 +139,15 @@ pub fn install(
             path: item.entry.path.clone(),
             version: item.entry.version.clone(),
         };
-        let paths = Paths::new(cache, &mv).with_context(|| format!("module {mv} in the bundle"))?;
+        // What the go command requires of any module it downloads: a path
+        // and version it can store, agreeing on the major version.
+        let paths = Paths::new(cache, &mv)
+            .and_then(|paths| {
+                gomod::check_module_version(&mv.path, &mv.version)
+                    .map_err(|why| fail(Kind::Integrity, why))?;
+                Ok(paths)
+            })
+            .with_context(|| format!("module {mv} in the bundle"))?;
         check_names(cache, &paths, &mv)?;
         check_dirs(cache, &paths.download_dir)?;
         check_dirs(cache, paths.tree_parent())?;
