@@ -61,8 +61,8 @@ fn digest_of(mut r: impl Read) -> io::Result<(Digest, u64)> {
 /// Options that ignore the machine's own docker config.
 fn opts_with_config(dir: &tempfile::TempDir) -> RegistryOptions {
     RegistryOptions {
-        plain_http: false,
         docker_config: Some(dir.path().to_path_buf()),
+        ..RegistryOptions::default()
     }
 }
 
@@ -363,8 +363,8 @@ fn basic_auth_needs_the_docker_config_credentials() {
     // The right credentials, from the config file itself (not the dir).
     let right = docker_config_with(&reg.addr, "ci-user", password);
     let opts = RegistryOptions {
-        plain_http: false,
         docker_config: Some(right.path().join("config.json")),
+        ..RegistryOptions::default()
     };
     let repo = RegistryRepository::open(&reg.addr, "team/mods", &opts).unwrap();
     repo.push_blob(&desc, &mut &b"guarded"[..]).unwrap();
@@ -443,7 +443,14 @@ fn unreachable_registry_says_so() {
     let err = repo.blob_exists(&Digest::of_bytes(b"x")).unwrap_err();
     let msg = format!("{err:#}");
     assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
-    assert!(msg.contains(&host) && msg.contains("running"), "{msg}");
+    assert!(msg.contains(&host) && msg.contains("refused"), "{msg}");
+    let hints = ocigo::error::hints(&err);
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains("running") && h.contains(&host)),
+        "{hints:?}"
+    );
 }
 
 // ---- Scripted HTTP servers, for what a real registry cannot be made to do:

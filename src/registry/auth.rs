@@ -17,9 +17,10 @@ use serde::Deserialize;
 use super::RegistryRepository;
 use super::challenge::{Challenge, pick_challenge};
 use super::client::SMALL_REQUEST_TIMEOUT;
+use super::client::{Body, Reply};
 use super::credentials::{Credentials, Secret};
 use super::errors::error_detail;
-use super::url::{is_loopback_host, origin, same_origin, url_authority};
+use super::url::{is_loopback_host, origin, same_origin, shown_url, url_authority};
 use crate::error::{Kind, fail};
 
 /// Tokens are refreshed this long before the registry says they expire.
@@ -110,13 +111,13 @@ impl RegistryRepository {
     /// the same (or no) credentials cannot help.
     pub(super) fn reauthorize(
         &self,
-        resp: &ureq::Response,
+        resp: &Reply,
         url: &str,
         access: Access<'_>,
         sent: Option<&str>,
     ) -> Result<Option<String>> {
         // Only the registry's own answers set how to authenticate to it.
-        if !self.is_registry_origin(resp.get_url()) {
+        if !self.is_registry_origin(resp.url()) {
             return Ok(None);
         }
         let challenge = pick_challenge(resp);
@@ -174,11 +175,12 @@ impl RegistryRepository {
                     ),
                 )
             })?;
+        let shown = shown_url(realm);
         let Some(realm_origin) = origin(realm) else {
             return Err(fail(
                 Kind::Remote,
                 format!(
-                    "registry {} names a token realm that is not a URL: {realm}",
+                    "registry {} names a token realm that is not an http(s) URL: {shown}",
                     self.host
                 ),
             ));
@@ -211,43 +213,52 @@ impl RegistryRepository {
             }
         }
         let service = challenge.param("service");
-        let result = match &creds.secret {
+        let resp = match &creds.secret {
             Secret::IdentityToken(refresh) => {
                 let scope = scopes.join(" ");
-                let mut form = vec![
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "ocigo"),
-                    ("refresh_token", refresh.as_str()),
-                    ("scope", scope.as_str()),
-                ];
+                let mut form = ::url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("client_id", "ocigo")
+                    .append_pair("refresh_token", refresh)
+                    .append_pair("scope", &scope);
                 if let Some(s) = service {
-                    form.push(("service", s));
+                    form.append_pair("service", s);
                 }
-                self.agent
-                    .post(realm)
-                    .timeout(SMALL_REQUEST_TIMEOUT)
-                    .send_form(&form)
+                let form = form.finish();
+                self.exchange(
+                    "POST",
+                    realm,
+                    &[("Content-Type", "application/x-www-form-urlencoded")],
+                    None,
+                    Body::Bytes(form.as_bytes()),
+                    Some(SMALL_REQUEST_TIMEOUT),
+                )?
             }
             secret => {
-                let mut req = self.agent.get(realm).timeout(SMALL_REQUEST_TIMEOUT);
-                if let Some(s) = service {
-                    req = req.query("service", s);
+                let mut url = ::url::Url::parse(realm).expect("the realm parsed above");
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in scopes {
+                        q.append_pair("scope", s);
+                    }
                 }
-                for s in scopes {
-                    req = req.query("scope", s);
-                }
-                if let Secret::Basic { user, pass } = secret {
-                    req = req.set("Authorization", &basic_header(user, pass));
-                }
-                req.call()
+                let basic = match secret {
+                    Secret::Basic { user, pass } => Some(basic_header(user, pass)),
+                    _ => None,
+                };
+                self.exchange(
+                    "GET",
+                    url.as_str(),
+                    &[],
+                    basic.as_deref(),
+                    Body::Empty,
+                    Some(SMALL_REQUEST_TIMEOUT),
+                )?
             }
         };
-        let method = if matches!(creds.secret, Secret::IdentityToken(_)) {
-            "POST"
-        } else {
-            "GET"
-        };
-        let resp = self.response_or_error(method, realm, result)?;
         let status = resp.status();
         if status != 200 {
             let detail = error_detail(resp);
@@ -259,7 +270,7 @@ impl RegistryRepository {
             return Err(fail(
                 Kind::Remote,
                 format!(
-                    "the token service of registry {} ({realm}) {what}: HTTP {status}{detail}; \
+                    "the token service of registry {} ({shown}) {what}: HTTP {status}{detail}; \
                      using {}",
                     self.host, creds.source
                 ),
@@ -282,7 +293,7 @@ impl RegistryRepository {
                 fail(
                     Kind::Remote,
                     format!(
-                        "reading a token from {realm} for registry {}: {e}",
+                        "reading a token from {shown} for registry {}: {e}",
                         self.host
                     ),
                 )
@@ -292,7 +303,7 @@ impl RegistryRepository {
             fail(
                 Kind::Remote,
                 format!(
-                    "the token service of registry {} ({realm}) did not answer with a token",
+                    "the token service of registry {} ({shown}) did not answer with a token",
                     self.host
                 ),
             )
@@ -306,7 +317,7 @@ impl RegistryRepository {
             return Err(fail(
                 Kind::Remote,
                 format!(
-                    "the token service of registry {} ({realm}) answered without a token",
+                    "the token service of registry {} ({shown}) answered without a token",
                     self.host
                 ),
             ));

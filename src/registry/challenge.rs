@@ -3,6 +3,8 @@
 //!
 //! Owns: the challenge grammar. Must not: make requests or hold state.
 
+use super::client::Reply;
+
 /// One parsed `WWW-Authenticate` challenge: a lower-cased scheme and its
 /// parameters (names lower-cased, values unquoted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +24,7 @@ impl Challenge {
 
 /// The challenge to answer from a 401: Bearer if offered, else Basic, else
 /// whatever came first (reported as unsupported when used).
-pub(super) fn pick_challenge(resp: &ureq::Response) -> Option<Challenge> {
+pub(super) fn pick_challenge(resp: &Reply) -> Option<Challenge> {
     let all: Vec<Challenge> = resp
         .all("www-authenticate")
         .into_iter()

@@ -1,6 +1,8 @@
 //! Turning a registry's failed answer into a classified error: the status
 //! decides the class, the distribution error body (or a token service's)
-//! adds the registry's own words, bounded and made safe to print.
+//! adds the registry's own words, bounded and made safe to print: every
+//! piece of server text goes through [`server_text`] (credentials scrubbed,
+//! control characters escaped) before it reaches a message.
 //!
 //! Owns: the wording of HTTP failures. Must not: retry, or decide what a
 //! status means for the operation (callers decide which statuses are
@@ -11,6 +13,7 @@ use std::io::Read;
 use serde::Deserialize;
 
 use super::RegistryRepository;
+use super::client::Reply;
 use super::url::url_authority;
 use crate::error::{Kind, fail};
 use crate::oci::Repository;
@@ -27,9 +30,9 @@ impl RegistryRepository {
     }
 
     /// A classified error for a response with an unexpected status.
-    pub(super) fn status_error(&self, resp: ureq::Response, what: &str) -> anyhow::Error {
+    pub(super) fn status_error(&self, resp: Reply, what: &str) -> anyhow::Error {
         let status = resp.status();
-        if !self.is_registry_origin(resp.get_url()) {
+        if !self.is_registry_origin(resp.url()) {
             return self.redirect_target_error(resp, what);
         }
         let detail = error_detail(resp);
@@ -61,9 +64,9 @@ impl RegistryRepository {
     /// The error for a response that came not from the registry but from
     /// where it redirected the request (object storage, a CDN). Names only
     /// that host: the URL itself may carry a pre-signed query.
-    pub(super) fn redirect_target_error(&self, resp: ureq::Response, what: &str) -> anyhow::Error {
+    pub(super) fn redirect_target_error(&self, resp: Reply, what: &str) -> anyhow::Error {
         let status = resp.status();
-        let store = url_authority(resp.get_url())
+        let store = url_authority(resp.url())
             .unwrap_or_else(|| "?".into())
             .to_string();
         let detail = error_detail(resp);
@@ -103,7 +106,7 @@ impl RegistryRepository {
 
 /// The registry's explanation of a failed request, as `: CODE: message
 /// (detail)`, from the distribution error JSON; "" when there is none.
-pub(super) fn error_detail(resp: ureq::Response) -> String {
+pub(super) fn error_detail(resp: Reply) -> String {
     let mut body = Vec::new();
     if resp
         .into_reader()
@@ -143,7 +146,7 @@ pub(super) fn format_error_body(body: &[u8]) -> String {
             let mut s = [e.code.as_str(), e.message.as_str()]
                 .iter()
                 .filter(|x| !x.is_empty())
-                .copied()
+                .map(|x| server_text(x, 300))
                 .collect::<Vec<_>>()
                 .join(": ");
             // Only string details: distribution's structured ones (the
@@ -153,20 +156,28 @@ pub(super) fn format_error_body(body: &[u8]) -> String {
                 _ => String::new(),
             };
             if !detail.is_empty() {
-                s.push_str(&format!(" ({})", truncate(&detail, 300)));
+                s.push_str(&format!(" ({})", server_text(&detail, 300)));
             }
             s
         })
         .filter(|s| !s.is_empty())
         .collect();
     if let Some(d) = parsed.details.filter(|d| !d.is_empty()) {
-        parts.push(truncate(&d, 300));
+        parts.push(server_text(&d, 300));
     }
     if parts.is_empty() {
         String::new()
     } else {
         format!(": {}", parts.join("; "))
     }
+}
+
+/// Text a server sent, made fit for a message: credentials it echoes
+/// (`Authorization: Basic ...`, `token=...`) replaced by `[redacted]`,
+/// cut to `max` bytes, every control character escaped.
+pub(super) fn server_text(s: &str, max: usize) -> String {
+    let scrubbed = crate::text::scrub_credentials(s);
+    crate::text::field(&truncate(&scrubbed, max)).into_owned()
 }
 
 pub(super) fn truncate(s: &str, max: usize) -> String {

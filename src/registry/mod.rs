@@ -23,6 +23,7 @@ mod auth;
 mod challenge;
 mod client;
 mod credentials;
+mod deadlines;
 mod errors;
 mod url;
 
@@ -41,8 +42,11 @@ use crate::oci::{
 };
 
 use auth::{Access, AuthState};
-use client::{CONNECT_TIMEOUT, IDLE_TIMEOUT, SMALL_BLOB_BYTES, SMALL_REQUEST_TIMEOUT};
+use client::{Reply, SMALL_BLOB_BYTES, SMALL_REQUEST_TIMEOUT};
+use deadlines::{Direction, Transfer};
+
 use credentials::default_docker_config;
+pub use deadlines::NetworkLimits;
 use errors::error_detail;
 use url::{is_loopback_host, join_url, next_link, same_origin};
 
@@ -66,6 +70,9 @@ pub struct RegistryOptions {
     /// directory holding one. Default: `$DOCKER_CONFIG/config.json`, else
     /// `~/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// Network deadlines. `None`: the defaults, overridden by the
+    /// `OCIGO_*` environment variables ([`NetworkLimits::from_env`]).
+    pub limits: Option<NetworkLimits>,
 }
 
 /// One repository of an OCI registry (`host/repository`).
@@ -78,7 +85,10 @@ pub struct RegistryRepository {
     /// `http://host` or `https://host`.
     base: String,
     plain_http: bool,
+    /// `--plain-http` was given (not just a loopback host).
+    plain_http_asked: bool,
     agent: ureq::Agent,
+    limits: NetworkLimits,
     config_path: Option<PathBuf>,
     auth: Mutex<AuthState>,
 }
@@ -135,22 +145,19 @@ impl RegistryRepository {
         };
         let plain_http = opts.plain_http || is_loopback_host(host);
         let scheme = if plain_http { "http" } else { "https" };
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout_read(IDLE_TIMEOUT)
-            .timeout_write(IDLE_TIMEOUT)
-            .user_agent(concat!("ocigo/", env!("CARGO_PKG_VERSION")))
-            // Redirects (blob GETs to object storage) never carry our
-            // Authorization header.
-            .redirect_auth_headers(ureq::RedirectAuthHeaders::Never)
-            .redirects(5)
-            .build();
+        let limits = match opts.limits {
+            Some(l) => l,
+            None => NetworkLimits::from_env()?,
+        };
+        let agent = client::build_agent(&limits, ureq::tls::TlsConfig::default());
         Ok(RegistryRepository {
             host: host.to_string(),
             repository: repository.to_string(),
             base: format!("{scheme}://{host}"),
             plain_http,
+            plain_http_asked: opts.plain_http,
             agent,
+            limits,
             config_path,
             auth: Mutex::new(AuthState::default()),
         })
@@ -175,7 +182,7 @@ impl RegistryRepository {
             "POST",
             &url,
             Access::Mount(from_repository),
-            &[("Content-Length", "0")],
+            &[],
             Payload::Empty,
             Some(SMALL_REQUEST_TIMEOUT),
         )?;
@@ -277,7 +284,7 @@ impl RegistryRepository {
         Ok((media_type, bytes, digest))
     }
 
-    fn not_found(&self, reference: &str, resp: ureq::Response) -> anyhow::Error {
+    fn not_found(&self, reference: &str, resp: Reply) -> anyhow::Error {
         let detail = error_detail(resp);
         fail(
             Kind::NotFound,
@@ -469,14 +476,23 @@ impl Repository for RegistryRepository {
         // limit, body included; large ones only the per-read idle limit.
         let timeout = (desc.size <= SMALL_BLOB_BYTES).then_some(SMALL_REQUEST_TIMEOUT);
         // identity: Content-Length must be the blob's own size.
-        let resp = self.request(
-            "GET",
-            &url,
-            Access::Pull,
-            &[("Accept-Encoding", "identity")],
-            Payload::Empty,
-            timeout,
-        )?;
+        let resp = self
+            .request(
+                "GET",
+                &url,
+                Access::Pull,
+                &[("Accept-Encoding", "identity")],
+                Payload::Empty,
+                timeout,
+            )
+            .map_err(|e| {
+                e.context(format!(
+                    "fetching blob {} from {}: 0 of {} bytes received",
+                    desc.digest,
+                    self.location(),
+                    desc.size
+                ))
+            })?;
         if resp.status() != 200 {
             return Err(self.status_error(resp, &format!("fetch blob {}", desc.digest)));
         }
@@ -497,11 +513,14 @@ impl Repository for RegistryRepository {
             ));
         }
         let what = format!("blob {} from {}", desc.digest, self.location());
-        Ok(Box::new(VerifyingReader::new(
+        let body = Transfer::new(
             resp.into_reader(),
-            desc,
-            what,
-        )))
+            what.clone(),
+            desc.size,
+            self.limits,
+            Direction::Receiving,
+        );
+        Ok(Box::new(VerifyingReader::new(body, desc, what)))
     }
 
     fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
@@ -511,7 +530,7 @@ impl Repository for RegistryRepository {
             "POST",
             &start,
             Access::Push,
-            &[("Content-Length", "0")],
+            &[],
             Payload::Empty,
             Some(SMALL_REQUEST_TIMEOUT),
         )?;
@@ -539,6 +558,13 @@ impl Repository for RegistryRepository {
         // Verified while sent: a source that is short, long or different
         // aborts the upload instead of storing something else.
         let body = VerifyingReader::new(content, desc, format!("content of blob {}", desc.digest));
+        let mut body = Transfer::new(
+            body,
+            format!("blob {} to {}", desc.digest, self.location()),
+            desc.size,
+            self.limits,
+            Direction::Sending,
+        );
         let size = desc.size.to_string();
         let result = self.request_streaming(
             "PUT",
@@ -548,7 +574,7 @@ impl Repository for RegistryRepository {
                 ("Content-Type", "application/octet-stream"),
                 ("Content-Length", &size),
             ],
-            body,
+            &mut body,
         );
         let resp = match result {
             Ok(r) => r,
@@ -655,7 +681,7 @@ fn check_tag(tag: &str) -> Result<()> {
 }
 
 /// The media type without parameters (`; charset=...`), or "" when absent.
-fn content_type(resp: &ureq::Response) -> String {
+fn content_type(resp: &Reply) -> String {
     resp.header("content-type")
         .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
         .unwrap_or_default()

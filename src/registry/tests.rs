@@ -477,7 +477,13 @@ fn unreachable_registry_is_remote_with_a_hint() {
         msg.contains(&format!("http://127.0.0.1:{port}/v2/")),
         "{msg}"
     );
-    assert!(msg.contains("Is the registry running"), "{msg}");
+    let hints = crate::error::hints(&err);
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains("registry is running at 127.0.0.1")),
+        "{hints:?}"
+    );
 }
 
 #[test]

@@ -92,3 +92,20 @@ pub(super) fn next_link(value: &str) -> Option<String> {
         is_next.then(|| target.to_string())
     })
 }
+
+/// A server-given URL as a message may show it: `scheme://host[:port]/path`
+/// without credentials, query or fragment (a query may be pre-signed), and
+/// with control characters escaped. Text that is not a URL is scrubbed and
+/// escaped.
+pub(super) fn shown_url(url: &str) -> String {
+    match parse_http(url) {
+        Some(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            crate::text::field(u.as_str()).into_owned()
+        }
+        None => super::errors::server_text(url, 200),
+    }
+}

@@ -134,11 +134,17 @@ impl TestRegistry {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let url = format!("http://{}/v2/", self.addr);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .proxy(None)
+            .build()
+            .new_agent();
         loop {
-            match ureq::get(&url).timeout(Duration::from_secs(2)).call() {
-                Ok(r) if r.status() == 200 => return,
-                Err(ureq::Error::Status(401, _)) => return,
-                _ => {}
+            if let Ok(r) = agent.get(&url).call()
+                && matches!(r.status().as_u16(), 200 | 401)
+            {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
