@@ -32,6 +32,13 @@ struct GlobalArgs {
     /// Talk plain HTTP to registries that are not on localhost/127.0.0.1 (always on for those).
     #[arg(long, global = true)]
     plain_http: bool,
+    /// Also trust the certificate authorities in this PEM file (repeatable), besides the
+    /// system store and /etc/docker/certs.d/HOST/ and /etc/containers/certs.d/HOST/.
+    #[arg(long = "ca-file", global = true, value_name = "FILE")]
+    ca_files: Vec<PathBuf>,
+    /// Do not verify registries' TLS certificates (warns on stderr). Use --ca-file instead.
+    #[arg(long, global = true)]
+    insecure: bool,
     /// Print a machine-readable JSON report on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -202,6 +209,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let g = Global {
         store: cli.global.store,
         plain_http: cli.global.plain_http,
+        ca_files: cli.global.ca_files,
+        insecure: cli.global.insecure,
         json: cli.global.json,
         quiet: cli.global.quiet,
     };

@@ -18,6 +18,7 @@ use ureq::http;
 use super::auth::Access;
 use super::challenge::pick_challenge;
 use super::deadlines::{ENV_CONNECT_TIMEOUT, NetworkLimits, describe_io, format_secs};
+use super::tls::tls_failure;
 use super::url::{join_url, same_origin, url_authority};
 use super::{Payload, RegistryRepository};
 use crate::error::{Kind, WithHint, fail};
@@ -242,10 +243,15 @@ impl RegistryRepository {
         req: http::Request<B>,
         timeout: Option<Duration>,
     ) -> std::result::Result<http::Response<ureq::Body>, ureq::Error> {
+        let proxy = self
+            .proxies
+            .for_url(&req.uri().to_string())
+            .map(|p| p.proxy.clone());
         let req = self
             .agent
             .configure_request(req)
             .timeout_global(timeout)
+            .proxy(proxy)
             .build();
         self.agent.run(req)
     }
@@ -253,6 +259,43 @@ impl RegistryRepository {
     /// The error for a request that got no answer. `url` is what was asked,
     /// `hop` where it failed (another host after a redirect).
     fn transport_error(&self, method: &str, url: &str, hop: &str, e: ureq::Error) -> anyhow::Error {
+        let via = self
+            .proxies
+            .for_url(hop)
+            .map(|p| format!(" (through proxy {}, from HTTPS_PROXY/HTTP_PROXY)", p.shown))
+            .unwrap_or_default();
+        if let Some(why) = tls_failure(&e) {
+            let host = url_authority(hop).unwrap_or_else(|| "?".into());
+            return fail(
+                Kind::Remote,
+                format!("TLS with {host} failed{via}: {method} {url}: {why}"),
+            )
+            .hint(format!(
+                "if {host} uses a private certificate authority, pass --ca-file FILE with its \
+                 certificate, or put it in /etc/docker/certs.d/{host}/ca.crt (or \
+                 /etc/containers/certs.d/{host}/)"
+            ))
+            .hint(format!(
+                "if {host} wants a client certificate, put client.cert and client.key in that \
+                 certs.d directory"
+            ));
+        }
+        let err = self.transport_error_inner(method, url, hop, e);
+        if via.is_empty() {
+            err
+        } else {
+            err.context(format!("connecting{via}"))
+                .hint("check HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
+        }
+    }
+
+    fn transport_error_inner(
+        &self,
+        method: &str,
+        url: &str,
+        hop: &str,
+        e: ureq::Error,
+    ) -> anyhow::Error {
         // A stream we were sending failed for a known reason (its content
         // does not match its descriptor, or it stalled): that reason stands.
         if let ureq::Error::Io(io_err) = e {

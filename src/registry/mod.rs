@@ -16,7 +16,10 @@
 //!
 //! Must not: know about Go modules or the ocigo artifact layout (that is
 //! `artifact`), touch the local content store, or write anything to disk; the
-//! only file it reads is the docker config. Blobs are streamed both ways and
+//! only files it reads are the docker config and TLS certificates and keys
+//! (`tls`). The one thing it prints is a warning on stderr when TLS is
+//! switched off or not verified for a host (`--plain-http`, `--insecure`).
+//! Blobs are streamed both ways and
 //! never held whole in memory.
 
 mod auth;
@@ -25,6 +28,8 @@ mod client;
 mod credentials;
 mod deadlines;
 mod errors;
+mod proxy;
+mod tls;
 mod url;
 
 use std::fmt;
@@ -48,6 +53,7 @@ use deadlines::{Direction, Transfer};
 use credentials::default_docker_config;
 pub use deadlines::NetworkLimits;
 use errors::error_detail;
+pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
 use url::{is_loopback_host, join_url, next_link, same_origin};
 
 /// Every manifest media type ocigo reads. Distribution answers 404 to a
@@ -63,9 +69,20 @@ const MAX_TAGS_PAGE_BYTES: u64 = 32 * 1024 * 1024;
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
-    /// Speak plain HTTP to a registry that is not on localhost.
-    /// (`localhost`, `127.0.0.1` and `[::1]` always get plain HTTP.)
+    /// Speak plain HTTP to a registry that is not on localhost (with a
+    /// warning). `localhost`, `127.0.0.1` and `[::1]` get plain HTTP
+    /// without asking, unless TLS is configured for them: a `certs.d`
+    /// directory for the host, `ca_files` or `insecure`.
     pub plain_http: bool,
+    /// More certificate authorities to trust, besides the system store and
+    /// the host's `certs.d` directory (`--ca-file`).
+    pub ca_files: Vec<PathBuf>,
+    /// Do not verify the registry's TLS certificate (`--insecure`; with a
+    /// warning).
+    pub insecure: bool,
+    /// The `certs.d` bases to look in. `None`: `$OCIGO_CERTS_D`
+    /// (colon-separated), else [`DEFAULT_CERTS_DIRS`].
+    pub certs_dirs: Option<Vec<PathBuf>>,
     /// The docker config to read credentials from: a `config.json` file or a
     /// directory holding one. Default: `$DOCKER_CONFIG/config.json`, else
     /// `~/.docker/config.json`.
@@ -89,6 +106,7 @@ pub struct RegistryRepository {
     plain_http_asked: bool,
     agent: ureq::Agent,
     limits: NetworkLimits,
+    proxies: proxy::ProxyEnv,
     config_path: Option<PathBuf>,
     auth: Mutex<AuthState>,
 }
@@ -143,13 +161,41 @@ impl RegistryRepository {
             }
             None => default_docker_config(),
         };
-        let plain_http = opts.plain_http || is_loopback_host(host);
+        let bases = tls::certs_bases(opts.certs_dirs.as_deref());
+        let tls_configured =
+            tls::has_certs_dir(host, &bases) || !opts.ca_files.is_empty() || opts.insecure;
+        let plain_http = opts.plain_http || (is_loopback_host(host) && !tls_configured);
         let scheme = if plain_http { "http" } else { "https" };
+        let tls = if plain_http {
+            ureq::tls::TlsConfig::default()
+        } else {
+            tls::for_host(host, &opts.ca_files, &bases, opts.insecure)?
+        };
+        if opts.plain_http && !is_loopback_host(host) {
+            warn_once(
+                host,
+                format!(
+                    "--plain-http: talking to {} without TLS; credentials and content travel \
+                     unencrypted",
+                    crate::text::field(host)
+                ),
+            );
+        } else if opts.insecure && !plain_http {
+            warn_once(
+                host,
+                format!(
+                    "--insecure: not verifying the TLS certificate of {}; anyone on the path \
+                     can read and change what is sent",
+                    crate::text::field(host)
+                ),
+            );
+        }
+        let proxies = proxy::ProxyEnv::from_env()?;
         let limits = match opts.limits {
             Some(l) => l,
             None => NetworkLimits::from_env()?,
         };
-        let agent = client::build_agent(&limits, ureq::tls::TlsConfig::default());
+        let agent = client::build_agent(&limits, tls);
         Ok(RegistryRepository {
             host: host.to_string(),
             repository: repository.to_string(),
@@ -158,6 +204,7 @@ impl RegistryRepository {
             plain_http_asked: opts.plain_http,
             agent,
             limits,
+            proxies,
             config_path,
             auth: Mutex::new(AuthState::default()),
         })
@@ -709,6 +756,17 @@ fn manifest_media_type(content_type: String, bytes: &[u8]) -> String {
         .and_then(|m| m.media_type)
         .filter(|m| !m.is_empty())
         .unwrap_or(content_type)
+}
+
+/// Prints a warning on stderr once per host and process (a push opens
+/// several repositories of one registry).
+fn warn_once(host: &str, message: String) {
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.iter().any(|h| h == host) {
+        warned.push(host.to_string());
+        eprintln!("warning: {message}");
+    }
 }
 
 #[cfg(test)]
