@@ -291,3 +291,81 @@ fn keep_answering(
     }
     Ok(())
 }
+
+/// An HTTP CONNECT proxy on 127.0.0.1 that records every tunnel it opens.
+/// `route(target)` says where a `CONNECT target` really goes (so a test can
+/// use a host name that resolves nowhere); `None` refuses it with 502.
+pub struct ConnectProxy {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    targets: Arc<std::sync::Mutex<Vec<String>>>,
+    _server: Server,
+}
+
+impl ConnectProxy {
+    pub fn start(route: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, targets2, route) = (stop.clone(), targets.clone(), Arc::new(route));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (targets, route) = (targets2.clone(), route.clone());
+                std::thread::spawn(move || {
+                    let _ = tunnel(stream, &targets, &*route);
+                });
+            }
+        });
+        ConnectProxy {
+            addr: addr.clone(),
+            targets,
+            _server: Server { addr, stop },
+        }
+    }
+
+    /// The `CONNECT` targets asked for so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+fn tunnel(
+    client: TcpStream,
+    targets: &std::sync::Mutex<Vec<String>>,
+    route: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let Some(request) = read_request(&mut reader)? else {
+        return Ok(());
+    };
+    let mut out = &client;
+    if request.method != "CONNECT" {
+        return write_response(&mut out, 405, &[], b"CONNECT only");
+    }
+    targets.lock().unwrap().push(request.target.clone());
+    let Some(upstream) = route(&request.target).and_then(|a| TcpStream::connect(a).ok()) else {
+        return write_response(&mut out, 502, &[], b"no route");
+    };
+    out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    out.flush()?;
+    // Bytes the client sent after the CONNECT head are in `reader`'s buffer.
+    let buffered = reader.buffer().to_vec();
+    let mut up = upstream.try_clone()?;
+    up.write_all(&buffered)?;
+    let mut down_from = upstream;
+    let mut down_to = client.try_clone()?;
+    let t = std::thread::spawn(move || {
+        let _ = io::copy(&mut down_from, &mut down_to);
+        let _ = down_to.shutdown(std::net::Shutdown::Write);
+    });
+    let mut rest = reader.into_inner();
+    let _ = io::copy(&mut rest, &mut up);
+    let _ = up.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+    Ok(())
+}
