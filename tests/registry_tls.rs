@@ -306,3 +306,37 @@ fn https_proxy_carries_the_connection_and_no_proxy_bypasses_it() {
     assert_eq!(proxy.targets().len(), before, "{:?}", proxy.targets());
     assert!(stderr(&out).contains(TEST_HOST_NAME), "{}", stderr(&out));
 }
+
+#[test]
+fn plain_http_is_only_by_request_with_a_warning_and_uses_http_proxy() {
+    let reg = TestRegistry::start();
+    let port = reg.addr.rsplit_once(':').unwrap().1.to_string();
+    let host = format!("{TEST_HOST_NAME}:{port}");
+    let (host2, real) = (host.clone(), reg.addr.clone());
+    let proxy = ConnectProxy::start(move |target| (target == host2).then(|| real.clone()));
+    let sc = Scratch::new();
+    let (src, desc) = small_layout(&sc);
+    let proxy_env = format!("127.0.0.1:{}", proxy.addr.rsplit_once(':').unwrap().1);
+    // Without --plain-http a name that is not loopback gets HTTPS, which
+    // this registry does not speak.
+    let out = push(&sc, &src, &host, &[], &[("HTTPS_PROXY", &proxy_env)]);
+    assert_exit(&out, 4, "HTTPS to a plain-HTTP registry");
+    // With it: plain HTTP, through HTTP_PROXY (a value without a scheme
+    // means http://), and one warning naming the host.
+    let before = proxy.targets().len();
+    let out = push(
+        &sc,
+        &src,
+        &host,
+        &["--plain-http"],
+        &[("http_proxy", &proxy_env)],
+    );
+    assert_exit(&out, 0, "push with --plain-http through HTTP_PROXY");
+    let err = stderr(&out);
+    assert_eq!(err.matches("warning: --plain-http").count(), 1, "{err}");
+    assert!(err.contains(&host), "{err}");
+    assert!(proxy.targets().len() > before, "{:?}", proxy.targets());
+    let repo =
+        RegistryRepository::open(&reg.addr, "team/mods", &RegistryOptions::default()).unwrap();
+    assert_eq!(repo.resolve("v1").unwrap().digest, desc.digest);
+}

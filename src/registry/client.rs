@@ -19,7 +19,7 @@ use super::auth::Access;
 use super::challenge::pick_challenge;
 use super::deadlines::{ENV_CONNECT_TIMEOUT, NetworkLimits, describe_io, format_secs};
 use super::tls::tls_failure;
-use super::url::{join_url, same_origin, url_authority};
+use super::url::{join_url, same_origin, shown_url, url_authority};
 use super::{Payload, RegistryRepository};
 use crate::error::{Kind, WithHint, fail};
 use crate::oci::io_error_kind;
@@ -259,6 +259,9 @@ impl RegistryRepository {
     /// The error for a request that got no answer. `url` is what was asked,
     /// `hop` where it failed (another host after a redirect).
     fn transport_error(&self, method: &str, url: &str, hop: &str, e: ureq::Error) -> anyhow::Error {
+        // `url` may carry a server-given upload Location: shown without its
+        // query, escaped.
+        let url = &shown_url(url);
         let via = self
             .proxies
             .for_url(hop)
@@ -331,7 +334,7 @@ impl RegistryRepository {
             ureq::Error::ConnectionFailed => "connection failed".to_string(),
             // ureq may quote a URL (a redirect's, pre-signed): never repeat it.
             ureq::Error::BadUri(_) | ureq::Error::Http(_) => "not a valid URL".to_string(),
-            other => crate::text::field(&other.to_string()).into_owned(),
+            other => super::errors::server_text(&other.to_string(), 300),
         };
         self.unreachable(method, url, hop, why)
     }

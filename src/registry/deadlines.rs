@@ -203,7 +203,7 @@ pub(super) fn describe_io(err: &io::Error, limits: &NetworkLimits) -> String {
             format_secs(limits.idle_timeout)
         )
     } else {
-        crate::text::field(&err.to_string()).into_owned()
+        super::errors::server_text(&err.to_string(), 300)
     }
 }
 
