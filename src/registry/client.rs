@@ -17,7 +17,9 @@ use ureq::http;
 
 use super::auth::Access;
 use super::challenge::pick_challenge;
-use super::deadlines::{ENV_CONNECT_TIMEOUT, NetworkLimits, describe_io, format_secs};
+use super::deadlines::{
+    ENV_CONNECT_TIMEOUT, ENV_IDLE_TIMEOUT, NetworkLimits, describe_io, format_secs,
+};
 use super::tls::tls_failure;
 use super::url::{join_url, same_origin, shown_url, url_authority};
 use super::{Payload, RegistryRepository};
@@ -318,11 +320,7 @@ impl RegistryRepository {
                     ureq::Timeout::Global => {
                         ("no complete answer within", SMALL_REQUEST_TIMEOUT, "")
                     }
-                    _ => (
-                        "no data for",
-                        self.limits.idle_timeout,
-                        super::deadlines::ENV_IDLE_TIMEOUT,
-                    ),
+                    _ => ("no data for", self.limits.idle_timeout, ENV_IDLE_TIMEOUT),
                 };
                 if var.is_empty() {
                     format!("{what} {}", format_secs(d))
@@ -362,7 +360,12 @@ impl RegistryRepository {
             "check that the registry is running at {} and reachable from here",
             self.host
         ));
-        if self.plain_http_asked {
+        if why.contains(ENV_CONNECT_TIMEOUT) || why.contains(ENV_IDLE_TIMEOUT) {
+            err.hint(format!(
+                "if the registry is only slow, raise {ENV_CONNECT_TIMEOUT} or {ENV_IDLE_TIMEOUT} \
+                 (seconds)"
+            ))
+        } else if self.plain_http_asked {
             err.hint(format!(
                 "ocigo speaks plain HTTP to {} as --plain-http asks; drop it if the registry \
                  wants HTTPS",
