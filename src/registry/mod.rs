@@ -9,7 +9,10 @@
 //! the 401-retry loop); `auth` and `challenge` answer the registry's
 //! `WWW-Authenticate` challenges and fetch tokens; `credentials` reads the
 //! docker config and its helpers; `url` compares and joins URLs; `errors`
-//! turns HTTP failures into classified errors.
+//! turns HTTP failures into classified errors; `deadlines` bounds every
+//! connection and transfer; `tls` decides whom to trust (system store,
+//! `--ca-file`, `certs.d`) and which client certificate to show; `proxy`
+//! picks a proxy per request as the go command does.
 //!
 //! Owns: HTTP to registries and everything above. Credentials never appear
 //! in an error message or a log line.
