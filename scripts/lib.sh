@@ -346,7 +346,7 @@ ensure_apt_packages() {
 # ip/unshare (offline go), strace (the kill-at-every-rename test), GNU
 # time, curl, openssl (token service keys). Debian's skopeo is not used: it
 # is built with sigstore disabled (tests/containers-policy is used instead).
-OCIGO_APT_PACKAGES=(docker-registry apache2-utils iproute2 strace time curl openssl)
+OCIGO_APT_PACKAGES=(docker-registry apache2-utils iproute2 strace time curl openssl ca-certificates)
 
 COSIGN_VERSION=v2.4.1
 COSIGN_BIN_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ocigo-ci/bin

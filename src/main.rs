@@ -51,11 +51,20 @@ struct RegistryArgs {
     /// Talk plain HTTP to registries that are not on localhost/127.0.0.1 (always on for those).
     #[arg(long)]
     plain_http: bool,
+    /// Also trust the certificate authorities in this PEM file (repeatable), besides the
+    /// system store and /etc/docker/certs.d/HOST/ and /etc/containers/certs.d/HOST/.
+    #[arg(long = "ca-file", value_name = "FILE")]
+    ca_files: Vec<PathBuf>,
+    /// Do not verify registries' TLS certificates (warns on stderr). Use --ca-file instead.
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl RegistryArgs {
     fn apply(&self, g: &mut Global) {
         g.plain_http = self.plain_http;
+        g.ca_files = self.ca_files.clone();
+        g.insecure = self.insecure;
     }
 }
 

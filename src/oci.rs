@@ -323,18 +323,38 @@ impl std::error::Error for Failure2 {
     }
 }
 
-/// Recovers the class of an `io::Error` produced by a [`VerifyingReader`].
-pub fn io_error_is_integrity(err: &io::Error) -> bool {
+/// Carries a classified error (see [`crate::error::fail`]) through a
+/// `Read` implementation: a stream that fails for a known reason (a network
+/// cut, a stalled transfer) keeps its class and hints up to
+/// [`classify_io`].
+pub fn classified_io_error(err: anyhow::Error) -> io::Error {
+    io::Error::other(Failure2(err))
+}
+
+/// The class of an `io::Error` made by [`classified_io_error`] or a
+/// [`VerifyingReader`], if it carries one.
+pub fn io_error_kind(err: &io::Error) -> Option<Kind> {
     err.get_ref()
         .and_then(|e| e.downcast_ref::<Failure2>())
-        .is_some()
+        .and_then(|f| crate::error::kind_of(&f.0))
+}
+
+/// Recovers the class of an `io::Error` produced by a [`VerifyingReader`].
+pub fn io_error_is_integrity(err: &io::Error) -> bool {
+    io_error_kind(err) == Some(Kind::Integrity)
 }
 
 /// Converts an I/O error from a verified stream into an anyhow error that
-/// keeps the integrity class when the stream failed verification.
+/// keeps the class (and hints) the stream gave it: integrity when it failed
+/// verification, remote when the network failed under it.
 pub fn classify_io(err: io::Error, context: impl FnOnce() -> String) -> anyhow::Error {
-    if io_error_is_integrity(&err) {
-        fail(Kind::Integrity, format!("{}: {err}", context()))
+    if io_error_kind(&err).is_some() {
+        let inner = err
+            .into_inner()
+            .expect("a classified io::Error has an inner error")
+            .downcast::<Failure2>()
+            .expect("checked above");
+        inner.0.context(context())
     } else {
         anyhow::Error::new(err).context(context())
     }

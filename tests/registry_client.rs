@@ -61,8 +61,8 @@ fn digest_of(mut r: impl Read) -> io::Result<(Digest, u64)> {
 /// Options that ignore the machine's own docker config.
 fn opts_with_config(dir: &tempfile::TempDir) -> RegistryOptions {
     RegistryOptions {
-        plain_http: false,
         docker_config: Some(dir.path().to_path_buf()),
+        ..RegistryOptions::default()
     }
 }
 
@@ -363,8 +363,8 @@ fn basic_auth_needs_the_docker_config_credentials() {
     // The right credentials, from the config file itself (not the dir).
     let right = docker_config_with(&reg.addr, "ci-user", password);
     let opts = RegistryOptions {
-        plain_http: false,
         docker_config: Some(right.path().join("config.json")),
+        ..RegistryOptions::default()
     };
     let repo = RegistryRepository::open(&reg.addr, "team/mods", &opts).unwrap();
     repo.push_blob(&desc, &mut &b"guarded"[..]).unwrap();
@@ -443,11 +443,255 @@ fn unreachable_registry_says_so() {
     let err = repo.blob_exists(&Digest::of_bytes(b"x")).unwrap_err();
     let msg = format!("{err:#}");
     assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
-    assert!(msg.contains(&host) && msg.contains("running"), "{msg}");
+    assert!(msg.contains(&host) && msg.contains("refused"), "{msg}");
+    let hints = ocigo::error::hints(&err);
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains("running") && h.contains(&host)),
+        "{hints:?}"
+    );
 }
 
 // ---- Scripted HTTP servers, for what a real registry cannot be made to do:
-// redirect a blob GET to a blob store that answers with its own challenge.
+// redirect a blob GET to a blob store that answers with its own challenge;
+// Link pagination, identity tokens, refused and unsupported mounts.
+
+#[test]
+fn bearer_flow_caches_the_token_and_follows_tag_pages() {
+    use fake::{Server, reply};
+    let server = Server::start(|req, addr| {
+        let challenge =
+            format!(r#"Bearer realm="http://{addr}/token?x=1",service="fake registry",scope="""#);
+        let basic = basic("alice", "s3cret, with comma");
+        if req.path == "/v2/" {
+            return reply(401, &[("WWW-Authenticate", &challenge)], "");
+        }
+        if req.path.starts_with("/token") {
+            if req.authorization.as_deref() != Some(basic.as_str()) {
+                return reply(401, &[], r#"{"details":"bad credentials"}"#);
+            }
+            return reply(200, &[], r#"{"access_token":"tok-1","expires_in":300}"#);
+        }
+        if req.authorization.as_deref() != Some("Bearer tok-1") {
+            return reply(401, &[("WWW-Authenticate", &challenge)], "");
+        }
+        match req.path.as_str() {
+            "/v2/team/mods/tags/list" => reply(
+                200,
+                &[(
+                    "Link",
+                    r#"</v2/team/mods/tags/list?n=2&last=b>; rel="next""#,
+                )],
+                r#"{"name":"team/mods","tags":["a","b"]}"#,
+            ),
+            "/v2/team/mods/tags/list?n=2&last=b" => {
+                reply(200, &[], r#"{"name":"team/mods","tags":["c"]}"#)
+            }
+            _ => reply(
+                404,
+                &[],
+                r#"{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}"#,
+            ),
+        }
+    });
+    let config = docker_config_with(&server.addr, "alice", "s3cret, with comma");
+    let opts = RegistryOptions {
+        docker_config: Some(config.path().to_path_buf()),
+        ..Default::default()
+    };
+    let repo = RegistryRepository::open(&server.addr, "team/mods", &opts).unwrap();
+    assert_eq!(repo.list_tags().unwrap(), vec!["a", "b", "c"]);
+    assert_eq!(repo.list_tags().unwrap(), vec!["a", "b", "c"]);
+    let seen = server.seen();
+    let probes = seen.iter().filter(|s| s.path == "/v2/").count();
+    let tokens: Vec<&fake::Seen> = seen
+        .iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .collect();
+    assert_eq!(probes, 1, "{seen:?}");
+    assert_eq!(tokens.len(), 1, "{seen:?}");
+    assert_eq!(tokens[0].method, "GET");
+    assert!(
+        tokens[0].path.starts_with("/token?x=1&service=fake")
+            && tokens[0]
+                .path
+                .contains("scope=repository%3Ateam%2Fmods%3Apull"),
+        "{}",
+        tokens[0].path
+    );
+    // Nothing but the token service ever saw the password.
+    for s in &seen {
+        if !s.path.starts_with("/token") {
+            assert!(
+                s.authorization
+                    .as_deref()
+                    .is_none_or(|a| a == "Bearer tok-1"),
+                "{s:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn refused_credentials_name_their_source_but_not_the_secret() {
+    use fake::{Server, reply};
+    let server = Server::start(|req, addr| {
+        let challenge = format!(r#"Bearer realm="http://{addr}/token",service="s""#);
+        if req.path.starts_with("/token") {
+            return reply(200, &[], r#"{"token":"weak"}"#);
+        }
+        reply(
+            401,
+            &[("WWW-Authenticate", &challenge)],
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        )
+    });
+    let config = docker_config_with(&server.addr, "bob", "hunter2-password");
+    let opts = RegistryOptions {
+        docker_config: Some(config.path().join("config.json")),
+        ..Default::default()
+    };
+    let repo = RegistryRepository::open(&server.addr, "team/mods", &opts).unwrap();
+    let err = repo.list_tags().unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{msg}");
+    assert!(msg.contains("not permitted"), "{msg}");
+    assert!(msg.contains("UNAUTHORIZED"), "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(!msg.contains("weak"), "{msg}");
+    // A fresh token is asked for once; the same token again is not
+    // worth a retry, and there is no loop.
+    let seen = server.seen();
+    let lists = seen.iter().filter(|s| s.path.contains("/tags/")).count();
+    let tokens = seen.iter().filter(|s| s.path.starts_with("/token")).count();
+    assert_eq!((lists, tokens), (1, 2), "{seen:?}");
+}
+
+#[test]
+fn identity_tokens_are_exchanged_by_post() {
+    use fake::{Server, reply};
+    let server = Server::start(|req, addr| {
+        let challenge = format!(r#"Bearer realm="http://{addr}/oauth",service="svc""#);
+        match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/oauth") => {
+                if req.body.contains("grant_type=refresh_token")
+                    && req.body.contains("refresh_token=idtok-123")
+                    && req.body.contains("service=svc")
+                    && req.authorization.is_none()
+                {
+                    reply(200, &[], r#"{"access_token":"acc-9"}"#)
+                } else {
+                    reply(400, &[], "")
+                }
+            }
+            _ if req.authorization.as_deref() == Some("Bearer acc-9") => {
+                reply(200, &[], r#"{"name":"a","tags":["t"]}"#)
+            }
+            _ => reply(401, &[("WWW-Authenticate", &challenge)], ""),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::json!({"auths": {&server.addr: {"identitytoken": "idtok-123"}}}).to_string(),
+    )
+    .unwrap();
+    let opts = RegistryOptions {
+        docker_config: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let repo = RegistryRepository::open(&server.addr, "a", &opts).unwrap();
+    assert_eq!(repo.list_tags().unwrap(), vec!["t"]);
+}
+
+#[test]
+fn a_refused_or_unsupported_mount_falls_back_to_upload() {
+    use fake::{Server, reply};
+    let digest = Digest::of_bytes(b"layer");
+    for status in [404, 405, 401, 403, 400] {
+        let server = Server::start(move |req, _| match req.path.as_str() {
+            "/v2/" => reply(200, &[], ""),
+            _ => reply(
+                status,
+                &[],
+                r#"{"errors":[{"code":"UNSUPPORTED","message":"no mounts here"}]}"#,
+            ),
+        });
+        let config = docker_config_with(&server.addr, "alice", "pw");
+        let opts = RegistryOptions {
+            docker_config: Some(config.path().to_path_buf()),
+            ..Default::default()
+        };
+        let repo = RegistryRepository::open(&server.addr, "team/two", &opts).unwrap();
+        let mounted = repo.mount_blob(&digest, "team/one");
+        assert!(
+            matches!(mounted, Ok(false)),
+            "HTTP {status}: {:?}",
+            mounted.map_err(|e| format!("{e:#}"))
+        );
+        let seen = server.seen();
+        assert!(
+            seen.iter().any(|s| s.method == "POST"
+                && s.path.contains(&format!("mount={digest}"))
+                && s.path.contains("from=team/one")),
+            "{seen:?}"
+        );
+    }
+    // A server failure is still an error.
+    let server = Server::start(|req, _| match req.path.as_str() {
+        "/v2/" => reply(200, &[], ""),
+        _ => reply(503, &[], ""),
+    });
+    let config = docker_config_with(&server.addr, "alice", "pw");
+    let opts = RegistryOptions {
+        docker_config: Some(config.path().to_path_buf()),
+        ..Default::default()
+    };
+    let repo = RegistryRepository::open(&server.addr, "team/two", &opts).unwrap();
+    let err = repo.mount_blob(&digest, "team/one").unwrap_err();
+    assert_eq!(kind_of(&err), Some(Kind::Remote), "{err:#}");
+    assert!(format!("{err:#}").contains("503"), "{err:#}");
+}
+
+#[test]
+fn a_token_service_on_the_same_loopback_host_gets_the_credentials() {
+    use fake::{Server, reply};
+    // A registry on 127.0.0.1 whose token service is on `localhost`, another
+    // port: the usual local setup; the password goes to the token service
+    // although it is plain HTTP, because both are this machine.
+    let tokens = Server::start(|_, _| reply(200, &[], r#"{"token":"t-1"}"#));
+    let token_port = tokens.addr.split(':').nth(1).unwrap().to_string();
+    let registry = Server::start(move |req, _| {
+        if req.authorization.as_deref() == Some("Bearer t-1") {
+            return reply(200, &[], r#"{"name":"a","tags":["v1"]}"#);
+        }
+        let challenge =
+            format!(r#"Bearer realm="http://localhost:{token_port}/token",service="s""#);
+        reply(401, &[("WWW-Authenticate", &challenge)], "")
+    });
+    let config = docker_config_with(&registry.addr, "alice", "pw");
+    let repo = RegistryRepository::open(&registry.addr, "a", &opts_with_config(&config)).unwrap();
+    assert_eq!(repo.list_tags().unwrap(), vec!["v1"]);
+    let seen = tokens.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(basic("alice", "pw").as_str())
+    );
+}
+
+/// The `Authorization` value for Basic credentials.
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+// ---- The scripted server.
 
 mod fake {
     use std::net::TcpListener;
@@ -461,6 +705,8 @@ mod fake {
         pub method: String,
         pub path: String,
         pub authorization: Option<String>,
+        /// The request body, as text.
+        pub body: String,
     }
 
     /// An HTTP/1.1 server on 127.0.0.1 that records every request and
@@ -482,6 +728,7 @@ mod fake {
                     method: req.method.clone(),
                     path: req.target.clone(),
                     authorization: req.header("authorization").map(str::to_string),
+                    body: String::from_utf8_lossy(&req.body).into_owned(),
                 };
                 seen2.lock().unwrap().push(req.clone());
                 handler(&req, &addr2)

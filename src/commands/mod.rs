@@ -39,6 +39,10 @@ pub use store::{PruneReport, StoreEntry, StoreReport, store_list, store_prune};
 pub struct Global {
     pub store: Option<PathBuf>,
     pub plain_http: bool,
+    /// `--ca-file`: more certificate authorities to trust.
+    pub ca_files: Vec<PathBuf>,
+    /// `--insecure`: do not verify registries' TLS certificates.
+    pub insecure: bool,
     pub json: bool,
     pub quiet: bool,
 }
@@ -60,6 +64,8 @@ impl Global {
     fn registry_options(&self) -> RegistryOptions {
         RegistryOptions {
             plain_http: self.plain_http,
+            ca_files: self.ca_files.clone(),
+            insecure: self.insecure,
             ..RegistryOptions::default()
         }
     }

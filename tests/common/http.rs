@@ -1,6 +1,9 @@
 //! A minimal HTTP/1.1 server for the scripted endpoints of the tests (the
-//! token service, fake registries and blob stores): one request per
-//! connection, answered with `Connection: close`.
+//! token service, fake registries and blob stores): [`serve`] answers one
+//! request per connection with `Connection: close`; [`serve_faults`] keeps
+//! connections alive and can misbehave as no real registry can be made to
+//! (never answer, stall mid-body, trickle, cut a body short), for the
+//! network-deadline tests.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -155,4 +158,214 @@ impl Drop for Server {
         // Wake the accept loop so the thread ends.
         let _ = TcpStream::connect(&self.addr);
     }
+}
+
+/// How a misbehaving server answers one request (see [`serve_faults`]).
+pub enum Behaviour {
+    /// A normal answer, keeping the connection open for the next request.
+    Answer(Reply),
+    /// Reads the request, then sends nothing at all.
+    Silent,
+    /// Sends the headers of the reply (its full `Content-Length`) and the
+    /// first `n` bytes of its body, then nothing more.
+    StallAfter(Reply, usize),
+    /// Sends the headers, then the body one byte per `interval`.
+    Trickle(Reply, std::time::Duration),
+    /// Sends the headers and the first `n` bytes of the body, then closes.
+    CutAfter(Reply, usize),
+}
+
+/// What [`serve_faults`] knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// Counts connections from 0, in the order accepted.
+    pub id: usize,
+    /// Requests answered on this connection before this one (0: a fresh
+    /// connection; more: a reused keep-alive connection).
+    pub earlier_requests: usize,
+}
+
+/// A keep-alive server for the network-failure tests: each connection gets
+/// its own thread, answers requests one after another with whatever
+/// `handler` says, and may stall, trickle or cut a body short. Stalls last
+/// until the server is dropped (or 120 s, whichever comes first).
+pub fn serve_faults(
+    listener: TcpListener,
+    handler: impl Fn(&Request, Conn) -> Behaviour + Send + Sync + 'static,
+) -> Server {
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handler = Arc::new(handler);
+    std::thread::spawn(move || {
+        for (id, stream) in listener.incoming().enumerate() {
+            if stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let (handler, stop) = (handler.clone(), stop2.clone());
+            std::thread::spawn(move || {
+                let _ = keep_answering(stream, id, &*handler, &stop);
+            });
+        }
+    });
+    Server { addr, stop }
+}
+
+fn keep_answering(
+    stream: TcpStream,
+    id: usize,
+    handler: &(dyn Fn(&Request, Conn) -> Behaviour + Send + Sync),
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = &stream;
+    let hold = || {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    for earlier_requests in 0.. {
+        let Some(request) = read_request(&mut reader)? else {
+            return Ok(());
+        };
+        let head_only = request.method == "HEAD";
+        let behaviour = handler(
+            &request,
+            Conn {
+                id,
+                earlier_requests,
+            },
+        );
+        let head = |out: &mut &TcpStream, r: &Reply| -> io::Result<()> {
+            write!(
+                out,
+                "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+                r.status,
+                r.body.len()
+            )?;
+            for (k, v) in &r.headers {
+                write!(out, "{k}: {v}\r\n")?;
+            }
+            out.write_all(b"\r\n")?;
+            out.flush()
+        };
+        match behaviour {
+            Behaviour::Answer(r) => {
+                head(&mut out, &r)?;
+                if !head_only {
+                    out.write_all(&r.body)?;
+                }
+                out.flush()?;
+            }
+            Behaviour::Silent => {
+                hold();
+                return Ok(());
+            }
+            Behaviour::StallAfter(r, n) => {
+                head(&mut out, &r)?;
+                out.write_all(&r.body[..n.min(r.body.len())])?;
+                out.flush()?;
+                hold();
+                return Ok(());
+            }
+            Behaviour::Trickle(r, interval) => {
+                head(&mut out, &r)?;
+                for b in &r.body {
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    out.write_all(&[*b])?;
+                    out.flush()?;
+                    std::thread::sleep(interval);
+                }
+            }
+            Behaviour::CutAfter(r, n) => {
+                head(&mut out, &r)?;
+                out.write_all(&r.body[..n.min(r.body.len())])?;
+                out.flush()?;
+                return stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP CONNECT proxy on 127.0.0.1 that records every tunnel it opens.
+/// `route(target)` says where a `CONNECT target` really goes (so a test can
+/// use a host name that resolves nowhere); `None` refuses it with 502.
+pub struct ConnectProxy {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    targets: Arc<std::sync::Mutex<Vec<String>>>,
+    _server: Server,
+}
+
+impl ConnectProxy {
+    pub fn start(route: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, targets2, route) = (stop.clone(), targets.clone(), Arc::new(route));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (targets, route) = (targets2.clone(), route.clone());
+                std::thread::spawn(move || {
+                    let _ = tunnel(stream, &targets, &*route);
+                });
+            }
+        });
+        ConnectProxy {
+            addr: addr.clone(),
+            targets,
+            _server: Server { addr, stop },
+        }
+    }
+
+    /// The `CONNECT` targets asked for so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+fn tunnel(
+    client: TcpStream,
+    targets: &std::sync::Mutex<Vec<String>>,
+    route: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let Some(request) = read_request(&mut reader)? else {
+        return Ok(());
+    };
+    let mut out = &client;
+    if request.method != "CONNECT" {
+        return write_response(&mut out, 405, &[], b"CONNECT only");
+    }
+    targets.lock().unwrap().push(request.target.clone());
+    let Some(upstream) = route(&request.target).and_then(|a| TcpStream::connect(a).ok()) else {
+        return write_response(&mut out, 502, &[], b"no route");
+    };
+    out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    out.flush()?;
+    // Bytes the client sent after the CONNECT head are in `reader`'s buffer.
+    let buffered = reader.buffer().to_vec();
+    let mut up = upstream.try_clone()?;
+    up.write_all(&buffered)?;
+    let mut down_from = upstream;
+    let mut down_to = client.try_clone()?;
+    let t = std::thread::spawn(move || {
+        let _ = io::copy(&mut down_from, &mut down_to);
+        let _ = down_to.shutdown(std::net::Shutdown::Write);
+    });
+    let mut rest = reader.into_inner();
+    let _ = io::copy(&mut rest, &mut up);
+    let _ = up.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+    Ok(())
 }

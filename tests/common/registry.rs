@@ -2,7 +2,9 @@
 //! (CNCF distribution 2.8.2, the engine Harbor embeds) started with a config
 //! of our own on a free port of 127.0.0.1, optionally behind htpasswd (Basic)
 //! or behind a token service of our own (Bearer, the way Harbor does it).
-//! Also writes docker `config.json` files holding credentials.
+//! Also writes docker `config.json` files holding credentials, and makes a
+//! private certificate authority ([`TestPki`], with the openssl CLI) for
+//! registries that speak TLS, optionally demanding client certificates.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,12 +33,20 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// An open registry: anyone may pull and push.
     pub fn start() -> TestRegistry {
-        Self::start_with_auth(None, None)
+        Self::start_with_auth(None, None, None)
+    }
+
+    /// An open registry speaking HTTPS with `pki`'s server certificate;
+    /// with `require_client_cert`, only clients showing a certificate
+    /// signed by `pki`'s CA get past the handshake (distribution's
+    /// `http.tls.clientcas`).
+    pub fn start_tls(pki: &TestPki, require_client_cert: bool) -> TestRegistry {
+        Self::start_with_auth(None, None, Some((pki, require_client_cert)))
     }
 
     /// A registry that wants Basic auth (`auth.htpasswd`) for everything.
     pub fn start_with_htpasswd(user: &str, pass: &str) -> TestRegistry {
-        Self::start_with_auth(Some((user, pass)), None)
+        Self::start_with_auth(Some((user, pass)), None, None)
     }
 
     /// A registry that wants Bearer tokens (`auth.token`) from a token
@@ -44,7 +54,7 @@ impl TestRegistry {
     /// action to `user:pass` (Basic), nothing to anonymous callers, and
     /// answers 401 to wrong credentials.
     pub fn start_with_token(user: &str, pass: &str) -> TestRegistry {
-        Self::start_with_auth(None, Some((user, pass)))
+        Self::start_with_auth(None, Some((user, pass)), None)
     }
 
     /// The registry's root directory on disk.
@@ -60,6 +70,7 @@ impl TestRegistry {
     fn start_with_auth(
         htpasswd: Option<(&str, &str)>,
         token: Option<(&str, &str)>,
+        tls: Option<(&TestPki, bool)>,
     ) -> TestRegistry {
         if !Path::new(REGISTRY_BIN).exists() {
             panic!(
@@ -102,11 +113,22 @@ impl TestRegistry {
             );
             token_service = Some(service);
         }
+        let mut tls_config = String::new();
+        if let Some((pki, require_client_cert)) = tls {
+            tls_config = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                pki.server_cert.display(),
+                pki.server_key.display()
+            );
+            if require_client_cert {
+                tls_config.push_str(&format!("    clientcas:\n      - {}\n", pki.ca.display()));
+            }
+        }
         let config = format!(
             "version: 0.1\n\
              log:\n  level: error\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: {addr}\n\
+             http:\n  addr: {addr}\n{tls_config}\
              {auth}",
             dir.join("storage").display()
         );
@@ -127,18 +149,49 @@ impl TestRegistry {
             child,
             tempdir,
         };
-        reg.wait_ready();
+        if tls.is_some() {
+            reg.wait_listening();
+        } else {
+            reg.wait_ready();
+        }
         reg
+    }
+
+    /// For a TLS registry (whose handshake may want a client certificate):
+    /// waits until its port accepts connections.
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "docker-registry exited ({status}) before listening; its log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {} within 10 s; its log:\n{}",
+                self.addr,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let url = format!("http://{}/v2/", self.addr);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .proxy(None)
+            .build()
+            .new_agent();
         loop {
-            match ureq::get(&url).timeout(Duration::from_secs(2)).call() {
-                Ok(r) if r.status() == 200 => return,
-                Err(ureq::Error::Status(401, _)) => return,
-                _ => {}
+            if let Ok(r) = agent.get(&url).call()
+                && matches!(r.status().as_u16(), 200 | 401)
+            {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -386,4 +439,116 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The DNS name the test certificates carry besides `localhost` and
+/// 127.0.0.1; it resolves nowhere, so only a proxy can reach it.
+pub const TEST_HOST_NAME: &str = "registry.ocigo.test";
+
+/// A private certificate authority and what it signed, as PEM files in a
+/// temporary directory: a server certificate for `localhost`, 127.0.0.1 and
+/// [`TEST_HOST_NAME`], and a client certificate (for mutual TLS). EC P-256
+/// keys in PKCS#8, made with the openssl CLI.
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |n: &str| dir.path().join(n);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-sha256",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ocigo test CA",
+            ])
+            .args(ec)
+            .args([
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ])
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.crt")));
+        let sign = |name: &str, cn: &str, ext: &str| {
+            std::fs::write(p(&format!("{name}.ext")), ext).unwrap();
+            run(Command::new("openssl")
+                .args(["req", "-new", "-subj", &format!("/CN={cn}")])
+                .args(ec)
+                .arg("-keyout")
+                .arg(p(&format!("{name}.key")))
+                .arg("-out")
+                .arg(p(&format!("{name}.csr"))));
+            run(Command::new("openssl")
+                .args(["x509", "-req", "-sha256", "-days", "2", "-set_serial"])
+                .arg(format!("{}", 1000 + name.len()))
+                .arg("-in")
+                .arg(p(&format!("{name}.csr")))
+                .arg("-CA")
+                .arg(p("ca.crt"))
+                .arg("-CAkey")
+                .arg(p("ca.key"))
+                .arg("-extfile")
+                .arg(p(&format!("{name}.ext")))
+                .arg("-out")
+                .arg(p(&format!("{name}.crt"))));
+        };
+        sign(
+            "server",
+            "ocigo test registry",
+            &format!(
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n\
+                 subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:{TEST_HOST_NAME}\n"
+            ),
+        );
+        sign(
+            "client",
+            "ocigo test client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
+        TestPki {
+            ca: p("ca.crt"),
+            server_cert: p("server.crt"),
+            server_key: p("server.key"),
+            client_cert: p("client.crt"),
+            client_key: p("client.key"),
+            _dir: dir,
+        }
+    }
+
+    /// A certs.d base holding `HOST/ca.crt` and, with `client`, the client
+    /// pair as `HOST/client.cert` + `HOST/client.key` (docker's names).
+    pub fn certs_d(&self, host: &str, ca: bool, client: bool) -> tempfile::TempDir {
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join(host);
+        std::fs::create_dir_all(&dir).unwrap();
+        if ca {
+            std::fs::copy(&self.ca, dir.join("ca.crt")).unwrap();
+        }
+        if client {
+            std::fs::copy(&self.client_cert, dir.join("client.cert")).unwrap();
+            std::fs::copy(&self.client_key, dir.join("client.key")).unwrap();
+        }
+        base
+    }
 }
