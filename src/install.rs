@@ -31,6 +31,9 @@ const TMP_PREFIX: &str = ".ocigo-tmp-";
 pub struct InstallItem<'a> {
     pub entry: &'a ModuleEntry,
     pub zip_blob: Option<PathBuf>,
+    /// The zip (same immutable store blob) already passed [`verify`] in
+    /// this run: not decompressed and checked a second time.
+    pub zip_checked: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -70,18 +73,26 @@ impl Paths {
     }
 }
 
-/// Verifies every item, then installs those not already present.
-///
-/// Both steps run on a few threads: on the kernels this was measured on, a
-/// file create costs ~0.4 ms of system time, and installs are dominated by
-/// them. Versions of one module path stay on one thread, in order, because
-/// they share a download directory and its `list`.
-pub fn install(
+/// Only the checks of [`install`], writing nothing: returns, per item,
+/// whether its zip has been checked (h1, zip rules) because the module is
+/// not in the cache yet. A pull verifies a whole bundle this way, part by part,
+/// before it installs any part.
+pub fn verify(
     cache: &Path,
     items: &[InstallItem],
     jobs: usize,
     progress: &Progress,
-) -> Result<InstallReport> {
+) -> Result<Vec<bool>> {
+    Ok(plan(cache, items, jobs, progress)?
+        .iter()
+        .zip(items)
+        .map(|((_, _, state), item)| matches!(state, State::Needed) && item.entry.zip.is_some())
+        .collect())
+}
+
+type Plan = Vec<(ModuleVersion, Paths, State)>;
+
+fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -> Result<Plan> {
     progress.start("verifying", items.len() as u64);
     let each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
     let plan = run_parallel(&each_alone, items.len(), jobs, |i| {
@@ -94,11 +105,31 @@ pub fn install(
         let state = state_of(item.entry, &paths)?;
         // A zip is only decompressed and checked (h1, zip rules) for a module
         // that will be written; its digest was checked when it was fetched.
-        verify_entry(&mv, item, matches!(state, State::Needed))?;
+        verify_entry(
+            &mv,
+            item,
+            matches!(state, State::Needed) && !item.zip_checked,
+        )?;
         progress.inc(1);
         Ok((mv, paths, state))
-    })?;
+    });
     progress.finish();
+    plan
+}
+
+/// Verifies every item, then installs those not already present.
+///
+/// Both steps run on a few threads: on the kernels this was measured on, a
+/// file create costs ~0.4 ms of system time, and installs are dominated by
+/// them. Versions of one module path stay on one thread, in order, because
+/// they share a download directory and its `list`.
+pub fn install(
+    cache: &Path,
+    items: &[InstallItem],
+    jobs: usize,
+    progress: &Progress,
+) -> Result<InstallReport> {
+    let plan = plan(cache, items, jobs, progress)?;
 
     let mut by_path: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {

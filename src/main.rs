@@ -62,6 +62,10 @@ enum Command {
         /// Split into several manifests when one would pass this many bytes (tests use small values).
         #[arg(long, hide = true, default_value_t = ocigo::artifact::DEFAULT_MAX_MANIFEST_BYTES)]
         max_manifest_bytes: usize,
+        /// Mean module paths per part (content-defined cuts; tests and measurements vary it).
+        #[arg(long, hide = true, default_value_t = ocigo::artifact::DEFAULT_PATHS_PER_PART,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        paths_per_part: u64,
         #[command(flatten)]
         sign: SignFlags,
     },
@@ -95,6 +99,9 @@ enum Command {
     Inspect {
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         src: String,
+        /// List every module version (default: a summary).
+        #[arg(long)]
+        modules: bool,
     },
     /// List or prune the local content store.
     #[command(subcommand)]
@@ -213,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             from_cache,
             created,
             max_manifest_bytes,
+            paths_per_part,
             sign,
         } => {
             let args = commands::PackArgs {
@@ -223,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 created,
                 limits: SplitLimits {
                     max_manifest_bytes,
+                    paths_per_part,
                     ..SplitLimits::default()
                 },
                 sign: sign.into_sign_with(),
@@ -251,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 identity: verify.expect_identity,
             },
         ),
-        Command::Inspect { src } => commands::inspect(&g, &src),
+        Command::Inspect { src, modules } => commands::inspect(&g, &src, modules),
         Command::Store(StoreCommand::List) => commands::store_list(&g),
         Command::Store(StoreCommand::Prune { references, all }) => {
             commands::store_prune(&g, &references, all)
