@@ -130,7 +130,8 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         modules,
         zips,
         zip_bytes,
-        manifests: built.parts.len().max(1),
+        // Part manifests (the header is not counted).
+        manifests: built.parts.len() - 1,
         copy,
         signature,
     };
