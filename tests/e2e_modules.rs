@@ -483,7 +483,9 @@ fn format_v1_bundles_still_pull() {
         let pulled = pull(&sc, &src, &modcache);
         assert_eq!(pulled["digest"], inspect["digest"], "{pulled:#}");
         assert_eq!(pulled["installed"], 10, "{pulled:#}");
-        assert_fixture_cache_layout(&modcache);
+        // (The zips were made by scripts/fixture-proxy.py, not byte for
+        // byte the harness's, so the layout is judged by the go command.)
+        assert_lists_and_no_leftovers(&modcache);
         assert_go_works_offline(&project, &modcache);
     }
 }
