@@ -23,6 +23,7 @@ use common::fixtures::fixture_env;
 use common::go::{assert_success, go_offline};
 use common::ocigo::{Scratch, json_ok, ocigo};
 use common::registry::TestRegistry;
+use ocigo::artifact;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -55,12 +56,133 @@ fn registry_blobs(storage: &Path) -> BTreeMap<String, u64> {
     out
 }
 
-fn pack(store: &Path, proxy: &Path, project: &Path, dest: &str, cache: &Path) -> serde_json::Value {
+/// Runs ocigo, and with `OCIGO_SCALE_MEASURE=1` records its wall time and
+/// peak RSS (GNU time) and those of every go command it runs (through an
+/// `OCIGO_GO` wrapper), for the benchmark's table.
+struct Runner {
+    dir: PathBuf,
+    measure: bool,
+    rows: std::cell::RefCell<Vec<String>>,
+}
+
+impl Runner {
+    fn new(dir: PathBuf) -> Runner {
+        let measure = std::env::var_os("OCIGO_SCALE_MEASURE").is_some();
+        if measure {
+            let wrapper = dir.join("go-wrapper");
+            fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nexec /usr/bin/time -a -o {} -f '%e %M' go \"$@\"\n",
+                    dir.join("go-times").display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Runner {
+            dir,
+            measure,
+            rows: Default::default(),
+        }
+    }
+
+    fn run(
+        &self,
+        what: &str,
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> serde_json::Value {
+        let times = self.dir.join("ocigo-time");
+        let go_times = self.dir.join("go-times");
+        let _ = fs::remove_file(&go_times);
+        let wrapper = s(&self.dir.join("go-wrapper"));
+        let mut env = env.to_vec();
+        let t = Instant::now();
+        let out = if self.measure {
+            env.push(("OCIGO_GO", wrapper.as_str()));
+            let t = s(&times);
+            common::ocigo::ocigo_command(
+                &["/usr/bin/time", "-f", "%e %M", "-o", &t],
+                store,
+                args,
+                &env,
+            )
+            .output()
+            .unwrap()
+        } else {
+            ocigo(store, args, &env)
+        };
+        let elapsed = t.elapsed();
+        let report = json_ok(&out, &format!("ocigo {}", args.join(" ")));
+        eprintln!("{what}: {elapsed:.1?}");
+        if self.measure {
+            let text = fs::read_to_string(&times).unwrap();
+            let last = text.lines().last().unwrap_or_default().to_string();
+            let mut f = last.split_whitespace();
+            let secs: f64 = f.next().unwrap().parse().unwrap();
+            let kib: f64 = f.next().unwrap().parse().unwrap();
+            let (mut go_secs, mut go_kib) = (0.0f64, 0.0f64);
+            for l in fs::read_to_string(&go_times).unwrap_or_default().lines() {
+                let mut f = l.split_whitespace();
+                if let (Some(Ok(a)), Some(Ok(b))) = (
+                    f.next().map(str::parse::<f64>),
+                    f.next().map(str::parse::<f64>),
+                ) {
+                    go_secs += a;
+                    go_kib = go_kib.max(b);
+                }
+            }
+            let go = if go_secs > 0.0 {
+                format!("{go_secs:.1} s | {:.1} MiB", go_kib / 1024.0)
+            } else {
+                " | ".to_string()
+            };
+            self.rows.borrow_mut().push(format!(
+                "| {what} | {secs:.1} s | {:.1} MiB | {go} |",
+                kib / 1024.0
+            ));
+        }
+        report
+    }
+
+    fn note(&self, row: String) {
+        if self.measure {
+            self.rows.borrow_mut().push(row);
+        }
+    }
+
+    fn print(&self) {
+        if self.measure {
+            println!("| Step | Wall | Peak RSS (ocigo) | go commands' wall | largest go command |");
+            println!("|---|---:|---:|---:|---:|");
+            for r in self.rows.borrow().iter() {
+                println!("{r}");
+            }
+        }
+    }
+}
+
+fn pack(
+    runner: &Runner,
+    what: &str,
+    store: &Path,
+    proxy: &Path,
+    project: &Path,
+    dest: &str,
+    cache: &Path,
+) -> serde_json::Value {
     let mut env = fixture_env(proxy);
     env.push(("GOMODCACHE".into(), s(cache)));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = ocigo(store, &["pack", &s(project), "-o", dest, "--json"], &env);
-    json_ok(&out, &format!("ocigo pack -o {dest}"))
+    runner.run(
+        what,
+        store,
+        &["pack", &s(project), "-o", dest, "--json"],
+        &env,
+    )
 }
 
 #[test]
@@ -68,7 +190,7 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
     let spec = Spec {
         versions: env_usize("OCIGO_SCALE_VERSIONS", 20_000),
         packages: env_usize("OCIGO_SCALE_PACKAGES", 600),
-        files_per_zip: 6,
+        files_per_zip: env_usize("OCIGO_SCALE_FILES", 6),
     };
     let t = Instant::now();
     let c = closure::generate(spec);
@@ -82,17 +204,32 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
 
     let sc = Scratch::new();
     let reg = TestRegistry::start();
+    let runner = Runner::new(sc.dir("measure"));
     let store = sc.dir("store");
+    let disk = sc.join("disk");
     let user_cache = sc.dir("user-modcache");
     let base: Vec<&Gen> = c.packages.iter().collect();
     let project = sc.join("base");
     closure::write_project(&project, &base, &c.hubs, &c.graph);
 
-    // Pack straight to the registry.
-    let t = Instant::now();
+    // Pack to a layout (a removable disk), push that to the registry.
+    let layout = format!("oci:{}:base", s(&disk));
+    let packed = pack(
+        &runner,
+        "pack",
+        &store,
+        &c.proxy,
+        &project,
+        &layout,
+        &user_cache,
+    );
     let dest = format!("{}/org/bundle:base", reg.addr);
-    let packed = pack(&store, &c.proxy, &project, &dest, &user_cache);
-    eprintln!("pack: {:.1?}", t.elapsed());
+    runner.run(
+        "push to an empty registry",
+        &store,
+        &["push", &layout, &dest, "--json"],
+        &[],
+    );
     assert_eq!(packed["modules"], spec.versions, "{}", packed["modules"]);
     assert_eq!(packed["zips"], spec.packages + c.hubs.len());
     let parts = packed["manifests"].as_u64().unwrap();
@@ -102,6 +239,9 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
         "{parts} parts for {} modules",
         spec.versions
     );
+    if std::env::var_os("OCIGO_SCALE_MEASURE_CUTS").is_some() {
+        measure_cut_options(&disk, "base");
+    }
     let base_blobs = registry_blobs(&reg.storage_dir());
     let bundle_bytes: u64 = base_blobs.values().sum();
     assert!(
@@ -112,15 +252,13 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
 
     // Pull into an empty GOMODCACHE with an empty store; the go command
     // builds and verifies offline with nothing else.
-    let t = Instant::now();
     let modcache = sc.dir("modcache");
-    let out = ocigo(
+    let pulled = runner.run(
+        "pull into an empty GOMODCACHE",
         &sc.dir("pull-store"),
         &["pull", &dest, "--gomodcache", &s(&modcache), "--json"],
         &[],
     );
-    let pulled = json_ok(&out, "ocigo pull of the organisation bundle");
-    eprintln!("pull: {:.1?}", t.elapsed());
     assert_eq!(pulled["installed"], spec.versions, "{pulled:#}");
     assert_eq!(pulled["digest"], packed["digest"]);
     let t = Instant::now();
@@ -173,13 +311,26 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
         let dir: PathBuf = sc.join(name);
         closure::write_project(&dir, &packages, &c.hubs, &c.graph);
         let before = registry_blobs(&reg.storage_dir());
-        let t = Instant::now();
-        let packed = pack(
+        let layout = format!("oci:{}:{name}", s(&disk));
+        pack(
+            &runner,
+            &format!("pack, one module {name}d (warm store)"),
             &store,
             &c.proxy,
             &dir,
-            &format!("{}/org/bundle:{name}", reg.addr),
+            &layout,
             &user_cache,
+        );
+        let packed = runner.run(
+            &format!("push, one module {name}d"),
+            &store,
+            &[
+                "push",
+                &layout,
+                &format!("{}/org/bundle:{name}", reg.addr),
+                "--json",
+            ],
+            &[],
         );
         let after = registry_blobs(&reg.storage_dir());
         let new: BTreeMap<&String, &u64> = after
@@ -187,12 +338,13 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
             .filter(|(d, _)| !before.contains_key(*d))
             .collect();
         let new_bytes: u64 = new.values().copied().sum();
-        eprintln!(
-            "{name}: {} new blobs, {new_bytes} bytes ({:.3}% of {bundle_bytes}), pack {:.1?}",
+        let line = format!(
+            "{name}: {} new blobs in the registry, {new_bytes} bytes ({:.3}% of {bundle_bytes})",
             new.len(),
             100.0 * new_bytes as f64 / bundle_bytes as f64,
-            t.elapsed()
         );
+        eprintln!("{line}");
+        runner.note(format!("| ({line}) | | | | |"));
         // At least: the zip, one part (config, manifest) and the index; the
         // header only changes when the counts or zip bytes do.
         let promised = new_zips + 2 + 2 * 2 + 1;
@@ -219,4 +371,129 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
             );
         }
     }
+    runner.print();
+}
+
+/// Bytes a registry holding `old` gains from `new` (blobs and manifests,
+/// zips excluded: the same in every option).
+fn delta_bytes(old: &artifact::BuiltArtifact, new: &artifact::BuiltArtifact) -> u64 {
+    let have: std::collections::HashSet<_> = old
+        .blobs
+        .iter()
+        .chain(&old.parts)
+        .map(|(d, _)| d.digest.clone())
+        .collect();
+    let mut sum = new.top.len() as u64;
+    for (d, b) in new.blobs.iter().chain(&new.parts) {
+        if !have.contains(&d.digest) {
+            sum += b.len() as u64;
+        }
+    }
+    sum
+}
+
+/// Prints, for several ways of cutting parts, what a one-module upgrade,
+/// addition and removal would add to a registry holding the bundle
+/// `reference` of the layout `layout`: the numbers behind the choice of
+/// 128 paths per part (README "Performance"). Rebuilds the bundle's own
+/// module entries with the library, so it takes seconds.
+fn measure_cut_options(layout: &Path, reference: &str) {
+    use ocigo::oci::Repository;
+    let store = ocigo::store::Layout::open(layout).unwrap();
+    let top = store.resolve(reference).unwrap();
+    let bundle = artifact::load(&store, &top).unwrap();
+    let modules: Vec<artifact::ModuleEntry> = bundle.modules().cloned().collect();
+    let zip_bytes: u64 = modules
+        .iter()
+        .filter_map(|m| m.zip.as_ref())
+        .map(|z| z.size)
+        .sum();
+    let input = |modules: Vec<artifact::ModuleEntry>| artifact::ModulesConfig {
+        format_version: artifact::FORMAT_VERSION,
+        main_modules: bundle.outline.main_modules.clone(),
+        platforms: bundle.outline.platforms.clone(),
+        created: None,
+        modules,
+    };
+    // Upgrade: a module with a zip in the middle gets a new zip and .mod.
+    let mut upgraded = modules.clone();
+    let k = (modules.len() / 2..modules.len())
+        .find(|&i| modules[i].zip.is_some())
+        .unwrap_or(modules.len() / 2);
+    upgraded[k].go_mod.push_str("// upgraded\n");
+    if let Some(z) = &mut upgraded[k].zip {
+        z.layer = ocigo::oci::Digest::of_bytes(b"another zip");
+    }
+    let mut added = modules.clone();
+    let mut extra = modules[modules.len() / 3].clone();
+    extra.path.push_str("/extra");
+    extra.zip = None;
+    added.push(extra);
+    let mut removed = modules.clone();
+    removed.remove(2 * modules.len() / 3);
+    println!(
+        "{} module versions, {} zips ({} bytes)",
+        modules.len(),
+        modules.iter().filter(|m| m.zip.is_some()).count(),
+        zip_bytes
+    );
+    println!("| Cut | Parts | Index | Mean part config | Bundle | Upgrade | Addition | Removal |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let options: Vec<(String, artifact::SplitLimits)> = [32u64, 64, 128, 256, 512]
+        .iter()
+        .map(|&n| {
+            (
+                format!("by path, {n} paths a part"),
+                artifact::SplitLimits {
+                    paths_per_part: n,
+                    ..Default::default()
+                },
+            )
+        })
+        .chain(std::iter::once((
+            "every 5,000 modules (v1's rule)".to_string(),
+            artifact::SplitLimits {
+                paths_per_part: u64::MAX,
+                max_modules: 5000,
+                ..Default::default()
+            },
+        )))
+        .collect();
+    for (name, limits) in options {
+        let base = artifact::build(input(modules.clone()), limits).unwrap();
+        let meta: u64 = base
+            .blobs
+            .iter()
+            .chain(&base.parts)
+            .map(|(_, b)| b.len() as u64)
+            .sum::<u64>()
+            + base.top.len() as u64;
+        let total = meta + zip_bytes;
+        let parts = base.parts.len() - 1;
+        let configs: u64 = base.blobs[1..].iter().map(|(_, b)| b.len() as u64).sum();
+        let pct = |b: u64| format!("{} KiB ({:.2}%)", b / 1024, 100.0 * b as f64 / total as f64);
+        let d = |m: Vec<artifact::ModuleEntry>| {
+            delta_bytes(&base, &artifact::build(input(m), limits).unwrap())
+        };
+        println!(
+            "| {name} | {parts} | {} KiB | {} KiB | {} KiB | {} | {} | {} |",
+            base.top.len() / 1024,
+            configs / parts as u64 / 1024,
+            total / 1024,
+            pct(d(upgraded.clone())),
+            pct(d(added.clone())),
+            pct(d(removed.clone())),
+        );
+    }
+}
+
+/// `OCIGO_MEASURE_LAYOUT=DIR OCIGO_MEASURE_REF=TAG cargo test --release
+/// --test scale -- --ignored --nocapture measure`: the cut options on any
+/// packed bundle (scripts/bench-modules.sh runs it on the real-world one).
+#[test]
+#[ignore]
+fn measure_cut_options_on_a_layout() {
+    let layout = std::env::var("OCIGO_MEASURE_LAYOUT").expect("OCIGO_MEASURE_LAYOUT");
+    let reference = std::env::var("OCIGO_MEASURE_REF").expect("OCIGO_MEASURE_REF");
+    measure_cut_options(Path::new(&layout), &reference);
 }
