@@ -300,7 +300,28 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// glibc malloc, tuned so memory does not grow with bundle size: at most
+/// two arenas (pull's threads otherwise each keep an arena of freed
+/// fragments), and fixed mmap/trim thresholds of 256 KiB (glibc otherwise
+/// raises them after the first large free, so every later large buffer,
+/// such as a 256 KiB copy buffer or a config, comes from the fragmented
+/// heap and is never returned). `OCIGO_MALLOC_DEFAULT=1` leaves glibc's
+/// defaults, to measure the difference (README "Performance").
+fn tune_allocator() {
+    if std::env::var_os("OCIGO_MALLOC_DEFAULT").is_some() {
+        return;
+    }
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let json = cli.global.json;
     match run(cli) {

@@ -73,8 +73,9 @@ impl Runner {
             fs::write(
                 &wrapper,
                 format!(
-                    "#!/bin/sh\nexec /usr/bin/time -a -o {} -f '%e %M' go \"$@\"\n",
-                    dir.join("go-times").display()
+                    "#!/bin/sh\nexec /usr/bin/time -a -o {} -f '%e %M' {} \"$@\"\n",
+                    dir.join("go-times").display(),
+                    std::env::var("OCIGO_GO").unwrap_or_else(|_| "go".into())
                 ),
             )
             .unwrap();
@@ -95,23 +96,55 @@ impl Runner {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> serde_json::Value {
-        let times = self.dir.join("ocigo-time");
         let go_times = self.dir.join("go-times");
         let _ = fs::remove_file(&go_times);
         let wrapper = s(&self.dir.join("go-wrapper"));
         let mut env = env.to_vec();
         let t = Instant::now();
+        let mut peak_kib = 0u64;
         let out = if self.measure {
             env.push(("OCIGO_GO", wrapper.as_str()));
-            let t = s(&times);
-            common::ocigo::ocigo_command(
-                &["/usr/bin/time", "-f", "%e %M", "-o", &t],
-                store,
-                args,
-                &env,
-            )
-            .output()
-            .unwrap()
+            // The process's own high-water mark (VmHWM), sampled every 5 ms:
+            // GNU time would report the largest go command pack runs.
+            let mut child = common::ocigo::ocigo_command(&[], store, args, &env)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status_path = format!("/proc/{}/status", child.id());
+            let mut stdout = child.stdout.take().unwrap();
+            let mut stderr = child.stderr.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut o = Vec::new();
+                std::io::Read::read_to_end(&mut stdout, &mut o).unwrap();
+                o
+            });
+            let err_reader = std::thread::spawn(move || {
+                let mut e = Vec::new();
+                std::io::Read::read_to_end(&mut stderr, &mut e).unwrap();
+                e
+            });
+            let status = loop {
+                if let Ok(text) = fs::read_to_string(&status_path)
+                    && let Some(l) = text.lines().find(|l| l.starts_with("VmHWM:"))
+                {
+                    let kib: u64 = l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    peak_kib = peak_kib.max(kib);
+                }
+                if let Some(st) = child.try_wait().unwrap() {
+                    break st;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            std::process::Output {
+                status,
+                stdout: reader.join().unwrap(),
+                stderr: err_reader.join().unwrap(),
+            }
         } else {
             ocigo(store, args, &env)
         };
@@ -119,11 +152,8 @@ impl Runner {
         let report = json_ok(&out, &format!("ocigo {}", args.join(" ")));
         eprintln!("{what}: {elapsed:.1?}");
         if self.measure {
-            let text = fs::read_to_string(&times).unwrap();
-            let last = text.lines().last().unwrap_or_default().to_string();
-            let mut f = last.split_whitespace();
-            let secs: f64 = f.next().unwrap().parse().unwrap();
-            let kib: f64 = f.next().unwrap().parse().unwrap();
+            let secs = elapsed.as_secs_f64();
+            let kib = peak_kib as f64;
             let (mut go_secs, mut go_kib) = (0.0f64, 0.0f64);
             for l in fs::read_to_string(&go_times).unwrap_or_default().lines() {
                 let mut f = l.split_whitespace();
