@@ -34,6 +34,9 @@ pub struct InstallItem<'a> {
     /// The zip (same immutable store blob) already passed [`verify`] in
     /// this run: not decompressed and checked a second time.
     pub zip_checked: bool,
+    /// Write the extracted tree too (`pull --no-extract`: only the
+    /// download area; the go command extracts what a build needs).
+    pub extract: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -102,7 +105,7 @@ fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -
             version: item.entry.version.clone(),
         };
         let paths = Paths::new(cache, &mv).with_context(|| format!("module {mv} in the bundle"))?;
-        let state = state_of(item.entry, &paths)?;
+        let state = state_of(item.entry, &paths, item.extract)?;
         // A zip is only decompressed and checked (h1, zip rules) for a module
         // that will be written; its digest was checked when it was fetched.
         verify_entry(
@@ -310,7 +313,7 @@ fn blame_local_copy(blob: &Path, layer: &crate::oci::Digest) -> Option<anyhow::E
     ))
 }
 
-fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
+fn state_of(entry: &ModuleEntry, paths: &Paths, need_tree: bool) -> Result<State> {
     match fs::read(paths.file("mod")) {
         Ok(existing) if existing != entry.go_mod.as_bytes() => {
             return Ok(State::Conflict(format!(
@@ -331,7 +334,12 @@ fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
     };
     match fs::read_to_string(paths.file("ziphash")) {
         Ok(existing) if existing.trim() == zip.hash => {
-            if paths.tree.is_dir() && !paths.file("partial").exists() {
+            let complete = if need_tree {
+                paths.tree.is_dir()
+            } else {
+                paths.tree.is_dir() || paths.file("zip").is_file()
+            };
+            if complete && !paths.file("partial").exists() {
                 Ok(State::Present)
             } else {
                 Ok(State::Needed)
@@ -361,7 +369,7 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
     // module waits for us and then finds it complete, and the other way round.
     let _lock = crate::store::exclusive_lock(&paths.file("lock"))?;
     // Decide again under the lock: what was seen before may have changed.
-    match state_of(item.entry, paths)? {
+    match state_of(item.entry, paths, item.extract)? {
         State::Present => {
             add_missing_info(paths, entry)?;
             return Ok(false);
@@ -406,6 +414,11 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
     }
     let mut src = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
     write_stream_atomic(&paths.file("zip"), &mut src)?;
+    if !item.extract {
+        rewrite_list(&paths.download_dir, Some(&mv.version))?;
+        write_file_atomic(&paths.file("ziphash"), Some(&zip.hash))?;
+        return Ok(true);
+    }
 
     let parent = paths.tree.parent().expect("tree has a parent");
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;

@@ -92,6 +92,9 @@ enum Command {
         #[arg(long, env = "OCIGO_JOBS", default_value_t = ocigo::install::DEFAULT_JOBS as u16,
               value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
+        /// Write only the download area (cache/download): the go command extracts the zips a build needs, offline.
+        #[arg(long)]
+        no_extract: bool,
         #[command(flatten)]
         verify: VerifyRules,
     },
@@ -246,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             gomodcache,
             verify_keys,
             jobs,
+            no_extract,
             verify,
         } => commands::pull_verified(
             &g,
@@ -253,6 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 src,
                 gomodcache,
                 jobs: jobs.into(),
+                no_extract,
             },
             commands::VerifyWith {
                 keys: verify_keys,

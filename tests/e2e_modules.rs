@@ -332,6 +332,60 @@ fn layout_round_trip_with_offline_pull() {
     assert_go_works_offline(&project, &modcache);
 }
 
+/// 2b. `pull --no-extract` writes only the download area: no extracted
+///     trees; the go command extracts what it needs from the zips, offline,
+///     and everything works as after a full pull. A later full pull adds
+///     the trees.
+#[test]
+fn pull_without_extracting() {
+    let sc = Scratch::new();
+    let project = copy_project(sc.path());
+    let dest = format!("oci:{}:v1", s(&sc.join("disk")));
+    pack(&sc, proxy(), &project, &dest, &PLATFORMS);
+    let modcache = sc.dir("modcache");
+    let out = ocigo(
+        &fresh(&sc, "store"),
+        &[
+            "pull",
+            &dest,
+            "--gomodcache",
+            &s(&modcache),
+            "--no-extract",
+            "--json",
+        ],
+        &[],
+    );
+    let pulled = json_ok(&out, "ocigo pull --no-extract");
+    assert_eq!(pulled["installed"], 10, "{pulled:#}");
+    let trees: Vec<String> = fs::read_dir(modcache.join("example.com"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(trees.is_empty(), "extracted trees written: {trees:?}");
+    let dl = download_dir(&modcache, "example.com/testonly");
+    assert!(dl.join("v1.0.0.zip").is_file() && dl.join("v1.0.0.ziphash").is_file());
+    // A second --no-extract pull finds everything present.
+    let again = json_ok(
+        &ocigo(
+            &fresh(&sc, "store"),
+            &[
+                "pull",
+                &dest,
+                "--gomodcache",
+                &s(&modcache),
+                "--no-extract",
+                "--json",
+            ],
+            &[],
+        ),
+        "a second ocigo pull --no-extract",
+    );
+    assert_eq!(again["installed"], 0, "{again:#}");
+    assert_go_works_offline(&project, &modcache);
+}
+
 /// The fixture project plus one more module, `example.com/extra`, imported
 /// by the main package: a bundle that differs from the fixture one by
 /// exactly one module. Returns (proxy, project).

@@ -22,6 +22,8 @@ pub struct PullArgs {
     pub gomodcache: Option<PathBuf>,
     /// Modules verified and installed at once.
     pub jobs: usize,
+    /// Write only the download area, not the extracted trees.
+    pub no_extract: bool,
 }
 
 #[derive(Serialize)]
@@ -45,6 +47,7 @@ fn install_items<'a>(
     store: &crate::store::Layout,
     entries: impl IntoIterator<Item = &'a ModuleEntry>,
     zips_checked: &HashSet<Digest>,
+    extract: bool,
 ) -> Vec<InstallItem<'a>> {
     entries
         .into_iter()
@@ -55,6 +58,7 @@ fn install_items<'a>(
                 .zip
                 .as_ref()
                 .is_some_and(|z| zips_checked.contains(&z.layer)),
+            extract,
         })
         .collect()
 }
@@ -119,7 +123,7 @@ fn pull_from(
             }
         }
         part.store_in(&store, &top.digest)?;
-        let items = install_items(&store, &part.modules, &zips_checked);
+        let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
         let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;
         for (entry, checked) in part.modules.iter().zip(checked) {
             if let (true, Some(z)) = (checked, &entry.zip) {
@@ -149,7 +153,12 @@ fn pull_from(
             continue;
         }
         let entries: Vec<&ModuleEntry> = batch.iter().flat_map(|p| p.modules.iter()).collect();
-        let items = install_items(&store, entries.iter().copied(), &zips_checked);
+        let items = install_items(
+            &store,
+            entries.iter().copied(),
+            &zips_checked,
+            !args.no_extract,
+        );
         let r = install::install(&gomodcache, &items, args.jobs, &quiet)?;
         report.installed += r.installed;
         report.already_present += r.already_present;
