@@ -171,3 +171,126 @@ fn collect(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::Read;
+
+    use super::*;
+    use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
+    use crate::oci::{Digest, FetchedManifest};
+    use crate::store::Layout;
+
+    /// A layout that calls itself a registry and counts blob HEADs.
+    struct Counting {
+        inner: Layout,
+        heads: Cell<usize>,
+    }
+
+    impl Repository for Counting {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn resolve(&self, reference: &str) -> Result<Descriptor> {
+            self.inner.resolve(reference)
+        }
+        fn fetch_manifest(&self, desc: &Descriptor) -> Result<FetchedManifest> {
+            self.inner.fetch_manifest(desc)
+        }
+        fn push_manifest(&self, m: &str, b: &[u8], t: Option<&str>) -> Result<Descriptor> {
+            self.inner.push_manifest(m, b, t)
+        }
+        fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+            self.heads.set(self.heads.get() + 1);
+            self.inner.blob_exists(digest)
+        }
+        fn fetch_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
+            self.inner.fetch_blob(desc)
+        }
+        fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
+            self.inner.push_blob(desc, content)
+        }
+        fn list_tags(&self) -> Result<Vec<String>> {
+            self.inner.list_tags()
+        }
+        fn registry_name(&self) -> Option<(String, String)> {
+            Some(("registry.test".into(), "dst".into()))
+        }
+    }
+
+    fn bundle(src: &Layout, versions: &[(usize, &str)], tag: &str) -> Descriptor {
+        let modules = versions
+            .iter()
+            .map(|&(i, v)| {
+                let zip = format!("zip of m{i} {v}");
+                let desc = Descriptor::for_bytes(artifact::MEDIA_TYPE_MODULE_ZIP, zip.as_bytes());
+                src.push_blob(&desc, &mut zip.as_bytes()).unwrap();
+                ModuleEntry {
+                    path: format!("example.com/m{i:04}"),
+                    version: v.to_string(),
+                    info: None,
+                    go_mod: format!("module example.com/m{i:04}\n"),
+                    mod_hash: "h1:x".into(),
+                    zip: Some(ZipRef {
+                        hash: "h1:y".into(),
+                        layer: desc.digest,
+                        size: desc.size,
+                    }),
+                }
+            })
+            .collect();
+        let built = artifact::build(
+            ModulesConfig {
+                format_version: artifact::FORMAT_VERSION,
+                main_modules: vec![MainModule {
+                    path: "example.com/main".into(),
+                    go_version: None,
+                }],
+                platforms: vec![],
+                created: None,
+                modules,
+            },
+            SplitLimits {
+                paths_per_part: 16,
+                ..SplitLimits::default()
+            },
+        )
+        .unwrap();
+        artifact::push_built(src, &built, Some(tag)).unwrap()
+    }
+
+    /// An update asks the destination registry only about the blobs of the
+    /// parts it does not hold yet, and sends only what changed.
+    #[test]
+    fn present_manifests_prove_their_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Layout::open_or_create(dir.path().join("src")).unwrap();
+        let dst = Counting {
+            inner: Layout::open_or_create(dir.path().join("dst")).unwrap(),
+            heads: Cell::new(0),
+        };
+        let mut versions: Vec<(usize, &str)> = (0..400).map(|i| (i, "v1.0.0")).collect();
+        let first = bundle(&src, &versions, "one");
+        let hidden = Progress::hidden();
+        let stats = copy(&src, &first, &dst, Some("one"), &hidden).unwrap();
+        assert_eq!(stats.blobs, 400 + 1 + stats.manifests - 2);
+        assert_eq!(dst.heads.get(), stats.blobs, "first copy: every blob asked");
+
+        versions[200].1 = "v1.1.0";
+        let second = bundle(&src, &versions, "two");
+        dst.heads.set(0);
+        let stats = copy(&src, &second, &dst, Some("two"), &hidden).unwrap();
+        // The new zip and the changed part's config (the zip has the same
+        // size, so the header's counts, and the header, are unchanged).
+        assert_eq!(stats.blobs_sent, 2, "{stats:?}");
+        // Asked: the blobs of the changed part and the header, not the rest.
+        assert!(
+            dst.heads.get() < 60,
+            "{} HEAD requests for a one-module update of 400",
+            dst.heads.get()
+        );
+        // The index and the changed part.
+        assert_eq!(stats.manifests, 2, "{stats:?}");
+    }
+}
