@@ -200,12 +200,18 @@ impl Default for SplitLimits {
     }
 }
 
-/// Whether `path` ends a part: depends on nothing but the path, so a cut
-/// never moves when other modules come or go.
-pub fn ends_part(path: &str, paths_per_part: u64) -> bool {
+/// Whether `path` ends a part that already holds `paths` module paths
+/// (this one included). Normally when sha256(path) is divisible by
+/// `paths_per_part`: that depends on nothing but the path, so a cut never
+/// moves when other modules come or go. A part that has reached twice the
+/// mean also ends at a path divisible by `paths_per_part / 16`, still
+/// chosen by content, so parts are rarely much larger than the mean (a
+/// one-module change sends the whole part that holds it).
+pub fn ends_part(path: &str, paths: u64, paths_per_part: u64) -> bool {
     let h = Sha256::digest(path.as_bytes());
     let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
-    n % paths_per_part.max(1) == 0
+    let mean = paths_per_part.max(1);
+    n % mean == 0 || (paths >= mean.saturating_mul(2) && n % (mean / 16).max(1) == 0)
 }
 
 fn layer_descriptor(zip: &ZipRef) -> Descriptor {
@@ -276,6 +282,7 @@ pub fn build(mut input: ModulesConfig, limits: SplitLimits) -> Result<BuiltArtif
     let mut groups: Vec<Vec<ModuleEntry>> = Vec::new();
     let mut current: Vec<ModuleEntry> = Vec::new();
     let mut current_len = empty_manifest_len;
+    let mut current_paths = 0u64;
     let count = modules.len();
     let mut iter = modules.into_iter().peekable();
     while let Some(m) = iter.next() {
@@ -299,14 +306,19 @@ pub fn build(mut input: ModulesConfig, limits: SplitLimits) -> Result<BuiltArtif
         {
             groups.push(std::mem::take(&mut current));
             current_len = empty_manifest_len;
+            current_paths = 0;
         }
         current_len += add;
         let last_of_path = iter.peek().is_none_or(|next| next.path != m.path);
-        let cut = last_of_path && ends_part(&m.path, limits.paths_per_part);
+        if last_of_path {
+            current_paths += 1;
+        }
+        let cut = last_of_path && ends_part(&m.path, current_paths, limits.paths_per_part);
         current.push(m);
         if cut {
             groups.push(std::mem::take(&mut current));
             current_len = empty_manifest_len;
+            current_paths = 0;
         }
     }
     if !current.is_empty() || count == 0 {
@@ -1000,7 +1012,7 @@ mod tests {
     #[test]
     fn a_cut_depends_only_on_the_path() {
         let cuts = (0..10_000)
-            .filter(|i| ends_part(&format!("example.com/gen/m{i:05}"), 128))
+            .filter(|i| ends_part(&format!("example.com/gen/m{i:05}"), 1, 128))
             .count();
         assert!((40..=120).contains(&cuts), "{cuts} cuts in 10,000 paths");
     }
