@@ -25,6 +25,14 @@ use common::ocigo::{Scratch, json_ok, ocigo};
 use common::registry::TestRegistry;
 use ocigo::artifact;
 
+/// "upgraded", "added", "removed".
+fn done(name: &str) -> String {
+    match name {
+        "add" => "added".to_string(),
+        other => format!("{other}d"),
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -344,7 +352,7 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
         let layout = format!("oci:{}:{name}", s(&disk));
         pack(
             &runner,
-            &format!("pack, one module {name}d (warm store)"),
+            &format!("pack, one module {} (warm store)", done(name)),
             &store,
             &c.proxy,
             &dir,
@@ -352,7 +360,7 @@ fn organisation_scale_round_trip_and_one_module_deltas() {
             &user_cache,
         );
         let packed = runner.run(
-            &format!("push, one module {name}d"),
+            &format!("push, one module {}", done(name)),
             &store,
             &[
                 "push",
