@@ -108,6 +108,10 @@ impl Runner {
         let _ = fs::remove_file(&go_times);
         let wrapper = s(&self.dir.join("go-wrapper"));
         let mut env = env.to_vec();
+        // Passed through to compare glibc's default allocator settings.
+        if std::env::var_os("OCIGO_MALLOC_DEFAULT").is_some() {
+            env.push(("OCIGO_MALLOC_DEFAULT", "1"));
+        }
         let t = Instant::now();
         let mut peak_kib = 0u64;
         let out = if self.measure {
