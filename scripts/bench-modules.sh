@@ -5,6 +5,7 @@
 #
 #  (a) installing the closure into an empty GOMODCACHE:
 #        ocigo pull from a local registry      (fresh OCIGO_STORE each run)
+#        ocigo pull --no-extract from it       (the download area only)
 #        ocigo pull from an oci: layout        (fresh OCIGO_STORE each run)
 #        tar -xzf of a tar -czf of the same GOMODCACHE (what teams do today)
 #        go mod download from a file:// proxy holding the same modules
@@ -122,8 +123,9 @@ note "$ref1_counts; tarball $(human_bytes "$tar1_bytes")"
 
 # ---------------------------------------------------------------- (a)
 declare -A secs kib desc
-methods=(reg layout tar godl)
+methods=(reg noext layout tar godl)
 desc[reg]="ocigo pull from a local registry"
+desc[noext]="ocigo pull --no-extract from a local registry"
 desc[layout]="ocigo pull from an oci: layout"
 desc[tar]="tar -xzf of a tar -czf of the same cache"
 desc[godl]="go mod download from a file:// proxy"
@@ -135,6 +137,10 @@ run_method() {
 	reg)
 		MEASURE_STDOUT=/dev/null measure "$ocigo" --quiet --store "$tmp/run/store" \
 			pull "$registry/bench/realworld:v1" --gomodcache "$gmc"
+		;;
+	noext)
+		MEASURE_STDOUT=/dev/null measure "$ocigo" --quiet --store "$tmp/run/store" \
+			pull "$registry/bench/realworld:v1" --gomodcache "$gmc" --no-extract
 		;;
 	layout)
 		MEASURE_STDOUT=/dev/null measure "$ocigo" --quiet --store "$tmp/run/store" \

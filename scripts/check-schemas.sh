@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Validate what `ocigo pack` writes against schemas/*.schema.json:
 # packs testdata/project (fixture modules through a file:// proxy) into an
-# oci: layout three ways (plain; with --created; split into several
-# manifests under an index), then checks with Python `jsonschema` that
+# oci: layout three ways (plain; with --created; in several parts), then
+# checks with Python `jsonschema` (format v2; and the v1 bundles kept in
+# testdata/bundle-v1 against the v1 schema) that
 #   - the schema itself is a valid draft 2020-12 schema,
 #   - every config blob validates (formats checked, e.g. date-time),
 #   - the media types / artifactType / part annotations are the documented
@@ -34,30 +35,41 @@ pack() {
 log "packing testdata/project into oci:$tmp/layout"
 pack -o "oci:$tmp/layout:plain"
 pack -o "oci:$tmp/layout:created" --created 2024-05-06T07:08:09Z
-# A tiny manifest limit forces a split bundle (an index of parts).
-pack -o "oci:$tmp/layout:split" --max-manifest-bytes 1200
+# Two paths per part on average: several parts under the index.
+pack -o "oci:$tmp/layout:split" --paths-per-part 2
 
-log "validating against $OCIGO_ROOT/schemas/modules-config.v1.schema.json"
-python3 - "$OCIGO_ROOT/schemas/modules-config.v1.schema.json" "$tmp/layout" <<'EOF'
+log "validating format v2 against schemas/{bundle,part}-config.v2, testdata/bundle-v1 against modules-config.v1"
+python3 - "$OCIGO_ROOT/schemas" "$tmp/layout" "$OCIGO_ROOT/testdata/bundle-v1" <<'EOF'
 import copy
 import json
-import re
 import sys
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-schema_path, layout = Path(sys.argv[1]), Path(sys.argv[2])
-schema = json.loads(schema_path.read_text())
-Draft202012Validator.check_schema(schema)
-validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+schemas, layout, layout_v1 = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+
+def validator_for(name):
+    schema = json.loads((schemas / name).read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+HEADER_V = validator_for("bundle-config.v2.schema.json")
+PART_V = validator_for("part-config.v2.schema.json")
+V1_V = validator_for("modules-config.v1.schema.json")
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
-ARTIFACT = "application/vnd.ocigo.modules.v1"
-CONFIG = "application/vnd.ocigo.modules.config.v1+json"
+ARTIFACT = "application/vnd.ocigo.modules.v2"
+ARTIFACT_V1 = "application/vnd.ocigo.modules.v1"
+HEADER = "application/vnd.ocigo.bundle.config.v2+json"
+PARTCFG = "application/vnd.ocigo.modules.part.v2+json"
+CONFIG_V1 = "application/vnd.ocigo.modules.config.v1+json"
 ZIP = "application/vnd.ocigo.module.v1.zip"
 PART = "dev.ocigo.bundle.part"
+ROLE = "dev.ocigo.bundle.role"
 failures = []
 
 
@@ -66,73 +78,113 @@ def check(cond, what):
         failures.append(what)
 
 
-def blob(digest):
+def blob(root, digest):
     algo, hexd = digest.split(":", 1)
-    return (layout / "blobs" / algo / hexd).read_bytes()
+    return (root / "blobs" / algo / hexd).read_bytes()
 
 
-def configs_of(desc, where):
-    """Yield (where, config JSON) for every part under a descriptor."""
-    doc = json.loads(blob(desc["digest"]))
-    check(doc.get("artifactType") == ARTIFACT, f"{where}: artifactType {doc.get('artifactType')!r}")
-    if desc["mediaType"] == INDEX:
-        check(doc.get("mediaType") == INDEX, f"{where}: index mediaType")
-        n = len(doc["manifests"])
-        for i, child in enumerate(doc["manifests"], 1):
-            check(child["mediaType"] == MANIFEST, f"{where}: part {i} is not a manifest")
-            check(child.get("artifactType") == ARTIFACT, f"{where}: part {i} artifactType")
-            check(child.get("annotations", {}).get(PART) == f"{i}/{n}",
-                  f"{where}: part {i} annotation {child.get('annotations')}")
-            yield from configs_of(child, f"{where} part {i}/{n}")
-        return
+def validate(validator, config, where):
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
+    for e in errors:
+        failures.append(f"{where}: {'/'.join(map(str, e.path)) or '(root)'}: {e.message}")
+    return not errors
+
+
+def manifest_of(root, desc, where, artifact, config_type):
+    doc = json.loads(blob(root, desc["digest"]))
     check(doc.get("mediaType") == MANIFEST, f"{where}: manifest mediaType")
-    check(doc["config"]["mediaType"] == CONFIG, f"{where}: config mediaType {doc['config']['mediaType']!r}")
-    for layer in doc["layers"]:
+    check(doc.get("artifactType") == artifact, f"{where}: artifactType {doc.get('artifactType')!r}")
+    check(doc["config"]["mediaType"] == config_type, f"{where}: config mediaType {doc['config']['mediaType']!r}")
+    for layer in doc.get("layers", []):
         check(layer["mediaType"] == ZIP, f"{where}: layer mediaType {layer['mediaType']!r}")
-    config = json.loads(blob(doc["config"]["digest"]))
+    return doc, json.loads(blob(root, doc["config"]["digest"]))
+
+
+def layers_match(doc, config, where):
     layers = [l["digest"] for l in doc["layers"]]
     named = [m["zip"]["layer"] for m in config.get("modules", []) if "zip" in m]
     check(layers == named, f"{where}: layers are not the config's zips in order")
-    yield where, config
 
 
-index = json.loads((layout / "index.json").read_text())
-seen = {}
-for desc in index["manifests"]:
-    tag = desc.get("annotations", {}).get("org.opencontainers.image.ref.name", desc["digest"])
-    for where, config in configs_of(desc, tag):
-        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
-        for e in errors:
-            failures.append(f"{where}: {'/'.join(map(str, e.path)) or '(root)'}: {e.message}")
-        seen.setdefault(tag, []).append(config)
-        print(f"  {where}: {len(config['modules'])} modules, "
-              f"{'valid' if not errors else f'{len(errors)} errors'}", file=sys.stderr)
+def read_v2(desc, where):
+    """(header config, [part configs]) of a v2 bundle."""
+    check(desc["mediaType"] == INDEX, f"{where}: a v2 bundle is an index")
+    index = json.loads(blob(layout, desc["digest"]))
+    check(index.get("artifactType") == ARTIFACT, f"{where}: index artifactType")
+    entries = index["manifests"]
+    check(entries[0].get("annotations", {}).get(ROLE) == "header", f"{where}: first entry is not the header")
+    hdoc, header = manifest_of(layout, entries[0], f"{where} header", ARTIFACT, HEADER)
+    check(hdoc.get("layers", []) == [], f"{where}: the header has layers")
+    validate(HEADER_V, header, f"{where} header")
+    parts = []
+    n = len(entries) - 1
+    for i, child in enumerate(entries[1:], 1):
+        w = f"{where} part {i}/{n}"
+        check(child.get("artifactType") == ARTIFACT, f"{w}: artifactType on the index entry")
+        check(child.get("annotations", {}).get(PART) == f"{i}/{n}", f"{w}: annotation {child.get('annotations')}")
+        doc, config = manifest_of(layout, child, w, ARTIFACT, PARTCFG)
+        layers_match(doc, config, w)
+        validate(PART_V, config, w)
+        parts.append(config)
+    modules = [m for p in parts for m in p["modules"]]
+    check(header["modules"] == len(modules), f"{where}: header counts {header['modules']} modules, parts hold {len(modules)}")
+    check(header["zips"] == sum("zip" in m for m in modules), f"{where}: header zips")
+    print(f"  {where}: header valid, {n} parts, {len(modules)} modules", file=sys.stderr)
+    return header, parts
 
+
+def read_v1(desc, where):
+    configs = []
+    if desc["mediaType"] == INDEX:
+        index = json.loads(blob(layout_v1, desc["digest"]))
+        check(index.get("artifactType") == ARTIFACT_V1, f"{where}: index artifactType")
+        descs = index["manifests"]
+    else:
+        descs = [desc]
+    for i, d in enumerate(descs, 1):
+        doc, config = manifest_of(layout_v1, d, f"{where} {i}", ARTIFACT_V1, CONFIG_V1)
+        layers_match(doc, config, f"{where} {i}")
+        validate(V1_V, config, f"{where} {i}")
+        configs.append(config)
+    print(f"  v1 {where}: {len(configs)} configs valid", file=sys.stderr)
+    return configs
+
+
+def tags(root):
+    index = json.loads((root / "index.json").read_text())
+    return {d.get("annotations", {}).get("org.opencontainers.image.ref.name", d["digest"]): d
+            for d in index["manifests"]}
+
+
+seen = {tag: read_v2(desc, tag) for tag, desc in tags(layout).items()}
 check(set(seen) == {"plain", "created", "split"}, f"tags found: {sorted(seen)}")
-check(len(seen.get("split", [])) > 1, "the split bundle has only one part")
-check("created" in seen.get("created", [{}])[0], "--created did not set created")
-check("created" not in seen.get("plain", [{}])[0], "created is set without --created")
+check(len(seen.get("split", (None, []))[1]) > 1, "the split bundle has only one part")
+check("created" in seen["created"][0], "--created did not set created")
+check("created" not in seen["plain"][0], "created is set without --created")
+# Parts hold nothing bundle-specific: --created changes only the header.
+check(seen["plain"][1] == seen["created"][1], "--created changed a part")
+v1 = {tag: read_v1(desc, tag) for tag, desc in tags(layout_v1).items()}
+check(set(v1) == {"v1", "v1-split"}, f"v1 tags found: {sorted(v1)}")
 
-# The schema must reject what ocigo rejects.
-good = seen["plain"][0]
-zipped = next(i for i, m in enumerate(good["modules"]) if "zip" in m)
-modonly = next((i for i, m in enumerate(good["modules"]) if "zip" not in m), None)
+# The schemas must reject what ocigo rejects.
+header = seen["plain"][0]
+part = seen["plain"][1][0]
+zipped = next(i for i, m in enumerate(part["modules"]) if "zip" in m)
+modonly = next((i for i, m in enumerate(part["modules"]) if "zip" not in m), None)
 check(modonly is not None, "no go.mod-only module in the fixture bundle")
 
 
-def mutated(fn):
+def mutated(good, fn):
     c = copy.deepcopy(good)
     fn(c)
     return c
 
 
-bad = {
+bad_part = {
     "unknown top-level field": lambda c: c.update(extra=1),
-    "formatVersion 2": lambda c: c.update(formatVersion=2),
+    "formatVersion 1": lambda c: c.update(formatVersion=1),
+    "header fields in a part": lambda c: c.update(platforms=["linux/amd64"]),
     "missing modules": lambda c: c.pop("modules"),
-    "created not a date-time": lambda c: c.update(created="yesterday"),
-    "platform not os/arch": lambda c: c.update(platforms=["linux"]),
-    "unknown main module field": lambda c: c["mainModules"][0].update(dir="/x"),
     "unknown module field": lambda c: c["modules"][zipped].update(sum="x"),
     "modHash not h1": lambda c: c["modules"][zipped].update(modHash="h2:" + "A" * 43 + "="),
     "modHash too short": lambda c: c["modules"][zipped].update(modHash="h1:abc="),
@@ -144,18 +196,30 @@ bad = {
     "zip.size negative": lambda c: c["modules"][zipped]["zip"].update(size=-1),
     "zip without size": lambda c: c["modules"][zipped]["zip"].pop("size"),
 }
-for what, fn in bad.items():
-    check(not validator.is_valid(mutated(fn)), f"schema accepts a config with {what}")
-print(f"  schema rejects all {len(bad)} malformed variants"
-      if not any(f.startswith("schema accepts") for f in failures) else "", file=sys.stderr)
+bad_header = {
+    "unknown top-level field": lambda c: c.update(extra=1),
+    "formatVersion 1": lambda c: c.update(formatVersion=1),
+    "modules listed in the header": lambda c: c.update(modules=[]),
+    "missing zipBytes": lambda c: c.pop("zipBytes"),
+    "created not a date-time": lambda c: c.update(created="yesterday"),
+    "platform not os/arch": lambda c: c.update(platforms=["linux"]),
+    "unknown main module field": lambda c: c["mainModules"][0].update(dir="/x"),
+}
+for what, fn in bad_part.items():
+    check(not PART_V.is_valid(mutated(part, fn)), f"part schema accepts a config with {what}")
+for what, fn in bad_header.items():
+    check(not HEADER_V.is_valid(mutated(header, fn)), f"header schema accepts a config with {what}")
+good_v1 = v1["v1"][0]
+check(not V1_V.is_valid(mutated(good_v1, lambda c: c.update(formatVersion=2))), "v1 schema accepts formatVersion 2")
+if not any(f.startswith(("part schema accepts", "header schema accepts")) for f in failures):
+    print(f"  schemas reject all {len(bad_part) + len(bad_header)} malformed variants", file=sys.stderr)
 
 if failures:
     print("schema check FAILED:", file=sys.stderr)
     for f in failures:
         print("  " + f, file=sys.stderr)
     sys.exit(1)
-total = sum(len(v) for v in seen.values())
-print(f"{total} config blobs valid against {schema_path.name}", file=sys.stderr)
+print("every config blob is valid against its schema", file=sys.stderr)
 EOF
 
 # The host configuration: the schema accepts what ocigo accepts (ocigo itself

@@ -41,7 +41,7 @@ cmp -s "$OCIGO_ROOT/testdata/realworld/go.mod" "$tmp/project/go.mod" ||
 	die "pack changed the project's go.mod"
 
 log "inspect $remote"
-"$ocigo" --json --store "$tmp/store-pull" inspect "$remote" >"$tmp/inspect.json"
+"$ocigo" --json --store "$tmp/store-pull" inspect --modules "$remote" >"$tmp/inspect.json"
 modules=$(json_get "$tmp/inspect.json" 'len(d["modules"])')
 zips=$(json_get "$tmp/inspect.json" 'sum(1 for m in d["modules"] if m["zip_size"] is not None)')
 note "$modules module versions ($zips with zips) in $(json_get "$tmp/inspect.json" 'd["manifests"]') manifest(s), $(human_bytes "$(json_get "$tmp/inspect.json" 'd["unique_bytes"]')")"

@@ -46,6 +46,12 @@ const DOWNLOAD_FILE_MODE: u32 = 0o644;
 pub struct InstallItem<'a> {
     pub entry: &'a ModuleEntry,
     pub zip_blob: Option<PathBuf>,
+    /// The zip (same immutable store blob) already passed [`verify`] in
+    /// this run: not decompressed and checked a second time.
+    pub zip_checked: bool,
+    /// Write the extracted tree too (`pull --no-extract`: only the
+    /// download area; the go command extracts what a build needs).
+    pub extract: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -115,22 +121,26 @@ struct Leftovers {
     trees: Vec<PathBuf>,
 }
 
-/// Verifies every item, then installs those not already present.
-///
-/// Both steps run on a few threads: on the kernels this was measured on, a
-/// file create costs ~0.4 ms of system time, and installs are dominated by
-/// them. Versions of one module path stay on one thread, in order, because
-/// they share a download directory and its `list`.
-///
-/// Nothing is written (not even GOMODCACHE created) until every item is
-/// verified and every path it will touch checked. If writing fails, the
-/// directories this call created and left empty are removed again.
-pub fn install(
+/// Only the checks of [`install`], writing nothing: returns, per item,
+/// whether its zip has been checked (h1, zip rules) because the module is
+/// not in the cache yet. A pull verifies a whole bundle this way, part by part,
+/// before it installs any part.
+pub fn verify(
     cache: &Path,
     items: &[InstallItem],
     jobs: usize,
     progress: &Progress,
-) -> Result<InstallReport> {
+) -> Result<Vec<bool>> {
+    Ok(plan(cache, items, jobs, progress)?
+        .iter()
+        .zip(items)
+        .map(|((_, _, state), item)| matches!(state, State::Needed) && item.entry.zip.is_some())
+        .collect())
+}
+
+type Plan = Vec<(ModuleVersion, Paths, State)>;
+
+fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -> Result<Plan> {
     progress.start("verifying", items.len() as u64);
     let each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
     let plan = run_parallel(&each_alone, items.len(), jobs, |i| {
@@ -151,7 +161,7 @@ pub fn install(
         check_names(cache, &paths, &mv)?;
         check_dirs(cache, &paths.download_dir)?;
         check_dirs(cache, paths.tree_parent())?;
-        let state = state_of(item.entry, &paths)?;
+        let state = state_of(item.entry, &paths, item.extract)?;
         match state {
             State::Needed => check_targets(&paths)?,
             State::Present if item.entry.info.is_some() => {
@@ -162,11 +172,37 @@ pub fn install(
         // A zip is only decompressed and checked (h1, zip rules, names) for
         // a module that will be written; its digest was checked when it
         // was fetched.
-        verify_entry(cache, &mv, &paths, item, matches!(state, State::Needed))?;
+        verify_entry(
+            cache,
+            &mv,
+            &paths,
+            item,
+            matches!(state, State::Needed) && !item.zip_checked,
+        )?;
         progress.inc(1);
         Ok((mv, paths, state))
-    })?;
+    });
     progress.finish();
+    plan
+}
+
+/// Verifies every item, then installs those not already present.
+///
+/// Both steps run on a few threads: on the kernels this was measured on, a
+/// file create costs ~0.4 ms of system time, and installs are dominated by
+/// them. Versions of one module path stay on one thread, in order, because
+/// they share a download directory and its `list`.
+///
+/// Nothing is written (not even GOMODCACHE created) until every item is
+/// verified and every path it will touch checked. If writing fails, the
+/// directories this call created and left empty are removed again.
+pub fn install(
+    cache: &Path,
+    items: &[InstallItem],
+    jobs: usize,
+    progress: &Progress,
+) -> Result<InstallReport> {
+    let plan = plan(cache, items, jobs, progress)?;
     let leftovers = find_leftovers(&plan, items)?;
 
     let mut by_path: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -566,7 +602,7 @@ fn find_leftovers(
 /// Where the cache stands for one module. Files are read no-follow,
 /// regular-only and bounded: a `.mod` no bigger than the bundle's (a bigger
 /// one differs anyway), a `.ziphash` of one line.
-fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
+fn state_of(entry: &ModuleEntry, paths: &Paths, need_tree: bool) -> Result<State> {
     let mod_path = paths.file("mod");
     match crate::fs::read_capped(&mod_path, entry.go_mod.len() as u64) {
         Ok(None) => return Ok(State::Needed),
@@ -593,9 +629,11 @@ fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
     let ziphash = paths.file("ziphash");
     match crate::fs::read_capped(&ziphash, MAX_ZIPHASH_BYTES) {
         Ok(Some(existing)) if String::from_utf8_lossy(&existing).trim() == zip.hash => {
-            if crate::fs::dir_exists(&paths.tree)?
-                && !crate::fs::regular_file_exists(&paths.file("partial"))?
-            {
+            // Without extraction (`pull --no-extract`) a complete download
+            // area is enough: the go command extracts on demand.
+            let complete = crate::fs::dir_exists(&paths.tree)?
+                || (!need_tree && crate::fs::regular_file_exists(&paths.file("zip"))?);
+            if complete && !crate::fs::regular_file_exists(&paths.file("partial"))? {
                 Ok(State::Present)
             } else {
                 Ok(State::Needed)
@@ -630,7 +668,7 @@ fn install_one(
     // module waits for us and then finds it complete, and the other way round.
     let _lock = crate::fs::lock(&paths.file("lock"), LockMode::Exclusive, Wait::Block)?;
     // Decide again under the lock: what was seen before may have changed.
-    match state_of(item.entry, paths)? {
+    match state_of(item.entry, paths, item.extract)? {
         State::Present => {
             add_missing_info(paths, entry)?;
             return Ok(false);
@@ -680,6 +718,12 @@ fn install_one(
     copy_buffered(&mut src, out.file(), &mut vec![0; IO_BUFFER])
         .with_context(|| format!("writing {}", paths.file("zip").display()))?;
     out.commit(Durability::Relaxed)?;
+    if !item.extract {
+        // `pull --no-extract`: the download area only; `list` is written
+        // per module path by the caller.
+        write_download_file(paths, "ziphash", Some(&zip.hash))?;
+        return Ok(true);
+    }
 
     // The go command removes `<dir>.tmp-*` itself; use the same prefix.
     let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;

@@ -90,6 +90,10 @@ enum Command {
         /// Split into several manifests when one would pass this many bytes (tests use small values).
         #[arg(long, hide = true, default_value_t = ocigo::artifact::DEFAULT_MAX_MANIFEST_BYTES)]
         max_manifest_bytes: usize,
+        /// Mean module paths per part (content-defined cuts; tests and measurements vary it).
+        #[arg(long, hide = true, default_value_t = ocigo::artifact::DEFAULT_PATHS_PER_PART,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        paths_per_part: u64,
         #[command(flatten)]
         sign: SignFlags,
         #[command(flatten)]
@@ -120,6 +124,9 @@ enum Command {
         #[arg(long, env = "OCIGO_JOBS", default_value_t = ocigo::install::DEFAULT_JOBS as u16,
               value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
+        /// Write only the download area (cache/download): the go command extracts the zips a build needs, offline.
+        #[arg(long)]
+        no_extract: bool,
         #[command(flatten)]
         verify: VerifyRules,
         #[command(flatten)]
@@ -129,6 +136,9 @@ enum Command {
     Inspect {
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         src: String,
+        /// List every module version (default: a summary).
+        #[arg(long)]
+        modules: bool,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -271,6 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             from_cache,
             created,
             max_manifest_bytes,
+            paths_per_part,
             sign,
             registry: _,
         } => {
@@ -282,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 created,
                 limits: SplitLimits {
                     max_manifest_bytes,
+                    paths_per_part,
                     ..SplitLimits::default()
                 },
                 sign: sign.into_sign_with(),
@@ -296,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             gomodcache,
             verify_keys,
             jobs,
+            no_extract,
             verify,
             registry: _,
         } => commands::pull_verified(
@@ -304,6 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 src,
                 gomodcache,
                 jobs: jobs.into(),
+                no_extract,
             },
             commands::VerifyWith {
                 keys: verify_keys,
@@ -311,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 identity: verify.expect_identity,
             },
         ),
-        Command::Inspect { src, .. } => commands::inspect(&g, &src),
+        Command::Inspect { src, modules, .. } => commands::inspect(&g, &src, modules),
         Command::Store(StoreCommand::List) => commands::store_list(&g),
         Command::Store(StoreCommand::Prune { references, all }) => {
             commands::store_prune(&g, &references, all)
@@ -353,7 +367,28 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// glibc malloc, tuned so memory does not grow with bundle size: at most
+/// two arenas (pull's threads otherwise each keep an arena of freed
+/// fragments), and fixed mmap/trim thresholds of 256 KiB (glibc otherwise
+/// raises them after the first large free, so every later large buffer,
+/// such as a 256 KiB copy buffer or a config, comes from the fragmented
+/// heap and is never returned). `OCIGO_MALLOC_DEFAULT=1` leaves glibc's
+/// defaults, to measure the difference (README "Performance").
+fn tune_allocator() {
+    if std::env::var_os("OCIGO_MALLOC_DEFAULT").is_some() {
+        return;
+    }
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let json = cli.global.json;
     match run(cli) {

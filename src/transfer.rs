@@ -37,22 +37,48 @@ pub fn copy(
     let mut manifests = Vec::new();
     collect(src, top, &mut manifests, 0)?;
 
+    // A registry accepts a manifest only when every blob it names is there
+    // (distribution, zot and Harbor check on upload), so a manifest the
+    // destination registry already holds proves its blobs present: one HEAD
+    // per manifest instead of one per blob. An incremental push of a split
+    // bundle then asks only about the parts that changed.
+    let mut present_manifests = std::collections::HashSet::new();
+    if dst.registry_name().is_some() {
+        for m in manifests.iter().skip(1) {
+            if !m.is_index() && manifest_present(dst, &m.descriptor)? {
+                present_manifests.insert(m.descriptor.digest.clone());
+            }
+        }
+    }
     let mut missing: Vec<Descriptor> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut to_check: Vec<Descriptor> = Vec::new();
     for m in &manifests {
         if m.is_index() {
             continue;
         }
+        let proven = present_manifests.contains(&m.descriptor.digest);
         let manifest = m.manifest()?;
         for blob in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            if !seen.insert(blob.digest.clone()) {
+            if proven {
+                // Counted once, whichever manifest names it first.
+                if seen.insert(blob.digest.clone()) {
+                    stats.blobs += 1;
+                    stats.bytes_total += blob.size;
+                }
                 continue;
             }
-            stats.blobs += 1;
-            stats.bytes_total += blob.size;
-            if !dst.blob_exists(&blob.digest)? {
-                missing.push(blob.clone());
-            }
+            to_check.push(blob.clone());
+        }
+    }
+    for blob in to_check {
+        if !seen.insert(blob.digest.clone()) {
+            continue;
+        }
+        stats.blobs += 1;
+        stats.bytes_total += blob.size;
+        if !dst.blob_exists(&blob.digest)? {
+            missing.push(blob);
         }
     }
 
@@ -93,6 +119,9 @@ pub fn copy(
     // Children before parents; `collect` put parents first.
     for (i, m) in manifests.iter().enumerate().rev() {
         let tag = if i == 0 { tag } else { None };
+        if i > 0 && present_manifests.contains(&m.descriptor.digest) {
+            continue;
+        }
         dst.push_manifest(&m.descriptor.media_type, &m.bytes, tag)
             .with_context(|| {
                 format!(
@@ -104,6 +133,15 @@ pub fn copy(
         stats.manifests += 1;
     }
     Ok(stats)
+}
+
+/// Whether `dst` holds the manifest `desc` (by digest).
+fn manifest_present(dst: &dyn Repository, desc: &Descriptor) -> Result<bool> {
+    match dst.resolve(desc.digest.as_str()) {
+        Ok(found) => Ok(found.digest == desc.digest),
+        Err(e) if crate::error::kind_of(&e) == Some(Kind::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn collect(
@@ -133,4 +171,127 @@ fn collect(
         collect(src, child, out, depth + 1)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::Read;
+
+    use super::*;
+    use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
+    use crate::oci::{Digest, FetchedManifest};
+    use crate::store::Layout;
+
+    /// A layout that calls itself a registry and counts blob HEADs.
+    struct Counting {
+        inner: Layout,
+        heads: Cell<usize>,
+    }
+
+    impl Repository for Counting {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn resolve(&self, reference: &str) -> Result<Descriptor> {
+            self.inner.resolve(reference)
+        }
+        fn fetch_manifest(&self, desc: &Descriptor) -> Result<FetchedManifest> {
+            self.inner.fetch_manifest(desc)
+        }
+        fn push_manifest(&self, m: &str, b: &[u8], t: Option<&str>) -> Result<Descriptor> {
+            self.inner.push_manifest(m, b, t)
+        }
+        fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+            self.heads.set(self.heads.get() + 1);
+            self.inner.blob_exists(digest)
+        }
+        fn fetch_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
+            self.inner.fetch_blob(desc)
+        }
+        fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
+            self.inner.push_blob(desc, content)
+        }
+        fn list_tags(&self) -> Result<Vec<String>> {
+            self.inner.list_tags()
+        }
+        fn registry_name(&self) -> Option<(String, String)> {
+            Some(("registry.test".into(), "dst".into()))
+        }
+    }
+
+    fn bundle(src: &Layout, versions: &[(usize, &str)], tag: &str) -> Descriptor {
+        let modules = versions
+            .iter()
+            .map(|&(i, v)| {
+                let zip = format!("zip of m{i} {v}");
+                let desc = Descriptor::for_bytes(artifact::MEDIA_TYPE_MODULE_ZIP, zip.as_bytes());
+                src.push_blob(&desc, &mut zip.as_bytes()).unwrap();
+                ModuleEntry {
+                    path: format!("example.com/m{i:04}"),
+                    version: v.to_string(),
+                    info: None,
+                    go_mod: format!("module example.com/m{i:04}\n"),
+                    mod_hash: "h1:x".into(),
+                    zip: Some(ZipRef {
+                        hash: "h1:y".into(),
+                        layer: desc.digest,
+                        size: desc.size,
+                    }),
+                }
+            })
+            .collect();
+        let built = artifact::build(
+            ModulesConfig {
+                format_version: artifact::FORMAT_VERSION,
+                main_modules: vec![MainModule {
+                    path: "example.com/main".into(),
+                    go_version: None,
+                }],
+                platforms: vec![],
+                created: None,
+                modules,
+            },
+            SplitLimits {
+                paths_per_part: 16,
+                ..SplitLimits::default()
+            },
+        )
+        .unwrap();
+        artifact::push_built(src, &built, Some(tag)).unwrap()
+    }
+
+    /// An update asks the destination registry only about the blobs of the
+    /// parts it does not hold yet, and sends only what changed.
+    #[test]
+    fn present_manifests_prove_their_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Layout::open_or_create(dir.path().join("src")).unwrap();
+        let dst = Counting {
+            inner: Layout::open_or_create(dir.path().join("dst")).unwrap(),
+            heads: Cell::new(0),
+        };
+        let mut versions: Vec<(usize, &str)> = (0..400).map(|i| (i, "v1.0.0")).collect();
+        let first = bundle(&src, &versions, "one");
+        let hidden = Progress::hidden();
+        let stats = copy(&src, &first, &dst, Some("one"), &hidden).unwrap();
+        assert_eq!(stats.blobs, 400 + 1 + stats.manifests - 2);
+        assert_eq!(dst.heads.get(), stats.blobs, "first copy: every blob asked");
+
+        versions[200].1 = "v1.1.0";
+        let second = bundle(&src, &versions, "two");
+        dst.heads.set(0);
+        let stats = copy(&src, &second, &dst, Some("two"), &hidden).unwrap();
+        // The new zip and the changed part's config (the zip has the same
+        // size, so the header's counts, and the header, are unchanged).
+        assert_eq!(stats.blobs_sent, 2, "{stats:?}");
+        // Asked: the blobs of the changed part and the header, not the rest.
+        assert!(
+            dst.heads.get() < 60,
+            "{} HEAD requests for a one-module update of 400",
+            dst.heads.get()
+        );
+        // The index and the changed part.
+        assert_eq!(stats.manifests, 2, "{stats:?}");
+    }
 }

@@ -125,15 +125,24 @@ fn pull_must_fail(sc: &Scratch, src: &str, modcache: &Path, code: i32, needles: 
 
 // ---------------------------------------------------------------- tampered blobs
 
-/// A copy of the good layout, its manifest, and (path, layer digest) of
-/// every module zip.
-fn copied_layout(sc: &Scratch) -> (PathBuf, Manifest, Vec<(String, Digest)>) {
+/// A copy of the good layout, the digest and content of the part manifest
+/// that holds example.com/testonly, and (path, layer digest) of every
+/// module zip.
+fn copied_layout(sc: &Scratch) -> (PathBuf, (Digest, Manifest), Vec<(String, Digest)>) {
     let disk = sc.join("disk");
     copy_tree(good_layout(), &disk);
     let layout = Layout::open(&disk).unwrap();
     let top = layout.resolve("v1").unwrap();
-    let manifest = layout.fetch_manifest(&top).unwrap().manifest().unwrap();
     let bundle = artifact::load(&layout, &top).unwrap();
+    let part = bundle
+        .parts
+        .iter()
+        .find(|p| p.modules.iter().any(|m| m.path == "example.com/testonly"))
+        .expect("a part holds testonly");
+    let manifest = (
+        part.manifest.descriptor.digest.clone(),
+        part.manifest.manifest().unwrap(),
+    );
     let zips = bundle
         .modules()
         .filter_map(|m| m.zip.as_ref().map(|z| (m.path.clone(), z.layer.clone())))
@@ -208,7 +217,7 @@ fn tampered_layer_of_a_module_already_in_the_cache() {
 fn tampered_config_blob() {
     let sc = Scratch::new();
     let modcache = populated_cache(&sc);
-    let (disk, manifest, _) = copied_layout(&sc);
+    let (disk, (_, manifest), _) = copied_layout(&sc);
     let config = &manifest.config.digest;
     // Inside a JSON string, so the bytes still parse: only the digest can
     // tell.
@@ -234,9 +243,8 @@ fn tampered_config_blob() {
 fn tampered_manifest_blob() {
     let sc = Scratch::new();
     let modcache = populated_cache(&sc);
-    let (disk, _, _) = copied_layout(&sc);
-    let top = Layout::open(&disk).unwrap().resolve("v1").unwrap();
-    let path = blob_path(&disk, &top.digest);
+    let (disk, (part, _), _) = copied_layout(&sc);
+    let path = blob_path(&disk, &part);
     let text = fs::read_to_string(&path).unwrap();
     flip_byte(&path, text.find("module.v1.zip").unwrap());
     let src = format!("oci:{}:v1", s(&disk));
@@ -245,7 +253,7 @@ fn tampered_manifest_blob() {
         &src,
         &modcache,
         3,
-        &[top.digest.as_str(), "has digest sha256:"],
+        &[part.as_str(), "has digest sha256:"],
     );
 }
 

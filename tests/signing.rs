@@ -686,12 +686,13 @@ fn refusals_are_clear_and_write_nothing() {
         &setup.run(&["sign", "--key", s(&key), &other]),
         "sign the layout copy",
     );
-    let mut changed = repo.fetch_manifest(&target).unwrap().manifest().unwrap();
+    // A bundle (format v2) is an image index.
+    let mut changed = repo.fetch_manifest(&target).unwrap().index().unwrap();
     changed
         .annotations
         .insert("changed".into(), "after signing".into());
     repo.push_manifest(
-        ocigo::oci::MEDIA_TYPE_MANIFEST,
+        ocigo::oci::MEDIA_TYPE_INDEX,
         &ocigo::oci::to_canonical_json(&changed),
         Some("v1"),
     )

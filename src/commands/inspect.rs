@@ -7,10 +7,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Global, Outcome, human_bytes};
-use crate::artifact::{self, Bundle};
+use crate::artifact::{self, Outline};
 use crate::error::{Kind, kind_of};
 use crate::gomod;
-use crate::oci::{Digest, Reference, Repository};
+use crate::oci::{Digest, FetchedManifest, Reference, Repository};
 use crate::store::Layout;
 use crate::text::field;
 
@@ -41,11 +41,19 @@ pub struct InspectReport {
     pub reference: String,
     pub digest: String,
     pub media_type: String,
+    pub format_version: u32,
+    /// Part manifests.
     pub manifests: usize,
     pub main_modules: Vec<InspectMainModule>,
     pub platforms: Vec<String>,
-    pub modules: Vec<InspectModule>,
-    /// Module versions whose path or version is invalid.
+    pub module_versions: u64,
+    pub zips: u64,
+    pub zip_bytes: u64,
+    /// Every module version, only with `--modules`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<InspectModule>>,
+    /// Module versions whose path or version is invalid (each is listed,
+    /// with or without `--modules`).
     pub invalid_modules: usize,
     /// Signatures stored beside the bundle (the `sha256-<hex>.sig` tag);
     /// not verified here (see `ocigo verify`).
@@ -58,20 +66,27 @@ pub struct InspectReport {
     pub bytes_missing_from_store: u64,
 }
 
-/// Shows a bundle. Every value read from the bundle is shown escaped
-/// ([`field`]); modules with an invalid path or version are marked as such
-/// and make the exit code 3 (integrity), as a pull would refuse them.
-pub fn inspect(g: &Global, src: &str) -> Result<Outcome> {
+/// Shows a bundle: a summary, and every module version with `--modules`.
+/// Every value read from the bundle is shown escaped ([`field`]); modules
+/// with an invalid path or version are always listed, marked as such, and
+/// make the exit code 3 (integrity), as a pull would refuse them.
+pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
     let src_ref = Reference::parse(src)?;
     let repo = g.open(&src_ref, false)?;
     let top = repo.resolve(src_ref.tag_or_digest())?;
-    let bundle = artifact::load(repo.as_ref(), &top)?;
+    let outline = artifact::open(repo.as_ref(), &top)?;
     let store = g.open_store().ok();
-    let mut report = inspect_report(&src_ref, &bundle, store.as_ref())?;
+    let mut report = inspect_report(
+        &src_ref,
+        repo.as_ref(),
+        &outline,
+        store.as_ref(),
+        list_modules,
+    )?;
     report.signatures = count_signatures(repo.as_ref(), &top.digest)?;
 
     let mut human = format!(
-        "{} ({})\n  main modules: {}\n  platforms: {}\n  {} module versions in {} manifest(s)\n  total {}, unique {}, missing from the local store {}\n",
+        "{} ({})\n  main modules: {}\n  platforms: {}\n  {} module versions ({} with zips, {}) in {} manifest(s)\n  total {}, unique {}, missing from the local store {}\n",
         report.reference,
         report.digest,
         report
@@ -86,7 +101,9 @@ pub fn inspect(g: &Global, src: &str) -> Result<Outcome> {
             .map(|p| field(p).into_owned())
             .collect::<Vec<_>>()
             .join(", "),
-        report.modules.len(),
+        report.module_versions,
+        report.zips,
+        human_bytes(report.zip_bytes),
         report.manifests,
         human_bytes(report.total_bytes),
         human_bytes(report.unique_bytes),
@@ -103,7 +120,7 @@ pub fn inspect(g: &Global, src: &str) -> Result<Outcome> {
             report.reference
         );
     }
-    for m in &report.modules {
+    for m in report.modules.iter().flatten() {
         let size = m
             .zip_size
             .map(human_bytes)
@@ -145,42 +162,87 @@ fn count_signatures(repo: &dyn Repository, digest: &Digest) -> Result<usize> {
     }
 }
 
+/// Walks the bundle one part at a time: part manifests only, unless the
+/// modules are listed (or a v1 bundle, whose counts are in its configs).
 fn inspect_report(
     src: &Reference,
-    bundle: &Bundle,
+    repo: &dyn Repository,
+    outline: &Outline,
     store: Option<&Layout>,
+    list_modules: bool,
 ) -> Result<InspectReport> {
-    let mut total = bundle.top.bytes.len() as u64;
+    let top = &outline.top.descriptor;
+    let mut total = outline.top.bytes.len() as u64;
     let mut seen = HashSet::new();
-    seen.insert(bundle.top.descriptor.digest.clone());
+    seen.insert(top.digest.clone());
     let mut unique = total;
     let mut missing = 0;
-    for part in &bundle.parts {
-        let manifest = part.manifest.manifest()?;
-        let mut blobs = vec![part.manifest.descriptor.clone(), manifest.config.clone()];
-        blobs.extend(manifest.layers.iter().cloned());
-        for b in blobs {
-            if b.digest == bundle.top.descriptor.digest {
-                continue;
+    let mut manifests: Vec<FetchedManifest> = Vec::new();
+    if let Some((header, _)) = &outline.header {
+        manifests.push(header.clone());
+    }
+    let mut modules = list_modules.then(Vec::new);
+    let (mut count, mut zips, mut zip_bytes) = outline.counts.unwrap_or_default();
+    // Configs are always read: an invalid module path or version must show
+    // even in the summary. Only the listing of valid ones needs --modules.
+    let mut invalid_modules = 0;
+    let mut checker = artifact::PartChecker::new(outline);
+    for i in 0..outline.parts.len() {
+        {
+            let part = artifact::load_part(repo, outline, i)?;
+            checker.check(&part)?;
+            if outline.counts.is_none() {
+                count += part.modules.len() as u64;
+                for z in part.modules.iter().filter_map(|m| m.zip.as_ref()) {
+                    zips += 1;
+                    zip_bytes += z.size;
+                }
             }
-            total += b.size;
-            if seen.insert(b.digest.clone()) {
-                unique += b.size;
-                if let Some(s) = store
-                    && !s.blob_exists(&b.digest)?
-                {
-                    missing += b.size;
+            for m in &part.modules {
+                let invalid = module_problem(&m.path, &m.version);
+                invalid_modules += usize::from(invalid.is_some());
+                if invalid.is_none() && !list_modules {
+                    continue;
+                }
+                modules.get_or_insert_with(Vec::new).push(InspectModule {
+                    invalid,
+                    path: m.path.clone(),
+                    version: m.version.clone(),
+                    zip_size: m.zip.as_ref().map(|z| z.size),
+                    zip_hash: m.zip.as_ref().map(|z| z.hash.clone()),
+                    mod_hash: m.mod_hash.clone(),
+                });
+            }
+            manifests.push(part.manifest);
+        }
+        for m in manifests.drain(..) {
+            let manifest = m.manifest()?;
+            let mut blobs = vec![m.descriptor.clone(), manifest.config.clone()];
+            blobs.extend(manifest.layers.iter().cloned());
+            for b in blobs {
+                if b.digest == top.digest {
+                    continue;
+                }
+                total += b.size;
+                if seen.insert(b.digest.clone()) {
+                    unique += b.size;
+                    if let Some(s) = store
+                        && !s.blob_exists(&b.digest)?
+                    {
+                        missing += b.size;
+                    }
                 }
             }
         }
     }
-    let first = &bundle.parts[0].config;
+    checker.finish(outline)?;
     Ok(InspectReport {
         reference: src.to_string(),
-        digest: bundle.top.descriptor.digest.to_string(),
-        media_type: bundle.top.descriptor.media_type.clone(),
-        manifests: bundle.parts.len(),
-        main_modules: first
+        digest: top.digest.to_string(),
+        media_type: top.media_type.clone(),
+        format_version: outline.format_version,
+        manifests: outline.parts.len(),
+        main_modules: outline
             .main_modules
             .iter()
             .map(|m| InspectMainModule {
@@ -188,27 +250,16 @@ fn inspect_report(
                 go_version: m.go_version.clone(),
             })
             .collect(),
-        platforms: first.platforms.clone(),
-        modules: bundle
-            .modules()
-            .map(|m| InspectModule {
-                invalid: module_problem(&m.path, &m.version),
-                path: m.path.clone(),
-                version: m.version.clone(),
-                zip_size: m.zip.as_ref().map(|z| z.size),
-                zip_hash: m.zip.as_ref().map(|z| z.hash.clone()),
-                mod_hash: m.mod_hash.clone(),
-            })
-            .collect(),
-        invalid_modules: 0,
+        platforms: outline.platforms.clone(),
+        module_versions: count,
+        zips,
+        zip_bytes,
+        modules,
+        invalid_modules,
         signatures: 0,
         total_bytes: total,
         unique_bytes: unique,
         bytes_missing_from_store: missing,
-    })
-    .map(|mut r| {
-        r.invalid_modules = r.modules.iter().filter(|m| m.invalid.is_some()).count();
-        r
     })
 }
 
@@ -217,5 +268,13 @@ fn inspect_report(
 fn module_problem(path: &str, version: &str) -> Option<String> {
     let path_err = gomod::escape_path(path).err();
     let version_err = gomod::escape_version(version).err();
-    path_err.or(version_err).map(|e| crate::error::render(&e))
+    let major_err = || {
+        gomod::check_module_version(path, version)
+            .err()
+            .map(|why| anyhow::anyhow!(why))
+    };
+    path_err
+        .or(version_err)
+        .or_else(major_err)
+        .map(|e| crate::error::render(&e))
 }

@@ -63,7 +63,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         Some(dir) => ModuleSource::Cache(dir.clone()),
         None => ModuleSource::Network,
     };
-    let closure = closure::resolve(
+    let mut closure = closure::resolve(
         &ResolveOptions {
             project_dir: args.project_dir.clone(),
             platforms: args.platforms.clone(),
@@ -74,16 +74,19 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     )?;
     progress.finish();
 
-    progress.start("storing", closure.modules.len() as u64);
-    let mut entries = Vec::with_capacity(closure.modules.len());
+    // The resolved modules are moved into the entries, not copied: the
+    // go.mod texts are most of pack's live memory.
+    let modules = std::mem::take(&mut closure.modules);
+    progress.start("storing", modules.len() as u64);
+    let mut entries = Vec::with_capacity(modules.len());
     let mut zip_bytes = 0;
-    for m in &closure.modules {
-        let zip = match &m.zip {
+    for m in modules {
+        let zip = match m.zip {
             Some((path, hash)) => {
-                let desc = store.ingest_file(path, artifact::MEDIA_TYPE_MODULE_ZIP)?;
+                let desc = store.ingest_file(&path, artifact::MEDIA_TYPE_MODULE_ZIP)?;
                 zip_bytes += desc.size;
                 Some(ZipRef {
-                    hash: hash.clone(),
+                    hash,
                     layer: desc.digest,
                     size: desc.size,
                 })
@@ -91,11 +94,11 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             None => None,
         };
         entries.push(ModuleEntry {
-            path: m.module.path.clone(),
-            version: m.module.version.clone(),
-            info: m.info.clone(),
-            go_mod: m.go_mod.clone(),
-            mod_hash: m.mod_hash.clone(),
+            path: m.module.path,
+            version: m.module.version,
+            info: m.info,
+            go_mod: m.go_mod,
+            mod_hash: m.mod_hash,
             zip,
         });
         progress.inc(1);
@@ -136,7 +139,8 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         modules,
         zips,
         zip_bytes,
-        manifests: built.parts.len().max(1),
+        // Part manifests (the header is not counted).
+        manifests: built.parts.len() - 1,
         copy,
         tag_moved: previous_digest
             .as_ref()

@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use super::sign::{VerifyWith, verify_at};
 use super::{Global, Outcome, human_bytes, shell_quote};
-use crate::artifact;
+use crate::artifact::{self, ModuleEntry};
 use crate::error::{Kind, fail, fail_hint};
 use crate::install::{self, InstallItem, InstallReport};
-use crate::oci::{Descriptor, Reference, Repository};
+use crate::oci::{Descriptor, Digest, Reference, Repository};
 use crate::policy::host::pull_policy;
 use crate::sign;
 
@@ -22,6 +22,8 @@ pub struct PullArgs {
     pub gomodcache: Option<PathBuf>,
     /// Modules verified and installed at once.
     pub jobs: usize,
+    /// Write only the download area, not the extracted trees.
+    pub no_extract: bool,
 }
 
 #[derive(Serialize)]
@@ -39,6 +41,30 @@ pub struct PullReport {
     /// (`{"GOMODCACHE": "...", "GOPROXY": "off"}`): the names are the
     /// variables' own, not snake_case keys.
     pub env: BTreeMap<String, String>,
+}
+
+/// Modules installed at once: bounds memory (configs of one batch of
+/// parts) while giving `--jobs` threads enough to share.
+const INSTALL_BATCH: usize = 2048;
+
+fn install_items<'a>(
+    store: &crate::store::Layout,
+    entries: impl IntoIterator<Item = &'a ModuleEntry>,
+    zips_checked: &HashSet<Digest>,
+    extract: bool,
+) -> Vec<InstallItem<'a>> {
+    entries
+        .into_iter()
+        .map(|entry| InstallItem {
+            entry,
+            zip_blob: entry.zip.as_ref().map(|z| store.blob_path(&z.layer)),
+            zip_checked: entry
+                .zip
+                .as_ref()
+                .is_some_and(|z| zips_checked.contains(&z.layer)),
+            extract,
+        })
+        .collect()
 }
 
 /// Pulls a module bundle into GOMODCACHE.
@@ -71,41 +97,81 @@ fn pull_from(
     // Held for the whole run: `store prune` waits for no one and deletes
     // only what no running pack or pull may still need.
     let _store_in_use = store.use_lock()?;
-    let bundle = artifact::load(src, top)?;
+    let outline = artifact::open(src, top)?;
+    // install creates GOMODCACHE only once everything is verified.
 
-    // Fetch what the store lacks; the store checks each digest as it writes.
+    // 1. Every part, one at a time, holding only small state between parts:
+    // fetch what the store lacks (the store checks each digest as it
+    // writes), then check every .mod, .info, and the zip (h1, zip rules) of
+    // every module not yet in the cache, writing nothing to GOMODCACHE.
     // Every layer is fetched and digest-checked, even for modules the cache
     // already holds, so a corrupt bundle is never accepted.
-    let mut missing = Vec::new();
-    let mut seen = HashSet::new();
-    for part in &bundle.parts {
-        for layer in &part.manifest.manifest()?.layers {
-            if seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
-                missing.push(layer.clone());
+    let mut checker = artifact::PartChecker::new(&outline);
+    let mut zips_checked: HashSet<Digest> = HashSet::new();
+    let mut layers_seen: HashSet<Digest> = HashSet::new();
+    let (mut modules, mut blobs_fetched, mut bytes_fetched) = (0usize, 0usize, 0u64);
+    progress.start("verifying", outline.counts.map(|c| c.0).unwrap_or(0));
+    let quiet = crate::progress::Progress::hidden();
+    for i in 0..outline.parts.len() {
+        let part = artifact::load_part(src, &outline, i)?;
+        checker.check(&part)?;
+        for layer in &part.layers {
+            if layers_seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
+                let mut reader = src.fetch_blob(layer)?;
+                store.push_blob(layer, &mut reader).with_context(|| {
+                    format!("fetching layer {} from {}", layer.digest, src.location())
+                })?;
+                blobs_fetched += 1;
+                bytes_fetched += layer.size;
             }
         }
+        part.store_in(&store, &top.digest)?;
+        let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
+        let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;
+        for (entry, checked) in part.modules.iter().zip(checked) {
+            if let (true, Some(z)) = (checked, &entry.zip) {
+                zips_checked.insert(z.layer.clone());
+            }
+        }
+        modules += part.modules.len();
+        progress.inc(part.modules.len() as u64);
     }
-    let bytes_fetched: u64 = missing.iter().map(|l| l.size).sum();
-    progress.start_bytes("fetching", bytes_fetched);
-    for layer in &missing {
-        let mut reader = src.fetch_blob(layer)?;
-        store
-            .push_blob(layer, &mut progress.reader(&mut reader))
-            .with_context(|| format!("fetching layer {} from {}", layer.digest, src.location()))?;
+    checker.finish(&outline)?;
+    progress.finish();
+    drop(layers_seen);
+    // Record the bundle in the store so `store list` shows it and prune keeps it.
+    outline.store_top(&store, Some(&src_ref.to_string()))?;
+
+    // 2. Install, a batch of parts at a time, read back from the store
+    // (digest-checked again); zips checked in step 1 are not checked twice.
+    let mut report = InstallReport::default();
+    progress.start("installing", modules as u64);
+    let mut batch: Vec<artifact::BundlePart> = Vec::new();
+    let mut batch_len = 0;
+    for i in 0..outline.parts.len() {
+        let part = artifact::load_part(&store, &outline, i)?;
+        batch_len += part.modules.len();
+        batch.push(part);
+        if batch_len < INSTALL_BATCH && i + 1 < outline.parts.len() {
+            continue;
+        }
+        let entries: Vec<&ModuleEntry> = batch.iter().flat_map(|p| p.modules.iter()).collect();
+        let items = install_items(
+            &store,
+            entries.iter().copied(),
+            &zips_checked,
+            !args.no_extract,
+        );
+        let r = install::install(&gomodcache, &items, args.jobs, &quiet)?;
+        report.installed += r.installed;
+        report.already_present += r.already_present;
+        report.conflicts.extend(r.conflicts);
+        progress.inc(items.len() as u64);
+        drop(items);
+        batch.clear();
+        batch_len = 0;
     }
     progress.finish();
-    // Record the bundle in the store so `store list` shows it and prune keeps it.
-    bundle.store_in(&store, Some(&src_ref.to_string()))?;
-
-    let items: Vec<InstallItem> = bundle
-        .modules()
-        .map(|entry| InstallItem {
-            entry,
-            zip_blob: entry.zip.as_ref().map(|z| store.blob_path(&z.layer)),
-        })
-        .collect();
-    // install creates GOMODCACHE only once everything is verified.
-    let report = install::install(&gomodcache, &items, args.jobs, &progress)?;
 
     let env = BTreeMap::from([
         ("GOMODCACHE".to_string(), gomodcache.display().to_string()),
@@ -115,7 +181,7 @@ fn pull_from(
         "pulled {} ({}): {} module versions, {} installed, {} already present, {} fetched\n",
         src_ref,
         top.digest,
-        items.len(),
+        modules,
         report.installed,
         report.already_present,
         human_bytes(bytes_fetched),
@@ -136,8 +202,8 @@ fn pull_from(
         source: src_ref.to_string(),
         digest: top.digest.to_string(),
         gomodcache: gomodcache.display().to_string(),
-        modules: items.len(),
-        blobs_fetched: missing.len(),
+        modules,
+        blobs_fetched,
         bytes_fetched,
         install: report,
         env,
