@@ -176,6 +176,32 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Check credentials against a registry, then file them in the docker config as `docker login` does.
+    ///
+    /// Writes $DOCKER_CONFIG/config.json (else ~/.docker/config.json), mode 0600, keeping its
+    /// other keys; with credsStore or credHelpers[HOST] set there, the secret goes to
+    /// docker-credential-NAME instead. Wrong credentials are an error (exit 4) and write nothing.
+    Login {
+        /// Registry host: HOST[:PORT] (docker.io and its aliases are filed as Docker Hub).
+        host: String,
+        /// User name (a Harbor robot account: 'robot$PROJECT+NAME', quoted for the shell).
+        #[arg(short = 'u', long = "username", value_name = "USER", required = true)]
+        username: String,
+        /// Read the password (or token) from the first line of stdin. Required: a password on
+        /// the command line would be seen in `ps` and shell history, so ocigo has no --password.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Refused: see --password-stdin.
+        #[arg(short = 'p', long = "password", hide = true, value_name = "PASSWORD")]
+        password: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Remove a registry's credentials from the docker config (and its credential helper).
+    Logout {
+        /// Registry host: HOST[:PORT], as given to login.
+        host: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,8 +283,9 @@ impl Command {
             | Command::Pull { registry, .. }
             | Command::Inspect { registry, .. }
             | Command::Sign { registry, .. }
-            | Command::Verify { registry, .. } => Some(registry),
-            Command::Store(_) | Command::Key(_) => None,
+            | Command::Verify { registry, .. }
+            | Command::Login { registry, .. } => Some(registry),
+            Command::Store(_) | Command::Key(_) | Command::Logout { .. } => None,
         }
     }
 }
@@ -364,6 +391,35 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             allow_empty_password,
             force,
         }) => commands::key_generate(&output_prefix, allow_empty_password, force),
+        Command::Login {
+            host,
+            username,
+            password_stdin,
+            password,
+            registry: _,
+        } => {
+            if password.is_some() {
+                // The value is not repeated: it is a secret.
+                return Err(ocigo::error::fail_hint(
+                    ocigo::error::Kind::Usage,
+                    "ocigo login takes no password on the command line (it would show in `ps` \
+                     and shell history)",
+                    "pipe it in: `printf '%s\\n' \"$PASSWORD\" | ocigo login HOST -u USER \
+                     --password-stdin`",
+                ));
+            }
+            if !password_stdin {
+                return Err(ocigo::error::fail_hint(
+                    ocigo::error::Kind::Usage,
+                    "ocigo login reads the password from stdin only: pass --password-stdin",
+                    "pipe it in: `printf '%s\\n' \"$PASSWORD\" | ocigo login HOST -u USER \
+                     --password-stdin`",
+                ));
+            }
+            let pass = commands::read_password_line(&mut std::io::stdin().lock())?;
+            commands::login(&g, &host, &username, pass)
+        }
+        Command::Logout { host } => commands::logout(&host),
     }
 }
 

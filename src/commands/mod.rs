@@ -1,5 +1,5 @@
 //! The user-facing operations, one file per verb (pack, push, pull,
-//! inspect, store, sign/verify, key), each composed from the concern
+//! inspect, store, sign/verify, key, login/logout), each composed from the concern
 //! modules and returning a report that prints both for people and as
 //! `--json`.
 //!
@@ -10,6 +10,7 @@
 
 mod inspect;
 mod key;
+mod login;
 mod pack;
 mod pull;
 mod push;
@@ -28,6 +29,7 @@ use crate::store::{self as content_store, Layout};
 
 pub use inspect::{InspectModule, InspectReport, inspect};
 pub use key::{KeyReport, key_generate};
+pub use login::{LoginReport, LogoutReport, login, logout, read_password_line};
 pub use pack::{PackArgs, PackReport, pack};
 pub use pull::{PullArgs, PullReport, pull, pull_verified};
 pub use push::{PushReport, push};

@@ -23,7 +23,8 @@ use super::errors::error_detail;
 use super::url::{is_loopback_host, origin, same_origin, shown_url, url_authority};
 use crate::error::{Kind, fail};
 
-/// Tokens are refreshed this long before the registry says they expire.
+/// Tokens are refreshed this long before the registry says they expire
+/// (Harbor's last 30 s of 30 minutes; half the lifetime of shorter ones).
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
@@ -39,7 +40,12 @@ pub(super) struct AuthState {
 
 pub(super) struct Token {
     pub(super) value: String,
+    /// When the token service said it expires, counted from when it was
+    /// asked (so never later than the service meant).
     pub(super) expires: Instant,
+    /// Refreshed this long before `expires`: [`TOKEN_MARGIN`], or half the
+    /// lifetime of a short-lived token.
+    pub(super) margin: Duration,
 }
 
 /// What a request needs to be allowed to do (token scopes).
@@ -49,6 +55,9 @@ pub(super) enum Access<'a> {
     Push,
     /// Push here and pull from another repository of the same registry.
     Mount(&'a str),
+    /// No repository at all (`GET /v2/` for `ocigo login`): a token with
+    /// no scope.
+    Registry,
 }
 
 impl RegistryRepository {
@@ -87,7 +96,7 @@ impl RegistryRepository {
                 let key = scopes.join(" ");
                 if !refresh
                     && let Some(t) = state.tokens.get(&key)
-                    && Instant::now() + TOKEN_MARGIN < t.expires
+                    && Instant::now() + t.margin < t.expires
                 {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }
@@ -149,6 +158,7 @@ impl RegistryRepository {
                 format!("repository:{repo}:pull,push"),
                 format!("repository:{from}:pull"),
             ],
+            Access::Registry => Vec::new(),
         }
     }
 
@@ -213,6 +223,7 @@ impl RegistryRepository {
             }
         }
         let service = challenge.param("service");
+        let asked = Instant::now();
         let resp = match &creds.secret {
             Secret::IdentityToken(refresh) => {
                 let scope = scopes.join(" ");
@@ -322,12 +333,15 @@ impl RegistryRepository {
                 ),
             ));
         }
-        // The distribution spec: a missing expires_in means 60 seconds, and
-        // no token lasts less than that.
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(60));
+        // The token spec: a missing expires_in means 60 seconds. A shorter
+        // lifetime is taken at its word (the spec asks servers not to send
+        // one, but a registry enforces what its token says): refreshing
+        // early is harmless, sending an expired token costs a 401.
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60));
         Ok(Token {
             value,
-            expires: Instant::now() + lifetime,
+            expires: asked + lifetime,
+            margin: TOKEN_MARGIN.min(lifetime / 2),
         })
     }
 }

@@ -53,7 +53,11 @@ use auth::{Access, AuthState};
 use client::{Reply, SMALL_BLOB_BYTES, SMALL_REQUEST_TIMEOUT};
 use deadlines::{Direction, Transfer};
 
-use credentials::default_docker_config;
+use credentials::{Credentials, default_credential_files};
+pub use credentials::{
+    DOCKER_HUB_KEY, HelperError, LoginCredentials, default_docker_config, docker_login_key,
+    helper_erase, helper_store,
+};
 pub use deadlines::NetworkLimits;
 use errors::error_detail;
 pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
@@ -88,8 +92,13 @@ pub struct RegistryOptions {
     pub certs_dirs: Option<Vec<PathBuf>>,
     /// The docker config to read credentials from: a `config.json` file or a
     /// directory holding one. Default: `$DOCKER_CONFIG/config.json`, else
-    /// `~/.docker/config.json`.
+    /// `~/.docker/config.json`; then podman's `auth.json`
+    /// (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// then `~/.config/containers/auth.json`).
     pub docker_config: Option<PathBuf>,
+    /// Use these credentials and read no credential file (`ocigo login`
+    /// checking what it was given).
+    pub credentials: Option<LoginCredentials>,
     /// Network deadlines. `None`: the defaults, overridden by the
     /// `OCIGO_*` environment variables ([`NetworkLimits::from_env`]).
     pub limits: Option<NetworkLimits>,
@@ -110,7 +119,8 @@ pub struct RegistryRepository {
     agent: ureq::Agent,
     limits: NetworkLimits,
     proxies: proxy::ProxyEnv,
-    config_path: Option<PathBuf>,
+    /// Where credentials are looked for, in order (see `credentials`).
+    config_paths: Vec<PathBuf>,
     auth: Mutex<AuthState>,
 }
 
@@ -147,7 +157,7 @@ impl RegistryRepository {
                 ),
             ));
         }
-        let config_path = match &opts.docker_config {
+        let config_paths = match &opts.docker_config {
             Some(p) => {
                 let p = if p.is_dir() {
                     p.join("config.json")
@@ -160,9 +170,9 @@ impl RegistryRepository {
                         format!("docker config {} does not exist", p.display()),
                     ));
                 }
-                Some(p)
+                vec![p]
             }
-            None => default_docker_config(),
+            None => default_credential_files(),
         };
         let bases = tls::certs_bases(opts.certs_dirs.as_deref());
         let tls_configured =
@@ -208,8 +218,11 @@ impl RegistryRepository {
             agent,
             limits,
             proxies,
-            config_path,
-            auth: Mutex::new(AuthState::default()),
+            config_paths,
+            auth: Mutex::new(AuthState {
+                credentials: opts.credentials.clone().map(Credentials::given),
+                ..AuthState::default()
+            }),
         })
     }
 

@@ -304,6 +304,15 @@ pub struct ConnectProxy {
 
 impl ConnectProxy {
     pub fn start(route: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> ConnectProxy {
+        Self::start_throttled(route, None)
+    }
+
+    /// As [`ConnectProxy::start`], carrying at most `upload_rate` bytes per
+    /// second from the client to the server (a slow uplink: a long push).
+    pub fn start_throttled(
+        route: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        upload_rate: Option<u64>,
+    ) -> ConnectProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -317,7 +326,7 @@ impl ConnectProxy {
                 let Ok(stream) = stream else { continue };
                 let (targets, route) = (targets2.clone(), route.clone());
                 std::thread::spawn(move || {
-                    let _ = tunnel(stream, &targets, &*route);
+                    let _ = tunnel(stream, &targets, &*route, upload_rate);
                 });
             }
         });
@@ -338,6 +347,7 @@ fn tunnel(
     client: TcpStream,
     targets: &std::sync::Mutex<Vec<String>>,
     route: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    upload_rate: Option<u64>,
 ) -> io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let Some(request) = read_request(&mut reader)? else {
@@ -364,7 +374,32 @@ fn tunnel(
         let _ = down_to.shutdown(std::net::Shutdown::Write);
     });
     let mut rest = reader.into_inner();
-    let _ = io::copy(&mut rest, &mut up);
+    match upload_rate {
+        None => {
+            let _ = io::copy(&mut rest, &mut up);
+        }
+        Some(rate) => {
+            // Chunks of a tenth of a second's worth, each after its time.
+            let chunk = (rate / 10).max(1) as usize;
+            let mut buf = vec![0; chunk];
+            let start = std::time::Instant::now();
+            let mut sent = 0u64;
+            loop {
+                let n = match io::Read::read(&mut rest, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                sent += n as u64;
+                let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                if up.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
     let _ = up.shutdown(std::net::Shutdown::Write);
     let _ = t.join();
     Ok(())

@@ -54,7 +54,17 @@ impl TestRegistry {
     /// action to `user:pass` (Basic), nothing to anonymous callers, and
     /// answers 401 to wrong credentials.
     pub fn start_with_token(user: &str, pass: &str) -> TestRegistry {
-        Self::start_with_auth(None, Some((user, pass)), None)
+        Self::start_with_auth(None, Some(TokenConfig::plain(user, pass)), None)
+    }
+
+    /// A registry behind a token service shaped as Harbor's: realm
+    /// `GET /service/token` (nothing else is answered), `service=harbor-registry`,
+    /// tokens valid for `cfg.lifetime` seconds (Harbor: 1800; see
+    /// [`TokenConfig::harbor`]). Also answers the OAuth2 refresh-token grant
+    /// (`POST`, `grant_type=refresh_token`) for `cfg.refresh_token`, as
+    /// docker's identity tokens use.
+    pub fn start_harbor(cfg: TokenConfig) -> TestRegistry {
+        Self::start_with_auth(None, Some(cfg), None)
     }
 
     /// The registry's root directory on disk.
@@ -69,7 +79,7 @@ impl TestRegistry {
 
     fn start_with_auth(
         htpasswd: Option<(&str, &str)>,
-        token: Option<(&str, &str)>,
+        token: Option<TokenConfig>,
         tls: Option<(&TestPki, bool)>,
     ) -> TestRegistry {
         if !Path::new(REGISTRY_BIN).exists() {
@@ -101,13 +111,19 @@ impl TestRegistry {
             );
         }
         let mut token_service = None;
-        if let Some((user, pass)) = token {
-            let service = TokenService::start(dir, user, pass);
+        if let Some(cfg) = token {
+            let (path, service_name) = (cfg.path, cfg.service);
+            let realm_host = cfg.realm_host.clone();
+            let service = TokenService::start(dir, cfg);
+            let port = service.addr.rsplit_once(':').unwrap().1;
+            let realm_addr = match realm_host {
+                Some(h) => format!("{h}:{port}"),
+                None => service.addr.clone(),
+            };
             auth = format!(
-                "auth:\n  token:\n    realm: http://{}/token\n    service: {}\n    issuer: {}\n    \
-                 rootcertbundle: {}\n",
-                service.addr,
-                TokenService::SERVICE,
+                "auth:\n  token:\n    realm: http://{realm_addr}{path}\n    service: {}\n    \
+                 issuer: {}\n    rootcertbundle: {}\n",
+                service_name,
                 TokenService::ISSUER,
                 dir.join("token-cert.pem").display()
             );
@@ -236,6 +252,57 @@ pub fn docker_config_with(host: &str, user: &str, pass: &str) -> tempfile::TempD
     dir
 }
 
+/// Harbor's token service name (`service=` in its challenge).
+pub const HARBOR_SERVICE: &str = "harbor-registry";
+
+/// distribution accepts a token until 60 s after its `exp` claim (clock
+/// skew leeway), so a token meant to last N seconds says `exp` = now + N - 60.
+const REGISTRY_EXP_LEEWAY: u64 = 60;
+
+/// How a [`TokenService`] behaves.
+pub struct TokenConfig {
+    /// The realm's path: `/token`, or Harbor's `/service/token`.
+    pub path: &'static str,
+    /// The `service` the registry names and the token's audience.
+    pub service: &'static str,
+    pub user: String,
+    pub pass: String,
+    /// Seconds a token is good for.
+    pub lifetime: u64,
+    /// What `expires_in` says (default: `lifetime`); a lie makes the
+    /// registry refuse a token the client still trusts.
+    pub expires_in: Option<u64>,
+    /// The host name the realm URL uses (default 127.0.0.1).
+    pub realm_host: Option<String>,
+    /// Accepted by the refresh-token grant (identity tokens).
+    pub refresh_token: Option<String>,
+}
+
+impl TokenConfig {
+    fn plain(user: &str, pass: &str) -> TokenConfig {
+        TokenConfig {
+            path: "/token",
+            service: TokenService::SERVICE,
+            user: user.to_string(),
+            pass: pass.to_string(),
+            lifetime: 300,
+            expires_in: None,
+            realm_host: None,
+            refresh_token: None,
+        }
+    }
+
+    /// Harbor's shape: `/service/token`, `service=harbor-registry`, 30-minute tokens.
+    pub fn harbor(user: &str, pass: &str) -> TokenConfig {
+        TokenConfig {
+            path: "/service/token",
+            service: HARBOR_SERVICE,
+            lifetime: 1800,
+            ..TokenConfig::plain(user, pass)
+        }
+    }
+}
+
 /// A token service in the style of Harbor's: `GET /token?service=&scope=`
 /// with optional Basic auth, answering `{"token", "expires_in"}` with a JWT
 /// (ES256, `x5c` header) that distribution verifies against the
@@ -245,6 +312,10 @@ pub struct TokenService {
     pub addr: String,
     /// Token requests answered so far (any outcome).
     pub requests: Arc<AtomicUsize>,
+    /// Every token handed out, for tests that check none leaks.
+    pub issued: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The scopes of every token handed out (space-separated, as asked).
+    pub scopes: Arc<std::sync::Mutex<Vec<String>>>,
     /// Stops serving when dropped.
     _server: http::Server,
 }
@@ -254,7 +325,7 @@ impl TokenService {
     pub const ISSUER: &'static str = "ocigo-test-issuer";
 
     /// Writes `token-key.pem` and `token-cert.pem` into `dir` and serves.
-    fn start(dir: &Path, user: &str, pass: &str) -> TokenService {
+    fn start(dir: &Path, cfg: TokenConfig) -> TokenService {
         let key_path = dir.join("token-key.pem");
         let cert_path = dir.join("token-cert.pem");
         run(Command::new("openssl")
@@ -287,17 +358,21 @@ impl TokenService {
         use p256::pkcs8::DecodePrivateKey;
         let key = p256::ecdsa::SigningKey::from_pkcs8_der(&key_der).expect("P-256 PKCS#8 key");
         let requests = Arc::new(AtomicUsize::new(0));
-        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
-        let user = user.to_string();
         let requests2 = requests.clone();
+        let issued = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let issued2 = issued.clone();
+        let scopes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let scopes2 = scopes.clone();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = http::serve(listener, move |req| {
             requests2.fetch_add(1, Ordering::SeqCst);
-            token_reply(req, &key, &cert_der, &expected, &user)
+            token_reply(req, &key, &cert_der, &cfg, &issued2, &scopes2)
         });
         TokenService {
             addr: server.addr.clone(),
             requests,
+            issued,
+            scopes,
             _server: server,
         }
     }
@@ -330,53 +405,86 @@ fn token_reply(
     req: &http::Request,
     key: &p256::ecdsa::SigningKey,
     cert_der: &[u8],
-    expected_auth: &str,
-    user: &str,
+    cfg: &TokenConfig,
+    issued: &std::sync::Mutex<Vec<String>>,
+    scopes_log: &std::sync::Mutex<Vec<String>>,
 ) -> http::Reply {
-    let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let json = |status: u16, body: String| {
+        http::reply(status, &[("Content-Type", "application/json")], body)
+    };
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    if path != cfg.path {
+        return json(404, r#"{"errors":[{"code":"NOT_FOUND"}]}"#.into());
+    }
+    // GET: the query. POST (OAuth2 refresh-token grant): the form body.
+    let form = if req.method == "POST" {
+        String::from_utf8_lossy(&req.body).into_owned()
+    } else {
+        query.to_string()
+    };
     let mut scopes = Vec::new();
-    let mut service = String::new();
-    for pair in query.split('&') {
+    let (mut service, mut grant, mut refresh) = (String::new(), String::new(), String::new());
+    for pair in form.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
         match k {
-            "scope" => scopes.push(v),
+            "scope" => scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
             "service" => service = v,
+            "grant_type" => grant = v,
+            "refresh_token" => refresh = v,
             _ => {}
         }
     }
-    let (status, body) = match req.header("authorization") {
-        Some(a) if a != expected_auth => (
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", cfg.user, cfg.pass))
+    );
+    let refused = || {
+        json(
             401,
-            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_string(),
-        ),
-        _ if service != TokenService::SERVICE => (
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.into(),
+        )
+    };
+    if service != cfg.service {
+        return json(
             400,
-            r#"{"errors":[{"code":"DENIED","message":"unknown service"}]}"#.to_string(),
-        ),
-        auth => {
-            let granted = auth.is_some();
-            let access: Vec<serde_json::Value> = scopes
-                .iter()
-                .filter(|_| granted)
-                .filter_map(|s| {
-                    let mut parts = s.splitn(3, ':');
-                    let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
-                    Some(serde_json::json!({
-                        "type": t, "name": name,
-                        "actions": actions.split(',').collect::<Vec<_>>(),
-                    }))
-                })
-                .collect();
-            let subject = if granted { user } else { "" };
-            let token = jwt(key, cert_der, subject, &access);
-            (
-                200,
-                serde_json::json!({"token": token, "expires_in": 300}).to_string(),
-            )
+            r#"{"errors":[{"code":"DENIED","message":"unknown service"}]}"#.into(),
+        );
+    }
+    let granted = if req.method == "POST" {
+        if grant != "refresh_token" || cfg.refresh_token.as_deref() != Some(refresh.as_str()) {
+            return refused();
+        }
+        true
+    } else {
+        match req.header("authorization") {
+            Some(a) if a != expected => return refused(),
+            a => a.is_some(),
         }
     };
-    http::reply(status, &[("Content-Type", "application/json")], body)
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter(|_| granted)
+        .filter_map(|s| {
+            let mut parts = s.splitn(3, ':');
+            let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({
+                "type": t, "name": name,
+                "actions": actions.split(',').collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let subject = if granted { cfg.user.as_str() } else { "" };
+    let token = jwt(key, cert_der, subject, &access, cfg);
+    issued.lock().unwrap().push(token.clone());
+    scopes_log.lock().unwrap().push(scopes.join(" "));
+    let expires_in = cfg.expires_in.unwrap_or(cfg.lifetime);
+    let body = if req.method == "POST" {
+        serde_json::json!({"access_token": token, "expires_in": expires_in})
+    } else {
+        serde_json::json!({"token": token, "access_token": token, "expires_in": expires_in})
+    };
+    json(200, body.to_string())
 }
 
 fn jwt(
@@ -384,6 +492,7 @@ fn jwt(
     cert_der: &[u8],
     subject: &str,
     access: &[serde_json::Value],
+    cfg: &TokenConfig,
 ) -> String {
     use p256::ecdsa::signature::Signer as _;
     let now = SystemTime::now()
@@ -395,8 +504,8 @@ fn jwt(
     let claims = serde_json::json!({
         "iss": TokenService::ISSUER,
         "sub": subject,
-        "aud": TokenService::SERVICE,
-        "exp": now + 300,
+        "aud": cfg.service,
+        "exp": now + cfg.lifetime - REGISTRY_EXP_LEEWAY,
         "nbf": now - 10,
         "iat": now - 10,
         "jti": format!("{now}-{}", rand_suffix()),
