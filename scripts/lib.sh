@@ -386,8 +386,8 @@ ensure_cosign() {
 	export OCIGO_COSIGN
 }
 
-# CNCF distribution v3: a second registry implementation for the tests,
-# with the OCI 1.1 referrers API (Debian's docker-registry, 2.8, has none).
+# CNCF distribution v3: a second registry implementation for the tests.
+# (v3.1.2 has no OCI 1.1 referrers API either: it answers 404 there.)
 # Keep in step with DISTRIBUTION_V3_VERSION in tests/common/registry.rs.
 DISTRIBUTION_V3_VERSION=v3.1.2
 

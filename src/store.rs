@@ -40,8 +40,8 @@ use serde::Deserialize;
 use crate::error::{Kind, fail, kind_of};
 use crate::fs::{AtomicFile, Durability, LockMode, Wait};
 use crate::oci::{
-    self, ANNOTATION_REF_NAME, Descriptor, Digest, FetchedManifest, Index, ReferrerInfo,
-    Referrers, Repository, VerifyingReader,
+    self, ANNOTATION_REF_NAME, Descriptor, Digest, FetchedManifest, Index, ReferrerInfo, Referrers,
+    Repository, VerifyingReader,
 };
 
 const LAYOUT_FILE: &str = "oci-layout";

@@ -1,9 +1,11 @@
-//! OCI 1.1 referrers against both real registry implementations: CNCF
-//! distribution v3 (the referrers API, `OCI-Subject`) and distribution 2.8
-//! (no API: the `sha256-<hex>` fallback tag), OCI layouts (untagged
-//! `index.json` entries), `ocigo push` carrying every referrer across
-//! 2.8 -> layout -> v3, and paging against the fake server (a real
-//! registry does not page a short list).
+//! OCI 1.1 referrers against both real registry implementations, CNCF
+//! distribution 2.8 and v3 (v3.1.2, checked: neither serves the referrers
+//! API, both answer 404 there, so both use the `sha256-<hex>` fallback
+//! tag), OCI layouts (untagged `index.json` entries), `ocigo push` carrying
+//! every referrer across 2.8 -> layout -> v3, and the referrers API itself
+//! (paging, the `artifactType` filter, `OCI-Subject` sparing the fallback
+//! tag) against the fake server, for want of a real registry with the API
+//! in the test set.
 
 mod common;
 
@@ -113,26 +115,25 @@ fn referrers_on(kind: RegistryKind) {
     let reg = TestRegistry::start_kind(kind);
     let r = repo(&reg, "team/refs");
     let (x, sbom, sig) = check_referrers(&r);
-    let fallback = r.resolve(&oci::referrers_tag(&x.digest));
-    match kind {
-        // The API and OCI-Subject: no fallback tag is written.
-        RegistryKind::Distribution3 => {
-            let e = fallback.unwrap_err();
-            assert_eq!(kind_of(&e), Some(Kind::NotFound), "{e:#}");
-        }
-        // No API: the fallback tag holds an index of exactly x's referrers.
-        RegistryKind::Distribution2 => {
-            let index = r.fetch_manifest(&fallback.unwrap()).unwrap();
-            assert!(index.is_index());
-            let index = index.index().unwrap();
-            assert_eq!(index.media_type.as_deref(), Some(MEDIA_TYPE_INDEX));
-            assert_eq!(digests(&index.manifests), digests(&[sbom, sig]));
-        }
-    }
+    // No API (neither 2.8 nor v3.1.2 has it, nor answers OCI-Subject): the
+    // fallback tag holds an index of exactly x's referrers.
+    let fallback = r.resolve(&oci::referrers_tag(&x.digest)).unwrap();
+    let index = r.fetch_manifest(&fallback).unwrap();
+    assert!(index.is_index());
+    let index = index.index().unwrap();
+    assert_eq!(index.media_type.as_deref(), Some(MEDIA_TYPE_INDEX));
+    assert_eq!(digests(&index.manifests), digests(&[sbom, sig]));
+    // Other clients of the tag schema read it as a plain tag.
+    assert!(
+        r.list_tags()
+            .unwrap()
+            .contains(&oci::referrers_tag(&x.digest)),
+        "{kind:?}"
+    );
 }
 
 #[test]
-fn referrers_api_on_distribution_v3() {
+fn referrers_fallback_tag_on_distribution_v3() {
     referrers_on(RegistryKind::Distribution3);
 }
 
@@ -188,7 +189,10 @@ fn push_carries_every_referrer_from_2_8_through_a_layout_to_v3() {
     assert_eq!(down["digest"], top.digest.as_str());
     assert_eq!(down["copy"]["referrers"], 2, "{down:#}");
     assert_eq!(down["copy"]["manifests"], 3, "{down:#}");
-    assert_eq!(down["copy"]["blobs"], 4, "empty config + 3 layers: {down:#}");
+    assert_eq!(
+        down["copy"]["blobs"], 4,
+        "empty config + 3 layers: {down:#}"
+    );
     let layout = Layout::open(&disk).unwrap();
     assert_eq!(
         digests(&layout.referrers(&top.digest, None).unwrap()),
@@ -211,8 +215,8 @@ fn push_carries_every_referrer_from_2_8_through_a_layout_to_v3() {
         digests(&dst.referrers(&sbom.digest, None).unwrap()),
         digests(&[sig.clone()])
     );
-    // v3 tracks subjects itself: no fallback tag was needed.
-    assert!(dst.resolve(&oci::referrers_tag(&top.digest)).is_err());
+    // Found through the fallback tag ocigo wrote there.
+    assert!(dst.resolve(&oci::referrers_tag(&top.digest)).is_ok());
 
     // And back to 2.8 in another repository: the fallback tags are written.
     let back = push(
@@ -314,8 +318,8 @@ fn referrers_pages_are_followed_and_filtered() {
         }
         http::reply(404, &[], "")
     });
-    let r = RegistryRepository::open(&server.addr, "team/mods", &RegistryOptions::default())
-        .unwrap();
+    let r =
+        RegistryRepository::open(&server.addr, "team/mods", &RegistryOptions::default()).unwrap();
     assert_eq!(
         digests(&r.referrers(&subject, None).unwrap()),
         digests(&[a.clone(), b.clone(), c.clone()])
@@ -324,14 +328,94 @@ fn referrers_pages_are_followed_and_filtered() {
         digests(&r.referrers(&subject, Some(SBOM)).unwrap()),
         digests(&[a, c])
     );
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert!(
         seen.iter()
-            .any(|t| t.contains(&format!("artifactType={}", SBOM.replace('/', "%2F")))
-                || t.contains(&format!("artifactType={SBOM}"))),
+            .any(|t| t.ends_with("?artifactType=application%2Fvnd.example.sbom.v1%2Bjson")),
         "{seen:?}"
     );
     // No API (404) and no fallback tag: no referrers, no error.
     let none = Digest::of_bytes(b"unknown");
     assert_eq!(r.referrers(&none, None).unwrap(), vec![]);
+}
+
+/// A registry with the API that confirms the subject (`OCI-Subject`): no
+/// fallback tag is read or written, and its (non-empty) answer is used as
+/// is. One without the header gets the fallback index.
+#[test]
+fn oci_subject_spares_the_fallback_tag() {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let start = |confirm: bool| {
+        let requests = requests.clone();
+        http::serve(TcpListener::bind("127.0.0.1:0").unwrap(), move |req| {
+            requests
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", req.method, req.target));
+            let path = req.target.split('?').next().unwrap_or("");
+            match (req.method.as_str(), path) {
+                (_, "/v2/") => http::reply(200, &[], "{}"),
+                ("PUT", p) if p.starts_with("/v2/team/mods/manifests/") => {
+                    let digest = Digest::of_bytes(&req.body).to_string();
+                    let subject = Digest::of_bytes(b"subject").to_string();
+                    let mut h = vec![("Docker-Content-Digest", digest.as_str())];
+                    if confirm {
+                        h.push(("OCI-Subject", subject.as_str()));
+                    }
+                    http::reply(201, &h, "")
+                }
+                _ => http::reply(404, &[], ""),
+            }
+        })
+    };
+    let subject = Descriptor::for_bytes(MEDIA_TYPE_MANIFEST, b"subject");
+    let empty = Descriptor::for_bytes(MEDIA_TYPE_EMPTY, b"{}");
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "artifactType": SBOM,
+        "config": empty,
+        "layers": [],
+        "subject": subject,
+    }))
+    .unwrap();
+    let tag_url = format!(
+        "/v2/team/mods/manifests/{}",
+        oci::referrers_tag(&subject.digest)
+    );
+
+    let with_api = start(true);
+    let r =
+        RegistryRepository::open(&with_api.addr, "team/mods", &RegistryOptions::default()).unwrap();
+    let pushed = r
+        .push_referrer(MEDIA_TYPE_MANIFEST, &referrer, &subject)
+        .unwrap();
+    let seen = std::mem::take(&mut *requests.lock().unwrap());
+    assert!(
+        seen.contains(&format!("PUT /v2/team/mods/manifests/{}", pushed.digest)),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|r| r.contains(&tag_url)), "{seen:?}");
+
+    let without = start(false);
+    let r =
+        RegistryRepository::open(&without.addr, "team/mods", &RegistryOptions::default()).unwrap();
+    r.push_referrer(MEDIA_TYPE_MANIFEST, &referrer, &subject)
+        .unwrap();
+    let seen = std::mem::take(&mut *requests.lock().unwrap());
+    assert!(seen.contains(&format!("PUT {tag_url}")), "{seen:?}");
+
+    // A manifest naming another subject is not pushed as this one's referrer.
+    let other = Descriptor::for_bytes(MEDIA_TYPE_MANIFEST, b"other");
+    let e = r
+        .push_referrer(MEDIA_TYPE_MANIFEST, &referrer, &other)
+        .unwrap_err();
+    assert_eq!(kind_of(&e), Some(Kind::Usage), "{e:#}");
+    assert!(
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| !r.starts_with("PUT"))
+    );
 }

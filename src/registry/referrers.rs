@@ -27,8 +27,8 @@ use super::url::{join_url, next_link};
 use super::{Payload, RegistryRepository};
 use crate::error::{Kind, fail, kind_of};
 use crate::oci::{
-    self, Descriptor, Digest, Index, MAX_MANIFEST_BYTES, MEDIA_TYPE_INDEX, ReferrerInfo,
-    Referrers, Repository,
+    self, Descriptor, Digest, Index, MAX_MANIFEST_BYTES, MEDIA_TYPE_INDEX, ReferrerInfo, Referrers,
+    Repository,
 };
 
 /// Pages of the referrers API followed before giving up: a registry that
@@ -241,14 +241,18 @@ impl Referrers for RegistryRepository {
             let current = self.fallback_index(&subject.digest)?;
             if let Some(index) = oci::referrers_index_with(current, &entry) {
                 let tag = oci::referrers_tag(&subject.digest);
-                self.push_manifest(MEDIA_TYPE_INDEX, &oci::to_canonical_json(&index), Some(&tag))
-                    .map_err(|e| {
-                        e.context(format!(
-                            "updating the referrers index {tag} of {} in {}",
-                            subject.digest,
-                            self.location()
-                        ))
-                    })?;
+                self.push_manifest(
+                    MEDIA_TYPE_INDEX,
+                    &oci::to_canonical_json(&index),
+                    Some(&tag),
+                )
+                .map_err(|e| {
+                    e.context(format!(
+                        "updating the referrers index {tag} of {} in {}",
+                        subject.digest,
+                        self.location()
+                    ))
+                })?;
             }
         }
         Ok(desc)

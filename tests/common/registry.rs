@@ -1,7 +1,8 @@
 //! Real registries for the integration tests: Debian's `docker-registry`
 //! (CNCF distribution 2.8.2, the engine Harbor embeds; no referrers API) or
 //! CNCF distribution v3 (`registry`, built by `scripts/lib.sh`'s
-//! `ensure_distribution_v3`; serves the referrers API), started with a
+//! `ensure_distribution_v3`; a second implementation, though v3.1.2 has no
+//! referrers API either: it answers 404 there), started with a
 //! config of our own on a free port of 127.0.0.1, optionally behind htpasswd (Basic)
 //! or behind a token service of our own (Bearer, the way Harbor does it).
 //! Also writes docker `config.json` files holding credentials, and makes a
@@ -29,7 +30,8 @@ pub const DISTRIBUTION_V3_VERSION: &str = "v3.1.2";
 pub enum Kind {
     /// Debian's `docker-registry`, CNCF distribution 2.8: no referrers API.
     Distribution2,
-    /// CNCF distribution v3: the referrers API, `OCI-Subject`.
+    /// CNCF distribution v3 (v3.1.2): a second implementation of the
+    /// distribution API; no referrers API (404), no `OCI-Subject`.
     Distribution3,
 }
 
