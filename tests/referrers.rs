@@ -99,7 +99,7 @@ fn check_referrers(r: &dyn Repository) -> (Descriptor, Descriptor, Descriptor) {
     assert_eq!(listed.annotations["test.payload"], "sbom of x");
 
     let only_sboms = r.referrers(&x.digest, Some(SBOM)).unwrap();
-    assert_eq!(digests(&only_sboms), digests(&[sbom.clone()]));
+    assert_eq!(digests(&only_sboms), digests(std::slice::from_ref(&sbom)));
     assert_eq!(
         r.referrers(&x.digest, Some("application/none")).unwrap(),
         vec![]
@@ -196,11 +196,11 @@ fn push_carries_every_referrer_from_2_8_through_a_layout_to_v3() {
     let layout = Layout::open(&disk).unwrap();
     assert_eq!(
         digests(&layout.referrers(&top.digest, None).unwrap()),
-        digests(&[sbom.clone()])
+        digests(std::slice::from_ref(&sbom))
     );
     assert_eq!(
         digests(&layout.referrers(&sbom.digest, Some(SIG)).unwrap()),
-        digests(&[sig.clone()])
+        digests(std::slice::from_ref(&sig))
     );
     assert_eq!(layout.list_tags().unwrap(), vec!["v1"]);
 
@@ -209,11 +209,11 @@ fn push_carries_every_referrer_from_2_8_through_a_layout_to_v3() {
     let dst = repo(&new, "team/mods");
     assert_eq!(
         digests(&dst.referrers(&top.digest, Some(SBOM)).unwrap()),
-        digests(&[sbom.clone()])
+        digests(std::slice::from_ref(&sbom))
     );
     assert_eq!(
         digests(&dst.referrers(&sbom.digest, None).unwrap()),
-        digests(&[sig.clone()])
+        digests(std::slice::from_ref(&sig))
     );
     // Found through the fallback tag ocigo wrote there.
     assert!(dst.resolve(&oci::referrers_tag(&top.digest)).is_ok());

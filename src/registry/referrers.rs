@@ -1,7 +1,8 @@
 //! OCI 1.1 referrers on a registry: the referrers API
 //! (`GET /v2/<name>/referrers/<digest>[?artifactType=]`, an image index,
 //! paged with `Link`), and for registries without it (they answer 404:
-//! CNCF distribution 2.8, the registry Harbor embeds before 2.8) the
+//! CNCF distribution 2.8 and v3.1.2, the registry Harbor embeds before
+//! 2.8) the
 //! referrers tag schema: the tag `sha256-<hex>` holding an image index of
 //! the referrers, which the client maintains itself.
 //!
