@@ -386,6 +386,44 @@ ensure_cosign() {
 	export OCIGO_COSIGN
 }
 
+# CNCF distribution v3: a second registry implementation for the tests.
+# (v3.1.2 has no OCI 1.1 referrers API either: it answers 404 there.)
+# Keep in step with DISTRIBUTION_V3_VERSION in tests/common/registry.rs.
+DISTRIBUTION_V3_VERSION=v3.1.2
+
+# ensure_distribution_v3: build distribution v3's `registry` once into
+# COSIGN_BIN_DIR (as registry-VERSION) and export OCIGO_REGISTRY_V3. A
+# preset OCIGO_REGISTRY_V3 is kept. A few minutes the first time.
+ensure_distribution_v3() {
+	if [[ -n ${OCIGO_REGISTRY_V3:-} ]]; then
+		[[ -x $OCIGO_REGISTRY_V3 ]] || die "OCIGO_REGISTRY_V3=$OCIGO_REGISTRY_V3 is not an executable"
+		export OCIGO_REGISTRY_V3
+		return
+	fi
+	local bin=$COSIGN_BIN_DIR/registry-$DISTRIBUTION_V3_VERSION
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		[[ -x $bin ]] && exit 0
+		command -v go >/dev/null || die "the go command is needed to build distribution v3"
+		log "building distribution $DISTRIBUTION_V3_VERSION into $COSIGN_BIN_DIR (first time only, a few minutes)"
+		local gobin start
+		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
+		start=$(now_ns)
+		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
+			go install "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_V3_VERSION" >&2; then
+			rm -rf "$gobin"
+			die "building distribution v3 failed (needs the Go module proxy); set OCIGO_REGISTRY_V3 to a registry $DISTRIBUTION_V3_VERSION binary instead"
+		fi
+		mv "$gobin/registry" "$bin"
+		rm -rf "$gobin"
+		note "distribution built in $(secs_since "$start") s"
+	) || exit
+	OCIGO_REGISTRY_V3=$bin
+	export OCIGO_REGISTRY_V3
+}
+
 # ensure_script_deps: what the scripts (demo, realworld, bench,
 # check-schemas) need on a fresh Debian machine: the apt packages above
 # (only those missing) and go/cargo/python3/unshare on PATH.
@@ -397,11 +435,13 @@ ensure_script_deps() {
 	done
 }
 
-# ensure_test_deps: everything `cargo test` needs: ensure_script_deps, and
-# cosign for the interop tests (OCIGO_COSIGN).
+# ensure_test_deps: everything `cargo test` needs: ensure_script_deps,
+# cosign for the interop tests (OCIGO_COSIGN), and distribution v3, the
+# second registry implementation (OCIGO_REGISTRY_V3).
 ensure_test_deps() {
 	ensure_script_deps
 	ensure_cosign
+	ensure_distribution_v3
 }
 
 # print_tool_versions: one line per tool the tests use.
@@ -416,6 +456,9 @@ print_tool_versions() {
 		echo "  $(openssl version 2>/dev/null || echo 'openssl: missing')"
 		echo "  GNU time $(dpkg-query -W -f='${Version}' time 2>/dev/null || echo '?')"
 		echo "  $(python3 --version 2>&1)"
+		if [[ -n ${OCIGO_REGISTRY_V3:-} ]]; then
+			echo "  distribution $("$OCIGO_REGISTRY_V3" --version 2>/dev/null | awk '{ print $3 }') ($OCIGO_REGISTRY_V3)"
+		fi
 		if [[ -n ${OCIGO_COSIGN:-} ]]; then
 			echo "  cosign: $("$OCIGO_COSIGN" version 2>/dev/null | awk '/^GitVersion/ { print $2 }') ($OCIGO_COSIGN)"
 		fi

@@ -3,6 +3,11 @@
 //! push, exists) that the local layout store and the registry client both
 //! implement.
 //!
+//! The [`Referrers`] interface (OCI 1.1: manifests pointing at another
+//! through `subject`) is part of every repository; the pure pieces of the
+//! referrers tag schema (the `sha256-<hex>` fallback tag and its index) are
+//! here, the I/O is in each implementation.
+//!
 //! Owns: parsing and serialising OCI JSON, reference syntax, digest
 //! verification of streams. Must not: know about Go modules or the ocigo
 //! artifact layout (that is `artifact`), or do any I/O of its own beyond
@@ -234,9 +239,117 @@ impl FetchedManifest {
     }
 }
 
+/// OCI 1.1 referrers: the manifests whose `subject` names a given manifest
+/// (signatures in the cosign v3 bundle format, attestations, SBOMs).
+///
+/// Registries answer from the referrers API
+/// (`GET /v2/<name>/referrers/<digest>`) and, where it is missing (404: CNCF
+/// distribution 2.8, Harbor before 2.8), from the fallback tag
+/// `sha256-<hex>` holding an image index. OCI layouts keep referrers as
+/// untagged entries of `index.json`, as oras-go's OCI store does.
+pub trait Referrers {
+    /// Descriptors of the manifests whose subject is `subject`, each with
+    /// its `artifactType` (the manifest's own, else its config media type)
+    /// and annotations, as the referrers API lists them. With
+    /// `artifact_type`, only those of that type. Empty when there are none.
+    fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>>;
+
+    /// Stores a manifest (or index) whose `subject` is `subject` so that
+    /// [`Referrers::referrers`] finds it: by digest, untagged, plus whatever
+    /// bookkeeping the store needs (the fallback tag's index on a registry
+    /// that did not confirm the subject with `OCI-Subject`). Its blobs (or
+    /// child manifests) must be there already.
+    fn push_referrer(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        subject: &Descriptor,
+    ) -> Result<Descriptor>;
+}
+
+/// The referrers tag schema's tag for `subject`: `sha256-<64 hex>`.
+pub fn referrers_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
+
+/// What a manifest or index says about itself for a referrers listing:
+/// `subject`, `artifactType` (the manifest's own, else the config's media
+/// type) and annotations. `None` when the bytes are not OCI JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerInfo {
+    pub subject: Option<Descriptor>,
+    pub artifact_type: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ReferrerInfo {
+    pub fn of(bytes: &[u8]) -> Option<ReferrerInfo> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Sniff {
+            #[serde(default)]
+            subject: Option<Descriptor>,
+            #[serde(default)]
+            artifact_type: Option<String>,
+            #[serde(default)]
+            config: Option<Descriptor>,
+            #[serde(default)]
+            annotations: BTreeMap<String, String>,
+        }
+        let s: Sniff = serde_json::from_slice(bytes).ok()?;
+        Some(ReferrerInfo {
+            subject: s.subject,
+            artifact_type: s
+                .artifact_type
+                .filter(|t| !t.is_empty())
+                .or(s.config.map(|c| c.media_type)),
+            annotations: s.annotations,
+        })
+    }
+
+    /// The descriptor a referrers listing shows for `bytes` of `media_type`.
+    pub fn descriptor(&self, media_type: &str, bytes: &[u8]) -> Descriptor {
+        let mut d = Descriptor::for_bytes(media_type, bytes);
+        d.artifact_type = self.artifact_type.clone();
+        d.annotations = self.annotations.clone();
+        d
+    }
+}
+
+/// Keeps the descriptors of `artifact_type` (all when `None`), dropping
+/// repeated digests (first one wins).
+pub fn filter_referrers(list: Vec<Descriptor>, artifact_type: Option<&str>) -> Vec<Descriptor> {
+    let mut seen = std::collections::HashSet::new();
+    list.into_iter()
+        .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)))
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect()
+}
+
+/// The fallback tag's index with `referrer` added (replacing an entry of
+/// the same digest); `None` when it is already there as given, so nothing
+/// needs pushing.
+pub fn referrers_index_with(current: Option<Index>, referrer: &Descriptor) -> Option<Index> {
+    let mut index = current.unwrap_or_else(|| Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_INDEX.to_string()),
+        artifact_type: None,
+        manifests: Vec::new(),
+        subject: None,
+        annotations: BTreeMap::new(),
+    });
+    if index.manifests.iter().any(|d| d == referrer) {
+        return None;
+    }
+    index.manifests.retain(|d| d.digest != referrer.digest);
+    index.manifests.push(referrer.clone());
+    Some(index)
+}
+
 /// The one interface over every place artifacts live: an OCI layout on disk
 /// (the local content store, a removable disk) or a registry repository.
-pub trait Repository {
+/// Every repository also answers for referrers ([`Referrers`]).
+pub trait Repository: Referrers {
     /// Where this is, for messages (`oci:/mnt/disk`, `127.0.0.1:5000/team/mods`).
     fn location(&self) -> String;
 

@@ -13,6 +13,15 @@
 //! modules, GOMODCACHE or registries, or touch the disk except through
 //! [`crate::fs`].
 //!
+//! Referrers (OCI 1.1) are kept as oras-go's OCI store keeps them: a
+//! manifest with `subject` is an untagged entry of `index.json` (no
+//! `org.opencontainers.image.ref.name`), and listing the referrers of a
+//! digest reads the untagged manifests `index.json` names and keeps those
+//! whose `subject` is that digest (a tagged manifest with a subject is not
+//! listed: tagged entries are bundles, and are not all read at every copy). No `sha256-<hex>` fallback tag is written in a
+//! layout (oras-go writes none either; it is a registry workaround).
+//! Prune keeps a referrer only while its subject is kept.
+//!
 //! Concurrency: several ocigo processes may share one store. Each command
 //! that reads or writes it holds [`Layout::use_lock`] (a shared `flock` on
 //! `<root>/.store.lock`) for its whole run; [`Layout::prune`] needs the same
@@ -31,8 +40,8 @@ use serde::Deserialize;
 use crate::error::{Kind, fail, kind_of};
 use crate::fs::{AtomicFile, Durability, LockMode, Wait};
 use crate::oci::{
-    self, ANNOTATION_REF_NAME, Descriptor, Digest, FetchedManifest, Index, Repository,
-    VerifyingReader,
+    self, ANNOTATION_REF_NAME, Descriptor, Digest, FetchedManifest, Index, ReferrerInfo, Referrers,
+    Repository, VerifyingReader,
 };
 
 const LAYOUT_FILE: &str = "oci-layout";
@@ -280,7 +289,60 @@ impl Layout {
     fn reachable(&self) -> Result<HashSet<Digest>> {
         let mut keep = HashSet::new();
         let mut walked = HashSet::new();
-        let mut stack: Vec<Descriptor> = self.read_index()?.manifests;
+        // Untagged entries with a subject (referrers) hang on their subject:
+        // walked only once it is kept, so forgetting a tag frees its
+        // signatures and SBOMs too.
+        let mut stack = Vec::new();
+        let mut referrers: Vec<(Digest, Descriptor)> = Vec::new();
+        for desc in self.read_index()?.manifests {
+            match self.untagged_subject(&desc)? {
+                Some(subject) => referrers.push((subject, desc)),
+                None => stack.push(desc),
+            }
+        }
+        loop {
+            self.walk_reachable(&mut stack, &mut keep, &mut walked)?;
+            let (ready, waiting): (Vec<_>, Vec<_>) = referrers
+                .into_iter()
+                .partition(|(subject, _)| keep.contains(subject));
+            referrers = waiting;
+            if ready.is_empty() {
+                break;
+            }
+            stack.extend(ready.into_iter().map(|(_, d)| d));
+        }
+        Ok(keep)
+    }
+
+    /// The subject of an untagged manifest entry of `index.json`, if it
+    /// has one (a referrer); `None` for tagged entries and everything else.
+    fn untagged_subject(&self, desc: &Descriptor) -> Result<Option<Digest>> {
+        if ref_name(desc).is_some() || !is_manifest_media_type(&desc.media_type) {
+            return Ok(None);
+        }
+        Ok(self
+            .read_manifest_capped(&desc.digest)?
+            .and_then(|b| ReferrerInfo::of(&b))
+            .and_then(|i| i.subject)
+            .map(|s| s.digest))
+    }
+
+    /// A manifest's bytes, at most [`oci::MAX_MANIFEST_BYTES`]; `None` when
+    /// missing or over the limit (not a manifest ocigo can use).
+    fn read_manifest_capped(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        match crate::fs::read_capped(&self.blob_path(digest), oci::MAX_MANIFEST_BYTES as u64) {
+            Ok(b) => Ok(b),
+            Err(e) if kind_of(&e) == Some(Kind::Integrity) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn walk_reachable(
+        &self,
+        stack: &mut Vec<Descriptor>,
+        keep: &mut HashSet<Digest>,
+        walked: &mut HashSet<Digest>,
+    ) -> Result<()> {
         while let Some(desc) = stack.pop() {
             keep.insert(desc.digest.clone());
             if !is_manifest_media_type(&desc.media_type)
@@ -300,11 +362,24 @@ impl Layout {
             };
             stack.extend(referenced(&bytes));
         }
-        Ok(keep)
+        Ok(())
     }
 
     fn prune_locked(&self) -> Result<(usize, u64)> {
         let keep = self.reachable()?;
+        // Referrers whose subject is gone leave index.json first, so it
+        // never names a blob that is not there.
+        if self
+            .read_index()?
+            .manifests
+            .iter()
+            .any(|d| !keep.contains(&d.digest))
+        {
+            self.update_index(|index| {
+                index.manifests.retain(|d| keep.contains(&d.digest));
+                Ok(())
+            })?;
+        }
         let mut removed = 0;
         let mut freed = 0;
         let dir = self.root.join("blobs/sha256");
@@ -629,6 +704,71 @@ impl Repository for Layout {
     }
 }
 
+impl Referrers for Layout {
+    fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+        let mut out = Vec::new();
+        let mut read = HashSet::new();
+        // Only untagged entries: that is where referrers are put (by ocigo
+        // and oras alike), and a store with many tagged bundles is not read
+        // whole at every copy.
+        for desc in self.read_index()?.manifests {
+            if ref_name(&desc).is_some()
+                || !is_manifest_media_type(&desc.media_type)
+                || !read.insert(desc.digest.clone())
+            {
+                continue;
+            }
+            // Read through the verifying path: a tampered blob is exit 3,
+            // not a referrer.
+            let fetched = match self.fetch_manifest(&desc) {
+                Ok(f) => f,
+                Err(e) if kind_of(&e) == Some(Kind::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(info) = ReferrerInfo::of(&fetched.bytes) else {
+                continue;
+            };
+            if info.subject.as_ref().is_some_and(|s| s.digest == *subject) {
+                out.push(info.descriptor(&desc.media_type, &fetched.bytes));
+            }
+        }
+        Ok(oci::filter_referrers(out, artifact_type))
+    }
+
+    fn push_referrer(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        subject: &Descriptor,
+    ) -> Result<Descriptor> {
+        let info = ReferrerInfo::of(bytes)
+            .filter(|i| i.subject.as_ref().map(|s| &s.digest) == Some(&subject.digest))
+            .ok_or_else(|| {
+                fail(
+                    Kind::Usage,
+                    format!(
+                        "the manifest pushed as a referrer of {} does not name it as its subject",
+                        subject.digest
+                    ),
+                )
+            })?;
+        let desc = self.push_manifest(media_type, bytes, None)?;
+        let mut entry = desc.clone();
+        entry.artifact_type = info.artifact_type;
+        self.update_index(|index| {
+            if !index
+                .manifests
+                .iter()
+                .any(|d| d.digest == entry.digest && ref_name(d).is_none())
+            {
+                index.manifests.push(entry);
+            }
+            Ok(())
+        })?;
+        Ok(desc)
+    }
+}
+
 /// The store used when none is named: `$OCIGO_STORE`, else
 /// `<user cache dir>/ocigo/store`.
 pub fn default_store_dir() -> Result<PathBuf> {
@@ -872,6 +1012,67 @@ mod tests {
         assert!(l.exclusive_use().is_err());
         drop(guard);
         assert_eq!(l.prune().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn referrers_live_and_die_with_their_subject() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::open_or_create(d.path()).unwrap();
+        let config = put(&l, "x", b"{}");
+        let top = l
+            .push_manifest(
+                oci::MEDIA_TYPE_MANIFEST,
+                &manifest_json(&config, &[]),
+                Some("v1"),
+            )
+            .unwrap();
+        let layer = put(&l, "application/octet-stream", b"an sbom");
+        let referrer = |subject: &Descriptor, layer: &Descriptor| {
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": oci::MEDIA_TYPE_MANIFEST,
+                "artifactType": "application/vnd.example.sbom",
+                "config": config,
+                "layers": [layer],
+                "subject": subject,
+            }))
+            .unwrap()
+        };
+        let sbom = l
+            .push_referrer(oci::MEDIA_TYPE_MANIFEST, &referrer(&top, &layer), &top)
+            .unwrap();
+        let sig_layer = put(&l, "application/octet-stream", b"a signature of the sbom");
+        let sig = l
+            .push_referrer(
+                oci::MEDIA_TYPE_MANIFEST,
+                &referrer(&sbom, &sig_layer),
+                &sbom,
+            )
+            .unwrap();
+        // A manifest naming another subject is refused as a referrer of top.
+        let e = l
+            .push_referrer(oci::MEDIA_TYPE_MANIFEST, &referrer(&sbom, &layer), &top)
+            .unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Usage));
+        let listed = l.referrers(&top.digest, None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].digest, sbom.digest);
+        assert_eq!(
+            listed[0].artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
+
+        // While the tag is there, prune keeps the chain.
+        assert_eq!(l.prune().unwrap().0, 0);
+        for kept in [&sbom, &sig, &layer, &sig_layer] {
+            assert!(l.blob_exists(&kept.digest).unwrap());
+        }
+        // Forgetting the tag frees the referrers and their index.json entries.
+        assert!(l.remove_ref("v1").unwrap());
+        let (removed, _) = l.prune().unwrap();
+        assert_eq!(removed, 6, "top, config, two referrers, two layers");
+        assert!(l.read_index().unwrap().manifests.is_empty());
+        assert_eq!(l.referrers(&top.digest, None).unwrap(), vec![]);
     }
 
     #[test]

@@ -1,16 +1,26 @@
 //! Copying artifacts between any two repositories (layout or registry, either
 //! direction), sending only the blobs the destination lacks.
 //!
+//! Referrers (OCI 1.1) travel too: every manifest whose `subject` is the
+//! copied one, and recursively every referrer of those (a signature of an
+//! SBOM), each with what it references, pushed after its subject through
+//! [`crate::oci::Referrers::push_referrer`] so the destination lists it
+//! (its referrers API, or the fallback tag it maintains). Referrers of the
+//! top and of referrers are looked up, not those of an index's children (as
+//! oras-go's extended copy starts from the copied node). A referrer whose
+//! own `subject` is not the manifest it was listed for is refused (exit 3)
+//! before anything is pushed.
+//!
 //! Owns: walking manifests and indexes, and the order of pushes (blobs, then
-//! child manifests, then the top, so a registry never sees a manifest whose
-//! blobs are missing). Must not: interpret artifact contents beyond the OCI
+//! child manifests, then the top, then its referrers, so a registry never
+//! sees a manifest whose blobs or subject are missing). Must not: interpret artifact contents beyond the OCI
 //! structure; that is `artifact`.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::{Kind, fail};
-use crate::oci::{Descriptor, FetchedManifest, Repository};
+use crate::oci::{Descriptor, FetchedManifest, ReferrerInfo, Repository};
 use crate::progress::Progress;
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -22,10 +32,17 @@ pub struct CopyStats {
     pub bytes_total: u64,
     pub bytes_sent: u64,
     pub manifests: usize,
+    /// Referrers copied along (all generations), counted in `manifests` too.
+    pub referrers: usize,
 }
 
-/// Copies the manifest or index `top` (and everything it references) from
-/// `src` to `dst`, tagging the top with `tag`.
+/// At most this many referrers travel with one artifact (all generations):
+/// a source listing more is refused rather than walked without end.
+const MAX_REFERRERS: usize = 10_000;
+
+/// Copies the manifest or index `top` (and everything it references, and
+/// its referrers, recursively) from `src` to `dst`, tagging the top with
+/// `tag`.
 pub fn copy(
     src: &dyn Repository,
     top: &Descriptor,
@@ -33,9 +50,63 @@ pub fn copy(
     tag: Option<&str>,
     progress: &Progress,
 ) -> Result<CopyStats> {
+    Ok(copy_with_referrers(src, top, dst, tag, progress)?.0)
+}
+
+/// [`copy`], also returning the descriptors of the referrers copied (in the
+/// order pushed), for callers that carry more along (cosign's `.sig` tags).
+pub fn copy_with_referrers(
+    src: &dyn Repository,
+    top: &Descriptor,
+    dst: &dyn Repository,
+    tag: Option<&str>,
+    progress: &Progress,
+) -> Result<(CopyStats, Vec<Descriptor>)> {
     let mut stats = CopyStats::default();
+    // Groups: the top's graph, then each referrer's graph (subject first).
+    let mut groups: Vec<(Option<Descriptor>, Vec<FetchedManifest>)> = Vec::new();
     let mut manifests = Vec::new();
     collect(src, top, &mut manifests, 0)?;
+    groups.push((None, manifests));
+    let mut queue = std::collections::VecDeque::from([top.clone()]);
+    let mut seen = std::collections::HashSet::from([top.digest.clone()]);
+    let mut referrers = Vec::new();
+    while let Some(subject) = queue.pop_front() {
+        for r in src.referrers(&subject.digest, None)? {
+            if !seen.insert(r.digest.clone()) {
+                continue;
+            }
+            if referrers.len() >= MAX_REFERRERS {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "{} lists more than {MAX_REFERRERS} referrers of {}; refusing to copy them",
+                        src.location(),
+                        top.digest
+                    ),
+                ));
+            }
+            let mut manifests = Vec::new();
+            collect(src, &r, &mut manifests, 0)?;
+            let named = ReferrerInfo::of(&manifests[0].bytes).and_then(|i| i.subject);
+            if named.as_ref().map(|s| &s.digest) != Some(&subject.digest) {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "{} lists {} as a referrer of {}, but its subject is {}",
+                        src.location(),
+                        r.digest,
+                        subject.digest,
+                        named.map_or("missing".to_string(), |s| s.digest.to_string())
+                    ),
+                ));
+            }
+            referrers.push(manifests[0].descriptor.clone());
+            groups.push((Some(subject.clone()), manifests));
+            queue.push_back(r);
+        }
+    }
+    stats.referrers = referrers.len();
 
     // A registry accepts a manifest only when every blob it names is there
     // (distribution, zot and Harbor check on upload), so a manifest the
@@ -44,7 +115,7 @@ pub fn copy(
     // bundle then asks only about the parts that changed.
     let mut present_manifests = std::collections::HashSet::new();
     if dst.registry_name().is_some() {
-        for m in manifests.iter().skip(1) {
+        for m in groups.iter().flat_map(|(_, g)| g).skip(1) {
             if !m.is_index() && manifest_present(dst, &m.descriptor)? {
                 present_manifests.insert(m.descriptor.digest.clone());
             }
@@ -53,7 +124,7 @@ pub fn copy(
     let mut missing: Vec<Descriptor> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut to_check: Vec<Descriptor> = Vec::new();
-    for m in &manifests {
+    for m in groups.iter().flat_map(|(_, g)| g) {
         if m.is_index() {
             continue;
         }
@@ -116,23 +187,38 @@ pub fn copy(
     }
     progress.finish();
 
-    // Children before parents; `collect` put parents first.
-    for (i, m) in manifests.iter().enumerate().rev() {
-        let tag = if i == 0 { tag } else { None };
-        if i > 0 && present_manifests.contains(&m.descriptor.digest) {
-            continue;
-        }
-        dst.push_manifest(&m.descriptor.media_type, &m.bytes, tag)
-            .with_context(|| {
+    for (i, (subject, manifests)) in groups.iter().enumerate() {
+        // Children before parents; `collect` put parents first.
+        for (j, m) in manifests.iter().enumerate().rev() {
+            // A referrer itself is always pushed: on a registry without the
+            // referrers API that also keeps the fallback tag's index right.
+            let referrer_root = j == 0 && subject.is_some();
+            if (i, j) != (0, 0)
+                && !referrer_root
+                && present_manifests.contains(&m.descriptor.digest)
+            {
+                continue;
+            }
+            let pushed = match (j, subject) {
+                (0, Some(subject)) => {
+                    dst.push_referrer(&m.descriptor.media_type, &m.bytes, subject)
+                }
+                _ => {
+                    let tag = if i == 0 && j == 0 { tag } else { None };
+                    dst.push_manifest(&m.descriptor.media_type, &m.bytes, tag)
+                }
+            };
+            pushed.with_context(|| {
                 format!(
                     "pushing manifest {} to {}",
                     m.descriptor.digest,
                     dst.location()
                 )
             })?;
-        stats.manifests += 1;
+            stats.manifests += 1;
+        }
     }
-    Ok(stats)
+    Ok((stats, referrers))
 }
 
 /// Whether `dst` holds the manifest `desc` (by digest).
@@ -187,6 +273,15 @@ mod tests {
     struct Counting {
         inner: Layout,
         heads: Cell<usize>,
+    }
+
+    impl crate::oci::Referrers for Counting {
+        fn referrers(&self, subject: &Digest, t: Option<&str>) -> Result<Vec<Descriptor>> {
+            self.inner.referrers(subject, t)
+        }
+        fn push_referrer(&self, m: &str, b: &[u8], subject: &Descriptor) -> Result<Descriptor> {
+            self.inner.push_referrer(m, b, subject)
+        }
     }
 
     impl Repository for Counting {

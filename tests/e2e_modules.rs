@@ -25,7 +25,7 @@ use common::ocigo::{
     process_dir, remove_module, snapshot, split_error, stderr, stdout, tree_dir,
     write_module_source,
 };
-use common::registry::TestRegistry;
+use common::registry::{Kind as RegistryKind, TestRegistry};
 
 /// What `go run .` prints for the fixture project on linux.
 const PROJECT_OUTPUT: &str = "Upper/Case+Inner+v1.1.0 legacy 2 abcdef123456 unpruned";
@@ -282,8 +282,18 @@ fn assert_read_only(root: &Path) {
 ///    command builds, tests and verifies offline with only that cache.
 #[test]
 fn registry_round_trip_builds_offline() {
+    registry_round_trip(RegistryKind::Distribution2);
+}
+
+/// 1b. The same with CNCF distribution v3 (the referrers API).
+#[test]
+fn registry_round_trip_builds_offline_distribution_v3() {
+    registry_round_trip(RegistryKind::Distribution3);
+}
+
+fn registry_round_trip(kind: RegistryKind) {
     let sc = Scratch::new();
-    let reg = TestRegistry::start();
+    let reg = TestRegistry::start_kind(kind);
     let project = copy_project(sc.path());
     let dest = format!("{}/team/mods:v1", reg.addr);
     let packed = pack(&sc, proxy(), &project, &dest, &PLATFORMS);
@@ -427,8 +437,18 @@ fn project_with_extra_module(sc: &Scratch) -> (PathBuf, PathBuf) {
 ///    module's zip and the config.
 #[test]
 fn push_sends_only_missing_blobs() {
+    push_sends_only_missing(RegistryKind::Distribution2);
+}
+
+/// 3b. The same with CNCF distribution v3.
+#[test]
+fn push_sends_only_missing_blobs_distribution_v3() {
+    push_sends_only_missing(RegistryKind::Distribution3);
+}
+
+fn push_sends_only_missing(kind: RegistryKind) {
     let sc = Scratch::new();
-    let reg = TestRegistry::start();
+    let reg = TestRegistry::start_kind(kind);
     let project = copy_project(sc.path());
     let layout1 = format!("oci:{}:v1", s(&sc.join("disk1")));
     let packed = pack(&sc, proxy(), &project, &layout1, &PLATFORMS);

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use common::fixtures;
-use common::registry::TestRegistry;
+use common::registry::{Kind as RegistryKind, TestRegistry};
 use ocigo::oci::{Descriptor, Repository};
 use ocigo::registry::{RegistryOptions, RegistryRepository};
 
@@ -126,7 +126,12 @@ struct Setup {
 impl Setup {
     /// A registry holding the fixture bundle at team/mods:v1.
     fn new() -> Setup {
-        let registry = TestRegistry::start();
+        Setup::on(RegistryKind::Distribution2)
+    }
+
+    /// The same on a registry of the given implementation.
+    fn on(kind: RegistryKind) -> Setup {
+        let registry = TestRegistry::start_kind(kind);
         let tmp = tempfile::tempdir().unwrap();
         let s = Setup { registry, tmp };
         let src = format!("oci:{}:v1", bundle_layout().display());
@@ -183,7 +188,16 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
-    let setup = Setup::new();
+    cosign_interop(RegistryKind::Distribution2);
+}
+
+#[test]
+fn cosign_interop_on_distribution_v3() {
+    cosign_interop(RegistryKind::Distribution3);
+}
+
+fn cosign_interop(kind: RegistryKind) {
+    let setup = Setup::on(kind);
     let dir = setup.tmp.path();
     let (key, public) = setup.ocigo_key("ocigo");
     let reference = setup.reference("team/mods:v1");
@@ -887,7 +901,16 @@ fn host_policy_cannot_be_widened_from_the_command_line() {
 
 #[test]
 fn layout_signatures_travel_and_merge() {
-    let setup = Setup::new();
+    signatures_travel_and_merge(RegistryKind::Distribution2);
+}
+
+#[test]
+fn layout_signatures_travel_and_merge_on_distribution_v3() {
+    signatures_travel_and_merge(RegistryKind::Distribution3);
+}
+
+fn signatures_travel_and_merge(kind: RegistryKind) {
+    let setup = Setup::on(kind);
     let dir = setup.tmp.path();
     let (key, public) = setup.ocigo_key("builder");
     let (offline_key, offline_pub) = setup.ocigo_key("offline");

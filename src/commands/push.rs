@@ -1,5 +1,6 @@
-//! `ocigo push`: copy an artifact and its signatures between a layout and
-//! a registry, either direction, sending only missing blobs.
+//! `ocigo push`: copy an artifact, its referrers (OCI 1.1) and its cosign
+//! `.sig` signatures between a layout and a registry, either direction,
+//! sending only missing blobs.
 
 use std::fmt::Write as _;
 
@@ -44,8 +45,13 @@ pub fn push(
     let top = from.resolve(src_ref.tag_or_digest())?;
     let previous_digest = digest_before(to.as_ref(), dest_ref.tag())?;
     let progress = g.progress();
-    let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
-    let signatures_copied = sign::storage::copy_signatures(from.as_ref(), to.as_ref(), &top)?;
+    let (copy, referrers) =
+        transfer::copy_with_referrers(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
+    // cosign's legacy `.sig` tags: of the artifact and of each referrer.
+    let mut signatures_copied = 0;
+    for signed in std::iter::once(&top).chain(&referrers) {
+        signatures_copied += sign::storage::copy_signatures(from.as_ref(), to.as_ref(), signed)?;
+    }
     let signature = match &signer {
         Some(signer) => Some(sign_at(to.as_ref(), &dest_ref, &top, signer)?),
         None => None,
@@ -77,6 +83,13 @@ pub fn push(
         report.previous_digest.as_deref(),
         &report.digest,
     ));
+    if report.copy.referrers > 0 {
+        let _ = writeln!(
+            human,
+            "{} referrer(s) copied (signatures, attestations, SBOMs)",
+            report.copy.referrers
+        );
+    }
     if report.signatures_copied > 0 {
         let _ = writeln!(human, "{} signature(s) copied", report.signatures_copied);
     }

@@ -32,6 +32,7 @@ mod credentials;
 mod deadlines;
 mod errors;
 mod proxy;
+mod referrers;
 mod tls;
 mod url;
 

@@ -1,6 +1,9 @@
 //! Real registries for the integration tests: Debian's `docker-registry`
-//! (CNCF distribution 2.8.2, the engine Harbor embeds) started with a config
-//! of our own on a free port of 127.0.0.1, optionally behind htpasswd (Basic)
+//! (CNCF distribution 2.8.2, the engine Harbor embeds; no referrers API) or
+//! CNCF distribution v3 (`registry`, built by `scripts/lib.sh`'s
+//! `ensure_distribution_v3`; a second implementation, though v3.1.2 has no
+//! referrers API either: it answers 404 there), started with a
+//! config of our own on a free port of 127.0.0.1, optionally behind htpasswd (Basic)
 //! or behind a token service of our own (Bearer, the way Harbor does it).
 //! Also writes docker `config.json` files holding credentials, and makes a
 //! private certificate authority ([`TestPki`], with the openssl CLI) for
@@ -19,11 +22,63 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use super::http;
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+/// The distribution v3 version `scripts/lib.sh` builds (keep in step).
+pub const DISTRIBUTION_V3_VERSION: &str = "v3.1.2";
+
+/// Which registry implementation to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's `docker-registry`, CNCF distribution 2.8: no referrers API.
+    Distribution2,
+    /// CNCF distribution v3 (v3.1.2): a second implementation of the
+    /// distribution API; no referrers API (404), no `OCI-Subject`.
+    Distribution3,
+}
+
+impl Kind {
+    /// Both, for tests that must pass against each.
+    pub const ALL: [Kind; 2] = [Kind::Distribution2, Kind::Distribution3];
+
+    /// The binary: `docker-registry` for 2.8; for v3 `$OCIGO_REGISTRY_V3`,
+    /// else the one `ensure_distribution_v3` caches.
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Kind::Distribution2 => PathBuf::from(REGISTRY_BIN),
+            Kind::Distribution3 => std::env::var_os("OCIGO_REGISTRY_V3")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    let cache = std::env::var_os("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| {
+                            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
+                        });
+                    cache
+                        .join("ocigo-ci/bin")
+                        .join(format!("registry-{DISTRIBUTION_V3_VERSION}"))
+                }),
+        }
+    }
+
+    fn install_hint(self) -> String {
+        match self {
+            Kind::Distribution2 => "run `apt-get install -y docker-registry` (and apache2-utils \
+                                    for htpasswd)"
+                .to_string(),
+            Kind::Distribution3 => format!(
+                "run scripts/test.sh (it builds distribution {DISTRIBUTION_V3_VERSION} once), or \
+                 `source scripts/lib.sh && ensure_distribution_v3`, or set OCIGO_REGISTRY_V3"
+            ),
+        }
+    }
+}
 
 /// A running `docker-registry serve`, killed on drop.
 pub struct TestRegistry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// Which implementation this is.
+    pub kind: Kind,
     /// With `start_with_token`: the token service (counts its requests).
     pub token_service: Option<TokenService>,
     child: Child,
@@ -33,7 +88,12 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// An open registry: anyone may pull and push.
     pub fn start() -> TestRegistry {
-        Self::start_with_auth(None, None, None)
+        Self::start_kind(Kind::Distribution2)
+    }
+
+    /// An open registry of the given implementation.
+    pub fn start_kind(kind: Kind) -> TestRegistry {
+        Self::start_full(kind, None, None, None)
     }
 
     /// An open registry speaking HTTPS with `pki`'s server certificate;
@@ -82,10 +142,21 @@ impl TestRegistry {
         token: Option<TokenConfig>,
         tls: Option<(&TestPki, bool)>,
     ) -> TestRegistry {
-        if !Path::new(REGISTRY_BIN).exists() {
+        Self::start_full(Kind::Distribution2, htpasswd, token, tls)
+    }
+
+    fn start_full(
+        kind: Kind,
+        htpasswd: Option<(&str, &str)>,
+        token: Option<TokenConfig>,
+        tls: Option<(&TestPki, bool)>,
+    ) -> TestRegistry {
+        let bin = kind.binary();
+        if !bin.is_file() {
             panic!(
-                "{REGISTRY_BIN} is not installed; the registry tests need it: run \
-                 `apt-get install -y docker-registry` (and apache2-utils for htpasswd)"
+                "{} is not there; the registry tests need it: {}",
+                bin.display(),
+                kind.install_hint()
             );
         }
         let tempdir = tempfile::tempdir().expect("tempdir");
@@ -151,16 +222,19 @@ impl TestRegistry {
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY_BIN)
+        let child = Command::new(&bin)
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
+            // v3 exports traces over OTLP unless told not to.
+            .env("OTEL_TRACES_EXPORTER", "none")
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut reg = TestRegistry {
             addr,
+            kind,
             token_service,
             child,
             tempdir,
@@ -180,13 +254,15 @@ impl TestRegistry {
         while std::net::TcpStream::connect(&self.addr).is_err() {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "docker-registry exited ({status}) before listening; its log:\n{}",
+                    "the registry ({:?}) exited ({status}) before listening; its log:\n{}",
+                    self.kind,
                     self.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "docker-registry did not listen on {} within 10 s; its log:\n{}",
+                "the registry ({:?}) did not listen on {} within 10 s; its log:\n{}",
+                self.kind,
                 self.addr,
                 self.log()
             );
@@ -211,13 +287,15 @@ impl TestRegistry {
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "docker-registry exited ({status}) before answering; its log:\n{}",
+                    "the registry ({:?}) exited ({status}) before answering; its log:\n{}",
+                    self.kind,
                     self.log()
                 );
             }
             if Instant::now() > deadline {
                 panic!(
-                    "docker-registry did not answer GET {url} within 10 s; its log:\n{}",
+                    "the registry ({:?}) did not answer GET {url} within 10 s; its log:\n{}",
+                    self.kind,
                     self.log()
                 );
             }
