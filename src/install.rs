@@ -275,7 +275,12 @@ fn install_group(
         };
         let ensured =
             crate::fs::ensure_dir(cache, &rel(&first.download_dir), &mut made).and_then(|_| {
-                if group.iter().any(|&i| items[i].entry.zip.is_some()) {
+                // Only a module whose tree is extracted needs its parent
+                // (`pull --no-extract` writes the download area only).
+                if group
+                    .iter()
+                    .any(|&i| items[i].entry.zip.is_some() && items[i].extract)
+                {
                     crate::fs::ensure_dir(cache, &rel(first.tree_parent()), &mut made)?;
                 }
                 Ok(())

