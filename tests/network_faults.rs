@@ -75,13 +75,21 @@ fn bundle() -> Bundle {
     let blob = |d: &str| std::fs::read(dir.join("blobs/sha256").join(&d[7..])).unwrap();
     let manifest_digest = desc["digest"].as_str().unwrap().to_string();
     let manifest = blob(&manifest_digest);
-    let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    let layer = parsed["layers"]
-        .as_array()
-        .expect("a single manifest with layers")
+    // Format v2: the tag names an index of part manifests; the largest
+    // layer of any part is the one the faults hit.
+    let top: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let parts: Vec<serde_json::Value> = match top["manifests"].as_array() {
+        Some(list) => list
+            .iter()
+            .map(|d| serde_json::from_slice(&blob(d["digest"].as_str().unwrap())).unwrap())
+            .collect(),
+        None => vec![top.clone()],
+    };
+    let layer = parts
         .iter()
+        .flat_map(|p| p["layers"].as_array().cloned().unwrap_or_default())
         .max_by_key(|l| l["size"].as_u64().unwrap())
-        .unwrap();
+        .expect("a bundle with layers");
     let layer_digest = layer["digest"].as_str().unwrap().to_string();
     Bundle {
         manifest_type: desc["mediaType"].as_str().unwrap().to_string(),
@@ -111,6 +119,25 @@ fn faulty_registry(
         let path = req.target.split('?').next().unwrap_or("");
         if path == "/v2/" {
             return Behaviour::Answer(reply(200, &[], "{}"));
+        }
+        // Part manifests, by digest, straight from the layout.
+        if let Some(d) = path.strip_prefix("/v2/team/mods/manifests/sha256:")
+            && d != &mdigest[7..]
+        {
+            let Ok(bytes) = std::fs::read(dir.join("blobs/sha256").join(d)) else {
+                return Behaviour::Answer(reply(404, &[], ""));
+            };
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let media_type = v["mediaType"].as_str().unwrap_or_default().to_string();
+            let digest = format!("sha256:{d}");
+            return Behaviour::Answer(reply(
+                200,
+                &[
+                    ("Content-Type", &media_type),
+                    ("Docker-Content-Digest", &digest),
+                ],
+                &bytes,
+            ));
         }
         if path == "/v2/team/mods/manifests/v1"
             || path == format!("/v2/team/mods/manifests/{mdigest}")
