@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -14,6 +15,7 @@ use crate::artifact;
 use crate::error::{Kind, fail, fail_hint};
 use crate::install::{self, InstallItem, InstallReport};
 use crate::oci::{Descriptor, Reference, Repository};
+use crate::parallel::for_each_index;
 use crate::policy::host::pull_policy;
 use crate::sign;
 
@@ -56,7 +58,7 @@ fn pull_from(
     g: &Global,
     args: &PullArgs,
     src_ref: &Reference,
-    src: &dyn Repository,
+    src: &(dyn Repository + Sync),
     top: &Descriptor,
 ) -> Result<Outcome> {
     let gomodcache = match &args.gomodcache {
@@ -85,14 +87,22 @@ fn pull_from(
             }
         }
     }
+    // Several at once (`--concurrency`): module bundles are many small
+    // blobs, so round trips, not bandwidth, bound the time. Each is
+    // streamed into the store, which keeps it only once it is verified.
     let bytes_fetched: u64 = missing.iter().map(|l| l.size).sum();
     progress.start_bytes("fetching", bytes_fetched);
-    for layer in &missing {
+    progress.set_items(0, missing.len());
+    let done = AtomicUsize::new(0);
+    for_each_index(missing.len(), g.concurrency(), |i| {
+        let layer = &missing[i];
         let mut reader = src.fetch_blob(layer)?;
         store
             .push_blob(layer, &mut progress.reader(&mut reader))
             .with_context(|| format!("fetching layer {} from {}", layer.digest, src.location()))?;
-    }
+        progress.set_items(done.fetch_add(1, Ordering::Relaxed) + 1, missing.len());
+        Ok(())
+    })?;
     progress.finish();
     // Record the bundle in the store so `store list` shows it and prune keeps it.
     bundle.store_in(&store, Some(&src_ref.to_string()))?;

@@ -44,7 +44,14 @@ pub fn push(
     let top = from.resolve(src_ref.tag_or_digest())?;
     let previous_digest = digest_before(to.as_ref(), dest_ref.tag())?;
     let progress = g.progress();
-    let copy = transfer::copy(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
+    let copy = transfer::copy(
+        from.as_ref(),
+        &top,
+        to.as_ref(),
+        dest_ref.tag(),
+        &g.copy_options()?,
+        &progress,
+    )?;
     let signatures_copied = sign::storage::copy_signatures(from.as_ref(), to.as_ref(), &top)?;
     let signature = match &signer {
         Some(signer) => Some(sign_at(to.as_ref(), &dest_ref, &top, signer)?),

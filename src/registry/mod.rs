@@ -32,6 +32,8 @@ mod credentials;
 mod deadlines;
 mod errors;
 mod proxy;
+mod resume;
+mod retry;
 mod tls;
 mod url;
 
@@ -56,6 +58,7 @@ use deadlines::{Direction, Transfer};
 use credentials::default_docker_config;
 pub use deadlines::NetworkLimits;
 use errors::error_detail;
+pub use retry::{ENV_RETRIES, Interrupted, RetryPolicy, is_interrupted};
 pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
 use url::{is_loopback_host, join_url, next_link, same_origin};
 
@@ -93,6 +96,13 @@ pub struct RegistryOptions {
     /// Network deadlines. `None`: the defaults, overridden by the
     /// `OCIGO_*` environment variables ([`NetworkLimits::from_env`]).
     pub limits: Option<NetworkLimits>,
+    /// Retries of transient failures. `None`: the default, overridden by
+    /// `OCIGO_RETRIES` ([`RetryPolicy::from_env`]).
+    pub retry: Option<RetryPolicy>,
+    /// Upload blobs larger than this in chunks of this size (`PATCH` each,
+    /// then `PUT`), for registries or proxies that limit request size
+    /// (`--chunk-size`). `None`: one monolithic `PUT` per blob.
+    pub chunk_size: Option<u64>,
 }
 
 /// One repository of an OCI registry (`host/repository`).
@@ -109,6 +119,8 @@ pub struct RegistryRepository {
     plain_http_asked: bool,
     agent: ureq::Agent,
     limits: NetworkLimits,
+    retry: RetryPolicy,
+    chunk_size: Option<u64>,
     proxies: proxy::ProxyEnv,
     config_path: Option<PathBuf>,
     auth: Mutex<AuthState>,
@@ -198,6 +210,10 @@ impl RegistryRepository {
             Some(l) => l,
             None => NetworkLimits::from_env()?,
         };
+        let retry = match opts.retry {
+            Some(r) => r,
+            None => RetryPolicy::from_env()?,
+        };
         let agent = client::build_agent(&limits, tls);
         Ok(RegistryRepository {
             host: host.to_string(),
@@ -207,6 +223,8 @@ impl RegistryRepository {
             plain_http_asked: opts.plain_http,
             agent,
             limits,
+            retry,
+            chunk_size: opts.chunk_size.filter(|c| *c > 0),
             proxies,
             config_path,
             auth: Mutex::new(AuthState::default()),
@@ -259,6 +277,111 @@ impl RegistryRepository {
             // either works or fails with its own clear error.
             _ => Ok(false),
         }
+    }
+
+    /// The absolute upload URL a `POST` or `PATCH` answer names.
+    fn upload_location(&self, resp: &Reply, asked: &str, desc: &Descriptor) -> Result<String> {
+        resp.header("location")
+            .and_then(|l| join_url(asked, l))
+            .ok_or_else(|| {
+                fail(
+                    Kind::Remote,
+                    format!(
+                        "registry {} answered the upload of blob {} without a usable Location",
+                        self.host, desc.digest
+                    ),
+                )
+            })
+    }
+
+    /// `upload` with `digest=` added to its query.
+    fn with_digest(upload: &str, desc: &Descriptor) -> String {
+        let mut u = ::url::Url::parse(upload).expect("join_url returns absolute URLs");
+        u.query_pairs_mut()
+            .append_pair("digest", desc.digest.as_str());
+        u.to_string()
+    }
+
+    /// The whole blob in one `PUT`: the fastest way where request size is
+    /// not limited.
+    fn upload_whole(&self, upload: &str, desc: &Descriptor, body: &mut dyn Read) -> Result<()> {
+        let size = desc.size.to_string();
+        let resp = self.request_streaming(
+            "PUT",
+            &Self::with_digest(upload, desc),
+            Access::Push,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Length", &size),
+            ],
+            body,
+        )?;
+        if resp.status() != 201 {
+            return Err(self.status_error(resp, &format!("push blob {}", desc.digest)));
+        }
+        Ok(())
+    }
+
+    /// The blob in `PATCH` requests of at most `chunk` bytes each, then an
+    /// empty `PUT` that names the digest (`--chunk-size`).
+    fn upload_chunks(
+        &self,
+        upload: &str,
+        desc: &Descriptor,
+        body: &mut dyn Read,
+        chunk: u64,
+    ) -> Result<()> {
+        let what = format!("push blob {}", desc.digest);
+        let mut url = upload.to_string();
+        let mut offset = 0u64;
+        while offset < desc.size {
+            let n = chunk.min(desc.size - offset);
+            let len = n.to_string();
+            let range = format!("{}-{}", offset, offset + n - 1);
+            let resp = self.request_streaming(
+                "PATCH",
+                &url,
+                Access::Push,
+                &[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Length", &len),
+                    ("Content-Range", &range),
+                ],
+                &mut body.take(n),
+            )?;
+            if resp.status() != 202 {
+                return Err(self.status_error(resp, &what));
+            }
+            url = self.upload_location(&resp, &url, desc)?;
+            offset += n;
+        }
+        // The end of the source: its digest check runs here.
+        let mut rest = [0u8; 1];
+        if body
+            .read(&mut rest)
+            .map_err(|e| crate::oci::classify_io(e, || what.clone()))?
+            != 0
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "content of blob {} is longer than {} bytes",
+                    desc.digest, desc.size
+                ),
+            ));
+        }
+        let resp = self.request(
+            "PUT",
+            &Self::with_digest(&url, desc),
+            Access::Push,
+            &[("Content-Type", "application/octet-stream")],
+            Payload::Empty,
+            Some(SMALL_REQUEST_TIMEOUT),
+        )?;
+        if resp.status() != 201 {
+            return Err(self.status_error(resp, &what));
+        }
+        Ok(())
     }
 
     /// Is `url` (a request's final URL, after redirects) on the registry's
@@ -563,13 +686,9 @@ impl Repository for RegistryRepository {
             ));
         }
         let what = format!("blob {} from {}", desc.digest, self.location());
-        let body = Transfer::new(
-            resp.into_reader(),
-            what.clone(),
-            desc.size,
-            self.limits,
-            Direction::Receiving,
-        );
+        // A body the network cuts is resumed with ranged requests; the
+        // digest is checked over the whole.
+        let body = resume::Resuming::new(self, url, desc, what.clone(), resp);
         Ok(Box::new(VerifyingReader::new(body, desc, what)))
     }
 
@@ -587,24 +706,7 @@ impl Repository for RegistryRepository {
         if resp.status() != 202 {
             return Err(self.status_error(resp, &what));
         }
-        let upload = resp
-            .header("location")
-            .and_then(|l| join_url(&start, l))
-            .ok_or_else(|| {
-                fail(
-                    Kind::Remote,
-                    format!(
-                        "registry {} opened an upload for blob {} without a usable Location",
-                        self.host, desc.digest
-                    ),
-                )
-            })?;
-        let put_url = {
-            let mut u = ::url::Url::parse(&upload).expect("join_url returns absolute URLs");
-            u.query_pairs_mut()
-                .append_pair("digest", desc.digest.as_str());
-            u.to_string()
-        };
+        let upload = self.upload_location(&resp, &start, desc)?;
         // Verified while sent: a source that is short, long or different
         // aborts the upload instead of storing something else.
         let body = VerifyingReader::new(content, desc, format!("content of blob {}", desc.digest));
@@ -615,33 +717,31 @@ impl Repository for RegistryRepository {
             self.limits,
             Direction::Sending,
         );
-        let size = desc.size.to_string();
-        let result = self.request_streaming(
-            "PUT",
-            &put_url,
-            Access::Push,
-            &[
-                ("Content-Type", "application/octet-stream"),
-                ("Content-Length", &size),
-            ],
-            &mut body,
-        );
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.request(
-                    "DELETE",
-                    &upload,
-                    Access::Push,
-                    &[],
-                    Payload::Empty,
-                    Some(SMALL_REQUEST_TIMEOUT),
-                );
+        let result = match self.chunk_size {
+            Some(chunk) if desc.size > chunk => self.upload_chunks(&upload, desc, &mut body, chunk),
+            _ => self.upload_whole(&upload, desc, &mut body),
+        };
+        if let Err(e) = result {
+            // Best effort: an abandoned upload is garbage-collected anyway.
+            let _ = self.request(
+                "DELETE",
+                &upload,
+                Access::Push,
+                &[],
+                Payload::Empty,
+                Some(SMALL_REQUEST_TIMEOUT),
+            );
+            // A network failure or a transient answer can be got past by
+            // sending the blob again from a fresh POST (the caller reopens
+            // the source); a content failure cannot.
+            if crate::error::kind_of(&e) == Some(Kind::Integrity) {
                 return Err(e);
             }
-        };
-        if resp.status() != 201 {
-            return Err(self.status_error(resp, &what));
+            return Err(e.context(Interrupted(format!(
+                "uploading blob {} to {} failed",
+                desc.digest,
+                self.location()
+            ))));
         }
         Ok(())
     }
