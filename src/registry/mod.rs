@@ -10,7 +10,9 @@
 //! `WWW-Authenticate` challenges and fetch tokens; `credentials` reads the
 //! docker config and its helpers; `url` compares and joins URLs; `errors`
 //! turns HTTP failures into classified errors; `deadlines` bounds every
-//! connection and transfer; `tls` decides whom to trust (system store,
+//! connection and transfer; `retry` decides which failures are retried and
+//! how long to wait; `resume` continues a cut blob download with ranged
+//! requests; `tls` decides whom to trust (system store,
 //! `--ca-file`, `certs.d`) and which client certificate to show; `proxy`
 //! picks a proxy per request as the go command does.
 //!

@@ -3,6 +3,7 @@
 //! namespace with no route out).
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod fixtures;
 pub mod go;
 pub mod http;
