@@ -119,7 +119,7 @@ fn every_blob_request_failing_ends_in_a_clear_error_with_nothing_written() {
     let src = format!("oci:{}:v1", s(layout()));
     let direct = format!("{}/team/mods:v1", reg.addr);
     json_ok(
-        &ocigo(&sc.join("seed-store"), &["push", &src, &direct], &[]),
+        &ocigo(&sc.join("seed-store"), &["push", &src, &direct, "--json"], &[]),
         "seed push",
     );
 

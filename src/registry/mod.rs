@@ -296,6 +296,33 @@ impl RegistryRepository {
             })
     }
 
+    /// Marks an upload failure that sending the blob again from a fresh
+    /// `POST` may get past: the connection failed (not the content: a source
+    /// that does not match its digest fails the same way every time), or
+    /// the registry answered a transient status (see `retry`).
+    fn interrupted(&self, desc: &Descriptor, e: anyhow::Error) -> anyhow::Error {
+        if crate::error::kind_of(&e) == Some(Kind::Integrity) {
+            return e;
+        }
+        e.context(Interrupted(format!(
+            "uploading blob {} to {} failed",
+            desc.digest,
+            self.location()
+        )))
+    }
+
+    /// The error for an upload request answered with `resp`'s unexpected
+    /// status, marked as interrupted when the status is transient.
+    fn upload_status_error(&self, desc: &Descriptor, resp: Reply) -> anyhow::Error {
+        let transient = retry::status_is_transient(resp.status());
+        let e = self.status_error(resp, &format!("push blob {}", desc.digest));
+        if transient {
+            self.interrupted(desc, e)
+        } else {
+            e
+        }
+    }
+
     /// `upload` with `digest=` added to its query.
     fn with_digest(upload: &str, desc: &Descriptor) -> String {
         let mut u = ::url::Url::parse(upload).expect("join_url returns absolute URLs");
@@ -308,18 +335,20 @@ impl RegistryRepository {
     /// not limited.
     fn upload_whole(&self, upload: &str, desc: &Descriptor, body: &mut dyn Read) -> Result<()> {
         let size = desc.size.to_string();
-        let resp = self.request_streaming(
-            "PUT",
-            &Self::with_digest(upload, desc),
-            Access::Push,
-            &[
-                ("Content-Type", "application/octet-stream"),
-                ("Content-Length", &size),
-            ],
-            body,
-        )?;
+        let resp = self
+            .request_streaming(
+                "PUT",
+                &Self::with_digest(upload, desc),
+                Access::Push,
+                &[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Length", &size),
+                ],
+                body,
+            )
+            .map_err(|e| self.interrupted(desc, e))?;
         if resp.status() != 201 {
-            return Err(self.status_error(resp, &format!("push blob {}", desc.digest)));
+            return Err(self.upload_status_error(desc, resp));
         }
         Ok(())
     }
@@ -340,19 +369,21 @@ impl RegistryRepository {
             let n = chunk.min(desc.size - offset);
             let len = n.to_string();
             let range = format!("{}-{}", offset, offset + n - 1);
-            let resp = self.request_streaming(
-                "PATCH",
-                &url,
-                Access::Push,
-                &[
-                    ("Content-Type", "application/octet-stream"),
-                    ("Content-Length", &len),
-                    ("Content-Range", &range),
-                ],
-                &mut body.take(n),
-            )?;
+            let resp = self
+                .request_streaming(
+                    "PATCH",
+                    &url,
+                    Access::Push,
+                    &[
+                        ("Content-Type", "application/octet-stream"),
+                        ("Content-Length", &len),
+                        ("Content-Range", &range),
+                    ],
+                    &mut body.take(n),
+                )
+                .map_err(|e| self.interrupted(desc, e))?;
             if resp.status() != 202 {
-                return Err(self.status_error(resp, &what));
+                return Err(self.upload_status_error(desc, resp));
             }
             url = self.upload_location(&resp, &url, desc)?;
             offset += n;
@@ -372,16 +403,18 @@ impl RegistryRepository {
                 ),
             ));
         }
-        let resp = self.request(
-            "PUT",
-            &Self::with_digest(&url, desc),
-            Access::Push,
-            &[("Content-Type", "application/octet-stream")],
-            Payload::Empty,
-            Some(SMALL_REQUEST_TIMEOUT),
-        )?;
+        let resp = self
+            .request(
+                "PUT",
+                &Self::with_digest(&url, desc),
+                Access::Push,
+                &[("Content-Type", "application/octet-stream")],
+                Payload::Empty,
+                Some(SMALL_REQUEST_TIMEOUT),
+            )
+            .map_err(|e| self.interrupted(desc, e))?;
         if resp.status() != 201 {
-            return Err(self.status_error(resp, &what));
+            return Err(self.upload_status_error(desc, resp));
         }
         Ok(())
     }
@@ -723,7 +756,7 @@ impl Repository for RegistryRepository {
             Some(chunk) if desc.size > chunk => self.upload_chunks(&upload, desc, &mut body, chunk),
             _ => self.upload_whole(&upload, desc, &mut body),
         };
-        if let Err(e) = result {
+        if result.is_err() {
             // Best effort: an abandoned upload is garbage-collected anyway.
             let _ = self.request(
                 "DELETE",
@@ -733,19 +766,8 @@ impl Repository for RegistryRepository {
                 Payload::Empty,
                 Some(SMALL_REQUEST_TIMEOUT),
             );
-            // A network failure or a transient answer can be got past by
-            // sending the blob again from a fresh POST (the caller reopens
-            // the source); a content failure cannot.
-            if crate::error::kind_of(&e) == Some(Kind::Integrity) {
-                return Err(e);
-            }
-            return Err(e.context(Interrupted(format!(
-                "uploading blob {} to {} failed",
-                desc.digest,
-                self.location()
-            ))));
         }
-        Ok(())
+        result
     }
 
     fn list_tags(&self) -> Result<Vec<String>> {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::http::{Request, read_request};
+use super::http::{Request, read_body, read_head};
 
 /// What happens to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,9 +162,17 @@ fn serve(
     let mut reader = BufReader::new(client.try_clone()?);
     let mut out = &client;
     loop {
-        let Some(req) = read_request(&mut reader)? else {
+        let Some(mut req) = read_head(&mut reader)? else {
             return Ok(());
         };
+        if req
+            .header("expect")
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            out.flush()?;
+        }
+        read_body(&mut reader, &mut req)?;
         requests.fetch_add(1, Ordering::SeqCst);
         if !plan.delay.is_zero() {
             std::thread::sleep(plan.delay);
@@ -179,7 +187,9 @@ fn serve(
         }
         match fault {
             Some(Fault::Unavailable) => {
+                let head_only = req.method == "HEAD";
                 write_small(
+                    head_only,
                     &mut out,
                     503,
                     &[],
@@ -188,7 +198,9 @@ fn serve(
                 continue;
             }
             Some(Fault::TooMany) => {
+                let head_only = req.method == "HEAD";
                 write_small(
+                    head_only,
                     &mut out,
                     429,
                     &[("Retry-After", "1")],
@@ -219,7 +231,10 @@ fn serve(
     }
 }
 
+/// A whole answer; the body is left out for a HEAD request (`head_only`),
+/// as the client will not read one.
 fn write_small(
+    head_only: bool,
     out: &mut impl Write,
     status: u16,
     headers: &[(&str, &str)],
@@ -234,6 +249,9 @@ fn write_small(
         write!(out, "{k}: {v}\r\n")?;
     }
     out.write_all(b"\r\n")?;
+    if !head_only {
+        out.write_all(body)?;
+    }
     out.flush()
 }
 
@@ -245,7 +263,7 @@ fn forward(upstream: &str, req: &Request) -> io::Result<(Vec<u8>, Vec<u8>)> {
     up.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
     for (k, v) in &req.headers {
-        if k != "connection" {
+        if k != "connection" && k != "expect" {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
     }
