@@ -119,7 +119,11 @@ fn every_blob_request_failing_ends_in_a_clear_error_with_nothing_written() {
     let src = format!("oci:{}:v1", s(layout()));
     let direct = format!("{}/team/mods:v1", reg.addr);
     json_ok(
-        &ocigo(&sc.join("seed-store"), &["push", &src, &direct, "--json"], &[]),
+        &ocigo(
+            &sc.join("seed-store"),
+            &["push", &src, &direct, "--json"],
+            &[],
+        ),
         "seed push",
     );
 
@@ -155,6 +159,7 @@ fn every_blob_request_failing_ends_in_a_clear_error_with_nothing_written() {
     );
     let stray: Vec<_> = walk_files(&store)
         .into_iter()
+        .map(|p| p[store.display().to_string().len()..].to_string())
         .filter(|p| p.contains("/blobs/sha256/") || p.contains("tmp"))
         .collect();
     assert!(

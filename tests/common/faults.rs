@@ -40,6 +40,9 @@ const KINDS: [Fault; 4] = [
     Fault::Truncate,
 ];
 
+/// Picks the requests that may fault.
+pub type Filter = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
+
 /// Which requests fault.
 #[derive(Clone)]
 pub struct Plan {
@@ -47,7 +50,7 @@ pub struct Plan {
     /// Share of eligible requests that fault, in percent (0 to 100).
     pub percent: u64,
     /// Only requests this accepts are eligible (all when `None`).
-    pub only: Option<Arc<dyn Fn(&Request) -> bool + Send + Sync>>,
+    pub only: Option<Filter>,
     /// Added before every request is forwarded.
     pub delay: Duration,
 }
