@@ -109,7 +109,7 @@ med() { median ${secs[$1]}; }
 {
 	echo "- closure: $modules module versions, $blobs blobs, $(human_bytes "$bytes")"
 	echo "- delay: +$delay_ms ms per request (scripts/delay-proxy.py); median of $reps runs"
-	echo "- ocigo $("$ocigo" --version | awk '{print $2}') (release, concurrency ${concurrency:-default}), crane $crane_version, oras $oras_version, $(nproc) cores, $(date -u +%F)"
+	echo "- ocigo $("$ocigo" --version | awk '{print $2}') (${OCIGO_BIN:+OCIGO_BIN=}${OCIGO_BIN:-${OCIGO_BUILD_PROFILE:-release}}, concurrency ${concurrency:-default}), crane $crane_version, oras $oras_version, $(nproc) cores, $(date -u +%F)"
 	echo
 	echo "| What | Plain loopback | +$delay_ms ms per request | Delayed / plain | Requests per blob |"
 	echo "|---|---:|---:|---:|---:|"
