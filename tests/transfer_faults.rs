@@ -216,3 +216,101 @@ fn reqwest_tags(addr: &str, repo: &str) -> String {
     c.read_to_string(&mut text).unwrap();
     text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
 }
+
+/// `--chunk-size` sends blobs larger than the size as PATCH chunks (the
+/// registry's access log shows them) and ends with the same digest;
+/// `--mount-from` mounts every blob from another repository of the
+/// registry instead of sending it.
+#[test]
+fn chunked_uploads_and_mounts_give_the_same_artifact() {
+    let sc = Scratch::new();
+    let reg = TestRegistry::start();
+    let src = format!("oci:{}:v1", s(layout()));
+    let plain = json_ok(
+        &ocigo(
+            &sc.join("s1"),
+            &[
+                "push",
+                &src,
+                &format!("{}/team/plain:v1", reg.addr),
+                "--json",
+            ],
+            &[],
+        ),
+        "plain push",
+    );
+    // Through a proxy that injects nothing, to see the requests.
+    let proxy = FaultProxy::start(&reg.addr, Plan::new(1, 0));
+    let chunked = json_ok(
+        &ocigo(
+            &sc.join("s2"),
+            &[
+                "push",
+                &src,
+                &format!("{}/team/chunked:v1", proxy.addr),
+                "--chunk-size",
+                "1K",
+                "--json",
+            ],
+            &[],
+        ),
+        "chunked push",
+    );
+    assert_eq!(plain["digest"], chunked["digest"]);
+    assert_eq!(chunked["copy"]["blobs_sent"], plain["copy"]["blobs_sent"]);
+    let patches = proxy
+        .seen()
+        .iter()
+        .filter(|r| r.starts_with("PATCH /v2/team/chunked/blobs/uploads/"))
+        .count();
+    assert!(patches > 0, "no chunk was sent");
+    let cache = sc.join("modcache");
+    let pulled = json_ok(
+        &ocigo(
+            &sc.join("s3"),
+            &[
+                "pull",
+                &format!("{}/team/chunked:v1", reg.addr),
+                "--gomodcache",
+                &s(&cache),
+                "--json",
+            ],
+            &[],
+        ),
+        "pull of the chunked push",
+    );
+    assert_eq!(pulled["digest"], plain["digest"]);
+
+    let mounted = json_ok(
+        &ocigo(
+            &sc.join("s4"),
+            &[
+                "push",
+                &src,
+                &format!("{}/team/mounted:v1", reg.addr),
+                "--mount-from",
+                "team/plain",
+                "--json",
+            ],
+            &[],
+        ),
+        "push with --mount-from",
+    );
+    assert_eq!(mounted["digest"], plain["digest"]);
+    assert_eq!(mounted["copy"]["blobs_sent"], 0, "{mounted:#}");
+    assert_eq!(mounted["copy"]["blobs_mounted"], plain["copy"]["blobs"]);
+
+    let out = ocigo(
+        &sc.join("s5"),
+        &[
+            "push",
+            &src,
+            &format!("{}/team/x:v1", reg.addr),
+            "--mount-from",
+            "Not A Repo",
+        ],
+        &[],
+    );
+    assert_exit(&out, 2, "--mount-from with a bad repository name");
+    assert!(stderr(&out).contains("--mount-from"), "{}", stderr(&out));
+}

@@ -94,6 +94,7 @@ pub struct FaultProxy {
     stop: Arc<AtomicBool>,
     counts: Arc<Mutex<BTreeMap<Fault, usize>>>,
     requests: Arc<AtomicU64>,
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl FaultProxy {
@@ -105,7 +106,9 @@ impl FaultProxy {
         let counts: Arc<Mutex<BTreeMap<Fault, usize>>> = Arc::default();
         let requests = Arc::new(AtomicU64::new(0));
         let eligible = Arc::new(AtomicU64::new(0));
-        let (stop2, counts2, requests2) = (stop.clone(), counts.clone(), requests.clone());
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (stop2, counts2, requests2, seen2) =
+            (stop.clone(), counts.clone(), requests.clone(), seen.clone());
         let upstream = upstream.to_string();
         let plan = Arc::new(plan);
         std::thread::spawn(move || {
@@ -114,15 +117,18 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (upstream, plan, counts, requests, eligible) = (
+                let (upstream, plan, counts, requests, eligible, seen) = (
                     upstream.clone(),
                     plan.clone(),
                     counts2.clone(),
                     requests2.clone(),
                     eligible.clone(),
+                    seen2.clone(),
                 );
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &upstream, &plan, &counts, &requests, &eligible);
+                    let _ = serve(
+                        stream, &upstream, &plan, &counts, &requests, &eligible, &seen,
+                    );
                 });
             }
         });
@@ -131,12 +137,18 @@ impl FaultProxy {
             stop,
             counts,
             requests,
+            seen,
         }
     }
 
     /// Faults injected so far, by kind.
     pub fn faults(&self) -> BTreeMap<Fault, usize> {
         self.counts.lock().unwrap().clone()
+    }
+
+    /// `METHOD path` of every request received so far (query left out).
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
     }
 
     /// Requests received so far.
@@ -160,6 +172,7 @@ fn serve(
     counts: &Mutex<BTreeMap<Fault, usize>>,
     requests: &AtomicU64,
     eligible: &AtomicU64,
+    seen: &Mutex<Vec<String>>,
 ) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -177,6 +190,11 @@ fn serve(
         }
         read_body(&mut reader, &mut req)?;
         requests.fetch_add(1, Ordering::SeqCst);
+        seen.lock().unwrap().push(format!(
+            "{} {}",
+            req.method,
+            req.target.split('?').next().unwrap_or("")
+        ));
         if !plan.delay.is_zero() {
             std::thread::sleep(plan.delay);
         }
