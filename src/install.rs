@@ -16,12 +16,12 @@
 //! present with different content, or follow a link it did not make.
 #![warn(clippy::disallowed_methods)]
 
+use crate::parallel::run_parallel;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -331,51 +331,6 @@ fn install_group(
 /// How many threads install at once by default: the work is bound by file
 /// system calls, not CPU, so more than cores.
 pub const DEFAULT_JOBS: usize = 8;
-
-/// Runs `f` on every index, a group's indexes in order on one thread, up to
-/// `jobs` groups at once. Stops starting new work at the first error
-/// and returns it; otherwise returns the results in index order.
-fn run_parallel<R: Send>(
-    groups: &[Vec<usize>],
-    count: usize,
-    jobs: usize,
-    f: impl Fn(usize) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..count).map(|_| None).collect());
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(groups.len()).max(1) {
-            scope.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    for &i in group {
-                        match f(i) {
-                            Ok(r) => results.lock().expect("not poisoned")[i] = Some(r),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                first_error.lock().expect("not poisoned").get_or_insert(e);
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().expect("not poisoned") {
-        return Err(e);
-    }
-    Ok(results
-        .into_inner()
-        .expect("not poisoned")
-        .into_iter()
-        .map(|r| r.expect("every index ran"))
-        .collect())
-}
 
 fn verify_entry(
     cache: &Path,

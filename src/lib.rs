@@ -13,6 +13,7 @@ pub mod fs;
 pub mod gomod;
 pub mod install;
 pub mod oci;
+pub mod parallel;
 pub mod policy;
 pub mod progress;
 pub mod registry;

@@ -58,6 +58,15 @@ struct RegistryArgs {
     /// Do not verify registries' TLS certificates (warns on stderr). Use --ca-file instead.
     #[arg(long)]
     insecure: bool,
+    /// Blobs fetched, checked or sent at once.
+    #[arg(long, env = "OCIGO_CONCURRENCY", value_name = "N",
+          default_value_t = ocigo::transfer::DEFAULT_CONCURRENCY as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Upload blobs larger than SIZE in chunks of SIZE (bytes, or with K, M, G: KiB, MiB, GiB),
+    /// for registries or proxies that limit request size. Default: one request per blob.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    chunk_size: Option<u64>,
 }
 
 impl RegistryArgs {
@@ -65,7 +74,41 @@ impl RegistryArgs {
         g.plain_http = self.plain_http;
         g.ca_files = self.ca_files.clone();
         g.insecure = self.insecure;
+        g.concurrency = self.concurrency.into();
+        g.chunk_size = self.chunk_size;
     }
+}
+
+/// `1048576`, `512K`, `16M`, `1G` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size: write bytes, or a number with K, M or G"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: write bytes, or a number with K, M or G"))?;
+    let size = n
+        .checked_mul(1 << shift)
+        .filter(|v| *v >= 1024)
+        .ok_or_else(|| format!("{s:?}: a chunk size must be at least 1K and at most 2^64 bytes"))?;
+    Ok(size)
 }
 
 #[derive(Subcommand)]
@@ -105,6 +148,10 @@ enum Command {
         src: String,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG].
         dest: String,
+        /// Before sending a blob, try to mount it from this repository of the destination
+        /// registry (a copy within one registry mounts from its source without asking).
+        #[arg(long, value_name = "REPO")]
+        mount_from: Option<String>,
         #[command(flatten)]
         sign: SignFlags,
         #[command(flatten)]
@@ -328,8 +375,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(commands::pack(&g, &args)?.0)
         }
         Command::Push {
-            src, dest, sign, ..
-        } => Ok(commands::push(&g, &src, &dest, sign.into_sign_with().as_ref())?.0),
+            src,
+            dest,
+            sign,
+            mount_from,
+            ..
+        } => {
+            g.mount_from = mount_from;
+            Ok(commands::push(&g, &src, &dest, sign.into_sign_with().as_ref())?.0)
+        }
         Command::Pull {
             src,
             gomodcache,

@@ -42,7 +42,7 @@ impl Progress {
         self.start_styled(
             what,
             total,
-            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            "{msg:>12} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
         );
     }
 
@@ -79,6 +79,14 @@ impl Progress {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         if let Some(old) = self.bar.lock().expect("not poisoned").replace(bar) {
             old.finish_and_clear();
+        }
+    }
+
+    /// Shows `done` of `total` items beside a byte count (blobs sent at
+    /// once, each advancing the same total).
+    pub fn set_items(&self, done: usize, total: usize) {
+        if let Some(bar) = self.bar.lock().expect("not poisoned").as_ref() {
+            bar.set_prefix(format!("{done}/{total}"));
         }
     }
 

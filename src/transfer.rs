@@ -11,17 +11,53 @@
 //! own `subject` is not the manifest it was listed for is refused (exit 3)
 //! before anything is pushed.
 //!
-//! Owns: walking manifests and indexes, and the order of pushes (blobs, then
+//! Owns: walking manifests and indexes, the order of pushes (blobs, then
 //! child manifests, then the top, then its referrers, so a registry never
-//! sees a manifest whose blobs or subject are missing). Must not: interpret artifact contents beyond the OCI
-//! structure; that is `artifact`.
+//! sees a manifest whose blobs or subject are missing), how many blobs move
+//! at once ([`CopyOptions`]), and restarting a blob whose upload was
+//! interrupted (re-read from the source, sent from a fresh upload). Must
+//! not: interpret artifact contents beyond the OCI structure; that is
+//! `artifact`. Retrying single requests and resuming downloads is the
+//! registry client's (`registry::retry`).
+
+use std::io::Read;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::{Kind, fail};
 use crate::oci::{Descriptor, FetchedManifest, ReferrerInfo, Repository};
+use crate::parallel::for_each_index;
 use crate::progress::Progress;
+use crate::registry::{RetryPolicy, is_interrupted};
+
+/// Blobs transferred at once by default. Module bundles are many small
+/// blobs, so the time goes to round trips, not bandwidth: 8 hides a 25 ms
+/// latency (README "Performance") without crowding a registry.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// How a copy moves blobs.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Blobs checked, mounted or sent at once (`--concurrency`).
+    pub concurrency: usize,
+    /// Another repository of the destination registry to mount blobs from
+    /// before sending them (`--mount-from`). Within one registry the source
+    /// repository is tried without asking.
+    pub mount_from: Option<String>,
+    /// Restarts of an interrupted blob upload.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            concurrency: DEFAULT_CONCURRENCY,
+            mount_from: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,22 +80,24 @@ const MAX_REFERRERS: usize = 10_000;
 /// its referrers, recursively) from `src` to `dst`, tagging the top with
 /// `tag`.
 pub fn copy(
-    src: &dyn Repository,
+    src: &(dyn Repository + Sync),
     top: &Descriptor,
-    dst: &dyn Repository,
+    dst: &(dyn Repository + Sync),
     tag: Option<&str>,
+    opts: &CopyOptions,
     progress: &Progress,
 ) -> Result<CopyStats> {
-    Ok(copy_with_referrers(src, top, dst, tag, progress)?.0)
+    Ok(copy_with_referrers(src, top, dst, tag, opts, progress)?.0)
 }
 
 /// [`copy`], also returning the descriptors of the referrers copied (in the
 /// order pushed), for callers that carry more along (cosign's `.sig` tags).
 pub fn copy_with_referrers(
-    src: &dyn Repository,
+    src: &(dyn Repository + Sync),
     top: &Descriptor,
-    dst: &dyn Repository,
+    dst: &(dyn Repository + Sync),
     tag: Option<&str>,
+    opts: &CopyOptions,
     progress: &Progress,
 ) -> Result<(CopyStats, Vec<Descriptor>)> {
     let mut stats = CopyStats::default();
@@ -121,9 +159,9 @@ pub fn copy_with_referrers(
             }
         }
     }
-    let mut missing: Vec<Descriptor> = Vec::new();
+    let jobs = opts.concurrency.max(1);
+    let mut blobs: Vec<Descriptor> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut to_check: Vec<Descriptor> = Vec::new();
     for m in groups.iter().flat_map(|(_, g)| g) {
         if m.is_index() {
             continue;
@@ -131,37 +169,51 @@ pub fn copy_with_referrers(
         let proven = present_manifests.contains(&m.descriptor.digest);
         let manifest = m.manifest()?;
         for blob in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            if proven {
-                // Counted once, whichever manifest names it first.
-                if seen.insert(blob.digest.clone()) {
-                    stats.blobs += 1;
-                    stats.bytes_total += blob.size;
+            // Counted once, whichever manifest names it first; a blob of a
+            // manifest the destination holds needs no HEAD.
+            if seen.insert(blob.digest.clone()) {
+                stats.blobs += 1;
+                stats.bytes_total += blob.size;
+                if !proven {
+                    blobs.push(blob.clone());
                 }
-                continue;
             }
-            to_check.push(blob.clone());
         }
     }
-    for blob in to_check {
-        if !seen.insert(blob.digest.clone()) {
-            continue;
-        }
-        stats.blobs += 1;
-        stats.bytes_total += blob.size;
-        if !dst.blob_exists(&blob.digest)? {
-            missing.push(blob);
-        }
-    }
+    // One HEAD per blob, several in flight.
+    let present = for_each_index(blobs.len(), jobs, |i| dst.blob_exists(&blobs[i].digest))?;
+    let mut missing: Vec<Descriptor> = blobs
+        .into_iter()
+        .zip(present)
+        .filter(|(_, p)| !p)
+        .map(|(b, _)| b)
+        .collect();
 
     // Same registry, other repository: mount instead of sending (Harbor
-    // projects, distribution repositories).
-    if let (Some((src_host, src_repo)), Some((dst_host, _))) =
+    // projects, distribution repositories); `--mount-from` names one more.
+    let mut mount_sources = Vec::new();
+    if let (Some((src_host, src_repo)), Some((dst_host, dst_repo))) =
         (src.registry_name(), dst.registry_name())
         && src_host == dst_host
+        && src_repo != dst_repo
     {
+        mount_sources.push(src_repo);
+    }
+    if let Some(from) = &opts.mount_from
+        && !mount_sources.contains(from)
+    {
+        mount_sources.push(from.clone());
+    }
+    for from in &mount_sources {
+        if missing.is_empty() {
+            break;
+        }
+        let mounted = for_each_index(missing.len(), jobs, |i| {
+            dst.mount_blob_from(&missing[i].digest, from)
+        })?;
         let mut still_missing = Vec::with_capacity(missing.len());
-        for blob in missing {
-            if dst.mount_blob_from(&blob.digest, &src_repo)? {
+        for (blob, mounted) in missing.into_iter().zip(mounted) {
+            if mounted {
                 stats.blobs_mounted += 1;
             } else {
                 still_missing.push(blob);
@@ -169,22 +221,19 @@ pub fn copy_with_referrers(
         }
         missing = still_missing;
     }
+
     let to_send: u64 = missing.iter().map(|b| b.size).sum();
     progress.start_bytes("sending", to_send);
-    for blob in &missing {
-        let mut reader = src.fetch_blob(blob)?;
-        dst.push_blob(blob, &mut progress.reader(&mut reader))
-            .with_context(|| {
-                format!(
-                    "copying blob {} from {} to {}",
-                    blob.digest,
-                    src.location(),
-                    dst.location()
-                )
-            })?;
-        stats.blobs_sent += 1;
-        stats.bytes_sent += blob.size;
-    }
+    progress.set_items(0, missing.len());
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    for_each_index(missing.len(), jobs, |i| {
+        send_blob(src, dst, &missing[i], &opts.retry, progress)?;
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress.set_items(n, missing.len());
+        Ok(())
+    })?;
+    stats.blobs_sent = missing.len();
+    stats.bytes_sent = to_send;
     progress.finish();
 
     for (i, (subject, manifests)) in groups.iter().enumerate() {
@@ -230,6 +279,74 @@ fn manifest_present(dst: &dyn Repository, desc: &Descriptor) -> Result<bool> {
     }
 }
 
+/// Sends one blob, restarting from a fresh fetch and upload when the upload
+/// was interrupted (up to `retry.retries` times). The progress bar counts
+/// each byte once, however often it is sent.
+fn send_blob(
+    src: &dyn Repository,
+    dst: &dyn Repository,
+    blob: &Descriptor,
+    retry: &RetryPolicy,
+    progress: &Progress,
+) -> Result<()> {
+    let mut shown = 0u64;
+    let mut attempt = 1;
+    loop {
+        let result = src.fetch_blob(blob).and_then(|mut reader| {
+            let mut counted = Counted {
+                inner: &mut reader,
+                read: 0,
+                shown: &mut shown,
+                progress,
+            };
+            dst.push_blob(blob, &mut counted)
+        });
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if is_interrupted(&e) && attempt <= retry.retries => {
+                if let Some(wait) = retry.delay(attempt, None) {
+                    std::thread::sleep(wait);
+                }
+                attempt += 1;
+            }
+            Err(e) => {
+                let tries = if attempt > 1 {
+                    format!(" (gave up after {attempt} attempts)")
+                } else {
+                    String::new()
+                };
+                return Err(e.context(format!(
+                    "copying blob {} from {} to {}{tries}",
+                    blob.digest,
+                    src.location(),
+                    dst.location()
+                )));
+            }
+        }
+    }
+}
+
+/// Advances the progress bar by the bytes read beyond the most any earlier
+/// attempt of the same blob read.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    read: u64,
+    shown: &'a mut u64,
+    progress: &'a Progress,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > *self.shown {
+            self.progress.inc(self.read - *self.shown);
+            *self.shown = self.read;
+        }
+        Ok(n)
+    }
+}
+
 fn collect(
     src: &dyn Repository,
     desc: &Descriptor,
@@ -261,8 +378,8 @@ fn collect(
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
@@ -272,7 +389,7 @@ mod tests {
     /// A layout that calls itself a registry and counts blob HEADs.
     struct Counting {
         inner: Layout,
-        heads: Cell<usize>,
+        heads: AtomicUsize,
     }
 
     impl crate::oci::Referrers for Counting {
@@ -298,7 +415,7 @@ mod tests {
             self.inner.push_manifest(m, b, t)
         }
         fn blob_exists(&self, digest: &Digest) -> Result<bool> {
-            self.heads.set(self.heads.get() + 1);
+            self.heads.fetch_add(1, Ordering::Relaxed);
             self.inner.blob_exists(digest)
         }
         fn fetch_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
@@ -364,27 +481,47 @@ mod tests {
         let src = Layout::open_or_create(dir.path().join("src")).unwrap();
         let dst = Counting {
             inner: Layout::open_or_create(dir.path().join("dst")).unwrap(),
-            heads: Cell::new(0),
+            heads: AtomicUsize::new(0),
         };
         let mut versions: Vec<(usize, &str)> = (0..400).map(|i| (i, "v1.0.0")).collect();
         let first = bundle(&src, &versions, "one");
         let hidden = Progress::hidden();
-        let stats = copy(&src, &first, &dst, Some("one"), &hidden).unwrap();
+        let stats = copy(
+            &src,
+            &first,
+            &dst,
+            Some("one"),
+            &CopyOptions::default(),
+            &hidden,
+        )
+        .unwrap();
         assert_eq!(stats.blobs, 400 + 1 + stats.manifests - 2);
-        assert_eq!(dst.heads.get(), stats.blobs, "first copy: every blob asked");
+        assert_eq!(
+            dst.heads.load(Ordering::Relaxed),
+            stats.blobs,
+            "first copy: every blob asked"
+        );
 
         versions[200].1 = "v1.1.0";
         let second = bundle(&src, &versions, "two");
-        dst.heads.set(0);
-        let stats = copy(&src, &second, &dst, Some("two"), &hidden).unwrap();
+        dst.heads.store(0, Ordering::Relaxed);
+        let stats = copy(
+            &src,
+            &second,
+            &dst,
+            Some("two"),
+            &CopyOptions::default(),
+            &hidden,
+        )
+        .unwrap();
         // The new zip and the changed part's config (the zip has the same
         // size, so the header's counts, and the header, are unchanged).
         assert_eq!(stats.blobs_sent, 2, "{stats:?}");
         // Asked: the blobs of the changed part and the header, not the rest.
         assert!(
-            dst.heads.get() < 60,
+            dst.heads.load(Ordering::Relaxed) < 60,
             "{} HEAD requests for a one-module update of 400",
-            dst.heads.get()
+            dst.heads.load(Ordering::Relaxed)
         );
         // The index and the changed part.
         assert_eq!(stats.manifests, 2, "{stats:?}");

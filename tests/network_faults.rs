@@ -187,12 +187,22 @@ const FAST: &[(&str, &str)] = &[
 /// `bound`, a message naming the layer and `received`, and no trace of the
 /// layer left anywhere. Returns stderr.
 fn pull_fails(b: &Bundle, reg: &http::Server, bound: Duration, received: &str) -> String {
+    pull_fails_with(b, reg, bound, received, FAST)
+}
+
+fn pull_fails_with(
+    b: &Bundle,
+    reg: &http::Server,
+    bound: Duration,
+    received: &str,
+    env: &[(&str, &str)],
+) -> String {
     let sc = Scratch::new();
     let store = sc.join("store");
     let modcache = sc.join("modcache");
     let src = format!("{}/team/mods:v1", reg.addr);
     let start = Instant::now();
-    let out = ocigo(&store, &["pull", &src, "--gomodcache", &s(&modcache)], FAST);
+    let out = ocigo(&store, &["pull", &src, "--gomodcache", &s(&modcache)], env);
     let took = start.elapsed();
     let err = stderr(&out);
     assert_exit(&out, 4, "pull from a misbehaving registry");
@@ -309,11 +319,19 @@ fn a_reused_keep_alive_connection_that_goes_silent_times_out() {
             Some(Behaviour::Answer(r))
         }
     });
-    pull_fails(
+    // One blob at a time, so the layer's GET reuses the connection the
+    // manifest came on (in parallel it may get a fresh one).
+    let env: Vec<(&str, &str)> = FAST
+        .iter()
+        .copied()
+        .chain([("OCIGO_CONCURRENCY", "1")])
+        .collect();
+    pull_fails_with(
         &b,
         &reg,
         Duration::from_secs(20),
         &format!("0 of {} bytes received", b.layer.len()),
+        &env,
     );
     assert!(
         reused.load(Ordering::SeqCst),

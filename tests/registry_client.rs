@@ -881,3 +881,79 @@ fn a_mount_the_registry_does_not_support_falls_back_to_not_mounted() {
         assert!(!repo.mount_blob_from(&digest, "team/one").unwrap());
     }
 }
+
+// ---- Retries (src/registry/retry.rs): transient answers are retried with
+// backoff, Retry-After is honoured, other 4xx answers are final.
+
+fn quick_retries(cfg: &tempfile::TempDir, retries: u32) -> RegistryOptions {
+    RegistryOptions {
+        retry: Some(ocigo::registry::RetryPolicy {
+            retries,
+            base: std::time::Duration::from_millis(10),
+        }),
+        ..opts_with_config(cfg)
+    }
+}
+
+#[test]
+fn transient_answers_are_retried_and_other_4xx_are_not() {
+    use fake::{Server, reply};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // 503, 429 (Retry-After: 1), 502, then the answer.
+    let n = std::sync::Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let server = Server::start(move |req, _| {
+        if req.path == "/v2/" {
+            return reply(200, &[], "");
+        }
+        match n2.fetch_add(1, Ordering::SeqCst) {
+            0 => reply(503, &[], ""),
+            1 => reply(429, &[("Retry-After", "1")], ""),
+            2 => reply(502, &[], ""),
+            _ => reply(200, &[], ""),
+        }
+    });
+    let cfg = no_credentials();
+    let repo =
+        RegistryRepository::open(&server.addr, "team/mods", &quick_retries(&cfg, 5)).unwrap();
+    let start = std::time::Instant::now();
+    assert!(repo.blob_exists(&Digest::of_bytes(b"x")).unwrap());
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After ignored"
+    );
+    assert_eq!(n.load(Ordering::SeqCst), 4);
+
+    // Too few retries: the last status is reported, with the attempts.
+    n.store(0, Ordering::SeqCst);
+    let repo =
+        RegistryRepository::open(&server.addr, "team/mods", &quick_retries(&cfg, 0)).unwrap();
+    let err = repo.blob_exists(&Digest::of_bytes(b"x")).unwrap_err();
+    assert!(format!("{err:#}").contains("HTTP 503"), "{err:#}");
+    let repo =
+        RegistryRepository::open(&server.addr, "team/mods", &quick_retries(&cfg, 1)).unwrap();
+    n.store(0, Ordering::SeqCst);
+    let err = repo.blob_exists(&Digest::of_bytes(b"x")).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("HTTP 429") && msg.contains("the last of 2 attempts"),
+        "{msg}"
+    );
+
+    // A 400 or 403 is final: one request.
+    for status in [400u16, 403] {
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let seen2 = seen.clone();
+        let server = Server::start(move |req, _| {
+            if req.path == "/v2/" {
+                return reply(200, &[], "");
+            }
+            seen2.fetch_add(1, Ordering::SeqCst);
+            reply(status, &[], "")
+        });
+        let repo =
+            RegistryRepository::open(&server.addr, "team/mods", &quick_retries(&cfg, 5)).unwrap();
+        repo.blob_exists(&Digest::of_bytes(b"x")).unwrap_err();
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "HTTP {status} was retried");
+    }
+}

@@ -47,6 +47,13 @@ pub struct Global {
     pub insecure: bool,
     pub json: bool,
     pub quiet: bool,
+    /// `--concurrency`: blobs transferred at once (0: the default).
+    pub concurrency: usize,
+    /// `--chunk-size`: upload blobs larger than this in chunks.
+    pub chunk_size: Option<u64>,
+    /// `--mount-from`: a repository of the destination registry to mount
+    /// blobs from.
+    pub mount_from: Option<String>,
 }
 
 impl Global {
@@ -68,13 +75,49 @@ impl Global {
             plain_http: self.plain_http,
             ca_files: self.ca_files.clone(),
             insecure: self.insecure,
+            chunk_size: self.chunk_size,
             ..RegistryOptions::default()
         }
     }
 
+    /// Blobs transferred at once.
+    pub fn concurrency(&self) -> usize {
+        if self.concurrency == 0 {
+            crate::transfer::DEFAULT_CONCURRENCY
+        } else {
+            self.concurrency
+        }
+    }
+
+    /// How `transfer::copy` moves blobs: `--concurrency`, `--mount-from`,
+    /// and `OCIGO_RETRIES`.
+    pub fn copy_options(&self) -> Result<crate::transfer::CopyOptions> {
+        if let Some(m) = &self.mount_from
+            && !crate::oci::is_repository_name(m)
+        {
+            return Err(crate::error::fail(
+                crate::error::Kind::Usage,
+                format!(
+                    "--mount-from {}: not a repository name (lower-case letters, digits, '.', \
+                     '_', '-' and '/', without the registry host)",
+                    crate::text::field(m)
+                ),
+            ));
+        }
+        Ok(crate::transfer::CopyOptions {
+            concurrency: self.concurrency(),
+            mount_from: self.mount_from.clone(),
+            retry: crate::registry::RetryPolicy::from_env()?,
+        })
+    }
+
     /// Opens where a reference points. A layout destination is created if
     /// absent; a layout source must exist.
-    pub fn open(&self, reference: &Reference, for_writing: bool) -> Result<Box<dyn Repository>> {
+    pub fn open(
+        &self,
+        reference: &Reference,
+        for_writing: bool,
+    ) -> Result<Box<dyn Repository + Send + Sync>> {
         Ok(match reference {
             Reference::Layout { dir, .. } => Box::new(if for_writing {
                 Layout::open_or_create(dir)?

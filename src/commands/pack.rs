@@ -127,7 +127,14 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
 
     let target = g.open(&dest, true)?;
     let previous_digest = digest_before(target.as_ref(), dest.tag())?;
-    let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
+    let copy = transfer::copy(
+        &store,
+        &top,
+        target.as_ref(),
+        dest.tag(),
+        &g.copy_options()?,
+        &progress,
+    )?;
     let signature = match &signer {
         Some(signer) => Some(sign_at(target.as_ref(), &dest, &top, signer)?),
         None => None,

@@ -14,6 +14,7 @@ use crate::artifact::{self, ModuleEntry};
 use crate::error::{Kind, fail, fail_hint};
 use crate::install::{self, InstallItem, InstallReport};
 use crate::oci::{Descriptor, Digest, Reference, Repository};
+use crate::parallel::for_each_index;
 use crate::policy::host::pull_policy;
 use crate::sign;
 
@@ -82,7 +83,7 @@ fn pull_from(
     g: &Global,
     args: &PullArgs,
     src_ref: &Reference,
-    src: &dyn Repository,
+    src: &(dyn Repository + Sync),
     top: &Descriptor,
 ) -> Result<Outcome> {
     let gomodcache = match &args.gomodcache {
@@ -115,16 +116,26 @@ fn pull_from(
     for i in 0..outline.parts.len() {
         let part = artifact::load_part(src, &outline, i)?;
         checker.check(&part)?;
+        // The part's missing layers, several at once (`--concurrency`):
+        // module bundles are many small blobs, so round trips, not
+        // bandwidth, bound the time. Each is streamed into the store,
+        // which keeps it only once it is verified.
+        let mut missing = Vec::new();
         for layer in &part.layers {
             if layers_seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
-                let mut reader = src.fetch_blob(layer)?;
-                store.push_blob(layer, &mut reader).with_context(|| {
-                    format!("fetching layer {} from {}", layer.digest, src.location())
-                })?;
-                blobs_fetched += 1;
-                bytes_fetched += layer.size;
+                missing.push(layer);
             }
         }
+        for_each_index(missing.len(), g.concurrency(), |i| {
+            let layer = missing[i];
+            let mut reader = src.fetch_blob(layer)?;
+            store.push_blob(layer, &mut reader).with_context(|| {
+                format!("fetching layer {} from {}", layer.digest, src.location())
+            })?;
+            Ok(())
+        })?;
+        blobs_fetched += missing.len();
+        bytes_fetched += missing.iter().map(|l| l.size).sum::<u64>();
         part.store_in(&store, &top.digest)?;
         let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
         let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;

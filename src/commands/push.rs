@@ -45,8 +45,14 @@ pub fn push(
     let top = from.resolve(src_ref.tag_or_digest())?;
     let previous_digest = digest_before(to.as_ref(), dest_ref.tag())?;
     let progress = g.progress();
-    let (copy, referrers) =
-        transfer::copy_with_referrers(from.as_ref(), &top, to.as_ref(), dest_ref.tag(), &progress)?;
+    let (copy, referrers) = transfer::copy_with_referrers(
+        from.as_ref(),
+        &top,
+        to.as_ref(),
+        dest_ref.tag(),
+        &g.copy_options()?,
+        &progress,
+    )?;
     // cosign's legacy `.sig` tags: of the artifact and of each referrer.
     let mut signatures_copied = 0;
     for signed in std::iter::once(&top).chain(&referrers) {

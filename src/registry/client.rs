@@ -20,6 +20,7 @@ use super::challenge::pick_challenge;
 use super::deadlines::{
     ENV_CONNECT_TIMEOUT, ENV_IDLE_TIMEOUT, NetworkLimits, describe_io, format_secs,
 };
+use super::retry::{parse_retry_after, status_is_transient, transport_is_transient};
 use super::tls::tls_failure;
 use super::url::{join_url, same_origin, shown_url, url_authority};
 use super::{Payload, RegistryRepository};
@@ -61,6 +62,8 @@ pub(super) fn build_agent(limits: &NetworkLimits, tls: ureq::tls::TlsConfig) -> 
 pub(super) struct Reply {
     inner: http::Response<ureq::Body>,
     url: String,
+    /// How many times the request was sent (more than 1 after retries).
+    pub(super) attempts: u32,
 }
 
 impl Reply {
@@ -167,10 +170,67 @@ impl RegistryRepository {
         )
     }
 
-    /// One request, following redirects for GET and HEAD. `auth` goes only
-    /// to hops on `url`'s own origin, never where a redirect leads
-    /// elsewhere; `timeout` bounds each hop as a whole.
+    /// One request, following redirects for GET and HEAD, retried on
+    /// transient failures (see `retry`) unless its body is a stream. `auth`
+    /// goes only to hops on `url`'s own origin, never where a redirect leads
+    /// elsewhere; `timeout` bounds each hop of each attempt as a whole.
+    /// After the last retry the last answer is returned (the caller reports
+    /// its status), or the last transport failure, saying how many attempts
+    /// were made.
     pub(super) fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        auth: Option<&str>,
+        body: Body<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Reply> {
+        let bytes = match body {
+            Body::Stream(_) => {
+                return self
+                    .exchange_once(method, url, headers, auth, body, timeout)
+                    .map_err(|(e, _)| e);
+            }
+            Body::Empty => None,
+            Body::Bytes(b) => Some(b),
+        };
+        let mut attempt = 1;
+        loop {
+            let body = bytes.map(Body::Bytes).unwrap_or(Body::Empty);
+            let result = self.exchange_once(method, url, headers, auth, body, timeout);
+            let retry_after = match &result {
+                Ok(r) if status_is_transient(r.status()) => {
+                    Some(parse_retry_after(r.header("retry-after")))
+                }
+                Err((_, true)) => Some(None),
+                _ => None,
+            };
+            let wait = retry_after
+                .filter(|_| attempt <= self.retry.retries)
+                .and_then(|after| self.retry.delay(attempt, after));
+            let Some(wait) = wait else {
+                return match result {
+                    Ok(mut r) => {
+                        r.attempts = attempt;
+                        Ok(r)
+                    }
+                    Err((e, transient)) if transient && attempt > 1 => {
+                        Err(e.context(format!("gave up after {attempt} attempts")))
+                    }
+                    Err((e, _)) => Err(e),
+                };
+            };
+            // The answer is dropped unread: its connection is not reused.
+            drop(result);
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
+    /// One attempt of [`Self::exchange`]. A failure says whether it is
+    /// worth retrying.
+    fn exchange_once(
         &self,
         method: &str,
         url: &str,
@@ -178,7 +238,7 @@ impl RegistryRepository {
         auth: Option<&str>,
         mut body: Body<'_>,
         timeout: Option<Duration>,
-    ) -> Result<Reply> {
+    ) -> std::result::Result<Reply, (anyhow::Error, bool)> {
         let follows = matches!(method, "GET" | "HEAD");
         let mut hop = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
@@ -186,7 +246,10 @@ impl RegistryRepository {
             let sent = std::mem::replace(&mut body, Body::Empty);
             let resp = self
                 .send_once(method, &hop, headers, hop_auth, sent, timeout)
-                .map_err(|e| self.transport_error(method, url, &hop, e))?;
+                .map_err(|e| {
+                    let transient = transport_is_transient(&e);
+                    (self.transport_error(method, url, &hop, e), transient)
+                })?;
             let status = resp.status().as_u16();
             let location = resp
                 .headers()
@@ -201,16 +264,20 @@ impl RegistryRepository {
                     return Ok(Reply {
                         inner: resp,
                         url: hop,
+                        attempts: 1,
                     });
                 }
             }
         }
-        Err(fail(
-            Kind::Remote,
-            format!(
-                "{method} {url}: more than {MAX_REDIRECTS} redirects (the last to {})",
-                url_authority(&hop).unwrap_or_else(|| "?".into())
+        Err((
+            fail(
+                Kind::Remote,
+                format!(
+                    "{method} {url}: more than {MAX_REDIRECTS} redirects (the last to {})",
+                    url_authority(&hop).unwrap_or_else(|| "?".into())
+                ),
             ),
+            false,
         ))
     }
 

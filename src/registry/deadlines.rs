@@ -130,6 +130,9 @@ pub(super) struct Transfer<R> {
     direction: Direction,
     window_start: Instant,
     window_bytes: u64,
+    /// Set when receiving failed in a way a new request may get past (the
+    /// connection broke or closed early), not for a deadline that ran out.
+    pub(super) interrupted: bool,
 }
 
 impl<R: Read> Transfer<R> {
@@ -150,7 +153,15 @@ impl<R: Read> Transfer<R> {
             direction,
             window_start: Instant::now(),
             window_bytes: 0,
+            interrupted: false,
         }
+    }
+
+    /// A body that continues a transfer after `offset` bytes already
+    /// arrived (a ranged request): messages count the whole blob.
+    pub(super) fn resumed_at(mut self, offset: u64) -> Self {
+        self.got = offset;
+        self
     }
 
     fn progress(&self) -> String {
@@ -187,17 +198,22 @@ pub(super) fn format_secs(d: Duration) -> String {
     }
 }
 
-/// Says what an I/O failure of a connection was, in words: ureq's timeouts
-/// become "no data for N s".
-pub(super) fn describe_io(err: &io::Error, limits: &NetworkLimits) -> String {
-    let timed_out = matches!(
+/// Whether an I/O failure of a connection is one of its deadlines running
+/// out (ureq's timeouts, the socket's).
+pub(super) fn io_timed_out(err: &io::Error) -> bool {
+    matches!(
         err.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
     ) || err
         .get_ref()
         .and_then(|e| e.downcast_ref::<ureq::Error>())
-        .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
-    if timed_out {
+        .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)))
+}
+
+/// Says what an I/O failure of a connection was, in words: ureq's timeouts
+/// become "no data for N s".
+pub(super) fn describe_io(err: &io::Error, limits: &NetworkLimits) -> String {
+    if io_timed_out(err) {
         format!(
             "no data for {} ({ENV_IDLE_TIMEOUT})",
             format_secs(limits.idle_timeout)
@@ -215,16 +231,19 @@ impl<R: Read> Read for Transfer<R> {
                 return Err(e);
             }
             Err(e) => {
+                let why = describe_io(&e, &self.limits);
+                self.interrupted = !io_timed_out(&e);
                 return Err(self.network_error(format!(
                     "{}: the connection failed after {}: {}",
                     self.what,
                     self.progress(),
-                    describe_io(&e, &self.limits)
+                    why
                 )));
             }
         };
         if n == 0 && !buf.is_empty() {
             if self.direction == Direction::Receiving && self.got < self.expected {
+                self.interrupted = true;
                 return Err(self.network_error(format!(
                     "{}: the connection closed early, after {}",
                     self.what,

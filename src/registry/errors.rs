@@ -35,6 +35,7 @@ impl RegistryRepository {
         if !self.is_registry_origin(resp.url()) {
             return self.redirect_target_error(resp, what);
         }
+        let attempts = resp.attempts;
         let detail = error_detail(resp);
         let location = self.location();
         match status {
@@ -51,13 +52,20 @@ impl RegistryRepository {
                 Kind::NotFound,
                 format!("cannot {what}: not found in {location} (HTTP 404{detail})"),
             ),
-            _ => fail(
-                Kind::Remote,
-                format!(
-                    "registry {} failed to {what} in {location}: HTTP {status}{detail}",
-                    self.host
-                ),
-            ),
+            _ => {
+                let tries = if attempts > 1 {
+                    format!(" (the last of {attempts} attempts)")
+                } else {
+                    String::new()
+                };
+                fail(
+                    Kind::Remote,
+                    format!(
+                        "registry {} failed to {what} in {location}: HTTP {status}{detail}{tries}",
+                        self.host
+                    ),
+                )
+            }
         }
     }
 

@@ -10,7 +10,9 @@
 //! `WWW-Authenticate` challenges and fetch tokens; `credentials` reads the
 //! docker config and its helpers; `url` compares and joins URLs; `errors`
 //! turns HTTP failures into classified errors; `deadlines` bounds every
-//! connection and transfer; `tls` decides whom to trust (system store,
+//! connection and transfer; `retry` decides which failures are retried and
+//! how long to wait; `resume` continues a cut blob download with ranged
+//! requests; `tls` decides whom to trust (system store,
 //! `--ca-file`, `certs.d`) and which client certificate to show; `proxy`
 //! picks a proxy per request as the go command does.
 //!
@@ -33,6 +35,8 @@ mod deadlines;
 mod errors;
 mod proxy;
 mod referrers;
+mod resume;
+mod retry;
 mod tls;
 mod url;
 
@@ -61,6 +65,7 @@ pub use credentials::{
 };
 pub use deadlines::NetworkLimits;
 use errors::error_detail;
+pub use retry::{ENV_RETRIES, Interrupted, RetryPolicy, is_interrupted};
 pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
 use url::{is_loopback_host, join_url, next_link, same_origin};
 
@@ -103,6 +108,13 @@ pub struct RegistryOptions {
     /// Network deadlines. `None`: the defaults, overridden by the
     /// `OCIGO_*` environment variables ([`NetworkLimits::from_env`]).
     pub limits: Option<NetworkLimits>,
+    /// Retries of transient failures. `None`: the default, overridden by
+    /// `OCIGO_RETRIES` ([`RetryPolicy::from_env`]).
+    pub retry: Option<RetryPolicy>,
+    /// Upload blobs larger than this in chunks of this size (`PATCH` each,
+    /// then `PUT`), for registries or proxies that limit request size
+    /// (`--chunk-size`). `None`: one monolithic `PUT` per blob.
+    pub chunk_size: Option<u64>,
 }
 
 /// One repository of an OCI registry (`host/repository`).
@@ -119,6 +131,8 @@ pub struct RegistryRepository {
     plain_http_asked: bool,
     agent: ureq::Agent,
     limits: NetworkLimits,
+    retry: RetryPolicy,
+    chunk_size: Option<u64>,
     proxies: proxy::ProxyEnv,
     /// Where credentials are looked for, in order (see `credentials`).
     config_paths: Vec<PathBuf>,
@@ -209,6 +223,10 @@ impl RegistryRepository {
             Some(l) => l,
             None => NetworkLimits::from_env()?,
         };
+        let retry = match opts.retry {
+            Some(r) => r,
+            None => RetryPolicy::from_env()?,
+        };
         let agent = client::build_agent(&limits, tls);
         Ok(RegistryRepository {
             host: host.to_string(),
@@ -218,6 +236,8 @@ impl RegistryRepository {
             plain_http_asked: opts.plain_http,
             agent,
             limits,
+            retry,
+            chunk_size: opts.chunk_size.filter(|c| *c > 0),
             proxies,
             config_paths,
             auth: Mutex::new(AuthState {
@@ -273,6 +293,144 @@ impl RegistryRepository {
             // either works or fails with its own clear error.
             _ => Ok(false),
         }
+    }
+
+    /// The absolute upload URL a `POST` or `PATCH` answer names.
+    fn upload_location(&self, resp: &Reply, asked: &str, desc: &Descriptor) -> Result<String> {
+        resp.header("location")
+            .and_then(|l| join_url(asked, l))
+            .ok_or_else(|| {
+                fail(
+                    Kind::Remote,
+                    format!(
+                        "registry {} answered the upload of blob {} without a usable Location",
+                        self.host, desc.digest
+                    ),
+                )
+            })
+    }
+
+    /// Marks an upload failure that sending the blob again from a fresh
+    /// `POST` may get past: the connection failed (not the content: a source
+    /// that does not match its digest fails the same way every time), or
+    /// the registry answered a transient status (see `retry`).
+    fn interrupted(&self, desc: &Descriptor, e: anyhow::Error) -> anyhow::Error {
+        if crate::error::kind_of(&e) == Some(Kind::Integrity) {
+            return e;
+        }
+        e.context(Interrupted(format!(
+            "uploading blob {} to {} failed",
+            desc.digest,
+            self.location()
+        )))
+    }
+
+    /// The error for an upload request answered with `resp`'s unexpected
+    /// status, marked as interrupted when the status is transient.
+    fn upload_status_error(&self, desc: &Descriptor, resp: Reply) -> anyhow::Error {
+        let transient = retry::status_is_transient(resp.status());
+        let e = self.status_error(resp, &format!("push blob {}", desc.digest));
+        if transient {
+            self.interrupted(desc, e)
+        } else {
+            e
+        }
+    }
+
+    /// `upload` with `digest=` added to its query.
+    fn with_digest(upload: &str, desc: &Descriptor) -> String {
+        let mut u = ::url::Url::parse(upload).expect("join_url returns absolute URLs");
+        u.query_pairs_mut()
+            .append_pair("digest", desc.digest.as_str());
+        u.to_string()
+    }
+
+    /// The whole blob in one `PUT`: the fastest way where request size is
+    /// not limited.
+    fn upload_whole(&self, upload: &str, desc: &Descriptor, body: &mut dyn Read) -> Result<()> {
+        let size = desc.size.to_string();
+        let resp = self
+            .request_streaming(
+                "PUT",
+                &Self::with_digest(upload, desc),
+                Access::Push,
+                &[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Length", &size),
+                ],
+                body,
+            )
+            .map_err(|e| self.interrupted(desc, e))?;
+        if resp.status() != 201 {
+            return Err(self.upload_status_error(desc, resp));
+        }
+        Ok(())
+    }
+
+    /// The blob in `PATCH` requests of at most `chunk` bytes each, then an
+    /// empty `PUT` that names the digest (`--chunk-size`).
+    fn upload_chunks(
+        &self,
+        upload: &str,
+        desc: &Descriptor,
+        body: &mut dyn Read,
+        chunk: u64,
+    ) -> Result<()> {
+        let what = format!("push blob {}", desc.digest);
+        let mut url = upload.to_string();
+        let mut offset = 0u64;
+        while offset < desc.size {
+            let n = chunk.min(desc.size - offset);
+            let len = n.to_string();
+            let range = format!("{}-{}", offset, offset + n - 1);
+            let resp = self
+                .request_streaming(
+                    "PATCH",
+                    &url,
+                    Access::Push,
+                    &[
+                        ("Content-Type", "application/octet-stream"),
+                        ("Content-Length", &len),
+                        ("Content-Range", &range),
+                    ],
+                    &mut body.take(n),
+                )
+                .map_err(|e| self.interrupted(desc, e))?;
+            if resp.status() != 202 {
+                return Err(self.upload_status_error(desc, resp));
+            }
+            url = self.upload_location(&resp, &url, desc)?;
+            offset += n;
+        }
+        // The end of the source: its digest check runs here.
+        let mut rest = [0u8; 1];
+        if body
+            .read(&mut rest)
+            .map_err(|e| crate::oci::classify_io(e, || what.clone()))?
+            != 0
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "content of blob {} is longer than {} bytes",
+                    desc.digest, desc.size
+                ),
+            ));
+        }
+        let resp = self
+            .request(
+                "PUT",
+                &Self::with_digest(&url, desc),
+                Access::Push,
+                &[("Content-Type", "application/octet-stream")],
+                Payload::Empty,
+                Some(SMALL_REQUEST_TIMEOUT),
+            )
+            .map_err(|e| self.interrupted(desc, e))?;
+        if resp.status() != 201 {
+            return Err(self.upload_status_error(desc, resp));
+        }
+        Ok(())
     }
 
     /// Is `url` (a request's final URL, after redirects) on the registry's
@@ -577,13 +735,9 @@ impl Repository for RegistryRepository {
             ));
         }
         let what = format!("blob {} from {}", desc.digest, self.location());
-        let body = Transfer::new(
-            resp.into_reader(),
-            what.clone(),
-            desc.size,
-            self.limits,
-            Direction::Receiving,
-        );
+        // A body the network cuts is resumed with ranged requests; the
+        // digest is checked over the whole.
+        let body = resume::Resuming::new(self, url, desc, what.clone(), resp);
         Ok(Box::new(VerifyingReader::new(body, desc, what)))
     }
 
@@ -601,24 +755,7 @@ impl Repository for RegistryRepository {
         if resp.status() != 202 {
             return Err(self.status_error(resp, &what));
         }
-        let upload = resp
-            .header("location")
-            .and_then(|l| join_url(&start, l))
-            .ok_or_else(|| {
-                fail(
-                    Kind::Remote,
-                    format!(
-                        "registry {} opened an upload for blob {} without a usable Location",
-                        self.host, desc.digest
-                    ),
-                )
-            })?;
-        let put_url = {
-            let mut u = ::url::Url::parse(&upload).expect("join_url returns absolute URLs");
-            u.query_pairs_mut()
-                .append_pair("digest", desc.digest.as_str());
-            u.to_string()
-        };
+        let upload = self.upload_location(&resp, &start, desc)?;
         // Verified while sent: a source that is short, long or different
         // aborts the upload instead of storing something else.
         let body = VerifyingReader::new(content, desc, format!("content of blob {}", desc.digest));
@@ -629,35 +766,22 @@ impl Repository for RegistryRepository {
             self.limits,
             Direction::Sending,
         );
-        let size = desc.size.to_string();
-        let result = self.request_streaming(
-            "PUT",
-            &put_url,
-            Access::Push,
-            &[
-                ("Content-Type", "application/octet-stream"),
-                ("Content-Length", &size),
-            ],
-            &mut body,
-        );
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.request(
-                    "DELETE",
-                    &upload,
-                    Access::Push,
-                    &[],
-                    Payload::Empty,
-                    Some(SMALL_REQUEST_TIMEOUT),
-                );
-                return Err(e);
-            }
+        let result = match self.chunk_size {
+            Some(chunk) if desc.size > chunk => self.upload_chunks(&upload, desc, &mut body, chunk),
+            _ => self.upload_whole(&upload, desc, &mut body),
         };
-        if resp.status() != 201 {
-            return Err(self.status_error(resp, &what));
+        if result.is_err() {
+            // Best effort: an abandoned upload is garbage-collected anyway.
+            let _ = self.request(
+                "DELETE",
+                &upload,
+                Access::Push,
+                &[],
+                Payload::Empty,
+                Some(SMALL_REQUEST_TIMEOUT),
+            );
         }
-        Ok(())
+        result
     }
 
     fn list_tags(&self) -> Result<Vec<String>> {

@@ -36,6 +36,26 @@ impl Request {
 /// Reads one request: request line, headers, then a `Content-Length` body.
 /// `None` when the peer closed before sending a request line.
 pub fn read_request(stream: &mut impl BufRead) -> io::Result<Option<Request>> {
+    let Some(mut request) = read_head(stream)? else {
+        return Ok(None);
+    };
+    read_body(stream, &mut request)?;
+    Ok(Some(request))
+}
+
+/// Reads the `Content-Length` body of a request read by [`read_head`].
+pub fn read_body(stream: &mut impl BufRead, request: &mut Request) -> io::Result<()> {
+    let length = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    request.body = vec![0; length];
+    stream.read_exact(&mut request.body)
+}
+
+/// Reads a request's line and headers, not its body (a server answering
+/// `Expect: 100-continue` must say so before the body comes).
+pub fn read_head(stream: &mut impl BufRead) -> io::Result<Option<Request>> {
     let mut line = String::new();
     if stream.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -57,19 +77,12 @@ pub fn read_request(stream: &mut impl BufRead) -> io::Result<Option<Request>> {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let mut request = Request {
+    Ok(Some(Request {
         method,
         target,
         headers,
         body: Vec::new(),
-    };
-    let length = request
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    request.body = vec![0; length];
-    stream.read_exact(&mut request.body)?;
-    Ok(Some(request))
+    }))
 }
 
 /// Writes a whole response: status line, `Connection: close`,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod closure;
+pub mod faults;
 pub mod fixtures;
 pub mod go;
 pub mod http;
