@@ -374,7 +374,21 @@ fn special_files_in_a_layout_are_refused_without_hanging() {
     let good_disk = good.join("disk");
     let layout = Layout::open(&good_disk).unwrap();
     let top = layout.resolve("v1").unwrap();
-    let manifest = layout.fetch_manifest(&top).unwrap().manifest().unwrap();
+    // Format v2: the tag names an index; the first part with layers is the
+    // manifest whose layer is planted.
+    let fetched = layout.fetch_manifest(&top).unwrap();
+    let manifest = if fetched.is_index() {
+        fetched
+            .index()
+            .unwrap()
+            .manifests
+            .iter()
+            .map(|d| layout.fetch_manifest(d).unwrap().manifest().unwrap())
+            .find(|m| !m.layers.is_empty())
+            .expect("a part with layers")
+    } else {
+        fetched.manifest().unwrap()
+    };
     let layer = manifest.layers[0].digest.clone();
     let blob = |disk: &Path, d: &ocigo::oci::Digest| disk.join("blobs/sha256").join(d.hex());
     let _ = src;
@@ -743,9 +757,13 @@ fn many_versions_of_one_module_install_in_linear_time() {
         dir_reads <= 3,
         "the @v directory was read {dir_reads} times for {N} versions"
     );
+    // Pull installs a bundle in batches of about 2,000 module versions
+    // (format v2, memory flat in bundle size): `list` is opened twice per
+    // batch (update, then the final check), never once per version.
+    let batches = N.div_ceil(2048);
     assert!(
-        list_opens <= 3,
-        "list was opened {list_opens} times for {N} versions"
+        list_opens <= 2 * batches + 1,
+        "list was opened {list_opens} times for {N} versions in {batches} install batches"
     );
 
     // `list`: every version, semver-sorted, as the go command reads it.
