@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -205,12 +206,17 @@ impl Restore {
             if now != *original {
                 match original {
                     Some(bytes) => {
-                        crate::store::write_atomic(path, bytes)?;
-                        if let Some(p) = permissions {
-                            fs::set_permissions(path, p.clone()).with_context(|| {
-                                format!("restoring the permissions of {}", path.display())
-                            })?;
-                        }
+                        // The same mode, set on the new file's handle; a
+                        // link where the file was is refused, not followed.
+                        let mode = permissions.as_ref().map_or(0o644, |p| p.mode() & 0o7777);
+                        crate::fs::write_atomic(
+                            path,
+                            ".ocigo-tmp-",
+                            bytes,
+                            mode,
+                            crate::fs::Durability::Synced,
+                        )
+                        .with_context(|| format!("restoring {}", path.display()))?;
                     }
                     None => fs::remove_file(path).with_context(|| {
                         format!("removing {} that the go command created", path.display())

@@ -3,16 +3,21 @@
 //!
 //! Owns: the download area (`cache/download/<esc path>/@v/{list,.info,.mod,
 //! .zip,.ziphash}`) and the extracted trees. Everything is verified before
-//! the first byte is written; then each module is written on its own by
-//! temp + rename, the extracted tree renamed into place, and `.ziphash` (the
-//! go command's "this module is complete" marker) written last. A killed
-//! install leaves only leftovers that the next run removes. Must not: fetch
-//! anything, or overwrite a module that is present with different content.
+//! the first byte is written: hashes and zip rules, every name against the
+//! file system's limits, and every path the install will write, remove or
+//! read (a link, FIFO, socket or device there is a conflict, exit 5). Then
+//! each module is written on its own by temp + rename, the extracted tree
+//! renamed into place, and `.ziphash` (the go command's "this module is
+//! complete" marker) written last. `list` is updated once per module path
+//! per pull, before any of that path's markers. A killed install leaves
+//! only leftovers that the next run removes; a failed one also removes the
+//! directories it created. Every file-system call goes through
+//! [`crate::fs`]. Must not: fetch anything, overwrite a module that is
+//! present with different content, or follow a link it did not make.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,11 +26,20 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::artifact::ModuleEntry;
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, kind_of};
+use crate::fs::{AtomicFile, Durability, LockMode, TMP_RANDOM_LEN, Wait};
 use crate::gomod::{self, ModuleVersion, zipcheck};
 use crate::progress::Progress;
 
 const TMP_PREFIX: &str = ".ocigo-tmp-";
+/// The download files ocigo writes by temp + rename.
+const DOWNLOAD_EXTS: [&str; 4] = ["info", "mod", "zip", "ziphash"];
+/// A `.ziphash` is one h1 line.
+const MAX_ZIPHASH_BYTES: u64 = 1024;
+/// `list`: one line per version; read no further than this.
+const MAX_LIST_BYTES: u64 = 16 << 20;
+/// Download files get the mode the go command leaves them with.
+const DOWNLOAD_FILE_MODE: u32 = 0o644;
 
 /// One module to install: its config entry and the local path of its zip.
 pub struct InstallItem<'a> {
@@ -49,6 +63,7 @@ enum State {
 
 struct Paths {
     download_dir: PathBuf,
+    esc_path: String,
     esc_version: String,
     tree: PathBuf,
 }
@@ -60,6 +75,7 @@ impl Paths {
         Ok(Paths {
             download_dir: cache.join("cache/download").join(&esc_path).join("@v"),
             tree: cache.join(format!("{esc_path}@{esc_version}")),
+            esc_path,
             esc_version,
         })
     }
@@ -68,6 +84,33 @@ impl Paths {
         self.download_dir
             .join(format!("{}.{ext}", self.esc_version))
     }
+
+    /// Prefix of ocigo's temporary files for `<v>.<ext>`: a later install
+    /// of the same version (holding its lock) can tell its own leftovers
+    /// from another process's files in progress.
+    fn tmp_prefix(&self, ext: &str) -> String {
+        format!(".{}.{ext}{TMP_PREFIX}", self.esc_version)
+    }
+
+    fn tree_parent(&self) -> &Path {
+        self.tree.parent().expect("tree has a parent")
+    }
+
+    /// Prefix of temporary trees, the go command's and ocigo's alike.
+    fn tree_tmp_prefix(&self) -> String {
+        format!(
+            "{}.tmp-",
+            self.tree.file_name().expect("named").to_string_lossy()
+        )
+    }
+}
+
+/// What an interrupted install of one version left, found before the
+/// install started and removed under that version's lock.
+#[derive(Default)]
+struct Leftovers {
+    files: Vec<PathBuf>,
+    trees: Vec<PathBuf>,
 }
 
 /// Verifies every item, then installs those not already present.
@@ -76,6 +119,10 @@ impl Paths {
 /// file create costs ~0.4 ms of system time, and installs are dominated by
 /// them. Versions of one module path stay on one thread, in order, because
 /// they share a download directory and its `list`.
+///
+/// Nothing is written (not even GOMODCACHE created) until every item is
+/// verified and every path it will touch checked. If writing fails, the
+/// directories this call created and left empty are removed again.
 pub fn install(
     cache: &Path,
     items: &[InstallItem],
@@ -91,14 +138,26 @@ pub fn install(
             version: item.entry.version.clone(),
         };
         let paths = Paths::new(cache, &mv).with_context(|| format!("module {mv} in the bundle"))?;
+        check_names(cache, &paths, &mv)?;
+        check_dirs(cache, &paths.download_dir)?;
+        check_dirs(cache, paths.tree_parent())?;
         let state = state_of(item.entry, &paths)?;
-        // A zip is only decompressed and checked (h1, zip rules) for a module
-        // that will be written; its digest was checked when it was fetched.
-        verify_entry(&mv, item, matches!(state, State::Needed))?;
+        match state {
+            State::Needed => check_targets(&paths)?,
+            State::Present if item.entry.info.is_some() => {
+                crate::fs::regular_file_exists(&paths.file("info"))?;
+            }
+            _ => {}
+        }
+        // A zip is only decompressed and checked (h1, zip rules, names) for
+        // a module that will be written; its digest was checked when it
+        // was fetched.
+        verify_entry(cache, &mv, &paths, item, matches!(state, State::Needed))?;
         progress.inc(1);
         Ok((mv, paths, state))
     })?;
     progress.finish();
+    let leftovers = find_leftovers(&plan, items)?;
 
     let mut by_path: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
@@ -107,25 +166,27 @@ pub fn install(
     let groups: Vec<Vec<usize>> = by_path.into_values().collect();
     let needed = plan.iter().filter(|p| matches!(p.2, State::Needed)).count();
     progress.start("installing", needed as u64);
-    let installed = run_parallel(&groups, items.len(), jobs, |i| {
-        let (mv, paths, state) = &plan[i];
-        let item = &items[i];
-        match state {
-            State::Present => {
-                add_missing_info(paths, item.entry)
-                    .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?;
-                Ok(false)
-            }
-            State::Conflict(_) => Ok(false),
-            State::Needed => {
-                let wrote = install_one(mv, paths, item)
-                    .with_context(|| format!("installing {mv} into {}", cache.display()))?;
-                progress.inc(1);
-                Ok(wrote)
-            }
-        }
-    })?;
+    let created: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let each_group: Vec<Vec<usize>> = (0..groups.len()).map(|g| vec![g]).collect();
+    let written = run_parallel(&each_group, groups.len(), jobs, |g| {
+        install_group(
+            cache, &groups[g], &plan, items, &leftovers, &created, progress,
+        )
+    });
     progress.finish();
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            crate::fs::remove_empty_dirs(&created.into_inner().expect("not poisoned"));
+            return Err(e);
+        }
+    };
+    let mut installed = vec![false; items.len()];
+    for (group, wrote) in groups.iter().zip(written) {
+        for (&i, w) in group.iter().zip(wrote) {
+            installed[i] = w;
+        }
+    }
 
     let mut report = InstallReport::default();
     for ((mv, _, state), installed) in plan.iter().zip(installed) {
@@ -138,13 +199,87 @@ pub fn install(
     Ok(report)
 }
 
+/// Installs the versions of one module path, in order: `list` is updated
+/// once, with every version about to be written, before any of their
+/// commit markers (so a complete module is always listed), then checked
+/// once more at the end (a go command may have rewritten it meanwhile from
+/// the `.mod` files it saw). Returns, per version, whether it was written.
+fn install_group(
+    cache: &Path,
+    group: &[usize],
+    plan: &[(ModuleVersion, Paths, State)],
+    items: &[InstallItem],
+    leftovers: &[Leftovers],
+    created: &Mutex<Vec<PathBuf>>,
+    progress: &Progress,
+) -> Result<Vec<bool>> {
+    let mut wrote = vec![false; group.len()];
+    let needed: Vec<&str> = group
+        .iter()
+        .filter(|&&i| matches!(plan[i].2, State::Needed))
+        .map(|&i| plan[i].0.version.as_str())
+        .collect();
+    let (_, first, _) = &plan[group[0]];
+    if !needed.is_empty() {
+        let mut made = Vec::new();
+        let rel = |d: &Path| {
+            d.strip_prefix(cache)
+                .expect("below the cache")
+                .to_path_buf()
+        };
+        let ensured =
+            crate::fs::ensure_dir(cache, &rel(&first.download_dir), &mut made).and_then(|_| {
+                if group.iter().any(|&i| items[i].entry.zip.is_some()) {
+                    crate::fs::ensure_dir(cache, &rel(first.tree_parent()), &mut made)?;
+                }
+                Ok(())
+            });
+        created.lock().expect("not poisoned").extend(made);
+        ensured?;
+    }
+    let list_path = first.download_dir.join("list");
+    let list_existed = needed.is_empty() || crate::fs::regular_file_exists(&list_path)?;
+    let result = (|| {
+        if !needed.is_empty() {
+            update_list(&first.download_dir, &needed, false)?;
+        }
+        for (k, &i) in group.iter().enumerate() {
+            let (mv, paths, state) = &plan[i];
+            let item = &items[i];
+            match state {
+                State::Present => add_missing_info(paths, item.entry)
+                    .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?,
+                State::Conflict(_) => {}
+                State::Needed => {
+                    wrote[k] = install_one(mv, paths, item, &leftovers[i])
+                        .with_context(|| format!("installing {mv} into {}", cache.display()))?;
+                    progress.inc(1);
+                }
+            }
+        }
+        if !needed.is_empty() {
+            update_list(&first.download_dir, &needed, false)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Put `list` back to what the `.mod` files say (what it was, unless
+        // something was committed), or remove the one this call made.
+        if list_existed {
+            let _ = update_list(&first.download_dir, &[], true);
+        } else {
+            let _ = crate::fs::remove_file(&list_path);
+        }
+        return Err(e);
+    }
+    Ok(wrote)
+}
+
 /// How many threads install at once by default: the work is bound by file
 /// system calls, not CPU, so more than cores.
 pub const DEFAULT_JOBS: usize = 8;
 
 /// Runs `f` on every index, a group's indexes in order on one thread, up to
-/// `jobs` groups at once. Stops starting new work at the first error
-/// and returns it; otherwise returns the results in index order.
 fn run_parallel<R: Send>(
     groups: &[Vec<usize>],
     count: usize,
@@ -187,7 +322,13 @@ fn run_parallel<R: Send>(
         .collect())
 }
 
-fn verify_entry(mv: &ModuleVersion, item: &InstallItem, check_zip: bool) -> Result<()> {
+fn verify_entry(
+    cache: &Path,
+    mv: &ModuleVersion,
+    paths: &Paths,
+    item: &InstallItem,
+    check_zip: bool,
+) -> Result<()> {
     let entry = item.entry;
     let mod_hash = gomod::hash_gomod(entry.go_mod.as_bytes());
     if mod_hash != entry.mod_hash {
@@ -240,6 +381,7 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem, check_zip: bool) -> Resu
             if let Err(e) = checked {
                 return Err(blame_local_copy(blob, &z.layer).unwrap_or(e));
             }
+            check_entry_names(cache, mv, paths, blob)?;
         }
         (Some(z), None) => {
             return Err(fail(
@@ -257,13 +399,14 @@ fn verify_entry(mv: &ModuleVersion, item: &InstallItem, check_zip: bool) -> Resu
 /// the file no longer matches its digest, it is removed so the next pull
 /// fetches it again, and the error says so.
 fn blame_local_copy(blob: &Path, layer: &crate::oci::Digest) -> Option<anyhow::Error> {
-    let (sum, _) = File::open(blob)
+    let (sum, _) = crate::fs::open_regular(blob)
         .ok()
+        .flatten()
         .and_then(|f| gomod::hash::sha256_reader(f).ok())?;
     if hex::encode(sum) == layer.hex() {
         return None;
     }
-    let removed = fs::remove_file(blob).is_ok();
+    let removed = crate::fs::remove_file(blob).is_ok();
     Some(fail(
         Kind::Integrity,
         format!(
@@ -279,56 +422,199 @@ fn blame_local_copy(blob: &Path, layer: &crate::oci::Digest) -> Option<anyhow::E
     ))
 }
 
+/// Checks, before anything is written, that every name this module's
+/// install creates fits the file system: path elements and file names
+/// (with ocigo's temporary suffixes) within `NAME_MAX`, whole paths within
+/// `PATH_MAX`. The go command has no such check and fails half way.
+fn check_names(cache: &Path, paths: &Paths, mv: &ModuleVersion) -> Result<()> {
+    let what = format!("module {mv} in the bundle");
+    // The longest names written in the download area: `.ziphash` temporaries.
+    crate::fs::check_name_lengths(
+        cache,
+        &format!(
+            "cache/download/{}/@v/{}",
+            paths.esc_path,
+            paths.tmp_prefix("ziphash")
+        ),
+        TMP_RANDOM_LEN,
+        &what,
+    )?;
+    let tree_tmp = format!("{}@{}.tmp-", paths.esc_path, paths.esc_version);
+    crate::fs::check_name_lengths(cache, &tree_tmp, TMP_RANDOM_LEN, &what)
+}
+
+/// The same for every file a zip would extract into the module's tree.
+fn check_entry_names(cache: &Path, mv: &ModuleVersion, paths: &Paths, blob: &Path) -> Result<()> {
+    let file = crate::fs::open_regular_required(blob, "module zip")?;
+    let archive = zip::ZipArchive::new(zipcheck::ZipFileReader::new(file))
+        .map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
+    let prefix = format!("{}@{}/", mv.path, mv.version);
+    let tree_tmp = format!(
+        "{}@{}.tmp-{}",
+        paths.esc_path,
+        paths.esc_version,
+        "x".repeat(TMP_RANDOM_LEN)
+    );
+    let what = format!("module {mv} in the bundle");
+    for name in archive.file_names() {
+        let name = name.map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
+        let rel = name.strip_prefix(prefix.as_str()).unwrap_or(&name);
+        crate::fs::check_name_lengths(cache, &format!("{tree_tmp}/{rel}"), 0, &what)?;
+    }
+    Ok(())
+}
+
+/// Every directory from `cache` down to `dir` that exists must be a real
+/// directory: a link there (or a file) is [`Kind::Conflict`].
+fn check_dirs(cache: &Path, dir: &Path) -> Result<()> {
+    let rel = dir.strip_prefix(cache).expect("below the cache");
+    let mut d = cache.to_path_buf();
+    for c in rel.components() {
+        d.push(c);
+        if !crate::fs::dir_exists(&d)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Every file the install of a needed module writes, removes or locks is
+/// absent or a regular file, and its tree (if an incomplete one is there)
+/// holds only regular files and directories.
+fn check_targets(paths: &Paths) -> Result<()> {
+    for ext in ["lock", "info", "mod", "zip", "ziphash", "partial"] {
+        crate::fs::regular_file_exists(&paths.file(ext))?;
+    }
+    crate::fs::regular_file_exists(&paths.download_dir.join("list"))?;
+    crate::fs::check_tree(&paths.tree)
+}
+
+/// Finds what interrupted installs of the needed versions left: ocigo's
+/// temporary download files and `<tree>.tmp-*` directories. Each directory
+/// is read once per pull (not once per version: a bundle with thousands of
+/// versions of one module stays linear), and a directory ocigo is about to
+/// create holds none. A leftover that is a link or special file is
+/// [`Kind::Conflict`], before anything is written.
+fn find_leftovers(
+    plan: &[(ModuleVersion, Paths, State)],
+    items: &[InstallItem],
+) -> Result<Vec<Leftovers>> {
+    let mut listings: HashMap<PathBuf, Vec<(String, fs::FileType)>> = HashMap::new();
+    let mut listing = |dir: &Path| -> Result<Vec<(String, fs::FileType)>> {
+        if let Some(l) = listings.get(dir) {
+            return Ok(l.clone());
+        }
+        let l: Vec<(String, fs::FileType)> = crate::fs::list_dir(dir)?
+            .into_iter()
+            .filter_map(|(n, t)| n.into_string().ok().map(|n| (n, t)))
+            .filter(|(n, _)| n.contains(".tmp-") || n.contains(TMP_PREFIX))
+            .collect();
+        listings.insert(dir.to_path_buf(), l.clone());
+        Ok(l)
+    };
+    let mut out = Vec::with_capacity(plan.len());
+    for ((_, paths, state), item) in plan.iter().zip(items) {
+        let mut found = Leftovers::default();
+        if !matches!(state, State::Needed) {
+            out.push(found);
+            continue;
+        }
+        let prefixes: Vec<String> = DOWNLOAD_EXTS.iter().map(|e| paths.tmp_prefix(e)).collect();
+        for (name, ft) in listing(&paths.download_dir)? {
+            if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                let path = paths.download_dir.join(&name);
+                if !ft.is_file() {
+                    crate::fs::regular_file_exists(&path)?;
+                }
+                found.files.push(path);
+            }
+        }
+        if item.entry.zip.is_some() {
+            let prefix = paths.tree_tmp_prefix();
+            for (name, ft) in listing(paths.tree_parent())? {
+                if name.starts_with(&prefix) {
+                    let path = paths.tree_parent().join(&name);
+                    if ft.is_dir() {
+                        crate::fs::check_tree(&path)?;
+                        found.trees.push(path);
+                    } else {
+                        crate::fs::regular_file_exists(&path)?;
+                        found.files.push(path);
+                    }
+                }
+            }
+        }
+        out.push(found);
+    }
+    Ok(out)
+}
+
+/// Where the cache stands for one module. Files are read no-follow,
+/// regular-only and bounded: a `.mod` no bigger than the bundle's (a bigger
+/// one differs anyway), a `.ziphash` of one line.
 fn state_of(entry: &ModuleEntry, paths: &Paths) -> Result<State> {
-    match fs::read(paths.file("mod")) {
-        Ok(existing) if existing != entry.go_mod.as_bytes() => {
+    let mod_path = paths.file("mod");
+    match crate::fs::read_capped(&mod_path, entry.go_mod.len() as u64) {
+        Ok(None) => return Ok(State::Needed),
+        Ok(Some(existing)) if existing == entry.go_mod.as_bytes() => {}
+        Ok(Some(existing)) => {
             return Ok(State::Conflict(format!(
                 "{} exists with different content (hash {}, bundle has {})",
-                paths.file("mod").display(),
+                mod_path.display(),
                 gomod::hash_gomod(&existing),
                 entry.mod_hash
             )));
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::Needed),
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading {}", paths.file("mod").display()));
+        Err(e) if kind_of(&e) == Some(Kind::Integrity) => {
+            return Ok(State::Conflict(format!(
+                "{} exists with different content (longer than the bundle's)",
+                mod_path.display(),
+            )));
         }
+        Err(e) => return Err(e),
     }
     let Some(zip) = &entry.zip else {
         return Ok(State::Present);
     };
-    match fs::read_to_string(paths.file("ziphash")) {
-        Ok(existing) if existing.trim() == zip.hash => {
-            if paths.tree.is_dir() && !paths.file("partial").exists() {
+    let ziphash = paths.file("ziphash");
+    match crate::fs::read_capped(&ziphash, MAX_ZIPHASH_BYTES) {
+        Ok(Some(existing)) if String::from_utf8_lossy(&existing).trim() == zip.hash => {
+            if crate::fs::dir_exists(&paths.tree)?
+                && !crate::fs::regular_file_exists(&paths.file("partial"))?
+            {
                 Ok(State::Present)
             } else {
                 Ok(State::Needed)
             }
         }
-        Ok(existing) => Ok(State::Conflict(format!(
+        Ok(Some(existing)) => Ok(State::Conflict(format!(
             "{} says {}, the bundle says {}",
-            paths.file("ziphash").display(),
-            existing.trim(),
+            ziphash.display(),
+            String::from_utf8_lossy(&existing).trim(),
             zip.hash
         ))),
-        Err(_) => Ok(State::Needed),
+        Ok(None) => Ok(State::Needed),
+        Err(e) if kind_of(&e) == Some(Kind::Integrity) => Ok(State::Conflict(format!(
+            "{} is not a hash: {e:#}",
+            ziphash.display()
+        ))),
+        Err(e) => Err(e),
     }
 }
 
 /// Installs one module version under the go command's per-version lock.
 /// Returns whether it wrote the module (false: another process, ocigo or
 /// the go command, completed it first).
-fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<bool> {
+fn install_one(
+    mv: &ModuleVersion,
+    paths: &Paths,
+    item: &InstallItem,
+    leftovers: &Leftovers,
+) -> Result<bool> {
     let entry = item.entry;
-    // A download directory that did not exist holds no leftovers of ours or
-    // the go command's: skip scanning for them (installs are syscall-bound).
-    let fresh = !paths.download_dir.exists();
-    fs::create_dir_all(&paths.download_dir)
-        .with_context(|| format!("creating {}", paths.download_dir.display()))?;
     // The go command's own per-version lock: a go process fetching the same
     // module waits for us and then finds it complete, and the other way round.
-    let _lock = crate::store::exclusive_lock(&paths.file("lock"))?;
+    let _lock = crate::fs::lock(&paths.file("lock"), LockMode::Exclusive, Wait::Block)?;
     // Decide again under the lock: what was seen before may have changed.
     match state_of(item.entry, paths)? {
         State::Present => {
@@ -355,51 +641,46 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
             ));
         }
         (None, _) => {
-            // go.mod only: `.info` and `list` first, the `.mod` (the marker) last.
-            if !fresh {
-                remove_leftovers(paths, false)?;
-            }
-            write_file_atomic(&paths.file("info"), entry.info.as_deref())?;
-            rewrite_list(&paths.download_dir, Some(&mv.version))?;
-            write_file_atomic(&paths.file("mod"), Some(&entry.go_mod))?;
+            // go.mod only: `.info` first, the `.mod` (the marker) last;
+            // `list` already names the version.
+            remove_leftovers(paths, leftovers)?;
+            write_download_file(paths, "info", entry.info.as_deref())?;
+            write_download_file(paths, "mod", Some(&entry.go_mod))?;
             return Ok(true);
         }
     };
     // Un-commit first: with no `.ziphash`, neither the go command nor ocigo
     // trusts whatever tree or zip is there while it is replaced.
-    remove_file_if_present(&paths.file("ziphash"))?;
-    remove_leftovers(paths, !fresh)?;
-    write_file_atomic(&paths.file("info"), entry.info.as_deref())?;
-    if !paths.file("mod").exists() {
-        write_file_atomic(&paths.file("mod"), Some(&entry.go_mod))?;
+    crate::fs::remove_file(&paths.file("ziphash"))?;
+    remove_leftovers(paths, leftovers)?;
+    write_download_file(paths, "info", entry.info.as_deref())?;
+    if !crate::fs::regular_file_exists(&paths.file("mod"))? {
+        write_download_file(paths, "mod", Some(&entry.go_mod))?;
     }
-    let mut src = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
-    write_stream_atomic(&paths.file("zip"), &mut src)?;
+    let mut src = crate::fs::open_regular_required(blob, "module zip")?;
+    let mut out = AtomicFile::create(
+        &paths.file("zip"),
+        &paths.tmp_prefix("zip"),
+        DOWNLOAD_FILE_MODE,
+    )?;
+    copy_buffered(&mut src, out.file(), &mut vec![0; IO_BUFFER])
+        .with_context(|| format!("writing {}", paths.file("zip").display()))?;
+    out.commit(Durability::Relaxed)?;
 
-    let parent = paths.tree.parent().expect("tree has a parent");
-    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let base = paths
-        .tree
-        .file_name()
-        .expect("named")
-        .to_string_lossy()
-        .to_string();
     // The go command removes `<dir>.tmp-*` itself; use the same prefix.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!("{base}.tmp-"))
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    let dirs = extract(blob, mv, tmp.path())?;
-    make_read_only(tmp.path(), dirs)?;
-    let tmp_path = tmp.keep();
-    if let Err(e) = fs::rename(&tmp_path, &paths.tree) {
-        let _ = remove_tree(&tmp_path);
-        return Err(e)
-            .with_context(|| format!("moving {} to {}", tmp_path.display(), paths.tree.display()));
+    let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
+    let placed = extract(blob, mv, &tmp)
+        .and_then(|dirs| make_read_only(&tmp, dirs))
+        .and_then(|()| {
+            fs::rename(&tmp, &paths.tree)
+                .with_context(|| format!("moving {} to {}", tmp.display(), paths.tree.display()))
+        });
+    if let Err(e) = placed {
+        let _ = crate::fs::remove_tree(&tmp);
+        return Err(e);
     }
-    remove_file_if_present(&paths.file("partial"))?;
-    rewrite_list(&paths.download_dir, Some(&mv.version))?;
-    write_file_atomic(&paths.file("ziphash"), Some(&zip.hash))?;
+    crate::fs::remove_file(&paths.file("partial"))?;
+    write_download_file(paths, "ziphash", Some(&zip.hash))?;
     Ok(true)
 }
 
@@ -407,97 +688,41 @@ fn install_one(mv: &ModuleVersion, paths: &Paths, item: &InstallItem) -> Result<
 /// modules; adding the bundle's `.info` (never replacing one) lets
 /// `go list -m all` work offline.
 fn add_missing_info(paths: &Paths, entry: &ModuleEntry) -> Result<()> {
-    if entry.info.is_some() && !paths.file("info").exists() {
-        write_file_atomic(&paths.file("info"), entry.info.as_deref())?;
+    if entry.info.is_some() && !crate::fs::regular_file_exists(&paths.file("info"))? {
+        write_download_file(paths, "info", entry.info.as_deref())?;
     }
     Ok(())
-}
-
-fn remove_file_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", path.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Removes what an interrupted install of this version (ours or the go
-/// command's) left: our temporary files for it, and, for a module whose tree
-/// this install writes, an existing tree (the caller has un-committed it)
-/// and, when `scan_trees`, `<dir>.tmp-*` trees.
-fn remove_leftovers(paths: &Paths, scan_trees: bool) -> Result<()> {
-    let ours = format!(".{}.", paths.esc_version);
-    let entries = fs::read_dir(&paths.download_dir)
-        .with_context(|| format!("reading {}", paths.download_dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", paths.download_dir.display()))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with(&ours) && name.contains(TMP_PREFIX) {
-            remove_file_if_present(&entry.path())?;
-        }
+/// command's) left, as found by [`find_leftovers`], and an existing tree
+/// (the caller has un-committed it). Nothing is followed: a link is
+/// unlinked, a tree removed through directory handles.
+fn remove_leftovers(paths: &Paths, leftovers: &Leftovers) -> Result<()> {
+    for f in &leftovers.files {
+        crate::fs::remove_file(f)?;
     }
-    if scan_trees
-        && let Some(parent) = paths.tree.parent()
-        && let Ok(entries) = fs::read_dir(parent)
-    {
-        let prefix = format!(
-            "{}.tmp-",
-            paths.tree.file_name().expect("named").to_string_lossy()
-        );
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                remove_tree(&entry.path())?;
-            }
-        }
+    for t in &leftovers.trees {
+        crate::fs::remove_tree(t).with_context(|| format!("removing leftover {}", t.display()))?;
     }
-    if paths.tree.exists() {
-        remove_tree(&paths.tree)?;
-    }
-    Ok(())
-}
-
-fn remove_tree(path: &Path) -> Result<()> {
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o755));
-        if let Ok(entries) = fs::read_dir(&d) {
-            for e in entries.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    fs::remove_dir_all(path).with_context(|| format!("removing leftover {}", path.display()))
+    crate::fs::remove_tree(&paths.tree)
+        .with_context(|| format!("removing leftover {}", paths.tree.display()))
 }
 
 /// Writes a download-area file by temp + rename, mode 0644 as the go
-/// command leaves them. `None` writes nothing (an absent `.info`).
-fn write_file_atomic(path: &Path, content: Option<&str>) -> Result<()> {
+/// command leaves them, not synced (as the go command does not). `None`
+/// writes nothing (an absent `.info`).
+fn write_download_file(paths: &Paths, ext: &str, content: Option<&str>) -> Result<()> {
     match content {
-        Some(text) => write_stream_atomic(path, &mut text.as_bytes()),
+        Some(text) => crate::fs::write_atomic(
+            &paths.file(ext),
+            &paths.tmp_prefix(ext),
+            text.as_bytes(),
+            DOWNLOAD_FILE_MODE,
+            Durability::Relaxed,
+        ),
         None => Ok(()),
     }
-}
-
-/// The temporary file is named `.<target name>.ocigo-tmp-*`, so a later
-/// install of the same version (holding its lock) can tell its own
-/// leftovers from another process's files in progress.
-fn write_stream_atomic(path: &Path, content: &mut dyn Read) -> Result<()> {
-    let dir = path.parent().expect("has parent");
-    let name = path.file_name().expect("named").to_string_lossy();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}{TMP_PREFIX}"))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    io::copy(content, tmp.as_file_mut()).with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// Extracts a zip already checked by `check_zip` (same immutable store blob),
@@ -505,7 +730,7 @@ fn write_stream_atomic(path: &Path, content: &mut dyn Read) -> Result<()> {
 /// that holds more than it declares.
 /// Returns the directories it created below `dest`.
 fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<PathBuf>> {
-    let file = File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
+    let file = crate::fs::open_regular_required(zip_path, "module zip")?;
     let mut archive = zip::ZipArchive::new(zipcheck::ZipFileReader::new(file))
         .map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
     let prefix = format!("{}@{}/", mv.path, mv.version);
@@ -544,11 +769,7 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
         let declared = entry.size();
         // Created read-only (0444, as the go command leaves module files);
         // the open file stays writable.
-        let mut out = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&target)
+        let mut out = crate::fs::create_new(&target, 0o444)
             .with_context(|| format!("creating {}", target.display()))?;
         let n = copy_buffered(&mut (&mut entry).take(declared + 1), &mut out, &mut buffer)
             .with_context(|| format!("extracting {name} of {mv}"))?;
@@ -594,47 +815,59 @@ fn make_read_only(root: &Path, dirs: HashSet<PathBuf>) -> Result<()> {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     dirs.push(root.to_path_buf());
     for d in &dirs {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o555))
+        // Through a handle opened without following links: only
+        // directories this install created, inside its own new directory.
+        crate::fs::chmod_dir(d, 0o555)
             .with_context(|| format!("making {} read-only", d.display()))?;
     }
     Ok(())
 }
 
-/// `list` holds every version with a `.mod` file (and `also`, whose `.mod`
-/// is about to be written), semver-sorted, as the go command's
+/// `list` holds every version with a `.mod` file (and `add`, whose `.mod`
+/// files are about to be written), semver-sorted, as the go command's
 /// `rewriteVersionList` writes it, and with its protocol: `list` itself is
 /// locked (flock) and rewritten in place, so an ocigo and a go command adding
 /// different versions of one module at once do not drop each other's.
-/// Like the go command, a version whose file name is not itself canonical
-/// (an escaped upper-case letter, `!`) is left out.
-fn rewrite_list(download_dir: &Path, also: Option<&str>) -> Result<()> {
-    use std::os::unix::fs::FileExt;
+/// Unless `always`, nothing is read or written when `list` already names
+/// every version in `add`: one install reads the directory at most once
+/// per module path. Like the go command, a version whose file name is not
+/// itself canonical (an escaped upper-case letter, `!`) is left out.
+fn update_list(download_dir: &Path, add: &[&str], always: bool) -> Result<()> {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
     let list_path = download_dir.join("list");
-    let list = crate::store::exclusive_lock(&list_path)?;
-    let mut versions: Vec<String> = also
+    let lock = crate::fs::lock(&list_path, LockMode::Exclusive, Wait::Block)?
+        .expect("a blocking lock is granted");
+    let list = lock.file();
+    let wanted: Vec<&str> = add
+        .iter()
+        .copied()
         .filter(|v| !v.contains(|c: char| c.is_ascii_uppercase()))
-        .map(str::to_string)
-        .into_iter()
         .collect();
-    let entries = fs::read_dir(download_dir)
-        .with_context(|| format!("reading {}", download_dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", download_dir.display()))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if let Some(v) = name.strip_suffix(".mod")
-            && v.starts_with('v')
-            && !v.contains('!')
-            && !versions.iter().any(|known| known == v)
-        {
-            versions.push(v.to_string());
-        }
-    }
-    versions.sort_by(|a, b| gomod::semver::compare(a, b));
-    let text: String = versions.iter().map(|v| format!("{v}\n")).collect();
     let mut old = Vec::new();
-    (&list)
+    list.take(MAX_LIST_BYTES + 1)
         .read_to_end(&mut old)
         .with_context(|| format!("reading {}", list_path.display()))?;
+    if !always {
+        let old_text = String::from_utf8_lossy(&old);
+        let listed: HashSet<&str> = old_text.lines().collect();
+        if wanted.iter().all(|v| listed.contains(v)) {
+            return Ok(());
+        }
+    }
+    let mut versions: HashSet<String> = wanted.iter().map(|v| v.to_string()).collect();
+    for (name, ft) in crate::fs::list_dir(download_dir)? {
+        let name = name.to_string_lossy();
+        if let Some(v) = name.strip_suffix(".mod")
+            && ft.is_file()
+            && v.starts_with('v')
+            && !v.contains('!')
+        {
+            versions.insert(v.to_string());
+        }
+    }
+    let mut versions: Vec<String> = versions.into_iter().collect();
+    versions.sort_by(|a, b| gomod::semver::compare(a, b));
+    let text: String = versions.iter().map(|v| format!("{v}\n")).collect();
     if old != text.as_bytes() {
         // As the go command does: empty, reserve the size (zero-filled, so a
         // torn write shows as NUL bytes), then write.
@@ -704,7 +937,7 @@ mod tests {
             fs::write(d.path().join(format!("{v}.mod")), "").unwrap();
         }
         fs::write(d.path().join("v1.2.0.zip"), "").unwrap();
-        rewrite_list(d.path(), Some("v1.3.0")).unwrap();
+        update_list(d.path(), &["v1.3.0"], false).unwrap();
         // v1.2.0-!r!c.2 (v1.2.0-RC.2) is left out, as the go command does.
         assert_eq!(
             fs::read_to_string(d.path().join("list")).unwrap(),

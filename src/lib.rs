@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod closure;
 pub mod commands;
 pub mod error;
+pub mod fs;
 pub mod gomod;
 pub mod install;
 pub mod oci;

@@ -5,7 +5,13 @@
 //! written to a temporary file, checked against its digest, then renamed into
 //! place, so a blob path that exists always holds the right bytes (as in
 //! containerd's content store). `index.json` changes under a lock, by
-//! temp + rename. Must not: know about Go modules, GOMODCACHE or registries.
+//! temp + rename. All of it goes through [`crate::fs`]: nothing in a layout
+//! is followed if it is a link or opened if it is not a regular file
+//! (exit 5), `oci-layout` and `index.json` are read with a size bound
+//! (over it: exit 3), blobs are read no further than their descriptor's
+//! size, and what ocigo writes is mode 0644. Must not: know about Go
+//! modules, GOMODCACHE or registries, or touch the disk except through
+//! [`crate::fs`].
 //!
 //! Concurrency: several ocigo processes may share one store. Each command
 //! that reads or writes it holds [`Layout::use_lock`] (a shared `flock` on
@@ -15,15 +21,15 @@
 //! order: `.store.lock` before `.index.lock`, never the other way round.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, kind_of};
+use crate::fs::{AtomicFile, Durability, LockMode, Wait};
 use crate::oci::{
     self, ANNOTATION_REF_NAME, Descriptor, Digest, FetchedManifest, Index, Repository,
     VerifyingReader,
@@ -34,6 +40,13 @@ const STORE_LOCK_FILE: &str = ".store.lock";
 const INDEX_LOCK_FILE: &str = ".index.lock";
 const TMP_PREFIX: &str = ".tmp-";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// `oci-layout` is one small JSON object.
+const MAX_LAYOUT_FILE_BYTES: u64 = 64 * 1024;
+/// `index.json`: a JSON document of a few MiB (some 20,000 tags).
+pub const MAX_INDEX_BYTES: u64 = 8 * 1024 * 1024;
+/// Mode of every file ocigo writes in a layout: readable by other users
+/// sharing the disk, as `cp` or a registry export would leave it.
+const FILE_MODE: u32 = 0o644;
 
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
@@ -45,14 +58,14 @@ impl Layout {
     /// Opens a layout, creating an empty one if the directory is empty or absent.
     pub fn open_or_create(root: impl Into<PathBuf>) -> Result<Layout> {
         let root = root.into();
-        fs::create_dir_all(root.join("blobs/sha256"))
+        crate::fs::ensure_dir(&root, Path::new("blobs/sha256"), &mut Vec::new())
             .with_context(|| format!("creating OCI layout at {}", root.display()))?;
         let marker = root.join(LAYOUT_FILE);
-        if !marker.exists() {
-            write_atomic(&marker, LAYOUT_CONTENT)?;
+        if !crate::fs::regular_file_exists(&marker)? {
+            write_file(&marker, LAYOUT_CONTENT)?;
         }
         let layout = Layout { root };
-        if !layout.index_path().exists() {
+        if !crate::fs::regular_file_exists(&layout.index_path())? {
             layout.write_index(&empty_index())?;
         }
         Ok(layout)
@@ -62,18 +75,14 @@ impl Layout {
     pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
         let root = root.into();
         let marker = root.join(LAYOUT_FILE);
-        let content = fs::read(&marker).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                fail(
-                    Kind::NotFound,
-                    format!(
-                        "{} is not an OCI image layout (no {LAYOUT_FILE} file)",
-                        root.display()
-                    ),
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("reading {}", marker.display()))
-            }
+        let content = crate::fs::read_capped(&marker, MAX_LAYOUT_FILE_BYTES)?.ok_or_else(|| {
+            fail(
+                Kind::NotFound,
+                format!(
+                    "{} is not an OCI image layout (no {LAYOUT_FILE} file)",
+                    root.display()
+                ),
+            )
         })?;
         let v: serde_json::Value = serde_json::from_slice(&content).map_err(|e| {
             fail(
@@ -104,7 +113,12 @@ impl Layout {
 
     pub fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = crate::fs::read_capped(&path, MAX_INDEX_BYTES)?.ok_or_else(|| {
+            fail(
+                Kind::NotFound,
+                format!("{} is missing: not an OCI image layout", path.display()),
+            )
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| {
             fail(
                 Kind::Integrity,
@@ -114,14 +128,18 @@ impl Layout {
     }
 
     fn write_index(&self, index: &Index) -> Result<()> {
-        write_atomic(&self.index_path(), &oci::to_canonical_json(index))
+        write_file(&self.index_path(), &oci::to_canonical_json(index))
     }
 
     /// Read-modify-write of index.json under an exclusive lock, so two
     /// ocigo processes sharing a store do not lose each other's tags. If `f`
     /// fails, index.json is left as it was.
     fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
-        let _lock = exclusive_lock(&self.root.join(INDEX_LOCK_FILE))?;
+        let _lock = crate::fs::lock(
+            &self.root.join(INDEX_LOCK_FILE),
+            LockMode::Exclusive,
+            Wait::Block,
+        )?;
         let mut index = self.read_index()?;
         let out = f(&mut index)?;
         self.write_index(&index)?;
@@ -130,19 +148,18 @@ impl Layout {
 
     /// Copies a local file into the store, hashing as it copies: one read.
     pub fn ingest_file(&self, path: &Path, media_type: &str) -> Result<Descriptor> {
-        let mut src = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut src = crate::fs::open_regular_required(path, "file")?;
         let dir = self.root.join("blobs/sha256");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            .tempfile_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        let mut hashing = HashingWriter::new(tmp.as_file_mut());
+        // Named once the digest is known; the target below is a placeholder.
+        let mut tmp = AtomicFile::create(&dir.join("ingest"), TMP_PREFIX, FILE_MODE)?;
+        let mut hashing = HashingWriter::new(tmp.file());
         let size = io::copy(&mut src, &mut hashing)
             .with_context(|| format!("copying {} into the store", path.display()))?;
         let digest = Digest::from_sha256(hashing.hasher);
         let target = self.blob_path(&digest);
-        if !target.exists() {
-            tmp.persist(&target)
+        if !crate::fs::regular_file_exists(&target)? {
+            tmp.retarget(&target);
+            tmp.commit(Durability::Relaxed)
                 .with_context(|| format!("storing {}", target.display()))?;
         }
         Ok(Descriptor::new(media_type, digest, size))
@@ -216,17 +233,9 @@ impl Layout {
     /// none is needed: nothing there can be pruned).
     pub fn use_lock(&self) -> Result<StoreUse> {
         let path = self.root.join(STORE_LOCK_FILE);
-        let file = match open_lock_file(&path, LockMode::Shared) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
-                return Ok(StoreUse { _lock: None });
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("opening lock file {}", path.display()));
-            }
-        };
-        flock(&file, &path, LockMode::Shared, true)?;
-        Ok(StoreUse { _lock: Some(file) })
+        Ok(StoreUse {
+            _lock: crate::fs::lock_shared_unless_read_only(&path)?,
+        })
     }
 
     /// Takes the store lock exclusively without waiting, for pruning. Fails
@@ -234,10 +243,10 @@ impl Layout {
     /// another [`StoreUse`]) holds [`Layout::use_lock`] or is pruning.
     pub fn exclusive_use(&self) -> Result<StoreExclusive<'_>> {
         let path = self.root.join(STORE_LOCK_FILE);
-        match lock_file(&path, LockMode::Exclusive, false)? {
-            Some(file) => Ok(StoreExclusive {
+        match crate::fs::lock(&path, LockMode::Exclusive, Wait::Try)? {
+            Some(lock) => Ok(StoreExclusive {
                 layout: self,
-                _lock: file,
+                _lock: lock,
             }),
             None => Err(fail(
                 Kind::Conflict,
@@ -276,14 +285,13 @@ impl Layout {
                 continue;
             }
             let path = self.blob_path(&desc.digest);
-            let bytes = match read_capped(&path) {
-                Ok(bytes) if bytes.len() <= oci::MAX_MANIFEST_BYTES => bytes,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            let bytes = match crate::fs::read_capped(&path, oci::MAX_MANIFEST_BYTES as u64) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                // Over the limit: not a manifest ocigo can use.
+                Err(e) if kind_of(&e) == Some(Kind::Integrity) => continue,
                 // Not knowing what it references, deleting anything is unsafe.
-                Err(e) => {
-                    return Err(e).with_context(|| format!("reading {}", path.display()));
-                }
+                Err(e) => return Err(e),
             };
             stack.extend(referenced(&bytes));
         }
@@ -353,25 +361,25 @@ impl Layout {
     /// at most [`oci::MAX_MANIFEST_BYTES`]: a bigger blob is not a manifest.
     fn media_type_of(&self, digest: &Digest) -> Result<Descriptor> {
         let path = self.blob_path(digest);
-        let bytes = read_capped(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                fail(
+        let bytes = match crate::fs::read_capped(&path, oci::MAX_MANIFEST_BYTES as u64) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(fail(
                     Kind::NotFound,
                     format!("{digest} not found in {}", self.location()),
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("reading {}", path.display()))
+                ));
             }
-        })?;
-        if bytes.len() > oci::MAX_MANIFEST_BYTES {
-            return Err(fail(
-                Kind::Integrity,
-                format!(
-                    "{digest} in {} is not a manifest: over the 4 MiB manifest limit",
-                    self.location()
-                ),
-            ));
-        }
+            Err(e) if kind_of(&e) == Some(Kind::Integrity) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "{digest} in {} is not a manifest: over the 4 MiB manifest limit",
+                        self.location()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Sniff {
@@ -404,7 +412,7 @@ impl Layout {
 #[derive(Debug)]
 #[must_use = "the store lock is released as soon as this guard is dropped"]
 pub struct StoreUse {
-    _lock: Option<File>,
+    _lock: Option<crate::fs::Lock>,
 }
 
 /// An exclusive hold on a store, from [`Layout::exclusive_use`]; released on
@@ -413,7 +421,7 @@ pub struct StoreUse {
 #[must_use = "the store lock is released as soon as this guard is dropped"]
 pub struct StoreExclusive<'a> {
     layout: &'a Layout,
-    _lock: File,
+    _lock: crate::fs::Lock,
 }
 
 impl StoreExclusive<'_> {
@@ -466,16 +474,6 @@ fn referenced(bytes: &[u8]) -> Vec<Descriptor> {
     out
 }
 
-/// Reads at most `MAX_MANIFEST_BYTES + 1` bytes of `path`, so a caller can
-/// tell an over-limit file from one exactly at the limit.
-fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    File::open(path)?
-        .take(oci::MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
 fn empty_index() -> Index {
     Index {
         schema_version: 2,
@@ -487,94 +485,10 @@ fn empty_index() -> Index {
     }
 }
 
-/// How [`lock_file`] locks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
-    /// Any number of shared holders at once (`LOCK_SH`).
-    Shared,
-    /// One holder, no shared ones (`LOCK_EX`).
-    Exclusive,
-}
-
-/// Takes a `flock` on `path` (created if absent), held until the returned
-/// file is dropped. With `wait` it blocks until granted; without, it returns
-/// `Ok(None)` at once if a conflicting lock is held. `flock` locks belong to
-/// an open file description, so two opens in one process conflict too. The
-/// go command's `lockedfile` uses the same mechanism, so an exclusive lock
-/// also excludes a go command working on the same file.
-pub fn lock_file(path: &Path, mode: LockMode, wait: bool) -> Result<Option<File>> {
-    let file = open_lock_file(path, mode)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
-    Ok(flock(&file, path, mode, wait)?.then_some(file))
-}
-
-/// Takes an exclusive `flock` on `path`, waiting for it; see [`lock_file`].
-pub fn exclusive_lock(path: &Path) -> Result<File> {
-    let file = open_lock_file(path, LockMode::Exclusive)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
-    flock(&file, path, LockMode::Exclusive, true)?;
-    Ok(file)
-}
-
-/// Opens (creating) a lock file. A shared lock needs no write access, so if
-/// the file cannot be opened for writing an existing one is opened read-only.
-fn open_lock_file(path: &Path, mode: LockMode) -> io::Result<File> {
-    let opened = File::options()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path);
-    match opened {
-        Err(e)
-            if mode == LockMode::Shared
-                && matches!(
-                    e.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-        {
-            File::open(path).map_err(|_| e)
-        }
-        other => other,
-    }
-}
-
-/// `flock`s an open file; false if `wait` is off and the lock is taken.
-fn flock(file: &File, path: &Path, mode: LockMode, wait: bool) -> Result<bool> {
-    let mut op = match mode {
-        LockMode::Shared => libc::LOCK_SH,
-        LockMode::Exclusive => libc::LOCK_EX,
-    };
-    if !wait {
-        op |= libc::LOCK_NB;
-    }
-    loop {
-        // SAFETY: flock on a file descriptor owned by `file`, which outlives the call.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock if !wait => return Ok(false),
-            _ => return Err(err).with_context(|| format!("locking {}", path.display())),
-        }
-    }
-}
-
-/// Writes a file by temp + rename in the same directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_data())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// Writes a layout file (`oci-layout`, `index.json`) by temp + rename,
+/// mode 0644, synced: nothing re-checks them when they are read.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::fs::write_atomic(path, TMP_PREFIX, bytes, FILE_MODE, Durability::Synced)
 }
 
 struct HashingWriter<W> {
@@ -680,20 +594,18 @@ impl Repository for Layout {
     }
 
     fn blob_exists(&self, digest: &Digest) -> Result<bool> {
-        Ok(self.blob_path(digest).is_file())
+        crate::fs::regular_file_exists(&self.blob_path(digest))
     }
 
     fn fetch_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
         let path = self.blob_path(&desc.digest);
-        let file = File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                fail(
-                    Kind::NotFound,
-                    format!("blob {} is missing from {}", desc.digest, self.location()),
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("opening {}", path.display()))
-            }
+        // Regular files only; read no further than the descriptor's size
+        // (the verifying reader stops one byte past it).
+        let file = crate::fs::open_regular(&path)?.ok_or_else(|| {
+            fail(
+                Kind::NotFound,
+                format!("blob {} is missing from {}", desc.digest, self.location()),
+            )
         })?;
         let what = format!("blob {} in {}", desc.digest, self.location());
         Ok(Box::new(VerifyingReader::new(
@@ -704,22 +616,18 @@ impl Repository for Layout {
     }
 
     fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
-        let dir = self.root.join("blobs/sha256");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            .tempfile_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let target = self.blob_path(&desc.digest);
+        // Relaxed: a blob is hashed again whenever it is read.
+        let mut tmp = AtomicFile::create(&target, TMP_PREFIX, FILE_MODE)?;
         let what = format!("blob {}", desc.digest);
         let mut verifying = VerifyingReader::new(content, desc, what);
-        io::copy(&mut verifying, tmp.as_file_mut()).map_err(|e| {
+        io::copy(&mut verifying, tmp.file()).map_err(|e| {
             oci::classify_io(e, || {
                 format!("storing blob {} in {}", desc.digest, self.location())
             })
         })?;
-        let target = self.blob_path(&desc.digest);
-        tmp.persist(&target)
-            .with_context(|| format!("storing {}", target.display()))?;
-        Ok(())
+        tmp.commit(Durability::Relaxed)
+            .with_context(|| format!("storing {}", target.display()))
     }
 
     fn list_tags(&self) -> Result<Vec<String>> {

@@ -100,8 +100,7 @@ fn pull_from(
             zip_blob: entry.zip.as_ref().map(|z| store.blob_path(&z.layer)),
         })
         .collect();
-    std::fs::create_dir_all(&gomodcache)
-        .with_context(|| format!("creating GOMODCACHE {}", gomodcache.display()))?;
+    // install creates GOMODCACHE only once everything is verified.
     let report = install::install(&gomodcache, &items, args.jobs, &progress)?;
 
     let env = vec![

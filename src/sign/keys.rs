@@ -384,29 +384,11 @@ pub fn write_public_key_file(path: &Path, pem: &str) -> Result<()> {
     write_new_file(path, pem, 0o644, "public key")
 }
 
+/// Through [`crate::fs::write_new_file`]: `O_CREAT|O_EXCL|O_NOFOLLOW` (a
+/// link at `path`, even a dangling one, is refused), `mode` set on the
+/// handle whatever the umask, synced.
 fn write_new_file(path: &Path, contents: &str, mode: u32, what: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                fail(
-                    Kind::Conflict,
-                    format!(
-                        "{what} file {} already exists; not overwriting it",
-                        path.display()
-                    ),
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("creating {what} file {}", path.display()))
-            }
-        })?;
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {what} file {}", path.display()))
+    crate::fs::write_new_file(path, contents.as_bytes(), mode, what)
 }
 
 // ---------------------------------------------------------------------------
