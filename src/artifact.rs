@@ -335,7 +335,13 @@ pub fn load(repo: &dyn Repository, top: &Descriptor) -> Result<Bundle> {
                 ),
             ));
         }
-        for child in &index.manifests {
+        // A project packed with its toolchain: the toolchain entries are
+        // `toolchain`'s to read.
+        for child in index
+            .manifests
+            .iter()
+            .filter(|c| !crate::toolchain::format::is_toolchain(c))
+        {
             let m = repo.fetch_manifest(child)?;
             if child.is_index() || m.is_index() {
                 return Err(fail(

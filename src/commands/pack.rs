@@ -11,7 +11,7 @@ use super::{Global, Outcome, human_bytes};
 use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
 use crate::closure::{self, ModuleSource, ResolveOptions};
 use crate::error::{Kind, fail};
-use crate::oci::{Descriptor, Reference};
+use crate::oci::{Descriptor, Reference, Repository as _};
 use crate::transfer::{self, CopyStats};
 
 pub struct PackArgs {
@@ -22,6 +22,8 @@ pub struct PackArgs {
     pub created: Option<String>,
     pub limits: SplitLimits,
     pub sign: Option<SignWith>,
+    /// Add the toolchain the project asks for, under the same reference.
+    pub with_toolchain: bool,
 }
 
 #[derive(Serialize)]
@@ -36,6 +38,8 @@ pub struct PackReport {
     pub copy: CopyStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub toolchains: Vec<super::toolchain::PackedToolchain>,
 }
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
@@ -115,7 +119,29 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     let modules = header.modules.len();
     let built = artifact::build(header, args.limits)?;
     let store_tag = dest.to_string();
-    let top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut toolchains = Vec::new();
+    if args.with_toolchain {
+        let version = super::toolchain::project_toolchain(&args.project_dir)?;
+        let (entries, packed) = super::toolchain::pack_into_store(
+            g,
+            &store,
+            &super::toolchain::ToolchainSource::Proxy { version },
+            &closure.platforms,
+        )?;
+        toolchains = packed;
+        // One index over the bundle's manifests and the toolchains.
+        let mut all = entries;
+        if top.is_index() {
+            all.extend(crate::oci::Index::clone(&serde_json::from_slice(&built.top)?).manifests);
+        } else {
+            let mut d = top.clone();
+            d.artifact_type = Some(artifact::ARTIFACT_TYPE_MODULES.to_string());
+            all.push(d);
+        }
+        let index = crate::toolchain::format::build_index(all, artifact::ARTIFACT_TYPE_MODULES);
+        top = store.push_manifest(crate::oci::MEDIA_TYPE_INDEX, &index, Some(&store_tag))?;
+    }
 
     let target = g.open(&dest, true)?;
     let copy = transfer::copy(&store, &top, target.as_ref(), dest.tag(), &progress)?;
@@ -133,6 +159,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         manifests: built.parts.len().max(1),
         copy,
         signature,
+        toolchains,
     };
     let mut human = format!(
         "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
@@ -142,6 +169,15 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         report.reference,
         report.digest
     );
+    for t in &report.toolchains {
+        human.push_str(&format!(
+            "with toolchain {} {} ({} files, {})\n",
+            t.version,
+            t.platform,
+            t.files,
+            human_bytes(t.stored_bytes)
+        ));
+    }
     if let Some(s) = &report.signature {
         human.push_str(&describe_signature(s));
     }

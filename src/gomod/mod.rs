@@ -1,6 +1,6 @@
 //! Go module knowledge that does not need the go command: module path and
 //! version rules, case escaping, semver ordering, go.sum, h1 hashes, and the
-//! module zip rules.
+//! module zip rules, and a client for the checksum database (`sumdb`).
 //!
 //! Owns: everything byte-exact about Go modules (FORMATS.md sections 1-2).
 //! Must not: write to GOMODCACHE (that is `install`), run the go command
@@ -10,6 +10,7 @@ pub mod escape;
 pub mod gosum;
 pub mod hash;
 pub mod semver;
+pub mod sumdb;
 pub mod zipcheck;
 
 pub use escape::{escape_path, escape_version, unescape};
