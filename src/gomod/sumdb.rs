@@ -617,12 +617,17 @@ mod tests {
 
     #[test]
     fn a_tampered_tile_is_refused() {
-        let (mut db, vkey, _) = fake_db(300);
-        let t = tile_path(0, 0, 256);
-        db.files.get_mut(&t).unwrap()[40] ^= 1;
-        let c = Client::new(Verifier::parse(&vkey).unwrap(), &db);
-        let e = c.lookup("example.com/m290", "v1.0.0").unwrap_err();
-        assert!(e.to_string().contains("not in the signed tree"), "{e}");
+        // Hash 1 of the first tile is a sibling on record 5's path; the
+        // partial tile at the edge is on record 290's.
+        for (tile, record) in [(tile_path(0, 0, 256), 5), (tile_path(0, 1, 44), 290)] {
+            let (mut db, vkey, _) = fake_db(300);
+            db.files.get_mut(&tile).unwrap()[40] ^= 1;
+            let c = Client::new(Verifier::parse(&vkey).unwrap(), &db);
+            let e = c
+                .lookup(&format!("example.com/m{record}"), "v1.0.0")
+                .unwrap_err();
+            assert!(e.to_string().contains("not in the signed tree"), "{e}");
+        }
     }
 
     #[test]

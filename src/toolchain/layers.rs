@@ -26,8 +26,10 @@ use super::tree::{Tree, TreeFile, dir_sizes};
 /// Uncompressed bytes a shared layer aims to stay under (measured: see
 /// README "Toolchain layers").
 pub const DEFAULT_TARGET_BYTES: u64 = 2 << 20;
-/// The pinned zstd level: changing it changes every digest.
-pub const ZSTD_LEVEL: i32 = 12;
+/// The pinned zstd level: changing it changes every digest. Measured on Go
+/// sources and binaries: 12 saves ~2% over 9 at ~6x the time, 19 ~10% at
+/// ~40x; 9 packs a toolchain in seconds.
+pub const ZSTD_LEVEL: i32 = 9;
 /// Every entry's mtime: 2000-01-01T00:00:00Z.
 pub const MTIME: u64 = 946_684_800;
 

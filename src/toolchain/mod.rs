@@ -78,8 +78,18 @@ pub fn build(
                 .sum::<u64>(),
         )
     });
+    // A tree read from the module zip whose h1 the checksum database
+    // confirmed has that h1 as its module form: the names map back one to
+    // one. Anything else is hashed while the layers are built.
+    let known = checked_with
+        .as_ref()
+        .filter(|_| tree.source.kind == "module")
+        .map(|(_, h1)| h1.clone());
     let module_hash = std::thread::scope(|s| {
-        let hash = s.spawn(|| tree.module_hash());
+        let hash = s.spawn(|| match &known {
+            Some(h1) => Ok(h1.clone()),
+            None => tree.module_hash(),
+        });
         for _ in 0..jobs.clamp(1, plan.len().max(1)) {
             s.spawn(|| {
                 let mut zip = match tree.open_zip() {
