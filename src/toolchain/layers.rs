@@ -25,7 +25,7 @@ use super::tree::{Tree, TreeFile, dir_sizes};
 
 /// Uncompressed bytes a shared layer aims to stay under (measured: see
 /// README "Toolchain layers").
-pub const DEFAULT_TARGET_BYTES: u64 = 2 << 20;
+pub const DEFAULT_TARGET_BYTES: u64 = 1 << 20;
 /// The pinned zstd level: changing it changes every digest. Measured on Go
 /// sources and binaries: 12 saves ~2% over 9 at ~6x the time, 19 ~10% at
 /// ~40x; 9 packs a toolchain in seconds.
