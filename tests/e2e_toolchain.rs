@@ -1110,3 +1110,83 @@ fn hostile_toolchain_layers_are_refused_with_nothing_written() {
         );
     }
 }
+
+#[test]
+fn a_goroot_that_is_not_a_plain_toolchain_is_refused_with_nothing_written() {
+    let s = Scratch::new();
+    // The host's content store exists already (as it does after any pack).
+    let store = s.join("store");
+    assert_exit(&ocigo(&store, &["store", "prune"], &[]), 0, "store prune");
+    let fake = s.dir("fake");
+    fs::write(
+        fake.join("VERSION"),
+        "go1.26.8\ntime 2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    fs::create_dir_all(fake.join("src")).unwrap();
+    fs::write(fake.join("src/x.go"), "package x\n").unwrap();
+    let pack = |what: &str| {
+        let dest = s.join(&format!("layout-{what}"));
+        let before = common::ocigo::snapshot(&store);
+        let out = ocigo(
+            &store,
+            &[
+                "pack",
+                "toolchain",
+                "--from-goroot",
+                fake.to_str().unwrap(),
+                "--platform",
+                "linux/amd64",
+                "-o",
+                &format!("oci:{}", dest.display()),
+            ],
+            &[],
+        );
+        assert!(!dest.exists(), "{what}: nothing written");
+        common::ocigo::assert_unchanged(&before, &store, what);
+        out
+    };
+    let out = pack("no-bin-go");
+    assert_exit(&out, 3, "a GOROOT without bin/go");
+    assert_mentions(&stderr(&out), &["no bin/go"], "no bin/go");
+    fs::create_dir_all(fake.join("bin")).unwrap();
+    fs::write(fake.join("bin/go"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("/etc", fake.join("src/etc")).unwrap();
+    let out = pack("symlink");
+    assert_exit(&out, 3, "a GOROOT with a symbolic link");
+    assert_mentions(&stderr(&out), &["src/etc", "not a regular file"], "symlink");
+}
+
+/// The checksum database client against the real one (through the module
+/// proxy), judged by the go command's own verified download.
+#[test]
+fn the_checksum_database_client_agrees_with_the_go_command() {
+    let (module, version) = ("golang.org/x/text", "v0.14.0");
+    let s = Scratch::new();
+    let out = run(
+        Command::new("go")
+            .args(["mod", "download", "-json", &format!("{module}@{version}")])
+            .current_dir(s.path())
+            .env("GOMODCACHE", s.join("mc"))
+            .env("GOFLAGS", "-modcacherw")
+            .env("GOTOOLCHAIN", "local"),
+        "go mod download",
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let proxy = std::env::var("GOPROXY")
+        .ok()
+        .and_then(|p| {
+            p.split([',', '|'])
+                .find(|e| e.starts_with("http"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "https://proxy.golang.org".into());
+    let fetch = ocigo::gomod::sumdb::UrlFetch::new(&format!("{proxy}/sumdb/sum.golang.org"));
+    let verifier =
+        ocigo::gomod::sumdb::Verifier::parse(ocigo::gomod::sumdb::SUM_GOLANG_ORG_KEY).unwrap();
+    let lookup = ocigo::gomod::sumdb::Client::new(verifier, &fetch)
+        .lookup(module, version)
+        .unwrap();
+    assert_eq!(lookup.zip_hash(module, version), j["Sum"].as_str());
+    assert!(lookup.tree.n > lookup.id);
+}
