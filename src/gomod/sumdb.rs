@@ -211,8 +211,34 @@ impl UrlFetch {
         UrlFetch {
             base: base.trim_end_matches('/').to_string(),
             agent: ureq::AgentBuilder::new()
-                .timeout(std::time::Duration::from_secs(60))
+                .timeout_connect(std::time::Duration::from_secs(30))
+                .timeout_read(std::time::Duration::from_secs(120))
                 .build(),
+        }
+    }
+}
+
+impl UrlFetch {
+    /// Opens `<base>/<path>` for reading: `Ok(None)` when it is not there
+    /// (404/410, or no such file under a `file://` base). The one place
+    /// ocigo's toolchain and checksum-database code speaks HTTP.
+    pub fn open(&self, path: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        if let Some(dir) = self.base.strip_prefix("file://") {
+            let p = PathBuf::from(format!("{dir}/{path}"));
+            return Ok(crate::fs::open_regular(&p)?.map(|f| Box::new(f) as Box<dyn Read + Send>));
+        }
+        let url = format!("{}/{path}", self.base);
+        match self.agent.get(&url).call() {
+            Ok(resp) => Ok(Some(Box::new(resp.into_reader()))),
+            Err(ureq::Error::Status(404 | 410, _)) => Ok(None),
+            Err(e) => Err(fail(
+                Kind::Remote,
+                format!(
+                    "fetching {path} from {}: {}",
+                    self.describe(),
+                    crate::text::scrub_credentials(&e.to_string())
+                ),
+            )),
         }
     }
 }
@@ -223,33 +249,17 @@ impl Fetch for UrlFetch {
     }
 
     fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        if let Some(dir) = self.base.strip_prefix("file://") {
-            let p = PathBuf::from(format!("{dir}/{path}"));
-            return crate::fs::read_capped(&p, limit);
+        let Some(r) = self.open(path)? else {
+            return Ok(None);
+        };
+        let mut body = Vec::new();
+        r.take(limit + 1)
+            .read_to_end(&mut body)
+            .with_context(|| format!("reading {path} from {}", self.describe()))?;
+        if body.len() as u64 > limit {
+            return Err(bad(format!("{path} is larger than {limit} bytes")));
         }
-        let url = format!("{}/{path}", self.base);
-        match self.agent.get(&url).call() {
-            Ok(resp) => {
-                let mut body = Vec::new();
-                resp.into_reader()
-                    .take(limit + 1)
-                    .read_to_end(&mut body)
-                    .with_context(|| format!("reading {}", self.describe()))?;
-                if body.len() as u64 > limit {
-                    return Err(bad(format!("{path} is larger than {limit} bytes")));
-                }
-                Ok(Some(body))
-            }
-            Err(ureq::Error::Status(404 | 410, _)) => Ok(None),
-            Err(e) => Err(fail(
-                Kind::Remote,
-                format!(
-                    "fetching {path} from the checksum database at {}: {}",
-                    self.describe(),
-                    crate::text::scrub_credentials(&e.to_string())
-                ),
-            )),
-        }
+        Ok(Some(body))
     }
 }
 

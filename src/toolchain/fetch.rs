@@ -126,9 +126,6 @@ pub fn fetch_module(version: &str, os: &str, arch: &str, tmp_dir: &Path) -> Resu
     let mv = module_version(version, os, arch);
     let (want_h1, db) = lookup(&mv)?;
     let ever = crate::gomod::escape_version(&mv)?;
-    let agent = ureq::AgentBuilder::new()
-        .timeout(std::time::Duration::from_secs(600))
-        .build();
     let mut last = None;
     for proxy in proxies()? {
         let path = format!("{MODULE_PATH}/@v/{ever}.zip");
@@ -137,37 +134,12 @@ pub fn fetch_module(version: &str, os: &str, arch: &str, tmp_dir: &Path) -> Resu
             .tempfile_in(tmp_dir)
             .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
         let where_ = crate::text::scrub_credentials(&proxy);
-        let reader: Box<dyn Read> = if let Some(dir) = proxy.strip_prefix("file://") {
-            match crate::fs::open_regular(Path::new(&format!("{dir}/{path}")))? {
-                Some(f) => Box::new(f),
-                None => {
-                    last = Some(fail(
-                        Kind::NotFound,
-                        format!("{where_} has no {MODULE_PATH}@{mv}"),
-                    ));
-                    continue;
-                }
-            }
-        } else {
-            match agent.get(&format!("{proxy}/{path}")).call() {
-                Ok(r) => Box::new(r.into_reader()),
-                Err(ureq::Error::Status(404 | 410, _)) => {
-                    last = Some(fail(
-                        Kind::NotFound,
-                        format!("{where_} has no {MODULE_PATH}@{mv}"),
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    return Err(fail(
-                        Kind::Remote,
-                        format!(
-                            "fetching {MODULE_PATH}@{mv} from {where_}: {}",
-                            crate::text::scrub_credentials(&e.to_string())
-                        ),
-                    ));
-                }
-            }
+        let Some(reader) = UrlFetch::new(&proxy).open(&path)? else {
+            last = Some(fail(
+                Kind::NotFound,
+                format!("{where_} has no {MODULE_PATH}@{mv}"),
+            ));
+            continue;
         };
         let mut h = Sha256::new();
         let mut limited = reader.take(zipcheck::MAX_ZIP_BYTES + 1);
