@@ -286,10 +286,13 @@ fn ensure_root(root: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Removes the directories in `created` (as recorded by [`ensure_dir`])
-/// that are still empty, innermost first. Best effort: for cleaning up
+/// that are still empty, deepest first. Best effort: for cleaning up
 /// after a failure.
 pub fn remove_empty_dirs(created: &[PathBuf]) {
-    for d in created.iter().rev() {
+    // Deepest first, whatever order several threads recorded them in.
+    let mut dirs: Vec<&PathBuf> = created.iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
         let _ = fs::remove_dir(d);
     }
 }
@@ -310,6 +313,12 @@ pub fn remove_file(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
     }
+}
+
+/// Renames `from` (something ocigo made) to `to` in the same directory;
+/// `rename` never follows a link at either end.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).with_context(|| format!("moving {} to {}", from.display(), to.display()))
 }
 
 /// Names (and `lstat` types) of the entries of a real directory. A link
@@ -605,9 +614,11 @@ fn sync_dir(dir: &Path) {
     } else {
         dir
     };
-    // Best effort: some file systems refuse fsync on directories.
-    if let Ok(d) = Dir::open(dir) {
-        let _ = File::from(d.fd).sync_all();
+    // Best effort: some file systems refuse fsync on directories. Only
+    // synced, never read or written, so following a link here is harmless
+    // (and a trusted root may be one).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 

@@ -14,6 +14,7 @@
 //! directories it created. Every file-system call goes through
 //! [`crate::fs`]. Must not: fetch anything, overwrite a module that is
 //! present with different content, or follow a link it did not make.
+#![warn(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -264,10 +265,12 @@ fn install_group(
     })();
     if let Err(e) = result {
         // Put `list` back to what the `.mod` files say (what it was, unless
-        // something was committed), or remove the one this call made.
-        if list_existed {
-            let _ = update_list(&first.download_dir, &[], true);
-        } else {
+        // something was committed), and remove one this call made if it
+        // names nothing.
+        let _ = update_list(&first.download_dir, &[], true);
+        if !list_existed
+            && crate::fs::lstat(&list_path).is_ok_and(|m| m.is_some_and(|m| m.len() == 0))
+        {
             let _ = crate::fs::remove_file(&list_path);
         }
         return Err(e);
@@ -280,6 +283,8 @@ fn install_group(
 pub const DEFAULT_JOBS: usize = 8;
 
 /// Runs `f` on every index, a group's indexes in order on one thread, up to
+/// `jobs` groups at once. Stops starting new work at the first error
+/// and returns it; otherwise returns the results in index order.
 fn run_parallel<R: Send>(
     groups: &[Vec<usize>],
     count: usize,
@@ -671,10 +676,7 @@ fn install_one(
     let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
     let placed = extract(blob, mv, &tmp)
         .and_then(|dirs| make_read_only(&tmp, dirs))
-        .and_then(|()| {
-            fs::rename(&tmp, &paths.tree)
-                .with_context(|| format!("moving {} to {}", tmp.display(), paths.tree.display()))
-        });
+        .and_then(|()| crate::fs::rename(&tmp, &paths.tree));
     if let Err(e) = placed {
         let _ = crate::fs::remove_tree(&tmp);
         return Err(e);
@@ -760,7 +762,8 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
             && parent != dest
             && !made_dirs.contains(parent)
         {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            let rel = parent.strip_prefix(dest).expect("below dest");
+            crate::fs::ensure_dir(dest, rel, &mut Vec::new())?;
             let mut d = parent;
             while d != dest && made_dirs.insert(d.to_path_buf()) {
                 d = d.parent().expect("below dest");
@@ -902,6 +905,7 @@ pub fn default_gomodcache() -> Result<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

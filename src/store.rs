@@ -19,9 +19,9 @@
 //! lock exclusively, so it never deletes a blob that a running pack or pull
 //! has written but not yet tagged, nor a temporary file being written. Lock
 //! order: `.store.lock` before `.index.lock`, never the other way round.
+#![warn(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,11 @@ impl Layout {
                 Kind::Integrity,
                 format!("{}: unsupported imageLayoutVersion", marker.display()),
             ));
+        }
+        // Blobs are read only through real directories: a link there is
+        // refused (exit 5), not followed.
+        if crate::fs::dir_exists(&root.join("blobs"))? {
+            crate::fs::dir_exists(&root.join("blobs/sha256"))?;
         }
         Ok(Layout { root })
     }
@@ -303,10 +308,8 @@ impl Layout {
         let mut removed = 0;
         let mut freed = 0;
         let dir = self.root.join("blobs/sha256");
-        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            let path = entry.path();
-            let name = entry.file_name();
+        for (name, _) in crate::fs::list_dir(&dir)? {
+            let path = dir.join(&name);
             // Anything not named like ours is left alone.
             let Some(name) = name.to_str() else {
                 continue;
@@ -317,18 +320,13 @@ impl Layout {
             if !garbage {
                 continue;
             }
-            let meta = match entry.metadata() {
-                Ok(meta) if !meta.is_dir() => meta,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            // lstat: a link is removed, never followed.
+            let meta = match crate::fs::lstat(&path)? {
+                Some(meta) if !meta.is_dir() => meta,
+                _ => continue,
             };
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("removing {}", path.display()));
-                }
+            if !crate::fs::remove_file(&path)? {
+                continue;
             }
             freed += meta.len();
             if !is_tmp {
@@ -343,16 +341,12 @@ impl Layout {
         let dir = self.root.join("blobs/sha256");
         let mut n = 0;
         let mut bytes = 0;
-        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+        for (name, _) in crate::fs::list_dir(&dir)? {
+            if name.to_string_lossy().starts_with(TMP_PREFIX) {
                 continue;
             }
             n += 1;
-            bytes += entry
-                .metadata()
-                .with_context(|| format!("reading {}", entry.path().display()))?
-                .len();
+            bytes += crate::fs::lstat(&dir.join(&name))?.map_or(0, |m| m.len());
         }
         Ok((n, bytes))
     }
@@ -652,8 +646,10 @@ pub fn default_store_dir() -> Result<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn blobs_are_verified_on_write_and_tags_round_trip() {

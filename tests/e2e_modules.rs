@@ -947,8 +947,9 @@ fn pull_killed_at_every_rename_recovers() {
             .output()
             .expect("run strace ocigo pull");
             if out.status.success() {
-                // Fewer than k renames: this syscall is done.
-                assert!(k > 5, "only {} {syscall} calls in a pull", k - 1);
+                // Fewer than k renames: this syscall is done. ocigo's file
+                // layer renames with one of the two; the total is checked
+                // below.
                 break;
             }
             assert_eq!(

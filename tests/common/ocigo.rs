@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -207,7 +207,8 @@ pub fn process_dir(prefix: &str) -> PathBuf {
 // ---------------------------------------------------------------- trees
 
 /// What a directory tree holds: for every path below the root, its kind,
-/// permission bits and content (sha256), or symlink target.
+/// permission bits and content (sha256), symlink target, or (FIFOs,
+/// sockets, devices: never opened) device number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree(pub BTreeMap<String, String>);
 
@@ -229,6 +230,17 @@ pub fn snapshot(root: &Path) -> Tree {
             } else if meta.is_dir() {
                 out.insert(name.clone(), format!("dir {mode:o}"));
                 walk(&e.path(), &name, out);
+            } else if !meta.is_file() {
+                // A FIFO, socket or device: opening it could block.
+                let ft = meta.file_type();
+                let kind = if ft.is_fifo() {
+                    "fifo"
+                } else if ft.is_socket() {
+                    "socket"
+                } else {
+                    "device"
+                };
+                out.insert(name, format!("{kind} {mode:o} {}", meta.rdev()));
             } else {
                 let bytes = fs::read(e.path())
                     .unwrap_or_else(|err| panic!("read {}: {err}", e.path().display()));
