@@ -14,6 +14,7 @@
 //! Owns: the GOROOT layout and building the module zip. Must not: fetch,
 //! or write GOMODCACHE itself (that is `install`). Every file-system call
 //! on GOROOT goes through [`crate::fs`].
+#![warn(clippy::disallowed_methods)]
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -291,8 +292,7 @@ pub fn install_goroot(
         match state {
             Existing::Absent => rename(&tmp, dir),
             Existing::Empty => {
-                std::fs::remove_dir(dir)
-                    .with_context(|| format!("replacing the empty directory {}", dir.display()))?;
+                crate::fs::remove_empty_dir(dir)?;
                 rename(&tmp, dir)
             }
             Existing::Same | Existing::Other(_) => {
@@ -322,8 +322,7 @@ pub fn install_goroot(
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to)
-        .with_context(|| format!("moving {} to {}", from.display(), to.display()))
+    crate::fs::rename(from, to)
 }
 
 fn extract_all(

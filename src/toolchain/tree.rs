@@ -352,6 +352,8 @@ fn read_version_file(path: &Path, where_: &str) -> Result<(String, Option<String
 /// rules), version from `VERSION`, platform from `bin/go env` unless given.
 pub fn from_goroot(dir: &Path, platform: Option<(&str, &str)>) -> Result<Tree> {
     let where_ = dir.display().to_string();
+    // The root is trusted as given (it may be a link); nothing below it is followed.
+    let dir = &std::fs::canonicalize(dir).with_context(|| format!("opening {where_}"))?;
     let (version, time) = read_version_file(&dir.join("VERSION"), &where_)?;
     let (os, arch) = match platform {
         Some((o, a)) => (o.to_string(), a.to_string()),
@@ -427,11 +429,8 @@ fn walk_dir(
     } else {
         root.join(rel)
     };
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()
-        .with_context(|| format!("reading {}", dir.display()))?;
+    let mut names: Vec<std::ffi::OsString> =
+        crate::fs::list_dir(&dir)?.into_iter().map(|(n, _)| n).collect();
     names.sort();
     for n in names {
         let Some(n) = n.to_str() else {
@@ -446,8 +445,8 @@ fn walk_dir(
             format!("{rel}/{n}")
         };
         let path = root.join(&name);
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let meta = crate::fs::lstat(&path)?
+            .ok_or_else(|| anyhow::anyhow!("{} vanished while it was read", path.display()))?;
         if meta.is_dir() {
             walk_dir(root, &name, f)?;
         } else if meta.is_file() {
