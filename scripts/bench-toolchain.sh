@@ -56,7 +56,7 @@ EOF
 run_ocigo() { "$ocigo" --quiet --store "$tmp/store" "$@" >&2; }
 
 log "(a) $new for linux/amd64 and linux/arm64 through the module proxy"
-measure run_ocigo pack toolchain "$new" --platform linux/amd64 --platform linux/arm64 -o "oci:$tmp/two:$new"
+measure "$ocigo" --quiet --store "$tmp/store" pack toolchain "$new" --platform linux/amd64 --platform linux/arm64 -o "oci:$tmp/two:$new"
 pack_two_secs=$MEASURE_SECS pack_two_kib=$MEASURE_KIB
 read -r one_bytes one_layers < <(layer_bytes "$tmp/two" "$new@linux/amd64")
 read -r two_bytes two_layers < <(layer_bytes "$tmp/two" "$new")
@@ -87,7 +87,7 @@ log "(c) ocigo pull --goroot against tar -xzf of the official archive ($host_ver
 archive=$tmp/$host_version.linux-amd64.tar.gz
 tar -czf "$archive" -C /usr/local go
 sha=$(sha256sum "$archive" | cut -d' ' -f1)
-measure run_ocigo pack toolchain --from-archive "$archive" --sha256 "$sha" -o "oci:$tmp/archive:host"
+measure "$ocigo" --quiet --store "$tmp/store" pack toolchain --from-archive "$archive" --sha256 "$sha" -o "oci:$tmp/archive:host"
 pack_archive_secs=$MEASURE_SECS pack_archive_kib=$MEASURE_KIB
 read -r archive_layer_bytes archive_layers < <(layer_bytes "$tmp/archive" host)
 archive_bytes=$(stat -c %s "$archive")
