@@ -196,6 +196,13 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 pub trait Fetch {
     fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>>;
     fn describe(&self) -> String;
+    /// Widths of the partial tiles `tile/8/<L>/<N>.p/<W>` this source holds,
+    /// when it can list them (a module cache: the go command caches the
+    /// partial tiles of whatever tree it last proved against, whose prefix
+    /// is the same). Empty when it cannot tell.
+    fn partial_widths(&self, _tile_path: &str) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// A database reached through a base URL: `https://proxy/sumdb/<name>`
@@ -246,6 +253,21 @@ impl UrlFetch {
 impl Fetch for UrlFetch {
     fn describe(&self) -> String {
         crate::text::scrub_credentials(&self.base)
+    }
+
+    fn partial_widths(&self, tile_path: &str) -> Vec<u64> {
+        let Some(dir) = self.base.strip_prefix("file://") else {
+            return Vec::new();
+        };
+        let dir = PathBuf::from(format!("{dir}/{tile_path}.p"));
+        crate::fs::list_dir(&dir)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|(n, _)| n.to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -418,8 +440,25 @@ impl<'a> Client<'a> {
         let path = tile_path(level, index, width);
         let mut data = self.fetch.get(&path, MAX_TILE_BYTES)?;
         if data.is_none() && width < TILE_WIDTH {
-            // The tree has grown since: the full tile starts with the same hashes.
+            // The tree has grown since: the full tile, or a wider partial
+            // one, starts with the same hashes (the root check below proves
+            // whatever is used).
             data = self.fetch.get(&full, MAX_TILE_BYTES)?;
+            let mut wider: Vec<u64> = self
+                .fetch
+                .partial_widths(&full)
+                .into_iter()
+                .filter(|&w| w > width && w < TILE_WIDTH)
+                .collect();
+            wider.sort_unstable();
+            for w in wider {
+                if data.is_some() {
+                    break;
+                }
+                data = self
+                    .fetch
+                    .get(&tile_path(level, index, w), MAX_TILE_BYTES)?;
+            }
         }
         let mut data = data.ok_or_else(|| {
             fail(
@@ -684,6 +723,39 @@ mod tests {
             .lookup("example.com/m3", "v1.0.0")
             .unwrap_err();
         assert!(e.to_string().contains("not signed by sum.example"), "{e}");
+    }
+
+    /// A module cache holds the partial tiles of the tree the go command
+    /// proved against last: wider ones serve a smaller tree too.
+    #[test]
+    fn a_wider_partial_tile_serves_an_older_tree() {
+        struct Wider(FakeDb, String, String);
+        impl Fetch for Wider {
+            fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+                if path == self.1 {
+                    return Ok(None);
+                }
+                self.0.get(path, limit)
+            }
+            fn describe(&self) -> String {
+                "wider".into()
+            }
+            fn partial_widths(&self, tile_path: &str) -> Vec<u64> {
+                if tile_path == self.2 {
+                    vec![50]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+        let (mut db, vkey, _) = fake_db(300);
+        // The tree has 44 records in its last tile; the cache has 50 of them.
+        let mut wide = db.files[&tile_path(0, 1, 44)].clone();
+        wide.extend_from_slice(&[0u8; 6 * HASH_SIZE]);
+        db.files.insert(tile_path(0, 1, 50), wide);
+        let w = Wider(db, tile_path(0, 1, 44), tile_path(0, 1, 256));
+        let c = Client::new(Verifier::parse(&vkey).unwrap(), &w);
+        assert_eq!(c.lookup("example.com/m290", "v1.0.0").unwrap().id, 290);
     }
 
     #[test]

@@ -429,8 +429,10 @@ fn walk_dir(
     } else {
         root.join(rel)
     };
-    let mut names: Vec<std::ffi::OsString> =
-        crate::fs::list_dir(&dir)?.into_iter().map(|(n, _)| n).collect();
+    let mut names: Vec<std::ffi::OsString> = crate::fs::list_dir(&dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     names.sort();
     for n in names {
         let Some(n) = n.to_str() else {
