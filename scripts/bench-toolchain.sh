@@ -111,7 +111,7 @@ tar_med=$(median "${tar_times[@]}")
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
-	echo "- go $host_version on the host; ocigo $("$ocigo" --version | cut -d' ' -f2) (release); $(nproc) cores; $(date -u +%F)"
+	echo "- go $host_version on the host; ocigo $("$ocigo" --version | cut -d' ' -f2) (${OCIGO_BIN:+binary $OCIGO_BIN, }${OCIGO_BIN:-release}); $(nproc) cores; $(date -u +%F)"
 	echo "- load average $load_start at the start, $load_end at the end; median of $reps runs"
 	echo
 	echo "### (a) Two platforms of $new against one"
