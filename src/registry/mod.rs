@@ -34,6 +34,7 @@ mod errors;
 mod proxy;
 mod tls;
 mod url;
+mod web;
 
 use std::fmt;
 use std::io::Read;
@@ -62,6 +63,7 @@ pub use deadlines::NetworkLimits;
 use errors::error_detail;
 pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
 use url::{is_loopback_host, join_url, next_link, same_origin};
+pub use web::WebClient;
 
 /// Every manifest media type ocigo reads. Distribution answers 404 to a
 /// manifest request whose `Accept` does not list the stored type.
