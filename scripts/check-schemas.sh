@@ -252,4 +252,42 @@ for bad in relative typo; do
 	fi
 	grep -q "$bad.json" "$tmp/host/err" || die "ocigo's error does not name $bad.json: $(cat "$tmp/host/err")"
 done
+log "packing the host GOROOT as a toolchain; validating against schemas/toolchain-config.v1.schema.json"
+"$ocigo" --quiet --store "$tmp/store" pack toolchain --from-goroot "$(go env GOROOT)" \
+	-o "oci:$tmp/toolchain:host" >&2
+python3 - "$OCIGO_ROOT/schemas/toolchain-config.v1.schema.json" "$tmp/toolchain" <<'EOF'
+import copy
+import json
+import sys
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+schema = json.loads(Path(sys.argv[1]).read_text())
+Draft202012Validator.check_schema(schema)
+v = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+layout = Path(sys.argv[2])
+blob = lambda d: json.loads((layout / "blobs/sha256" / d.split(":")[1]).read_text())
+top = json.loads((layout / "index.json").read_text())["manifests"][0]
+index = blob(top["digest"])
+assert index["artifactType"] == "application/vnd.ocigo.toolchain.v1", index
+n = 0
+for entry in index["manifests"]:
+    assert entry["artifactType"] == "application/vnd.ocigo.toolchain.v1"
+    assert "platform" in entry and "dev.ocigo.toolchain.version" in entry["annotations"]
+    m = blob(entry["digest"])
+    assert m["config"]["mediaType"] == "application/vnd.ocigo.toolchain.config.v1+json"
+    config = blob(m["config"]["digest"])
+    errors = list(v.iter_errors(config))
+    assert not errors, errors[:3]
+    assert [l["digest"] for l in m["layers"]] == [l["digest"] for l in config["layers"]]
+    assert all(l["mediaType"] == "application/vnd.ocigo.toolchain.layer.v1.tar+zstd" for l in m["layers"])
+    for mutate in [lambda c: c.update(extra=1), lambda c: c.update(formatVersion=2),
+                   lambda c: c["module"].update(hash="h1:short"), lambda c: c["layers"][0].update(digest="sha256:x")]:
+        bad = copy.deepcopy(config)
+        mutate(bad)
+        assert not v.is_valid(bad), "schema accepts a config ocigo refuses"
+    n += 1
+print(f"  toolchain config: {n} valid, mutations refused", file=sys.stderr)
+EOF
 log "schemas OK"

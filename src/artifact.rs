@@ -618,7 +618,7 @@ pub fn open(repo: &dyn Repository, top: &Descriptor) -> Result<Outline> {
         fill_v1_header(repo, &mut outline)?;
         return Ok(outline);
     }
-    let index = fetched.index()?;
+    let mut index = fetched.index()?;
     let version = match index.artifact_type.as_deref() {
         Some(ARTIFACT_TYPE_MODULES) => 2,
         Some(ARTIFACT_TYPE_MODULES_V1) => 1,
@@ -626,6 +626,12 @@ pub fn open(repo: &dyn Repository, top: &Descriptor) -> Result<Outline> {
             return Err(not_a_bundle(other, &location, &top.digest));
         }
     };
+    // A project packed with its toolchain (`pack --with-toolchain`): the
+    // toolchain entries follow the bundle's own and are `toolchain`'s to
+    // read; the header and parts are exactly as without them.
+    index
+        .manifests
+        .retain(|c| !crate::toolchain::format::is_toolchain(c));
     if index.manifests.is_empty() {
         return Err(fail(
             Kind::Integrity,

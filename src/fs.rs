@@ -321,6 +321,12 @@ pub fn rename(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).with_context(|| format!("moving {} to {}", from.display(), to.display()))
 }
 
+/// Removes `path` if it is an empty real directory (`rmdir`: never follows
+/// a link, and fails rather than remove anything inside).
+pub fn remove_empty_dir(path: &Path) -> Result<()> {
+    fs::remove_dir(path).with_context(|| format!("removing the empty directory {}", path.display()))
+}
+
 /// Names (and `lstat` types) of the entries of a real directory. A link
 /// where the directory belongs is [`Kind::Conflict`]; absent is empty.
 pub fn list_dir(path: &Path) -> Result<Vec<(OsString, fs::FileType)>> {

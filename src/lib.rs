@@ -20,4 +20,5 @@ pub mod registry;
 pub mod sign;
 pub mod store;
 pub mod text;
+pub mod toolchain;
 pub mod transfer;

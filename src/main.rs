@@ -111,16 +111,26 @@ fn parse_size(s: &str) -> Result<u64, String> {
     Ok(size)
 }
 
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Resolve a Go project's module closure and pack it as an OCI artifact.
+    /// Resolve a Go project's module closure and pack it as an OCI artifact
+    /// (`ocigo pack toolchain ...` packs a Go toolchain instead).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Pack {
+        #[command(subcommand)]
+        what: Option<PackWhat>,
         /// The Go project (a directory with go.mod or go.work).
         #[arg(default_value = ".")]
         project_dir: PathBuf,
         /// Where to put the artifact: oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG].
-        #[arg(short, long, value_name = "DEST")]
-        output: String,
+        #[arg(short, long, value_name = "DEST", required = true)]
+        output: Option<String>,
+        /// Add the Go toolchain the project asks for (go.mod's toolchain line, else its
+        /// go line), from GOPROXY, for each --platform: one reference, one pull installs both.
+        #[arg(long)]
+        with_toolchain: bool,
         /// Resolve for this os/arch too (repeatable). Default: the host's.
         #[arg(long = "platform", value_name = "OS/ARCH")]
         platforms: Vec<String>,
@@ -157,13 +167,25 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
-    /// Fetch a module bundle, verify it, and write it into GOMODCACHE (no go command needed).
+    /// Fetch a module bundle or toolchain, verify it, and write it into GOMODCACHE or a
+    /// GOROOT (no go command needed).
     Pull {
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         src: String,
         /// Module cache to write. Default: $GOMODCACHE, else $GOPATH/pkg/mod, else ~/go/pkg/mod.
+        /// A toolchain goes there as the golang.org/toolchain module GOTOOLCHAIN switches to.
         #[arg(long, value_name = "DIR")]
         gomodcache: Option<PathBuf>,
+        /// Install the artifact's Go toolchain as a GOROOT in DIR (created; a temporary
+        /// directory beside it is renamed into place).
+        #[arg(long, value_name = "DIR")]
+        goroot: Option<PathBuf>,
+        /// The toolchain platform to install (os/arch). Default: the host's.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
+        /// Replace a different toolchain already in --goroot.
+        #[arg(long, requires = "goroot")]
+        force: bool,
         /// Verify the bundle's cosign signature with this public key before fetching anything (repeatable).
         #[arg(long = "verify-key", value_name = "PUB")]
         verify_keys: Vec<PathBuf>,
@@ -252,6 +274,41 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PackWhat {
+    /// Pack a Go toolchain (default: golang.org/toolchain through GOPROXY, its h1 checked
+    /// against the checksum database) for one or more platforms under one index.
+    Toolchain {
+        /// The Go release, such as go1.26.8 (taken from the source with --from-archive or
+        /// --from-goroot).
+        version: Option<String>,
+        /// Where to put the artifact: oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG].
+        #[arg(short, long, value_name = "DEST")]
+        output: String,
+        /// Pack this os/arch (repeatable). Default: the host's.
+        #[arg(long = "platform", value_name = "OS/ARCH")]
+        platforms: Vec<String>,
+        /// Pack an official release archive (go1.X.Y.<os>-<arch>.tar.gz or .zip) instead.
+        #[arg(
+            long,
+            value_name = "ARCHIVE",
+            requires = "sha256",
+            conflicts_with = "from_goroot"
+        )]
+        from_archive: Option<PathBuf>,
+        /// The archive's SHA-256 (from go.dev/dl), checked before anything is read.
+        #[arg(long, value_name = "HEX", requires = "from_archive")]
+        sha256: Option<String>,
+        /// Pack a local GOROOT (version from DIR/VERSION, platform from DIR/bin/go env).
+        #[arg(long, value_name = "DIR")]
+        from_goroot: Option<PathBuf>,
+        #[command(flatten)]
+        sign: SignFlags,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// Write an encrypted private key and its public key, in cosign's formats.
     Generate {
@@ -325,7 +382,11 @@ impl Command {
     /// The registry flags of a command that may talk to a registry.
     fn registry_args(&self) -> Option<&RegistryArgs> {
         match self {
-            Command::Pack { registry, .. }
+            Command::Pack {
+                what: Some(PackWhat::Toolchain { registry, .. }),
+                ..
+            }
+            | Command::Pack { registry, .. }
             | Command::Push { registry, .. }
             | Command::Pull { registry, .. }
             | Command::Inspect { registry, .. }
@@ -349,8 +410,54 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
     match cli.command {
         Command::Pack {
+            what:
+                Some(PackWhat::Toolchain {
+                    version,
+                    output,
+                    platforms,
+                    from_archive,
+                    sha256,
+                    from_goroot,
+                    sign,
+                    registry: _,
+                }),
+            ..
+        } => {
+            let source = match (from_archive, from_goroot, version) {
+                (Some(path), None, None) => commands::ToolchainSource::Archive {
+                    path,
+                    sha256: sha256.unwrap_or_default(),
+                },
+                (None, Some(dir), None) => commands::ToolchainSource::Goroot { dir },
+                (None, None, Some(version)) => commands::ToolchainSource::Proxy { version },
+                (None, None, None) => {
+                    return Err(ocigo::error::fail(
+                        ocigo::error::Kind::Usage,
+                        "name the Go release to pack (such as go1.26.8), or use --from-archive or --from-goroot",
+                    ));
+                }
+                _ => {
+                    return Err(ocigo::error::fail(
+                        ocigo::error::Kind::Usage,
+                        "the version comes from the archive or GOROOT: do not name one with --from-archive or --from-goroot",
+                    ));
+                }
+            };
+            commands::pack_toolchain(
+                &g,
+                &commands::PackToolchainArgs {
+                    source,
+                    platforms,
+                    dest: output,
+                    sign: sign.into_sign_with(),
+                },
+            )
+        }
+        Command::Pack {
+            what: None,
             project_dir,
             output,
+            with_toolchain,
             platforms,
             from_cache,
             created,
@@ -361,7 +468,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         } => {
             let args = commands::PackArgs {
                 project_dir,
-                dest: output,
+                dest: output.expect("required by clap"),
+                with_toolchain,
                 platforms,
                 from_cache,
                 created,
@@ -387,6 +495,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Pull {
             src,
             gomodcache,
+            goroot,
+            platform,
+            force,
             verify_keys,
             jobs,
             no_extract,
@@ -399,6 +510,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 gomodcache,
                 jobs: jobs.into(),
                 no_extract,
+                goroot,
+                platform,
+                force,
             },
             commands::VerifyWith {
                 keys: verify_keys,

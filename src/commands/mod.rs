@@ -1,5 +1,6 @@
 //! The user-facing operations, one file per verb (pack, push, pull,
-//! inspect, store, sign/verify, key, login/logout), each composed from the concern
+//! inspect, store, sign/verify, key, login/logout; toolchain for `pack
+//! toolchain` and the toolchain half of pull), each composed from the concern
 //! modules and returning a report that prints both for people and as
 //! `--json`.
 //!
@@ -16,6 +17,7 @@ mod pull;
 mod push;
 mod sign;
 mod store;
+mod toolchain;
 
 use std::path::PathBuf;
 
@@ -35,6 +37,9 @@ pub use pull::{PullArgs, PullReport, pull, pull_verified};
 pub use push::{PushReport, push};
 pub use sign::{SignReport, SignWith, VerifyWith, sign_command, verify_command};
 pub use store::{PruneReport, StoreEntry, StoreReport, store_list, store_prune};
+pub use toolchain::{
+    PackToolchainArgs, PackToolchainReport, ToolchainSource, pack_toolchain, project_toolchain,
+};
 
 /// Options every command shares.
 #[derive(Debug, Clone, Default)]

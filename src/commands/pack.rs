@@ -11,7 +11,7 @@ use super::{Global, Outcome, digest_before, human_bytes, tag_move_note};
 use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
 use crate::closure::{self, ModuleSource, ResolveOptions};
 use crate::error::{Kind, fail};
-use crate::oci::{Descriptor, Reference};
+use crate::oci::{Descriptor, Reference, Repository as _};
 use crate::transfer::{self, CopyStats};
 
 pub struct PackArgs {
@@ -22,6 +22,8 @@ pub struct PackArgs {
     pub created: Option<String>,
     pub limits: SplitLimits,
     pub sign: Option<SignWith>,
+    /// Add the toolchain the project asks for, under the same reference.
+    pub with_toolchain: bool,
 }
 
 #[derive(Serialize)]
@@ -41,6 +43,8 @@ pub struct PackReport {
     pub tag_moved: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub toolchains: Vec<super::toolchain::PackedToolchain>,
 }
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
@@ -123,7 +127,26 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     let modules = header.modules.len();
     let built = artifact::build(header, args.limits)?;
     let store_tag = dest.to_string();
-    let top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut toolchains = Vec::new();
+    if args.with_toolchain {
+        let version = super::toolchain::project_toolchain(&args.project_dir)?;
+        let (entries, packed) = super::toolchain::pack_into_store(
+            g,
+            &store,
+            &super::toolchain::ToolchainSource::Proxy { version },
+            &closure.platforms,
+        )?;
+        toolchains = packed;
+        // The bundle's index (header, then parts, unchanged) with the
+        // toolchains' manifests after them: module readers skip those.
+        let mut index: crate::oci::Index = serde_json::from_slice(&built.top)?;
+        index
+            .manifests
+            .extend(crate::toolchain::format::sorted_entries(entries));
+        let index = crate::oci::to_canonical_json(&index);
+        top = store.push_manifest(crate::oci::MEDIA_TYPE_INDEX, &index, Some(&store_tag))?;
+    }
 
     let target = g.open(&dest, true)?;
     let previous_digest = digest_before(target.as_ref(), dest.tag())?;
@@ -154,6 +177,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             .is_some_and(|p| *p != top.digest.to_string()),
         previous_digest,
         signature,
+        toolchains,
     };
     let mut human = format!(
         "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
@@ -168,6 +192,15 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         report.previous_digest.as_deref(),
         &report.digest,
     ));
+    for t in &report.toolchains {
+        human.push_str(&format!(
+            "with toolchain {} {} ({} files, {})\n",
+            t.version,
+            t.platform,
+            t.files,
+            human_bytes(t.stored_bytes)
+        ));
+    }
     if let Some(s) = &report.signature {
         human.push_str(&describe_signature(s));
     }

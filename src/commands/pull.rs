@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::sign::{VerifyWith, verify_at};
-use super::{Global, Outcome, human_bytes, shell_quote};
+use super::{Global, Outcome, human_bytes, shell_quote, toolchain};
 use crate::artifact::{self, ModuleEntry};
 use crate::error::{Kind, fail, fail_hint};
 use crate::install::{self, InstallItem, InstallReport};
@@ -25,6 +25,12 @@ pub struct PullArgs {
     pub jobs: usize,
     /// Write only the download area, not the extracted trees.
     pub no_extract: bool,
+    /// Install a toolchain as a GOROOT here (instead of into GOMODCACHE).
+    pub goroot: Option<PathBuf>,
+    /// The toolchain platform to install (default: the host's).
+    pub platform: Option<String>,
+    /// Replace a different toolchain already in `goroot`.
+    pub force: bool,
 }
 
 #[derive(Serialize)]
@@ -76,7 +82,18 @@ pub fn pull(g: &Global, args: &PullArgs) -> Result<Outcome> {
     pull_from(g, args, &src_ref, src.as_ref(), &top)
 }
 
-/// Pulls the bundle `top` from `src`. The caller resolved the reference
+fn gomodcache_of(args: &PullArgs) -> Result<PathBuf> {
+    let gomodcache = match &args.gomodcache {
+        Some(d) => d.clone(),
+        None => install::default_gomodcache()?,
+    };
+    // The go command refuses a relative GOMODCACHE; print and use an absolute one.
+    std::path::absolute(&gomodcache)
+        .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))
+}
+
+/// Pulls what `top` holds: a module bundle, a toolchain, or both (a
+/// project packed `--with-toolchain`). The caller resolved the reference
 /// once (and, when verifying, checked the signature over this digest):
 /// everything is fetched by digest from here on.
 fn pull_from(
@@ -86,13 +103,67 @@ fn pull_from(
     src: &(dyn Repository + Sync),
     top: &Descriptor,
 ) -> Result<Outcome> {
-    let gomodcache = match &args.gomodcache {
-        Some(d) => d.clone(),
-        None => install::default_gomodcache()?,
+    let (has_modules, has_toolchain) = toolchain::contents(src, top)?;
+    if !has_toolchain && (args.goroot.is_some() || args.force || args.platform.is_some()) {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "{src_ref} holds no Go toolchain: --goroot, --platform and --force apply to toolchains"
+            ),
+        ));
+    }
+    let mut outcome = if has_modules {
+        Some(pull_modules_from(g, args, src_ref, src, top)?)
+    } else {
+        None
     };
-    // The go command refuses a relative GOMODCACHE; print and use an absolute one.
-    let gomodcache = std::path::absolute(&gomodcache)
-        .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))?;
+    if has_toolchain && outcome.as_ref().is_none_or(|o| o.exit_code == 0) {
+        let target = match &args.goroot {
+            Some(dir) => toolchain::ToolchainTarget::Goroot {
+                dir: dir.clone(),
+                force: args.force,
+            },
+            None => toolchain::ToolchainTarget::ModCache {
+                dir: gomodcache_of(args)?,
+            },
+        };
+        let (human, report) = toolchain::pull_toolchain(
+            g,
+            src,
+            top,
+            args.platform.as_deref(),
+            &target,
+            args.jobs.max(2),
+            &src_ref.to_string(),
+        )?;
+        match &mut outcome {
+            Some(o) => {
+                o.human.push_str(&human);
+                if let serde_json::Value::Object(m) = &mut o.json {
+                    m.insert(
+                        "toolchain".into(),
+                        serde_json::to_value(&report).expect("serialisable"),
+                    );
+                }
+            }
+            None => {
+                let mut o = Outcome::ok(human, &report);
+                o.human = format!("pulled {src_ref} ({})\n{}", top.digest, o.human);
+                outcome = Some(o);
+            }
+        }
+    }
+    Ok(outcome.expect("a bundle holds modules or a toolchain"))
+}
+
+fn pull_modules_from(
+    g: &Global,
+    args: &PullArgs,
+    src_ref: &Reference,
+    src: &(dyn Repository + Sync),
+    top: &Descriptor,
+) -> Result<Outcome> {
+    let gomodcache = gomodcache_of(args)?;
     let progress = g.progress();
     let store = g.open_store()?;
     // Held for the whole run: `store prune` waits for no one and deletes

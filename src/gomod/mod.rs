@@ -1,8 +1,9 @@
 //! Go module knowledge that does not need the go command: module path,
 //! file path and version rules (`paths`, with Go's own Unicode tables in
-//! `unicode`), case escaping, semver ordering, go.sum, h1 hashes, and the
-//! module zip rules. golang.org/x/mod is the judge: tests/go_rules.rs
-//! compares these rules with it over a generated corpus.
+//! `unicode`), case escaping, semver ordering, go.sum, h1 hashes, the
+//! module zip rules, and a client for the checksum database (`sumdb`).
+//! golang.org/x/mod is the judge: tests/go_rules.rs compares these rules
+//! with it over a generated corpus.
 //!
 //! Owns: everything byte-exact about Go modules (FORMATS.md sections 1-2).
 //! Must not: write to GOMODCACHE (that is `install`), run the go command
@@ -13,6 +14,7 @@ pub mod gosum;
 pub mod hash;
 pub mod paths;
 pub mod semver;
+pub mod sumdb;
 pub mod unicode;
 #[rustfmt::skip]
 mod unicode_tables;

@@ -39,6 +39,7 @@ mod resume;
 mod retry;
 mod tls;
 mod url;
+mod web;
 
 use std::fmt;
 use std::io::Read;
@@ -68,6 +69,7 @@ use errors::error_detail;
 pub use retry::{ENV_RETRIES, Interrupted, RetryPolicy, is_interrupted};
 pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
 use url::{is_loopback_host, join_url, next_link, same_origin};
+pub use web::WebClient;
 
 /// Every manifest media type ocigo reads. Distribution answers 404 to a
 /// manifest request whose `Accept` does not list the stored type.

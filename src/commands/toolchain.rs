@@ -1,0 +1,510 @@
+//! `ocigo pack toolchain` and the toolchain half of `ocigo pull`: pack a Go
+//! toolchain (from the module proxy, an official archive or a local
+//! GOROOT) for one or more platforms under one index; install one as a
+//! GOROOT or as the module the go command switches to.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::sign::{SignReport, SignWith, describe_signature, sign_at};
+use super::{Global, Outcome, human_bytes, shell_quote};
+use crate::artifact::{ModuleEntry, ZipRef};
+use crate::error::{Kind, fail};
+use crate::install::{self, InstallItem};
+use crate::oci::{self, Descriptor, Digest, Reference, Repository};
+use crate::store::Layout;
+use crate::toolchain::extract::{self, LayerFile};
+use crate::toolchain::format::{self, ToolchainConfig, ToolchainPart};
+use crate::toolchain::{self, fetch, tree};
+use crate::transfer::{self, CopyStats};
+
+/// Where `pack toolchain` takes the toolchain from.
+pub enum ToolchainSource {
+    /// `golang.org/toolchain` through GOPROXY, checked against GOSUMDB.
+    Proxy { version: String },
+    /// An official release archive and its expected SHA-256.
+    Archive { path: PathBuf, sha256: String },
+    /// A local GOROOT.
+    Goroot { dir: PathBuf },
+}
+
+pub struct PackToolchainArgs {
+    pub source: ToolchainSource,
+    pub platforms: Vec<String>,
+    pub dest: String,
+    pub sign: Option<SignWith>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct PackedToolchain {
+    pub version: String,
+    pub platform: String,
+    pub digest: String,
+    pub source: String,
+    pub module_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_with: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+    pub layers: usize,
+    pub stored_bytes: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct PackToolchainReport {
+    pub reference: String,
+    pub digest: String,
+    pub toolchains: Vec<PackedToolchain>,
+    pub copy: CopyStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignReport>,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Packs toolchains into the store; returns their index entries and reports.
+pub(super) fn pack_into_store(
+    g: &Global,
+    store: &Layout,
+    source: &ToolchainSource,
+    platforms: &[String],
+) -> Result<(Vec<Descriptor>, Vec<PackedToolchain>)> {
+    let progress = g.progress();
+    let tmp_dir = store.root().to_path_buf();
+    let mut platforms: Vec<(String, String)> = platforms
+        .iter()
+        .map(|p| toolchain::parse_platform(p))
+        .collect::<Result<_>>()?;
+    platforms.sort();
+    platforms.dedup();
+    let mut entries = Vec::new();
+    let mut reports = Vec::new();
+    let mut pack_tree = |t: &tree::Tree, checked: Option<(String, String)>| -> Result<()> {
+        progress.status(&format!("packing {} {}/{}", t.version, t.os, t.arch));
+        let (built, config) = toolchain::build(t, store, &tmp_dir, checked, default_jobs())?;
+        let layer_sizes: u64 = oci::Manifest::clone(&serde_json::from_slice(&built.manifest)?)
+            .layers
+            .iter()
+            .map(|l| l.size)
+            .sum();
+        reports.push(PackedToolchain {
+            version: config.version.clone(),
+            platform: config.platform(),
+            digest: built.entry.digest.to_string(),
+            source: format!("{} {}", config.source.kind, config.source.name),
+            module_hash: config.module.hash.clone(),
+            checked_with: config.module.checked_with.clone(),
+            files: config.files,
+            bytes: config.bytes,
+            layers: config.layers.len(),
+            stored_bytes: layer_sizes,
+        });
+        entries.push(built.entry);
+        Ok(())
+    };
+    match source {
+        ToolchainSource::Proxy { version } => {
+            if !tree::is_go_version(version) {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{version:?} is not a Go release version such as go1.26.8"),
+                ));
+            }
+            if platforms.is_empty() {
+                platforms.push(toolchain::host_platform());
+            }
+            for (os, arch) in &platforms {
+                progress.status(&format!("fetching {version} {os}/{arch}"));
+                let m = fetch::fetch_module(version, os, arch, &tmp_dir)?;
+                let t = tree::from_module_zip(m.file.path(), version, os, arch, m.sha256.clone())?;
+                pack_tree(&t, Some((m.checked_with.clone(), m.h1.clone())))?;
+            }
+        }
+        ToolchainSource::Archive { path, sha256 } => {
+            if !platforms.is_empty() {
+                return Err(fail(
+                    Kind::Usage,
+                    "--platform does not apply to --from-archive: the archive's name says its platform",
+                ));
+            }
+            // Checked before a byte of it is interpreted.
+            let sum = tree::check_sha256(path, sha256)?;
+            let t = tree::from_archive(path, sum, &tmp_dir)?;
+            pack_tree(&t, None)?;
+        }
+        ToolchainSource::Goroot { dir } => {
+            let platform = match platforms.as_slice() {
+                [] => None,
+                [one] => Some((one.0.as_str(), one.1.as_str())),
+                _ => {
+                    return Err(fail(
+                        Kind::Usage,
+                        "--from-goroot packs the one platform the GOROOT was built for",
+                    ));
+                }
+            };
+            let t = tree::from_goroot(dir, platform)?;
+            pack_tree(&t, None)?;
+        }
+    }
+    progress.finish();
+    Ok((entries, reports))
+}
+
+/// `ocigo pack toolchain`.
+pub fn pack_toolchain(g: &Global, args: &PackToolchainArgs) -> Result<Outcome> {
+    let dest = Reference::parse(&args.dest)?;
+    let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
+    let store = g.open_store()?;
+    let _store_in_use = store.use_lock()?;
+    let (entries, toolchains) = pack_into_store(g, &store, &args.source, &args.platforms)?;
+    let index = format::build_index(entries, format::ARTIFACT_TYPE_TOOLCHAIN);
+    let top = store.push_manifest(oci::MEDIA_TYPE_INDEX, &index, Some(&dest.to_string()))?;
+    let target = g.open(&dest, true)?;
+    let copy = transfer::copy(
+        &store,
+        &top,
+        target.as_ref(),
+        dest.tag(),
+        &g.copy_options()?,
+        &g.progress(),
+    )?;
+    let signature = match &signer {
+        Some(s) => Some(sign_at(target.as_ref(), &dest, &top, s)?),
+        None => None,
+    };
+    let mut human = String::new();
+    for t in &toolchains {
+        let _ = writeln!(
+            human,
+            "packed {} {} from {}: {} files, {} in {} layers ({})",
+            t.version,
+            t.platform,
+            t.source,
+            t.files,
+            human_bytes(t.stored_bytes),
+            t.layers,
+            match &t.checked_with {
+                Some(db) => format!("{} checked against {db}", t.module_hash),
+                None => format!("module form {}", t.module_hash),
+            }
+        );
+    }
+    let _ = writeln!(human, "into {dest}\ndigest: {}", top.digest);
+    let report = PackToolchainReport {
+        reference: dest.to_string(),
+        digest: top.digest.to_string(),
+        toolchains,
+        copy,
+        signature,
+    };
+    if let Some(s) = &report.signature {
+        human.push_str(&describe_signature(s));
+    }
+    Ok(Outcome::ok(human, &report))
+}
+
+/// The Go version a project asks for: go.work's or go.mod's `toolchain`
+/// line, else its `go` line (`go 1.27.4` -> `go1.27.4`, `go 1.27` ->
+/// `go1.27.0`).
+pub fn project_toolchain(project_dir: &Path) -> Result<String> {
+    for name in ["go.work", "go.mod"] {
+        let p = project_dir.join(name);
+        let Some(bytes) = crate::fs::read_capped(&p, crate::gomod::zipcheck::MAX_GOMOD_BYTES)?
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let field = |key: &str| {
+            text.lines()
+                .map(|l| l.split("//").next().unwrap_or("").trim())
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        };
+        let version = match (field("toolchain "), field("go ")) {
+            (Some(t), _) => t,
+            (None, Some(g)) => {
+                let g = format!("go{g}");
+                if g.matches('.').count() == 1 && !g.contains("rc") && !g.contains("beta") {
+                    format!("{g}.0")
+                } else {
+                    g
+                }
+            }
+            (None, None) => {
+                return Err(fail(
+                    Kind::Usage,
+                    format!("{} has neither a toolchain nor a go line", p.display()),
+                ));
+            }
+        };
+        if !tree::is_go_version(&version) {
+            return Err(fail(
+                Kind::Usage,
+                format!(
+                    "{} asks for {version:?}, which is not a Go release",
+                    p.display()
+                ),
+            ));
+        }
+        return Ok(version);
+    }
+    Err(fail(
+        Kind::NotFound,
+        format!("{} has no go.mod or go.work", project_dir.display()),
+    ))
+}
+
+/// What an artifact holds: (module bundle, toolchain).
+pub(super) fn contents(src: &dyn Repository, top: &Descriptor) -> Result<(bool, bool)> {
+    let fetched = src.fetch_manifest(top)?;
+    if !fetched.is_index() {
+        let is_tc =
+            fetched.manifest()?.artifact_type.as_deref() == Some(format::ARTIFACT_TYPE_TOOLCHAIN);
+        return Ok((!is_tc, is_tc));
+    }
+    let index = fetched.index()?;
+    if index.artifact_type.as_deref() == Some(format::ARTIFACT_TYPE_TOOLCHAIN) {
+        return Ok((false, true));
+    }
+    let toolchains = index
+        .manifests
+        .iter()
+        .filter(|d| format::is_toolchain(d))
+        .count();
+    Ok((toolchains < index.manifests.len(), toolchains > 0))
+}
+
+/// Where `pull` puts a toolchain.
+pub enum ToolchainTarget {
+    Goroot { dir: PathBuf, force: bool },
+    ModCache { dir: PathBuf },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct ToolchainPullReport {
+    pub version: String,
+    pub platform: String,
+    pub digest: String,
+    pub layers_fetched: usize,
+    pub bytes_fetched: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goroot: Option<extract::GorootReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_installed: Option<bool>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Installs the toolchain for `platform` (default: the host's) from the
+/// already resolved (and, if asked, verified) `top`. The store records the
+/// toolchain manifest so prune keeps it.
+pub(super) fn pull_toolchain(
+    g: &Global,
+    src: &dyn Repository,
+    top: &Descriptor,
+    platform: Option<&str>,
+    target: &ToolchainTarget,
+    jobs: usize,
+    tag: &str,
+) -> Result<(String, ToolchainPullReport)> {
+    let (os, arch) = match platform {
+        Some(p) => toolchain::parse_platform(p)?,
+        None => toolchain::host_platform(),
+    };
+    let entries = format::toolchain_entries(src, top)?;
+    if entries.is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            format!("{}@{} holds no Go toolchain", src.location(), top.digest),
+        ));
+    }
+    let desc = format::select(&entries, &os, &arch, &src.location())?;
+    let part = format::load_part(src, desc)?;
+    let store = g.open_store()?;
+    let _store_in_use = store.use_lock()?;
+    let progress = g.progress();
+    let mut missing = Vec::new();
+    for l in &part.layers {
+        if !store.blob_exists(&l.digest)?
+            && !missing.iter().any(|m: &Descriptor| m.digest == l.digest)
+        {
+            missing.push(l.clone());
+        }
+    }
+    let bytes_fetched: u64 = missing.iter().map(|l| l.size).sum();
+    progress.start_bytes("fetching", bytes_fetched);
+    for l in &missing {
+        let mut r = src.fetch_blob(l)?;
+        store
+            .push_blob(l, &mut progress.reader(&mut r))
+            .with_context(|| format!("fetching layer {} from {}", l.digest, src.location()))?;
+    }
+    progress.finish();
+    if !store.blob_exists(&part.config_descriptor.digest)? {
+        store.push_blob(&part.config_descriptor, &mut &part.config_bytes[..])?;
+    }
+    store.push_manifest(
+        &part.manifest.descriptor.media_type,
+        &part.manifest.bytes,
+        None,
+    )?;
+    // Record the reference so `store list` shows it and prune keeps it.
+    let top_bytes = src.fetch_manifest(top)?;
+    store.push_manifest(&top.media_type, &top_bytes.bytes, Some(tag))?;
+    let layers: Vec<LayerFile> = part
+        .layers
+        .iter()
+        .zip(&part.config.layers)
+        .map(|(d, info)| LayerFile {
+            descriptor: d,
+            info,
+            path: store.blob_path(&d.digest),
+        })
+        .collect();
+    let config = &part.config;
+    let mut report = ToolchainPullReport {
+        version: config.version.clone(),
+        platform: config.platform(),
+        digest: part.manifest.descriptor.digest.to_string(),
+        layers_fetched: missing.len(),
+        bytes_fetched,
+        goroot: None,
+        module: None,
+        module_installed: None,
+        env: Vec::new(),
+    };
+    let mut human = String::new();
+    match target {
+        ToolchainTarget::Goroot { dir, force } => {
+            let dir =
+                std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+            progress.status(&format!(
+                "installing {} into {}",
+                config.version,
+                dir.display()
+            ));
+            let r = extract::install_goroot(&dir, config, &layers, *force, jobs)?;
+            progress.finish();
+            let _ = writeln!(
+                human,
+                "{} {} {} in {} ({} files, {}; {} fetched)",
+                match r.action.as_str() {
+                    "already-present" => "already present:",
+                    "replaced" => "replaced with",
+                    _ => "installed",
+                },
+                config.version,
+                config.platform(),
+                dir.display(),
+                r.files,
+                human_bytes(r.bytes),
+                human_bytes(bytes_fetched)
+            );
+            report.env = vec![
+                ("GOROOT".into(), dir.display().to_string()),
+                ("PATH".into(), format!("{}/bin:$PATH", dir.display())),
+            ];
+            human.push_str("Use it with:\n");
+            let _ = writeln!(
+                human,
+                "  export GOROOT={}",
+                shell_quote(&dir.display().to_string())
+            );
+            let _ = writeln!(
+                human,
+                "  export PATH={}/bin:\"$PATH\"",
+                shell_quote(&dir.display().to_string())
+            );
+            report.goroot = Some(r);
+        }
+        ToolchainTarget::ModCache { dir } => {
+            let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
+            let mv = format!("{}@{}", tree::MODULE_PATH, config.module.version);
+            let _ = writeln!(
+                human,
+                "{} {mv} in {} ({} fetched)",
+                if installed {
+                    "installed"
+                } else {
+                    "already present:"
+                },
+                dir.display(),
+                human_bytes(bytes_fetched)
+            );
+            report.env = vec![
+                ("GOMODCACHE".into(), dir.display().to_string()),
+                (
+                    "GOPROXY".into(),
+                    format!("file://{}/cache/download", dir.display()),
+                ),
+                ("GOSUMDB".into(), "off".into()),
+                ("GOTOOLCHAIN".into(), config.version.clone()),
+            ];
+            human.push_str("Switch to it with no network (or GOTOOLCHAIN=auto and a go.mod that asks for it):\n");
+            for (k, v) in &report.env {
+                let _ = writeln!(human, "  export {k}={}", shell_quote(v));
+            }
+            human.push_str("(the go command checks toolchain downloads against the checksum database unless GOPROXY is one file:// URL)\n");
+            report.module = Some(mv);
+            report.module_installed = Some(installed);
+        }
+    }
+    Ok((human, report))
+}
+
+/// Writes the module form through `install` (the go command's layout,
+/// locks and commit order). Returns whether it was written.
+fn install_module_form(
+    store: &Layout,
+    gomodcache: &Path,
+    part: &ToolchainPart,
+    layers: &[LayerFile],
+    jobs: usize,
+    g: &Global,
+) -> Result<bool> {
+    let config: &ToolchainConfig = &part.config;
+    let (tmp, zip) = extract::build_module_zip(config, layers, store.root())?;
+    let info = match &config.time {
+        Some(t) => format!(
+            "{{\"Version\":{:?}, \"Time\":{:?}}}\n",
+            config.module.version, t
+        ),
+        None => format!("{{\"Version\":{:?}}}\n", config.module.version),
+    };
+    let entry = ModuleEntry {
+        path: tree::MODULE_PATH.into(),
+        version: config.module.version.clone(),
+        info: Some(info),
+        go_mod: tree::MODULE_GO_MOD.into(),
+        mod_hash: crate::gomod::hash_gomod(tree::MODULE_GO_MOD.as_bytes()),
+        zip: Some(ZipRef {
+            hash: zip.h1.clone(),
+            layer: Digest::parse(&format!("sha256:{}", hex::encode(zip.sha256)))?,
+            size: zip.size,
+        }),
+    };
+    let items = [InstallItem {
+        entry: &entry,
+        zip_blob: Some(zip.path.clone()),
+        zip_checked: false,
+        extract: true,
+    }];
+    let report = install::install(gomodcache, &items, jobs, &g.progress())?;
+    drop(tmp);
+    if let Some(c) = report.conflicts.first() {
+        return Err(fail(
+            Kind::Conflict,
+            format!("{c}; nothing was changed in {}", gomodcache.display()),
+        ));
+    }
+    Ok(report.installed > 0)
+}

@@ -1,0 +1,523 @@
+//! Installing a toolchain from its layers: as a GOROOT (extracted in
+//! parallel into a temporary directory beside the target, checked, then
+//! renamed into place), or as the `golang.org/toolchain` module zip that
+//! `install` writes into GOMODCACHE.
+//!
+//! Every layer is read through its digest (a corrupt store copy fails the
+//! install), decompressed no further than the tar length its config
+//! declares (zstd bombs), and every entry checked: plain relative names
+//! only, regular files and directories only (no links of either kind, no
+//! devices or FIFOs), modes 0644/0755, no name twice. Nothing is written
+//! outside the temporary directory until all of it passed; on failure the
+//! temporary directory is removed and the target is as it was.
+//!
+//! Owns: the GOROOT layout and building the module zip. Must not: fetch,
+//! or write GOMODCACHE itself (that is `install`). Every file-system call
+//! on GOROOT goes through [`crate::fs`].
+#![warn(clippy::disallowed_methods)]
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::format::{LayerInfo, ToolchainConfig};
+use super::tree::{self, MODULE_PATH};
+use crate::error::{Kind, fail, kind_of};
+use crate::oci::{Descriptor, VerifyingReader};
+
+const TMP_PREFIX: &str = ".ocigo-goroot-tmp-";
+const OLD_PREFIX: &str = ".ocigo-goroot-old-";
+
+/// A layer to read: its descriptor (digest, compressed size), its config
+/// entry (tar length) and where the verified blob is on disk.
+pub struct LayerFile<'a> {
+    pub descriptor: &'a Descriptor,
+    pub info: &'a LayerInfo,
+    pub path: PathBuf,
+}
+
+/// What [`for_each_entry`] calls: name, mode, and a reader for regular
+/// files (`None` for directories).
+type EntryFn<'f> = dyn FnMut(&str, u32, Option<&mut dyn Read>) -> Result<()> + 'f;
+
+/// Calls `f` for each entry of a layer, after checking it.
+fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
+    let what = format!("toolchain layer {}", layer.descriptor.digest);
+    let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
+    let verified = VerifyingReader::new(
+        io::BufReader::with_capacity(1 << 16, file),
+        layer.descriptor,
+        what.clone(),
+    );
+    let decoder = zstd::Decoder::with_buffer(io::BufReader::with_capacity(1 << 16, verified))
+        .context("starting zstd")?;
+    let mut limited = Bounded {
+        inner: decoder,
+        left: layer.info.tar_bytes,
+        what: &what,
+    };
+    let classify = |e: io::Error| -> anyhow::Error {
+        if crate::oci::io_error_is_integrity(&e) {
+            crate::oci::classify_io(e, || format!("reading {what}"))
+        } else {
+            fail(Kind::Integrity, format!("{what} is not a valid layer: {e}"))
+        }
+    };
+    {
+        let mut ar = tar::Archive::new(&mut limited);
+        let mut files = 0u64;
+        let mut bytes = 0u64;
+        for entry in ar.entries().map_err(classify)? {
+            let mut entry = entry.map_err(classify)?;
+            let raw = entry.path_bytes().into_owned();
+            let name = std::str::from_utf8(&raw).map_err(|_| {
+                fail(
+                    Kind::Integrity,
+                    format!("{what} has a name that is not UTF-8"),
+                )
+            })?;
+            let kind = entry.header().entry_type();
+            let mode = entry.header().mode().map_err(classify)? & 0o7777;
+            let is_dir = kind.is_dir();
+            let name = if is_dir {
+                name.strip_suffix('/').unwrap_or(name)
+            } else {
+                name
+            };
+            tree::check_name(name).map_err(|m| {
+                fail(
+                    Kind::Integrity,
+                    format!("{what}: entry {name:?} refused: {m}"),
+                )
+            })?;
+            if is_dir {
+                f(name, 0o755, None)?;
+                continue;
+            }
+            if !kind.is_file() {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "{what}: entry {name:?} is {}, not a regular file or directory: refused",
+                        describe(kind)
+                    ),
+                ));
+            }
+            if mode != 0o644 && mode != 0o755 {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("{what}: entry {name:?} has mode {mode:o}, not 0644 or 0755"),
+                ));
+            }
+            let size = entry.header().size().map_err(classify)?;
+            files += 1;
+            bytes += size;
+            if files > layer.info.files || bytes > layer.info.bytes {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("{what} holds more than its config declares"),
+                ));
+            }
+            f(name, mode, Some(&mut entry))?;
+        }
+        if files != layer.info.files || bytes != layer.info.bytes {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "{what} holds {files} files, {bytes} bytes; its config declares {}, {}",
+                    layer.info.files, layer.info.bytes
+                ),
+            ));
+        }
+    }
+    // Read to the end so the digest and the zstd checksum are checked.
+    io::copy(&mut limited, &mut io::sink()).map_err(classify)?;
+    if limited.left != 0 {
+        return Err(fail(
+            Kind::Integrity,
+            format!("{what} is shorter than its config declares"),
+        ));
+    }
+    let mut rest = limited.inner.finish();
+    io::copy(&mut rest, &mut io::sink()).map_err(classify)?;
+    Ok(())
+}
+
+fn describe(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Symlink => "a symbolic link",
+        tar::EntryType::Link => "a hard link",
+        tar::EntryType::Char | tar::EntryType::Block => "a device",
+        tar::EntryType::Fifo => "a FIFO",
+        _ => "a special entry",
+    }
+}
+
+/// Stops a decompressed stream at its declared length: one byte more is an
+/// error, so a small layer cannot expand without bound.
+struct Bounded<'a, R> {
+    inner: R,
+    left: u64,
+    what: &'a str,
+}
+
+impl<R: Read> Read for Bounded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let cap = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..cap])?;
+        if n as u64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} decompresses to more than its declared tar length",
+                    self.what
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// What `install_goroot` did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct GorootReport {
+    pub goroot: String,
+    pub version: String,
+    pub platform: String,
+    /// `installed`, `already-present` or `replaced`.
+    pub action: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What is at the target now.
+enum Existing {
+    Absent,
+    Empty,
+    Same,
+    Other(String),
+}
+
+fn existing(dir: &Path, config: &ToolchainConfig) -> Result<Existing> {
+    let Some(meta) = crate::fs::lstat(dir)? else {
+        return Ok(Existing::Absent);
+    };
+    if !meta.file_type().is_dir() {
+        return Err(crate::fs::wrong_type(
+            dir,
+            if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a directory"
+            },
+            "a directory (or nothing) to install a GOROOT in",
+        ));
+    }
+    if crate::fs::list_dir(dir)?.is_empty() {
+        return Ok(Existing::Empty);
+    }
+    let version = crate::fs::read_capped(&dir.join("VERSION"), 4096)?.and_then(|b| {
+        String::from_utf8_lossy(&b)
+            .lines()
+            .next()
+            .map(str::to_string)
+    });
+    let tool_dir = dir.join(format!("pkg/tool/{}_{}", config.os, config.arch));
+    match version {
+        Some(v) if v == config.version && crate::fs::dir_exists(&tool_dir)? => Ok(Existing::Same),
+        Some(v) => Ok(Existing::Other(format!(
+            "{v} (not {} {})",
+            config.version,
+            config.platform()
+        ))),
+        None => Ok(Existing::Other("files that are not a Go toolchain".into())),
+    }
+}
+
+/// Installs the toolchain into `dir`: every layer extracted (in parallel,
+/// `jobs` at once) into `<parent>/.ocigo-goroot-tmp-*`, the result checked
+/// (`bin/go`, `VERSION`), then renamed to `dir`. A different toolchain in
+/// `dir` is refused (exit 5) unless `force`; then it is replaced.
+pub fn install_goroot(
+    dir: &Path,
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    force: bool,
+    jobs: usize,
+) -> Result<GorootReport> {
+    let mut report = GorootReport {
+        goroot: dir.display().to_string(),
+        version: config.version.clone(),
+        platform: config.platform(),
+        action: "installed".into(),
+        files: config.files,
+        bytes: config.bytes,
+    };
+    let state = existing(dir, config)?;
+    match &state {
+        Existing::Same if !force => {
+            report.action = "already-present".into();
+            return Ok(report);
+        }
+        Existing::Other(what) if !force => {
+            return Err(crate::error::fail_hint(
+                Kind::Conflict,
+                format!(
+                    "{} already holds {what}; nothing was changed",
+                    dir.display()
+                ),
+                "pass --force to replace it, or choose another --goroot",
+            ));
+        }
+        _ => {}
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut created_parents = Vec::new();
+    crate::fs::ensure_dir(parent, Path::new(""), &mut created_parents)?;
+    let tmp = crate::fs::create_temp_dir(parent, TMP_PREFIX)?;
+    let result = extract_all(&tmp, config, layers, jobs).and_then(|()| {
+        crate::fs::chmod_dir(&tmp, 0o755)?;
+        match state {
+            Existing::Absent => rename(&tmp, dir),
+            Existing::Empty => {
+                crate::fs::remove_empty_dir(dir)?;
+                rename(&tmp, dir)
+            }
+            Existing::Same | Existing::Other(_) => {
+                report.action = "replaced".into();
+                let old = parent.join(format!(
+                    "{OLD_PREFIX}{}",
+                    tmp.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix(TMP_PREFIX))
+                        .unwrap_or("x")
+                ));
+                rename(dir, &old)?;
+                if let Err(e) = rename(&tmp, dir) {
+                    let _ = rename(&old, dir);
+                    return Err(e);
+                }
+                crate::fs::remove_tree(&old)
+            }
+        }
+    });
+    if let Err(e) = result {
+        let _ = crate::fs::remove_tree(&tmp);
+        crate::fs::remove_empty_dirs(&created_parents);
+        return Err(e);
+    }
+    Ok(report)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    crate::fs::rename(from, to)
+}
+
+fn extract_all(
+    tmp: &Path,
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    jobs: usize,
+) -> Result<()> {
+    // Largest layers first, so one big layer does not finish last alone.
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(layers[i].info.tar_bytes));
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let workers = jobs.clamp(1, layers.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut created = Vec::new();
+                loop {
+                    if first_error.lock().expect("not poisoned").is_some() {
+                        return;
+                    }
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { return };
+                    if let Err(e) = extract_layer(tmp, &layers[i], &mut created) {
+                        first_error.lock().expect("not poisoned").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    let exe = if config.os == "windows" { ".exe" } else { "" };
+    let go = tmp.join(format!("bin/go{exe}"));
+    if !crate::fs::regular_file_exists(&go)? {
+        return Err(fail(
+            Kind::Integrity,
+            format!("the toolchain has no bin/go{exe}: it is not a Go toolchain; refused"),
+        ));
+    }
+    let version = crate::fs::read_capped(&tmp.join("VERSION"), 4096)?.unwrap_or_default();
+    let (v, _) = tree::parse_version_file(&String::from_utf8_lossy(&version), "the toolchain")?;
+    if v != config.version {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "the toolchain's VERSION says {v}, its config {}",
+                config.version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn extract_layer(root: &Path, layer: &LayerFile, created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut made: HashSet<String> = HashSet::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for_each_entry(layer, &mut |name, mode, content| {
+        let Some(r) = content else {
+            if made.insert(name.to_string()) {
+                crate::fs::ensure_dir(root, Path::new(name), created)?;
+            }
+            return Ok(());
+        };
+        if let Some((parent, _)) = name.rsplit_once('/')
+            && !made.contains(parent)
+        {
+            crate::fs::ensure_dir(root, Path::new(parent), created)?;
+            made.insert(parent.to_string());
+        }
+        let path = root.join(name);
+        let mut out = crate::fs::create_new(&path, mode).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                fail(
+                    Kind::Integrity,
+                    format!(
+                        "the toolchain holds {name} twice (layer {})",
+                        layer.descriptor.digest
+                    ),
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("creating {}", path.display()))
+            }
+        })?;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(fail(
+                        Kind::Integrity,
+                        format!("reading {name} from layer {}: {e}", layer.descriptor.digest),
+                    ));
+                }
+            };
+            out.write_all(&buf[..n])
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// The module form, built: a zip at `path` with its h1 and sha256.
+pub struct ModuleZip {
+    pub path: PathBuf,
+    pub h1: String,
+    pub sha256: [u8; 32],
+    pub size: u64,
+}
+
+/// Builds the `golang.org/toolchain` module zip from the layers into a new
+/// temporary file in `tmp_dir`, and checks its h1 against the config's.
+pub fn build_module_zip(
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    tmp_dir: &Path,
+) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
+    let prefix = format!("{MODULE_PATH}@{}/", config.module.version);
+    let tmp = tempfile::Builder::new()
+        .prefix(".ocigo-toolchain-zip-")
+        .tempfile_in(tmp_dir)
+        .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
+    let mut zw = zip::ZipWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.reopen()?));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o644);
+    let mut entries = Vec::new();
+    let mut seen = HashSet::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for layer in layers {
+        for_each_entry(layer, &mut |name, _mode, content| {
+            let Some(r) = content else { return Ok(()) };
+            let Some(mname) = tree::module_name(name) else {
+                return Ok(());
+            };
+            let full = format!("{prefix}{mname}");
+            if !seen.insert(full.clone()) {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("the toolchain holds {name} twice"),
+                ));
+            }
+            zw.start_file(full.as_str(), options)
+                .with_context(|| format!("writing {full} into the module zip"))?;
+            let mut h = Sha256::new();
+            loop {
+                let n = r
+                    .read(&mut buf)
+                    .map_err(|e| fail(Kind::Integrity, format!("reading {name}: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                zw.write_all(&buf[..n]).context("writing the module zip")?;
+            }
+            entries.push((full, h.finalize().into()));
+            Ok(())
+        })?;
+    }
+    let mut w = zw.finish().context("finishing the module zip")?;
+    w.flush().context("writing the module zip")?;
+    drop(w);
+    let h1 = crate::gomod::hash_zip_entries(&mut entries)?;
+    if h1 != config.module.hash {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "the toolchain's files hash to {h1} as {MODULE_PATH}@{}, not the {} its config records; refused",
+                config.module.version, config.module.hash
+            ),
+        ));
+    }
+    let f = crate::fs::open_regular_required(tmp.path(), "module zip")?;
+    let (sha256, size) = crate::gomod::hash::sha256_reader(io::BufReader::new(f))
+        .context("reading the module zip back")?;
+    let path = tmp.path().to_path_buf();
+    Ok((
+        tmp,
+        ModuleZip {
+            path,
+            h1,
+            sha256,
+            size,
+        },
+    ))
+}
+
+/// Whether an error is one a bad artifact causes (for tests and reports).
+pub fn is_integrity(e: &anyhow::Error) -> bool {
+    kind_of(e) == Some(Kind::Integrity)
+}

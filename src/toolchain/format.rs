@@ -1,0 +1,393 @@
+//! The toolchain artifact, format v1: one OCI image manifest per platform
+//! (config of our own media type, tar + zstd layers), under an OCI image
+//! index whose entries carry their `platform`. Schema:
+//! `schemas/toolchain-config.v1.schema.json`.
+//!
+//! Owns: the JSON of configs, manifests and the index, built
+//! deterministically, and reading them back with every cross-reference and
+//! bound checked. Must not: do I/O other than through the
+//! `oci::Repository` it is given.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::tree::{self, MAX_FILES, MAX_TOTAL_BYTES, SourceInfo};
+use crate::error::{Kind, fail};
+use crate::oci::{
+    self, Descriptor, Digest, FetchedManifest, Index, Manifest, Platform, Repository,
+    to_canonical_json,
+};
+
+pub const ARTIFACT_TYPE_TOOLCHAIN: &str = "application/vnd.ocigo.toolchain.v1";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.ocigo.toolchain.config.v1+json";
+pub const MEDIA_TYPE_LAYER: &str = "application/vnd.ocigo.toolchain.layer.v1.tar+zstd";
+/// On each manifest and index entry: the Go version (`go1.26.8`).
+pub const ANNOTATION_VERSION: &str = "dev.ocigo.toolchain.version";
+pub const FORMAT_VERSION: u32 = 1;
+/// Bounds checked before anything is fetched.
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+const MAX_LAYERS: usize = 4096;
+/// Tar adds headers (512 bytes, up to three per entry with long names) and
+/// padding to each file.
+const TAR_OVERHEAD_PER_FILE: u64 = 4 * 512;
+
+/// The module form of a toolchain: what the go command downloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModuleForm {
+    /// `v0.0.1-go1.26.8.linux-amd64` of `golang.org/toolchain`.
+    pub version: String,
+    /// h1 of the module zip (computed from the files when packing).
+    pub hash: String,
+    /// The checksum database the hash was checked against, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_with: Option<String>,
+}
+
+/// One layer, as the config describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LayerInfo {
+    pub digest: Digest,
+    /// What it holds, for people (`bin`, `src/net`, `src/ (+3 more)`).
+    pub name: String,
+    pub files: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Exact length of the uncompressed tar stream: decompression stops there.
+    pub tar_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolchainConfig {
+    pub format_version: u32,
+    /// `go1.26.8`.
+    pub version: String,
+    pub os: String,
+    pub arch: String,
+    /// The `time` line of `VERSION`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    pub source: SourceInfo,
+    pub module: ModuleForm,
+    pub files: u64,
+    pub bytes: u64,
+    pub layers: Vec<LayerInfo>,
+}
+
+impl ToolchainConfig {
+    pub fn platform(&self) -> String {
+        format!("{}/{}", self.os, self.arch)
+    }
+
+    /// What the JSON schema cannot check.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(fail(Kind::Integrity, format!("toolchain config: {m}")));
+        if self.format_version != FORMAT_VERSION {
+            return bad(format!(
+                "format version {} is not supported by this ocigo (it reads {FORMAT_VERSION}); upgrade ocigo",
+                self.format_version
+            ));
+        }
+        if !tree::is_go_version(&self.version)
+            || !tree::is_platform_token(&self.os)
+            || !tree::is_platform_token(&self.arch)
+        {
+            return bad(format!(
+                "{:?} {:?}/{:?} is not a Go version and platform",
+                self.version, self.os, self.arch
+            ));
+        }
+        if self.module.version != tree::module_version(&self.version, &self.os, &self.arch) {
+            return bad(format!(
+                "module version {:?} does not match {} {}",
+                self.module.version,
+                self.version,
+                self.platform()
+            ));
+        }
+        if self.layers.is_empty() || self.layers.len() > MAX_LAYERS {
+            return bad(format!("{} layers", self.layers.len()));
+        }
+        let files: u64 = self.layers.iter().map(|l| l.files).sum();
+        let bytes: u64 = self.layers.iter().map(|l| l.bytes).sum();
+        if files != self.files || bytes != self.bytes {
+            return bad("layer totals do not add up".into());
+        }
+        if self.files > MAX_FILES || self.bytes > MAX_TOTAL_BYTES {
+            return bad(format!(
+                "{} files, {} bytes: over the limits ({MAX_FILES} files, {MAX_TOTAL_BYTES} bytes)",
+                self.files, self.bytes
+            ));
+        }
+        for l in &self.layers {
+            // Directory entries count too: allow as many as files, plus some.
+            if l.tar_bytes > l.bytes + (2 * l.files + 64) * TAR_OVERHEAD_PER_FILE + 1024 {
+                return bad(format!(
+                    "layer {} claims a {}-byte tar for {} bytes of files",
+                    l.digest, l.tar_bytes, l.bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A built per-platform manifest: its config blob and manifest bytes.
+pub struct BuiltManifest {
+    pub config_descriptor: Descriptor,
+    pub config_bytes: Vec<u8>,
+    pub manifest: Vec<u8>,
+    /// The manifest's descriptor as an index entry (platform, version).
+    pub entry: Descriptor,
+}
+
+pub fn build_manifest(config: &ToolchainConfig, layer_sizes: &[u64]) -> BuiltManifest {
+    let config_bytes = to_canonical_json(config);
+    let config_descriptor = Descriptor::for_bytes(MEDIA_TYPE_CONFIG, &config_bytes);
+    let mut annotations = BTreeMap::new();
+    annotations.insert(ANNOTATION_VERSION.to_string(), config.version.clone());
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_MANIFEST.to_string()),
+        artifact_type: Some(ARTIFACT_TYPE_TOOLCHAIN.to_string()),
+        config: config_descriptor.clone(),
+        layers: config
+            .layers
+            .iter()
+            .zip(layer_sizes)
+            .map(|(l, &size)| Descriptor::new(MEDIA_TYPE_LAYER, l.digest.clone(), size))
+            .collect(),
+        subject: None,
+        annotations: annotations.clone(),
+    };
+    let manifest = to_canonical_json(&manifest);
+    let mut entry = Descriptor::for_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest);
+    entry.artifact_type = Some(ARTIFACT_TYPE_TOOLCHAIN.to_string());
+    entry.platform = Some(Platform {
+        os: config.os.clone(),
+        architecture: config.arch.clone(),
+        variant: None,
+    });
+    entry.annotations = annotations;
+    BuiltManifest {
+        config_descriptor,
+        config_bytes,
+        manifest,
+        entry,
+    }
+}
+
+/// The index over per-platform manifests (and, for a project packed with
+/// its toolchain, the module bundle's manifests), sorted so that the same
+/// inputs give the same bytes.
+pub fn build_index(entries: Vec<Descriptor>, artifact_type: &str) -> Vec<u8> {
+    to_canonical_json(&Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_INDEX.to_string()),
+        artifact_type: Some(artifact_type.to_string()),
+        manifests: sorted_entries(entries),
+        subject: None,
+        annotations: BTreeMap::new(),
+    })
+}
+
+/// Index entries in a fixed order (artifact type, version, platform,
+/// digest), each digest once: the same inputs give the same bytes.
+pub fn sorted_entries(mut entries: Vec<Descriptor>) -> Vec<Descriptor> {
+    entries.sort_by(|a, b| {
+        let key = |d: &Descriptor| {
+            (
+                d.artifact_type.clone(),
+                d.annotations.get(ANNOTATION_VERSION).cloned(),
+                d.platform
+                    .as_ref()
+                    .map(|p| (p.os.clone(), p.architecture.clone())),
+                d.digest.to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    entries.dedup_by(|a, b| a.digest == b.digest);
+    entries
+}
+
+/// One platform's toolchain, read back and checked.
+#[derive(Debug, Clone)]
+pub struct ToolchainPart {
+    pub manifest: FetchedManifest,
+    pub config_descriptor: Descriptor,
+    pub config_bytes: Vec<u8>,
+    pub config: ToolchainConfig,
+    pub layers: Vec<Descriptor>,
+}
+
+/// Whether an index entry or manifest is a toolchain.
+pub fn is_toolchain(desc: &Descriptor) -> bool {
+    desc.artifact_type.as_deref() == Some(ARTIFACT_TYPE_TOOLCHAIN)
+}
+
+/// Reads one per-platform manifest and its config, checking that the
+/// config's layers are exactly the manifest's and within bounds.
+pub fn load_part(repo: &dyn Repository, desc: &Descriptor) -> Result<ToolchainPart> {
+    let fetched = repo.fetch_manifest(desc)?;
+    if fetched.is_index() {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "toolchain entry {} is an index, not a manifest",
+                desc.digest
+            ),
+        ));
+    }
+    let manifest = fetched.manifest()?;
+    let digest = &fetched.descriptor.digest;
+    if manifest.artifact_type.as_deref() != Some(ARTIFACT_TYPE_TOOLCHAIN) {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "{}@{digest} is not an ocigo toolchain (artifactType {:?})",
+                repo.location(),
+                manifest.artifact_type.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    if manifest.config.media_type != MEDIA_TYPE_CONFIG || manifest.config.size > MAX_CONFIG_BYTES {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "toolchain manifest {digest} has a config of type {} and {} bytes",
+                manifest.config.media_type, manifest.config.size
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    repo.fetch_blob(&manifest.config)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            oci::classify_io(e, || {
+                format!("reading config {} of {digest}", manifest.config.digest)
+            })
+        })?;
+    let config: ToolchainConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(
+            Kind::Integrity,
+            format!(
+                "config {} is not a valid ocigo toolchain config: {e}",
+                manifest.config.digest
+            ),
+        )
+    })?;
+    config
+        .validate()
+        .with_context(|| format!("in config {}", manifest.config.digest))?;
+    if let Some(p) = &desc.platform
+        && (p.os != config.os || p.architecture != config.arch)
+    {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "index entry {} says {}/{} but its config says {}",
+                desc.digest,
+                p.os,
+                p.architecture,
+                config.platform()
+            ),
+        ));
+    }
+    let same = manifest.layers.len() == config.layers.len()
+        && manifest
+            .layers
+            .iter()
+            .zip(&config.layers)
+            .all(|(m, c)| m.digest == c.digest && m.media_type == MEDIA_TYPE_LAYER);
+    if !same {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "toolchain manifest {digest}: its layers are not the ones its config {} lists",
+                manifest.config.digest
+            ),
+        ));
+    }
+    if let Some(l) = manifest.layers.iter().find(|l| l.size > MAX_TOTAL_BYTES) {
+        return Err(fail(
+            Kind::Integrity,
+            format!("toolchain layer {} claims {} bytes", l.digest, l.size),
+        ));
+    }
+    Ok(ToolchainPart {
+        config_descriptor: manifest.config.clone(),
+        layers: manifest.layers.clone(),
+        manifest: fetched,
+        config_bytes: bytes,
+        config,
+    })
+}
+
+/// The toolchain entries of an index (or the manifest itself).
+pub fn toolchain_entries(repo: &dyn Repository, top: &Descriptor) -> Result<Vec<Descriptor>> {
+    let fetched = repo.fetch_manifest(top)?;
+    if !fetched.is_index() {
+        let m = fetched.manifest()?;
+        return Ok(
+            if m.artifact_type.as_deref() == Some(ARTIFACT_TYPE_TOOLCHAIN) {
+                vec![fetched.descriptor.clone()]
+            } else {
+                Vec::new()
+            },
+        );
+    }
+    Ok(fetched
+        .index()?
+        .manifests
+        .into_iter()
+        .filter(is_toolchain)
+        .collect())
+}
+
+/// Picks the entry for `os/arch` (the only version, or the one asked for).
+pub fn select<'a>(
+    entries: &'a [Descriptor],
+    os: &str,
+    arch: &str,
+    location: &str,
+) -> Result<&'a Descriptor> {
+    let matching: Vec<&Descriptor> = entries
+        .iter()
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == os && p.architecture == arch)
+        })
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let have: Vec<String> = entries
+                .iter()
+                .filter_map(|d| d.platform.as_ref())
+                .map(|p| format!("{}/{}", p.os, p.architecture))
+                .collect();
+            Err(fail(
+                Kind::NotFound,
+                format!(
+                    "{location} holds no toolchain for {os}/{arch} (it has: {}); pass --platform to pick one",
+                    if have.is_empty() {
+                        "none".into()
+                    } else {
+                        have.join(", ")
+                    }
+                ),
+            ))
+        }
+        _ => Err(fail(
+            Kind::Integrity,
+            format!("{location} holds more than one toolchain for {os}/{arch}"),
+        )),
+    }
+}

@@ -1,0 +1,1192 @@
+//! Go toolchains end to end, judged by the real go command: packed from
+//! the host's GOROOT, from an official archive (`/usr/local/go` tarred
+//! back up as released) and from the module proxy (two platforms of one
+//! release; the zips are cached in ~/.cache/ocigo-ci between runs), pulled
+//! as a GOROOT and into GOMODCACHE under `unshare -n`, switched to with
+//! GOTOOLCHAIN offline, and bad archives and layers refused with nothing
+//! written.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::ocigo::{Scratch, assert_exit, assert_mentions, ocigo, stderr, stdout};
+use common::registry::TestRegistry;
+use ocigo::oci::{Descriptor, Digest, Index, Manifest, Repository};
+use ocigo::store::Layout;
+use ocigo::toolchain::format::{self, LayerInfo, ModuleForm, ToolchainConfig};
+use ocigo::toolchain::tree::SourceInfo;
+
+/// The release the proxy tests use: newer than the host's go1.26.x.
+const NEW: &str = "go1.27.4";
+/// An older release to switch down to.
+const OLD: &str = "go1.25.14";
+const PASSWORD: &str = "correct horse";
+
+fn host_go_version() -> String {
+    fs::read_to_string("/usr/local/go/VERSION")
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// ~/.cache/ocigo-ci/modcache, holding the golang.org/toolchain zips the
+/// tests use (downloaded by the go command once, with its checksum
+/// database cache): served to ocigo as a `file://` GOPROXY.
+fn toolchain_proxy() -> &'static str {
+    static PROXY: OnceLock<String> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        let home = std::env::var("HOME").unwrap();
+        let cache = PathBuf::from(home).join(".cache/ocigo-ci/modcache");
+        let versions = [
+            format!("v0.0.1-{NEW}.linux-amd64"),
+            format!("v0.0.1-{NEW}.linux-arm64"),
+            format!("v0.0.1-{OLD}.linux-amd64"),
+        ];
+        for v in &versions {
+            let zip = cache.join(format!("cache/download/golang.org/toolchain/@v/{v}.zip"));
+            if zip.exists() {
+                continue;
+            }
+            let out = Command::new("go")
+                .args([
+                    "mod",
+                    "download",
+                    "-json",
+                    &format!("golang.org/toolchain@{v}"),
+                ])
+                .current_dir(std::env::temp_dir())
+                .env("GOMODCACHE", &cache)
+                .env("GOFLAGS", "-modcacherw")
+                .env("GOTOOLCHAIN", "local")
+                .env("GOPATH", cache.join("gopath"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "go mod download {v}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        format!("file://{}/cache/download", cache.display())
+    })
+}
+
+fn proxy_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("GOPROXY", toolchain_proxy()),
+        ("GOSUMDB", "sum.golang.org"),
+    ]
+}
+
+/// The NEW release for linux/amd64 and linux/arm64, packed once per test
+/// binary into a layout (and the store that packed it).
+struct Packed {
+    _dir: Scratch,
+    layout: PathBuf,
+    store: PathBuf,
+}
+
+fn packed_new() -> &'static Packed {
+    static PACKED: OnceLock<Packed> = OnceLock::new();
+    PACKED.get_or_init(|| {
+        let dir = Scratch::new();
+        let layout = dir.join("layout");
+        let store = dir.join("store");
+        let out = ocigo(
+            &store,
+            &[
+                "pack",
+                "toolchain",
+                NEW,
+                "--platform",
+                "linux/amd64",
+                "--platform",
+                "linux/arm64",
+                "-o",
+                &format!("oci:{}:{NEW}", layout.display()),
+            ],
+            &proxy_env(),
+        );
+        assert_exit(&out, 0, "pack toolchain from the proxy");
+        assert_mentions(
+            &stdout(&out),
+            &["checked against sum.golang.org"],
+            "pack output",
+        );
+        Packed {
+            _dir: dir,
+            layout,
+            store,
+        }
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(layout: &Path, d: &Digest) -> T {
+    serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(d.hex())).unwrap()).unwrap()
+}
+
+/// (index, [(manifest, config)]) of a toolchain in a layout.
+fn toolchain_parts(layout: &Path, tag: &str) -> (Index, Vec<(Manifest, ToolchainConfig)>) {
+    let l = Layout::open(layout).unwrap();
+    let top = l.resolve(tag).unwrap();
+    let index: Index = read_json(layout, &top.digest);
+    let parts = index
+        .manifests
+        .iter()
+        .filter(|d| format::is_toolchain(d))
+        .map(|d| {
+            let m: Manifest = read_json(layout, &d.digest);
+            let c: ToolchainConfig = read_json(layout, &m.config.digest);
+            (m, c)
+        })
+        .collect();
+    (index, parts)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A go command with a clean environment under `unshare -n`.
+fn go_offline(go: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-n", "--"])
+        .arg(go)
+        .args(args)
+        .current_dir(dir)
+        .env_clear();
+    c.env("HOME", std::env::var("HOME").unwrap())
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("GOCACHE", common::go::gocache())
+        .env("GOENV", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-modcacherw");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn hello_project(dir: &Path, go_line: &str) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("go.mod"),
+        format!("module example.com/hello\n\ngo {go_line}\n"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("main.go"),
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"runtime\"\n)\n\nfunc main() { fmt.Println(\"hello from\", runtime.Version()) }\n",
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// Lists a directory's entries (to show nothing was left beside a target).
+fn entries(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn key_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let prefix = dir.join("cosign");
+    let out = ocigo(
+        &dir.join("keystore"),
+        &[
+            "key",
+            "generate",
+            "--output-prefix",
+            prefix.to_str().unwrap(),
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    );
+    assert_exit(&out, 0, "key generate");
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
+#[test]
+fn host_goroot_through_a_registry_pulled_offline_with_a_signature_required() {
+    let s = Scratch::new();
+    let registry = TestRegistry::start();
+    let (key, public) = key_pair(s.path());
+    let dest = format!("{}/toolchains/go:host", registry.addr);
+    let pack = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            "toolchain",
+            "--from-goroot",
+            "/usr/local/go",
+            "-o",
+            &dest,
+            "--sign",
+            key.to_str().unwrap(),
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    );
+    assert_exit(&pack, 0, "pack --from-goroot");
+    let version = host_go_version();
+    assert_mentions(
+        &stdout(&pack),
+        &[&version, "linux/amd64", "signed"],
+        "pack output",
+    );
+
+    // Carry it to a "removable disk", then pull with no network at all.
+    let disk = format!("oci:{}:host", s.join("disk").display());
+    assert_exit(
+        &ocigo(&s.join("store-a"), &["push", &dest, &disk], &[]),
+        0,
+        "push to disk",
+    );
+    let goroot = s.join("offline/go");
+    let require = [("OCIGO_REQUIRE_SIGNATURE", "1")];
+    let refused = common::ocigo::ocigo_offline(
+        &s.join("store-b"),
+        &["pull", &disk, "--goroot", goroot.to_str().unwrap()],
+        &require,
+    );
+    assert_exit(
+        &refused,
+        3,
+        "pull without a key where signatures are required",
+    );
+    assert!(!s.join("offline").exists(), "nothing written on refusal");
+    let pulled = common::ocigo::ocigo_offline(
+        &s.join("store-b"),
+        &[
+            "pull",
+            &disk,
+            "--goroot",
+            goroot.to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+        ],
+        &require,
+    );
+    assert_exit(&pulled, 0, "verified offline pull --goroot");
+    assert_mentions(
+        &stdout(&pulled),
+        &["signature verified", &version, "GOROOT="],
+        "pull output",
+    );
+    assert_eq!(
+        entries(&s.join("offline")),
+        BTreeSet::from(["go".to_string()]),
+        "no leftovers"
+    );
+
+    // The installed tree is the release: same files, same modes.
+    let listing = |root: &Path| {
+        let out = run(
+            Command::new("find")
+                .arg(".")
+                .args(["-printf", "%m %y %P\\n"])
+                .current_dir(root),
+            "find",
+        );
+        let mut l: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(listing(&goroot), listing(Path::new("/usr/local/go")));
+
+    // go version, and a program that builds and runs with that go, offline.
+    let go = goroot.join("bin/go");
+    let v = run(
+        &mut go_offline(&go, s.path(), &["version"], &[]),
+        "go version",
+    );
+    assert_mentions(
+        &String::from_utf8_lossy(&v.stdout),
+        &[&format!("go version {version} linux/amd64")],
+        "go version",
+    );
+    let project = hello_project(&s.join("hello"), &version["go".len()..]);
+    let mc = s.join("gomodcache");
+    run(
+        &mut go_offline(
+            &go,
+            &project,
+            &["build", "-o", "hello", "."],
+            &[("GOMODCACHE", mc.to_str().unwrap()), ("GOPROXY", "off")],
+        ),
+        "go build offline",
+    );
+    let hello = run(&mut Command::new(project.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {version}\n")
+    );
+
+    // Pulled again: already there, nothing touched.
+    let before = common::ocigo::snapshot(&goroot);
+    let again = ocigo(
+        &s.join("store-b"),
+        &["pull", &disk, "--goroot", goroot.to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&again, 0, "second pull");
+    assert_mentions(&stdout(&again), &["already present"], "second pull");
+    common::ocigo::assert_unchanged(&before, &goroot, "second pull");
+}
+
+#[test]
+fn an_official_archive_gives_the_same_layers_as_its_goroot_and_a_bad_one_writes_nothing() {
+    let s = Scratch::new();
+    let version = host_go_version();
+    // /usr/local/go is an unpacked official archive: tar it back up as released.
+    let archive = s.join(&format!("{version}.linux-amd64.tar.gz"));
+    run(
+        Command::new("tar").args(["-czf", archive.to_str().unwrap(), "-C", "/usr/local", "go"]),
+        "tar -czf",
+    );
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        fs::read(&archive).unwrap(),
+    ));
+    let store = s.join("store");
+    let from_archive = format!("oci:{}:a", s.join("layout").display());
+    let out = ocigo(
+        &store,
+        &[
+            "pack",
+            "toolchain",
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--sha256",
+            &sha,
+            "-o",
+            &from_archive,
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pack --from-archive");
+    let from_goroot = format!("oci:{}:g", s.join("layout").display());
+    let out = ocigo(
+        &store,
+        &[
+            "pack",
+            "toolchain",
+            "--from-goroot",
+            "/usr/local/go",
+            "-o",
+            &from_goroot,
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pack --from-goroot");
+    let (_, a) = toolchain_parts(&s.join("layout"), "a");
+    let (_, g) = toolchain_parts(&s.join("layout"), "g");
+    let digests = |p: &[(Manifest, ToolchainConfig)]| -> Vec<Digest> {
+        p[0].0.layers.iter().map(|l| l.digest.clone()).collect()
+    };
+    assert_eq!(
+        digests(&a),
+        digests(&g),
+        "same tree, same layers, whatever the source"
+    );
+    assert_eq!(a[0].1.module.hash, g[0].1.module.hash);
+    assert_eq!(a[0].1.source.sha256.as_deref(), Some(sha.as_str()));
+
+    // A wrong SHA-256: refused before anything is read; nothing stored or written.
+    let bad_layout = s.join("bad-layout");
+    let wrong = "0".repeat(64);
+    let before = common::ocigo::snapshot(&store);
+    let out = ocigo(
+        &store,
+        &[
+            "pack",
+            "toolchain",
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--sha256",
+            &wrong,
+            "-o",
+            &format!("oci:{}", bad_layout.display()),
+        ],
+        &[],
+    );
+    assert_exit(&out, 3, "pack with a wrong --sha256");
+    assert_mentions(&stderr(&out), &["SHA-256", &wrong], "wrong sha256");
+    assert!(!bad_layout.exists());
+    common::ocigo::assert_unchanged(&before, &store, "wrong sha256");
+
+    // Archives that leave the tree, hold links or special files, or no bin/go.
+    type Entry = (
+        &'static str,
+        tar::EntryType,
+        &'static [u8],
+        Option<&'static str>,
+    );
+    let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
+        (
+            "dotdot",
+            vec![("go/../evil", tar::EntryType::Regular, b"x", None)],
+            "go/../evil",
+        ),
+        (
+            "absolute",
+            vec![("/go/evil", tar::EntryType::Regular, b"x", None)],
+            "outside go/",
+        ),
+        (
+            "symlink",
+            vec![("go/src/link", tar::EntryType::Symlink, b"", Some("/etc"))],
+            "not a regular file",
+        ),
+        (
+            "hardlink",
+            vec![("go/src/link", tar::EntryType::Link, b"", Some("go/VERSION"))],
+            "not a regular file",
+        ),
+        (
+            "fifo",
+            vec![("go/src/fifo", tar::EntryType::Fifo, b"", None)],
+            "not a regular file",
+        ),
+        (
+            "device",
+            vec![("go/src/dev", tar::EntryType::Char, b"", None)],
+            "not a regular file",
+        ),
+        ("no-bin-go", vec![], "no bin/go"),
+    ];
+    for (name, extra, want) in cases {
+        let path = s.join(&format!("{name}/{version}.linux-amd64.tar.gz"));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        let mut add = |p: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            {
+                let raw = h.as_old_mut();
+                raw.name[..p.len()].copy_from_slice(p.as_bytes());
+            }
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        };
+        add(
+            "go/VERSION",
+            tar::EntryType::Regular,
+            format!("{version}\ntime 2026-01-01T00:00:00Z\n").as_bytes(),
+            None,
+        );
+        if name != "no-bin-go" {
+            add("go/bin/go", tar::EntryType::Regular, b"#!/bin/sh\n", None);
+        }
+        for (p, kind, data, link) in extra {
+            add(p, kind, data, link);
+        }
+        b.into_inner().unwrap().finish().unwrap().flush().unwrap();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            fs::read(&path).unwrap(),
+        ));
+        let before = common::ocigo::snapshot(&store);
+        let dest = s.join(&format!("{name}/layout"));
+        let out = ocigo(
+            &store,
+            &[
+                "pack",
+                "toolchain",
+                "--from-archive",
+                path.to_str().unwrap(),
+                "--sha256",
+                &sha,
+                "-o",
+                &format!("oci:{}", dest.display()),
+            ],
+            &[],
+        );
+        assert_exit(&out, 3, name);
+        assert_mentions(&stderr(&out), &[want], name);
+        assert!(!dest.exists(), "{name}: nothing written");
+        assert!(
+            !Path::new("/evil").exists() && !s.path().join("evil").exists(),
+            "{name}"
+        );
+        common::ocigo::assert_unchanged(&before, &store, name);
+    }
+}
+
+#[test]
+fn two_platforms_from_the_module_proxy_share_their_common_layers() {
+    let p = packed_new();
+    let (index, parts) = toolchain_parts(&p.layout, NEW);
+    assert_eq!(
+        index.artifact_type.as_deref(),
+        Some(format::ARTIFACT_TYPE_TOOLCHAIN)
+    );
+    let platforms: Vec<String> = index
+        .manifests
+        .iter()
+        .map(|d| {
+            let pl = d.platform.as_ref().unwrap();
+            format!("{}/{}", pl.os, pl.architecture)
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    for (_, c) in &parts {
+        assert_eq!(c.version, NEW);
+        assert_eq!(c.module.checked_with.as_deref(), Some("sum.golang.org"));
+        assert_eq!(c.source.kind, "module");
+    }
+    // Everything but bin/ and pkg/tool/ is the same blob in both.
+    let by_name = |c: &ToolchainConfig| -> BTreeMap<String, Digest> {
+        c.layers
+            .iter()
+            .map(|l| (l.name.clone(), l.digest.clone()))
+            .collect()
+    };
+    let (a, b) = (by_name(&parts[0].1), by_name(&parts[1].1));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, d) in &a {
+        let shared = *d == b[name];
+        assert_eq!(shared, name != "bin" && name != "pkg/tool", "layer {name}");
+    }
+    // Stored once: the layout holds each shared layer one time.
+    let size = |m: &Manifest| m.layers.iter().map(|l| l.size).sum::<u64>();
+    let mut stored = BTreeMap::new();
+    for (m, _) in &parts {
+        for l in &m.layers {
+            stored.insert(l.digest.clone(), l.size);
+        }
+    }
+    let total: u64 = stored.values().sum();
+    let one = size(&parts[0].0);
+    let on_disk: u64 = stored
+        .keys()
+        .map(|d| {
+            fs::metadata(p.layout.join("blobs/sha256").join(d.hex()))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(on_disk, total);
+    assert!(
+        (total as f64) < 1.5 * one as f64,
+        "two platforms store {total} bytes, one {one}: over 1.5x"
+    );
+
+    // The host's platform installs and runs.
+    let s = Scratch::new();
+    let goroot = s.join("go");
+    let out = ocigo(
+        &p.store,
+        &[
+            "pull",
+            &format!("oci:{}:{NEW}", p.layout.display()),
+            "--goroot",
+            goroot.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull --goroot");
+    let v = run(
+        &mut go_offline(&goroot.join("bin/go"), s.path(), &["version"], &[]),
+        "go version",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {NEW} linux/amd64\n")
+    );
+
+    // A different toolchain there is left alone without --force.
+    let host = ocigo(
+        &s.join("store2"),
+        &[
+            "pack",
+            "toolchain",
+            "--from-goroot",
+            "/usr/local/go",
+            "-o",
+            &format!("oci:{}:host", s.join("l2").display()),
+        ],
+        &[],
+    );
+    assert_exit(&host, 0, "pack host goroot");
+    let before = common::ocigo::snapshot(&goroot);
+    let l2 = format!("oci:{}:host", s.join("l2").display());
+    let out = ocigo(
+        &s.join("store2"),
+        &["pull", &l2, "--goroot", goroot.to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&out, 5, "pull over a different toolchain");
+    assert_mentions(&stderr(&out), &[NEW, "--force"], "conflict message");
+    common::ocigo::assert_unchanged(&before, &goroot, "refused pull");
+    let out = ocigo(
+        &s.join("store2"),
+        &["pull", &l2, "--goroot", goroot.to_str().unwrap(), "--force"],
+        &[],
+    );
+    assert_exit(&out, 0, "pull --force");
+    let v = run(
+        &mut go_offline(&goroot.join("bin/go"), s.path(), &["version"], &[]),
+        "go version",
+    );
+    assert_mentions(
+        &String::from_utf8_lossy(&v.stdout),
+        &[&host_go_version()],
+        "replaced",
+    );
+    assert_eq!(
+        entries(s.path())
+            .iter()
+            .filter(|e| e.starts_with(".ocigo"))
+            .count(),
+        0,
+        "no leftovers"
+    );
+}
+
+#[test]
+fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
+    let p = packed_new();
+    let s = Scratch::new();
+    let mc = s.join("gomodcache");
+    let out = ocigo(
+        &p.store,
+        &[
+            "pull",
+            &format!("oci:{}:{NEW}", p.layout.display()),
+            "--gomodcache",
+            mc.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull --gomodcache");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            "GOSUMDB=off",
+            &format!("GOPROXY=file://{}/cache/download", mc.display()),
+        ],
+        "printed env",
+    );
+    let old_layout = format!("oci:{}:{OLD}", s.join("old").display());
+    let out = ocigo(
+        &p.store,
+        &["pack", "toolchain", OLD, "-o", &old_layout],
+        &proxy_env(),
+    );
+    assert_exit(&out, 0, "pack the older release");
+    let out = ocigo(
+        &p.store,
+        &["pull", &old_layout, "--gomodcache", mc.to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&out, 0, "pull the older release");
+
+    // The .ziphash is the checksum database's record (the go command's own download).
+    let cache = toolchain_proxy().strip_prefix("file://").unwrap();
+    for v in [
+        format!("v0.0.1-{NEW}.linux-amd64"),
+        format!("v0.0.1-{OLD}.linux-amd64"),
+    ] {
+        let rel = format!("golang.org/toolchain/@v/{v}.ziphash");
+        assert_eq!(
+            fs::read_to_string(mc.join("cache/download").join(&rel)).unwrap(),
+            fs::read_to_string(Path::new(cache).join(&rel)).unwrap(),
+            "{v}"
+        );
+    }
+
+    let env = [
+        ("GOMODCACHE", mc.to_str().unwrap()),
+        (
+            "GOPROXY",
+            &*format!("file://{}/cache/download", mc.display()),
+        ),
+        ("GOSUMDB", "off"),
+        ("GOTOOLCHAIN", "auto"),
+    ];
+    let host_go = Path::new("/usr/local/go/bin/go");
+    // Up: go.mod asks for NEW, the host go (1.26.x) switches to it.
+    let up = hello_project(&s.join("up"), &NEW["go".len()..]);
+    let v = run(
+        &mut go_offline(host_go, &up, &["version"], &env),
+        "go version (switch up)",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {NEW} linux/amd64\n")
+    );
+    run(
+        &mut go_offline(host_go, &up, &["build", "-o", "hello", "."], &env),
+        "go build (switch up)",
+    );
+    let hello = run(&mut Command::new(up.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {NEW}\n")
+    );
+
+    // Down: an explicit GOTOOLCHAIN of an older release.
+    let down = hello_project(&s.join("down"), "1.25");
+    let mut env_down = env.to_vec();
+    env_down.retain(|(k, _)| *k != "GOTOOLCHAIN");
+    env_down.push(("GOTOOLCHAIN", OLD));
+    let v = run(
+        &mut go_offline(host_go, &down, &["version"], &env_down),
+        "go version (switch down)",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {OLD} linux/amd64\n")
+    );
+    run(
+        &mut go_offline(host_go, &down, &["build", "-o", "hello", "."], &env_down),
+        "go build (switch down)",
+    );
+    let hello = run(&mut Command::new(down.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {OLD}\n")
+    );
+}
+
+#[test]
+fn a_project_and_its_toolchain_under_one_reference_build_where_there_is_no_go() {
+    let s = Scratch::new();
+    let fixture_proxy = s.join("fixture-proxy");
+    common::fixtures::build_file_proxy(&fixture_proxy);
+    let project = common::fixtures::copy_project(s.path());
+    let gomod = fs::read_to_string(project.join("go.mod")).unwrap();
+    fs::write(
+        project.join("go.mod"),
+        gomod.replacen("go 1.22\n", &format!("go 1.22\n\ntoolchain {NEW}\n"), 1),
+    )
+    .unwrap();
+    let mut env: Vec<(String, String)> = common::fixtures::fixture_env(&fixture_proxy);
+    for (k, v) in &mut env {
+        if k == "GOPROXY" {
+            *v = format!("{v},{}", toolchain_proxy());
+        }
+    }
+    env.push(("GOSUMDB".into(), "sum.golang.org".into()));
+    let env_refs = common::go::env_refs(&env);
+    let dest = format!("oci:{}:both", s.join("layout").display());
+    let store = packed_new().store.clone();
+    let out = ocigo(
+        &store,
+        &[
+            "pack",
+            project.to_str().unwrap(),
+            "--with-toolchain",
+            "-o",
+            &dest,
+        ],
+        &env_refs,
+    );
+    assert_exit(&out, 0, "pack --with-toolchain");
+    assert_mentions(
+        &stdout(&out),
+        &[&format!("with toolchain {NEW} linux/amd64")],
+        "pack output",
+    );
+    let (index, parts) = toolchain_parts(&s.join("layout"), "both");
+    assert_eq!(parts.len(), 1);
+    assert!(
+        index
+            .manifests
+            .iter()
+            .any(|d| d.artifact_type.as_deref() == Some(ocigo::artifact::ARTIFACT_TYPE_MODULES))
+    );
+
+    // One pull, offline: modules into GOMODCACHE, the toolchain as a GOROOT.
+    let mc = s.join("gomodcache");
+    let goroot = s.join("go");
+    let out = common::ocigo::ocigo_offline(
+        &s.join("store-offline"),
+        &[
+            "pull",
+            &dest,
+            "--gomodcache",
+            mc.to_str().unwrap(),
+            "--goroot",
+            goroot.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "one pull of both");
+    // Build with a PATH that has no go at all but the pulled one.
+    let build_env = [("GOMODCACHE", mc.to_str().unwrap()), ("GOPROXY", "off")];
+    let mut cmd = go_offline(
+        &goroot.join("bin/go"),
+        &project,
+        &["build", "./..."],
+        &build_env,
+    );
+    cmd.env(
+        "PATH",
+        format!("{}/bin:/usr/sbin:/usr/bin:/sbin:/bin", goroot.display()),
+    );
+    assert!(
+        Command::new("sh")
+            .args(["-c", "command -v go"])
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty(),
+        "go on the base PATH"
+    );
+    run(&mut cmd, "go build with the pulled toolchain");
+    let v = run(
+        &mut go_offline(&goroot.join("bin/go"), &project, &["version"], &[]),
+        "go version",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {NEW} linux/amd64\n")
+    );
+}
+
+// ------------------------------------------------------- hostile layers
+
+/// A toolchain artifact whose only layer holds `entries`, with a config
+/// that declares exactly what the tar holds (so only the entry checks can
+/// catch it) unless `declared_tar` overrides the tar length.
+fn craft(
+    layout: &Path,
+    build: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+    declared_tar: Option<u64>,
+    files: u64,
+    bytes: u64,
+) {
+    let mut b = tar::Builder::new(Vec::new());
+    build(&mut b);
+    let tar_bytes = b.into_inner().unwrap();
+    let z = zstd::encode_all(&tar_bytes[..], 3).unwrap();
+    let l = Layout::open_or_create(layout).unwrap();
+    let d = Descriptor::for_bytes(format::MEDIA_TYPE_LAYER, &z);
+    l.push_blob(&d, &mut &z[..]).unwrap();
+    let config = ToolchainConfig {
+        format_version: 1,
+        version: "go1.26.8".into(),
+        os: "linux".into(),
+        arch: "amd64".into(),
+        time: None,
+        source: SourceInfo {
+            kind: "goroot".into(),
+            name: "crafted".into(),
+            sha256: None,
+        },
+        module: ModuleForm {
+            version: "v0.0.1-go1.26.8.linux-amd64".into(),
+            hash: "h1:x".into(),
+            checked_with: None,
+        },
+        files,
+        bytes,
+        layers: vec![LayerInfo {
+            digest: d.digest.clone(),
+            name: "all".into(),
+            files,
+            bytes,
+            tar_bytes: declared_tar.unwrap_or(tar_bytes.len() as u64),
+        }],
+    };
+    let built = format::build_manifest(&config, &[d.size]);
+    l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
+        .unwrap();
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
+        .unwrap();
+    let index = format::build_index(vec![built.entry], format::ARTIFACT_TYPE_TOOLCHAIN);
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_INDEX, &index, Some("bad"))
+        .unwrap();
+}
+
+fn file(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_size(data.len() as u64);
+    b.append_data(&mut h, name, data).unwrap();
+}
+
+fn raw(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(0);
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+    }
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+}
+
+#[test]
+fn hostile_toolchain_layers_are_refused_with_nothing_written() {
+    let version = b"go1.26.8\n";
+    let go = b"#!/bin/sh\n";
+    type Case = (
+        &'static str,
+        Box<dyn FnOnce(&mut tar::Builder<Vec<u8>>)>,
+        Option<u64>,
+        u64,
+        u64,
+        &'static str,
+    );
+    let ok_files = |b: &mut tar::Builder<Vec<u8>>| {
+        file(b, "VERSION", b"go1.26.8\n", 0o644);
+        file(b, "bin/go", b"#!/bin/sh\n", 0o755);
+    };
+    let base = (version.len() + go.len()) as u64;
+    let cases: Vec<Case> = vec![
+        (
+            "dotdot",
+            Box::new(move |b| {
+                ok_files(b);
+                raw(b, "../evil", tar::EntryType::Regular, None)
+            }),
+            None,
+            3,
+            base,
+            "not allowed",
+        ),
+        (
+            "absolute",
+            Box::new(move |b| {
+                ok_files(b);
+                raw(b, "/tmp/evil", tar::EntryType::Regular, None)
+            }),
+            None,
+            3,
+            base,
+            "absolute",
+        ),
+        (
+            "symlink",
+            Box::new(move |b| {
+                ok_files(b);
+                raw(b, "src/link", tar::EntryType::Symlink, Some("/etc"))
+            }),
+            None,
+            2,
+            base,
+            "symbolic link",
+        ),
+        (
+            "hardlink",
+            Box::new(move |b| {
+                ok_files(b);
+                raw(b, "src/link", tar::EntryType::Link, Some("/etc/passwd"))
+            }),
+            None,
+            2,
+            base,
+            "hard link",
+        ),
+        (
+            "fifo",
+            Box::new(move |b| {
+                ok_files(b);
+                raw(b, "src/fifo", tar::EntryType::Fifo, None)
+            }),
+            None,
+            2,
+            base,
+            "FIFO",
+        ),
+        (
+            "device",
+            Box::new(move |b| {
+                ok_files(b);
+                raw(b, "src/null", tar::EntryType::Char, None)
+            }),
+            None,
+            2,
+            base,
+            "device",
+        ),
+        (
+            "no-bin-go",
+            Box::new(move |b| file(b, "VERSION", b"go1.26.8\n", 0o644)),
+            None,
+            1,
+            version.len() as u64,
+            "no bin/go",
+        ),
+        (
+            "twice",
+            Box::new(move |b| {
+                ok_files(b);
+                file(b, "bin/go", b"#!/bin/sh\n", 0o755)
+            }),
+            None,
+            3,
+            base + go.len() as u64,
+            "twice",
+        ),
+        (
+            "setuid",
+            Box::new(move |b| {
+                ok_files(b);
+                file(b, "bin/su", b"x", 0o4755)
+            }),
+            None,
+            3,
+            base + 1,
+            "mode",
+        ),
+        // A bomb: the config declares a small tar; the layer expands far past it.
+        (
+            "bomb",
+            Box::new(move |b| {
+                ok_files(b);
+                file(b, "src/big", &vec![0u8; 8 << 20], 0o644)
+            }),
+            Some(8192),
+            3,
+            base + (8 << 20),
+            "more than its declared",
+        ),
+    ];
+    for (name, build, declared, files, bytes, want) in cases {
+        let s = Scratch::new();
+        let layout = s.join("layout");
+        craft(&layout, build, declared, files, bytes);
+        let parent = s.dir("target");
+        let goroot = parent.join("go");
+        let out = ocigo(
+            &s.join("store"),
+            &[
+                "pull",
+                &format!("oci:{}:bad", layout.display()),
+                "--goroot",
+                goroot.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_exit(&out, 3, name);
+        assert_mentions(&stderr(&out), &[want], name);
+        assert!(
+            entries(&parent).is_empty(),
+            "{name}: left {:?}",
+            entries(&parent)
+        );
+        assert!(
+            !Path::new("/tmp/evil").exists() && !s.path().join("evil").exists(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_goroot_that_is_not_a_plain_toolchain_is_refused_with_nothing_written() {
+    let s = Scratch::new();
+    // The host's content store exists already (as it does after any pack).
+    let store = s.join("store");
+    assert_exit(&ocigo(&store, &["store", "prune"], &[]), 0, "store prune");
+    let fake = s.dir("fake");
+    fs::write(
+        fake.join("VERSION"),
+        "go1.26.8\ntime 2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    fs::create_dir_all(fake.join("src")).unwrap();
+    fs::write(fake.join("src/x.go"), "package x\n").unwrap();
+    let pack = |what: &str| {
+        let dest = s.join(&format!("layout-{what}"));
+        let before = common::ocigo::snapshot(&store);
+        let out = ocigo(
+            &store,
+            &[
+                "pack",
+                "toolchain",
+                "--from-goroot",
+                fake.to_str().unwrap(),
+                "--platform",
+                "linux/amd64",
+                "-o",
+                &format!("oci:{}", dest.display()),
+            ],
+            &[],
+        );
+        assert!(!dest.exists(), "{what}: nothing written");
+        common::ocigo::assert_unchanged(&before, &store, what);
+        out
+    };
+    let out = pack("no-bin-go");
+    assert_exit(&out, 3, "a GOROOT without bin/go");
+    assert_mentions(&stderr(&out), &["no bin/go"], "no bin/go");
+    fs::create_dir_all(fake.join("bin")).unwrap();
+    fs::write(fake.join("bin/go"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("/etc", fake.join("src/etc")).unwrap();
+    let out = pack("symlink");
+    assert_exit(&out, 3, "a GOROOT with a symbolic link");
+    assert_mentions(&stderr(&out), &["src/etc", "not a regular file"], "symlink");
+}
+
+/// The checksum database client against the real one (through the module
+/// proxy), judged by the go command's own verified download.
+#[test]
+fn the_checksum_database_client_agrees_with_the_go_command() {
+    let (module, version) = ("golang.org/x/text", "v0.14.0");
+    let s = Scratch::new();
+    let out = run(
+        Command::new("go")
+            .args(["mod", "download", "-json", &format!("{module}@{version}")])
+            .current_dir(s.path())
+            .env("GOMODCACHE", s.join("mc"))
+            .env("GOFLAGS", "-modcacherw")
+            .env("GOTOOLCHAIN", "local"),
+        "go mod download",
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let proxy = std::env::var("GOPROXY")
+        .ok()
+        .and_then(|p| {
+            p.split([',', '|'])
+                .find(|e| e.starts_with("http"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "https://proxy.golang.org".into());
+    let fetch = ocigo::gomod::sumdb::UrlFetch::new(&format!("{proxy}/sumdb/sum.golang.org"));
+    let verifier =
+        ocigo::gomod::sumdb::Verifier::parse(ocigo::gomod::sumdb::SUM_GOLANG_ORG_KEY).unwrap();
+    let lookup = ocigo::gomod::sumdb::Client::new(verifier, &fetch)
+        .lookup(module, version)
+        .unwrap();
+    assert_eq!(lookup.zip_hash(module, version), j["Sum"].as_str());
+    assert!(lookup.tree.n > lookup.id);
+}
