@@ -95,6 +95,9 @@ mod tests {
             if i == 5 {
                 anyhow::bail!("item 5 failed");
             }
+            // Work that takes time, as real items do: without it the other
+            // thread can finish every item before the failure is seen.
+            std::thread::sleep(std::time::Duration::from_millis(5));
             Ok(())
         })
         .unwrap_err();
