@@ -649,31 +649,7 @@ impl Repository for RegistryRepository {
             }
             None => desc.digest.to_string(),
         };
-        let url = format!("{}/manifests/{reference}", self.api());
-        let resp = self.request(
-            "PUT",
-            &url,
-            Access::Push,
-            &[("Content-Type", media_type)],
-            Payload::Bytes(bytes),
-            Some(SMALL_REQUEST_TIMEOUT),
-        )?;
-        if !(200..300).contains(&resp.status()) {
-            let what = format!("push manifest {} as {reference}", desc.digest);
-            return Err(self.status_error(resp, &what));
-        }
-        if let Some(d) = resp.header("docker-content-digest")
-            && let Ok(d) = Digest::parse(d.trim())
-            && d != desc.digest
-        {
-            return Err(fail(
-                Kind::Integrity,
-                format!(
-                    "registry {} stored manifest {} as {d}: it changed the bytes",
-                    self.host, desc.digest
-                ),
-            ));
-        }
+        self.put_manifest(media_type, bytes, &desc, &reference)?;
         Ok(desc)
     }
 
@@ -914,3 +890,47 @@ fn warn_once(host: &str, message: String) {
 
 #[cfg(test)]
 mod tests;
+
+impl RegistryRepository {
+    /// `PUT /manifests/<reference>` of `bytes` (whose descriptor is `desc`),
+    /// refusing a registry that stored other bytes than those sent. Returns
+    /// the reply, for headers such as `OCI-Subject`.
+    fn put_manifest(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        desc: &Descriptor,
+        reference: &str,
+    ) -> Result<Reply> {
+        let url = format!("{}/manifests/{reference}", self.api());
+        let resp = self.request(
+            "PUT",
+            &url,
+            Access::Push,
+            &[("Content-Type", media_type)],
+            Payload::Bytes(bytes),
+            Some(SMALL_REQUEST_TIMEOUT),
+        )?;
+        if !(200..300).contains(&resp.status()) {
+            let what = if reference == desc.digest.as_str() {
+                format!("push manifest {}", desc.digest)
+            } else {
+                format!("push manifest {} as {reference}", desc.digest)
+            };
+            return Err(self.status_error(resp, &what));
+        }
+        if let Some(d) = resp.header("docker-content-digest")
+            && let Ok(d) = Digest::parse(d.trim())
+            && d != desc.digest
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "registry {} stored manifest {} as {d}: it changed the bytes",
+                    self.host, desc.digest
+                ),
+            ));
+        }
+        Ok(resp)
+    }
+}

@@ -168,31 +168,7 @@ impl RegistryRepository {
             ));
         }
         let desc = Descriptor::for_bytes(media_type, bytes);
-        let url = format!("{}/manifests/{}", self.api(), desc.digest);
-        let resp = self.request(
-            "PUT",
-            &url,
-            Access::Push,
-            &[("Content-Type", media_type)],
-            Payload::Bytes(bytes),
-            Some(SMALL_REQUEST_TIMEOUT),
-        )?;
-        if !(200..300).contains(&resp.status()) {
-            let what = format!("push manifest {}", desc.digest);
-            return Err(self.status_error(resp, &what));
-        }
-        if let Some(d) = resp.header("docker-content-digest")
-            && let Ok(d) = Digest::parse(d.trim())
-            && d != desc.digest
-        {
-            return Err(fail(
-                Kind::Integrity,
-                format!(
-                    "registry {} stored manifest {} as {d}: it changed the bytes",
-                    self.host, desc.digest
-                ),
-            ));
-        }
+        let resp = self.put_manifest(media_type, bytes, &desc, desc.digest.as_str())?;
         let confirmed = resp.header("oci-subject").is_some();
         Ok((desc, confirmed))
     }
