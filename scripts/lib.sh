@@ -477,6 +477,38 @@ ensure_refregistry() {
 	export OCIGO_REFREGISTRY
 }
 
+# An independent CycloneDX validator for the SBOM tests: the CycloneDX
+# project's Python library (its JSON schema validation, strict mode),
+# pinned, in a venv of its own. Keep in step with tests/common/cyclonedx.rs.
+CYCLONEDX_LIB_VERSION=11.12.0
+
+# ensure_cyclonedx_validator: create the venv once under
+# ~/.cache/ocigo-ci/cyclonedx-python-lib-VERSION (pip from PyPI) and export
+# OCIGO_CYCLONEDX_PYTHON, its python. A preset OCIGO_CYCLONEDX_PYTHON is kept.
+ensure_cyclonedx_validator() {
+	if [[ -n ${OCIGO_CYCLONEDX_PYTHON:-} ]]; then
+		[[ -x $OCIGO_CYCLONEDX_PYTHON ]] || die "OCIGO_CYCLONEDX_PYTHON=$OCIGO_CYCLONEDX_PYTHON is not an executable"
+		export OCIGO_CYCLONEDX_PYTHON
+		return
+	fi
+	local venv
+	venv=$(dirname "$COSIGN_BIN_DIR")/cyclonedx-python-lib-$CYCLONEDX_LIB_VERSION
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		[[ -x $venv/bin/python && -f $venv/.complete ]] && exit 0
+		log "installing cyclonedx-python-lib $CYCLONEDX_LIB_VERSION into $venv"
+		rm -rf "$venv"
+		python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install -y python3-venv)"
+		"$venv/bin/pip" install -q "cyclonedx-python-lib[json-validation]==$CYCLONEDX_LIB_VERSION" >&2 ||
+			die "pip install cyclonedx-python-lib failed (needs PyPI)"
+		touch "$venv/.complete"
+	) || exit
+	OCIGO_CYCLONEDX_PYTHON=$venv/bin/python
+	export OCIGO_CYCLONEDX_PYTHON
+}
+
 # CNCF distribution v3: a second registry implementation for the tests.
 # (v3.1.2 has no OCI 1.1 referrers API either: it answers 404 there.)
 # Keep in step with DISTRIBUTION_V3_VERSION in tests/common/registry.rs.
@@ -529,14 +561,15 @@ ensure_script_deps() {
 # ensure_test_deps: everything `cargo test` needs: ensure_script_deps,
 # cosign v2 and v3 for the interop tests (OCIGO_COSIGN, OCIGO_COSIGN_V3),
 # distribution v3, a second registry implementation (OCIGO_REGISTRY_V3),
-# and tests/refregistry, the registry with the referrers API
-# (OCIGO_REFREGISTRY).
+# tests/refregistry, the registry with the referrers API
+# (OCIGO_REFREGISTRY), and a CycloneDX validator (OCIGO_CYCLONEDX_PYTHON).
 ensure_test_deps() {
 	ensure_script_deps
 	ensure_cosign
 	ensure_cosign_v3
 	ensure_distribution_v3
 	ensure_refregistry
+	ensure_cyclonedx_validator
 }
 
 # print_tool_versions: one line per tool the tests use.

@@ -147,6 +147,9 @@ enum Command {
         #[arg(long, hide = true, default_value_t = ocigo::artifact::DEFAULT_PATHS_PER_PART,
               value_parser = clap::value_parser!(u64).range(1..))]
         paths_per_part: u64,
+        /// Attach a CycloneDX SBOM of the bundle as a signed attestation (needs --sign).
+        #[arg(long, requires = "sign_key")]
+        sbom: bool,
         #[command(flatten)]
         sign: SignFlags,
         #[command(flatten)]
@@ -265,6 +268,20 @@ enum Command {
         attestation_type: Option<String>,
         #[command(flatten)]
         rules: VerifyRules,
+        /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Print a module bundle's CycloneDX 1.6 SBOM, or with --key attach it as a signed
+    /// attestation (predicate type https://cyclonedx.org/bom).
+    Sbom {
+        /// Sign with this private key and attach the SBOM to REF instead of printing it.
+        #[arg(long, value_name = "KEY")]
+        key: Option<PathBuf>,
+        /// The repository the attestation's subject names (with --key). Default: HOST/REPO of REF.
+        #[arg(long, value_name = "HOST/REPO", requires = "key")]
+        identity: Option<String>,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         reference: String,
         #[command(flatten)]
@@ -442,6 +459,7 @@ impl Command {
             | Command::Inspect { registry, .. }
             | Command::Sign { registry, .. }
             | Command::Attest { registry, .. }
+            | Command::Sbom { registry, .. }
             | Command::Verify { registry, .. }
             | Command::Login { registry, .. } => Some(registry),
             Command::Store(_) | Command::Key(_) | Command::Logout { .. } => None,
@@ -514,6 +532,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             created,
             max_manifest_bytes,
             paths_per_part,
+            sbom,
             sign,
             registry: _,
         } => {
@@ -530,6 +549,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     ..SplitLimits::default()
                 },
                 sign: sign.into_sign_with(),
+                sbom,
             };
             Ok(commands::pack(&g, &args)?.0)
         }
@@ -612,6 +632,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             },
             &predicate,
             &predicate_type,
+        ),
+        Command::Sbom {
+            key,
+            identity,
+            reference,
+            registry: _,
+        } => commands::sbom_command(
+            &g,
+            &reference,
+            key.map(|key| commands::SignWith {
+                key,
+                annotations: Default::default(),
+                identity,
+                format: ocigo::sign::SignatureFormat::Bundle,
+            })
+            .as_ref(),
         ),
         Command::Verify {
             keys,

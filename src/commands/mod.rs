@@ -1,5 +1,5 @@
 //! The user-facing operations, one file per verb (pack, push, pull,
-//! inspect, store, sign/verify, key, login/logout; toolchain for `pack
+//! inspect, store, sign/attest/verify, sbom, key, login/logout; toolchain for `pack
 //! toolchain` and the toolchain half of pull), each composed from the concern
 //! modules and returning a report that prints both for people and as
 //! `--json`.
@@ -15,6 +15,7 @@ mod login;
 mod pack;
 mod pull;
 mod push;
+mod sbom;
 mod sign;
 mod store;
 mod toolchain;
@@ -35,6 +36,7 @@ pub use login::{LoginReport, LogoutReport, login, logout, read_password_line};
 pub use pack::{PackArgs, PackReport, pack};
 pub use pull::{PullArgs, PullReport, pull, pull_verified};
 pub use push::{PushReport, push};
+pub use sbom::sbom_command;
 pub use sign::{
     AttestReport, SignReport, SignWith, VerifyWith, attest_command, sign_command, verify_command,
 };

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::sign::{SignReport, SignWith, describe_signature, sign_at};
+use super::sbom::attach_sbom;
+use super::sign::{
+    AttestReport, SignReport, SignWith, describe_attestation, describe_signature, sign_at,
+};
 use super::{Global, Outcome, digest_before, human_bytes, tag_move_note};
 use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
 use crate::closure::{self, ModuleSource, ResolveOptions};
-use crate::error::{Kind, fail};
+use crate::error::{Kind, fail, fail_hint};
 use crate::oci::{Descriptor, Reference, Repository as _};
 use crate::transfer::{self, CopyStats};
 
@@ -24,6 +27,8 @@ pub struct PackArgs {
     pub sign: Option<SignWith>,
     /// Add the toolchain the project asks for, under the same reference.
     pub with_toolchain: bool,
+    /// Attach a signed CycloneDX SBOM (needs `sign`).
+    pub sbom: bool,
 }
 
 #[derive(Serialize)]
@@ -43,6 +48,9 @@ pub struct PackReport {
     pub tag_moved: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignReport>,
+    /// The SBOM attestation (`--sbom`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<AttestReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub toolchains: Vec<super::toolchain::PackedToolchain>,
 }
@@ -55,6 +63,13 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         return Err(fail(
             Kind::Usage,
             format!("--created {created:?} is not an RFC 3339 time such as 2026-11-21T06:00:00Z"),
+        ));
+    }
+    if args.sbom && args.sign.is_none() {
+        return Err(fail_hint(
+            Kind::Usage,
+            "--sbom attaches a signed attestation, and no key was given",
+            "add --sign KEY",
         ));
     }
     let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
@@ -162,6 +177,10 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         Some(signer) => Some(sign_at(target.as_ref(), &dest, &top, signer)?),
         None => None,
     };
+    let sbom = match (&signer, args.sbom) {
+        (Some(signer), true) => Some(attach_sbom(&store, target.as_ref(), &dest, &top, signer)?),
+        _ => None,
+    };
     let report = PackReport {
         reference: dest.to_string(),
         digest: top.digest.to_string(),
@@ -177,6 +196,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             .is_some_and(|p| *p != top.digest.to_string()),
         previous_digest,
         signature,
+        sbom,
         toolchains,
     };
     let mut human = format!(
@@ -203,6 +223,9 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     }
     if let Some(s) = &report.signature {
         human.push_str(&describe_signature(s));
+    }
+    if let Some(s) = &report.sbom {
+        human.push_str(&describe_attestation(s));
     }
     Ok((Outcome::ok(human, &report), top))
 }

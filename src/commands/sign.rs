@@ -69,7 +69,7 @@ impl SignWith {
     }
 }
 
-pub(super) struct Signer<'a> {
+pub struct Signer<'a> {
     key: sign::SigningKey,
     with: &'a SignWith,
 }
