@@ -14,7 +14,14 @@
 #  (b) bytes that cross the gap for an update: `ocigo push` of a second
 #      bundle (one module upgraded, default golang.org/x/sync to its next
 #      version) to a registry holding the first, vs the whole tarball;
-#  (c) peak memory (max RSS) of pack and pull.
+#  (c) peak memory (max RSS) of pack and pull;
+#  (d) what signature verification adds to a pull: registry requests and
+#      time, legacy (.sig tag) and bundle (cosign v3, a referrer) formats,
+#      on distribution 2.8 (no referrers API: fallback tag) and on
+#      tests/refregistry (with the API).
+#
+# BENCH_ONLY=verify runs only what (d) needs (pack and push bundle 1) and
+# prints only (d).
 #
 # Needs the Go module proxy (for pack and the upgrade), docker-registry,
 # GNU time. Builds ocigo in release mode (OCIGO_BUILD_PROFILE / OCIGO_BIN
@@ -114,6 +121,9 @@ push1_bytes=$(json_get "$tmp/push1.json" 'd["copy"]["bytes_sent"]')
 "$ocigo" --json --store "$tmp/store-pack" inspect "oci:$tmp/layout:v1" >"$tmp/inspect1.json"
 bundle1_bytes=$(json_get "$tmp/inspect1.json" 'd["unique_bytes"]')
 
+only=${BENCH_ONLY:-}
+[[ -z $only || $only == verify ]] || die "BENCH_ONLY must be verify or unset, not $only"
+if [[ -z $only ]]; then
 log "reference GOMODCACHE and tarball of bundle 1"
 "$ocigo" --quiet --store "$tmp/store-ref" pull "$registry/bench/realworld:v1" --gomodcache "$tmp/ref1" >&2
 tar -czf "$tmp/modcache-v1.tgz" -C "$tmp/ref1" .
@@ -212,105 +222,147 @@ log "incremental pull of bundle 2 over bundle 1 (store and GOMODCACHE hold bundl
 pull2_bytes=$(json_get "$tmp/pull2.json" 'd["bytes_fetched"]')
 pull2_installed=$(json_get "$tmp/pull2.json" 'd["installed"]')
 
+fi
+
 # ---------------------------------------------------------------- (d)
 log "(d) what signature verification adds to a pull"
-COSIGN_PASSWORD='' "$ocigo" key generate --allow-empty-password --output-prefix "$tmp/benchkey" >/dev/null
-COSIGN_PASSWORD='' "$ocigo" --quiet --store "$tmp/store-pack" sign --key "$tmp/benchkey.key" \
-	"$registry/bench/realworld:v1" >/dev/null
-declare -A vreq vsecs
-for mode in plain verified; do
-	vsecs[$mode]=""
-	for ((r = 1; r <= reps; r++)); do
+COSIGN_PASSWORD='' "$ocigo" key generate --allow-empty-password --output-prefix "$tmp/legacykey" >/dev/null
+COSIGN_PASSWORD='' "$ocigo" key generate --allow-empty-password --output-prefix "$tmp/bundlekey" >/dev/null
+start_refregistry "$tmp/refregistry" >/dev/null
+refregistry=$REGISTRY_ADDR
+# The same bundle under two repositories of each registry: one signed in
+# the legacy format only, one in the bundle format only, so each pull
+# pays for one format (a pull always looks for both).
+for reg in "$registry" "$refregistry"; do
+	for fmt in legacy bundle; do
+		"$ocigo" --quiet --store "$tmp/store-pack" push "oci:$tmp/layout:v1" "$reg/bench/$fmt:v1" >&2
+		COSIGN_PASSWORD='' "$ocigo" --quiet --store "$tmp/store-pack" sign --format "$fmt" \
+			--key "$tmp/${fmt}key.key" "$reg/bench/$fmt:v1" >/dev/null
+	done
+done
+declare -A vreq vsecs vdir vref vkey vdesc
+vmodes=(plain legacy bundle refplain reflegacy refbundle)
+vdesc[plain]="\`ocigo pull\`"
+vdesc[legacy]="\`ocigo pull --verify-key\`, legacy signature"
+vdesc[bundle]="\`ocigo pull --verify-key\`, bundle signature"
+vdesc[refplain]="\`ocigo pull\`"
+vdesc[reflegacy]="\`ocigo pull --verify-key\`, legacy signature"
+vdesc[refbundle]="\`ocigo pull --verify-key\`, bundle signature"
+for m in plain legacy bundle; do vdir[$m]=$tmp/registry vdir[ref$m]=$tmp/refregistry; done
+vref[plain]=$registry/bench/legacy:v1 vref[legacy]=$registry/bench/legacy:v1 vref[bundle]=$registry/bench/bundle:v1
+vref[refplain]=$refregistry/bench/legacy:v1 vref[reflegacy]=$refregistry/bench/legacy:v1
+vref[refbundle]=$refregistry/bench/bundle:v1
+vkey[legacy]=$tmp/legacykey.pub vkey[reflegacy]=$tmp/legacykey.pub
+vkey[bundle]=$tmp/bundlekey.pub vkey[refbundle]=$tmp/bundlekey.pub
+for ((r = 1; r <= reps; r++)); do
+	for mode in "${vmodes[@]}"; do
 		fresh
 		verify_args=()
-		[[ $mode == verified ]] && verify_args=(--verify-key "$tmp/benchkey.pub")
-		before=$(count_registry_requests "$tmp/registry")
+		[[ -n ${vkey[$mode]:-} ]] && verify_args=(--verify-key "${vkey[$mode]}")
+		before=$(count_registry_requests "${vdir[$mode]}")
 		MEASURE_STDOUT=/dev/null measure "$ocigo" --quiet --store "$tmp/run/store" \
-			pull "${verify_args[@]}" "$registry/bench/realworld:v1" --gomodcache "$tmp/run/gomodcache"
-		vreq[$mode]=$(($(count_registry_requests "$tmp/registry") - before))
+			pull "${verify_args[@]}" "${vref[$mode]}" --gomodcache "$tmp/run/gomodcache"
+		vreq[$mode]=$(($(count_registry_requests "${vdir[$mode]}") - before))
 		vsecs[$mode]+="$MEASURE_SECS "
 		if ((r == 1)); then
 			# Method and path of each request, digests kept: compared below.
-			tail -n "${vreq[$mode]}" "$tmp/registry/registry.log" |
-				grep -oE '"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/[^ ]*' | tr -d '"' | sort >"$tmp/requests-$mode.txt"
+			tail -n "${vreq[$mode]}" "${vdir[$mode]}/registry.log" |
+				grep -oE '"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/[^ ]*' | tr -d '"' |
+				sed 's#/v2/bench/\(legacy\|bundle\)/#/v2/bench/REPO/#' | sort >"$tmp/requests-$mode.txt"
 		fi
+		note "$(printf '%-10s %3s requests %8s s' "$mode" "${vreq[$mode]}" "$MEASURE_SECS")"
 	done
-	note "$mode pull: ${vreq[$mode]} registry requests, ${vsecs[$mode]}s"
 done
 fresh
-extra_requests=$((vreq[verified] - vreq[plain]))
-# Requests the verified pull made that the plain one did not.
-comm -13 "$tmp/requests-plain.txt" "$tmp/requests-verified.txt" >"$tmp/verify-requests.txt" || true
+# Requests each verified pull made that the plain one (same registry) did not.
+for mode in legacy bundle; do
+	comm -13 "$tmp/requests-plain.txt" "$tmp/requests-$mode.txt" >"$tmp/verify-$mode.txt" || true
+	comm -13 "$tmp/requests-refplain.txt" "$tmp/requests-ref$mode.txt" >"$tmp/verify-ref$mode.txt" || true
+done
 
 # ---------------------------------------------------------------- table
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 declare -A med
-for m in "${methods[@]}"; do
-	# shellcheck disable=SC2086 # a space-separated list of numbers
-	med[$m]=$(median ${secs[$m]})
-done
+if [[ -z $only ]]; then
+	for m in "${methods[@]}"; do
+		# shellcheck disable=SC2086 # a space-separated list of numbers
+		med[$m]=$(median ${secs[$m]})
+	done
+fi
 {
 	echo "# ocigo module benchmark: testdata/realworld"
 	echo
 	echo "- closure: $modules module versions ($zips with zips); bundle $(human_bytes "$bundle1_bytes") (unique blobs)"
-	echo "- GOMODCACHE once installed: $ref1_counts; \`tar -czf\` of it: $(human_bytes "$tar1_bytes")"
+	if [[ -z $only ]]; then
+		echo "- GOMODCACHE once installed: $ref1_counts; \`tar -czf\` of it: $(human_bytes "$tar1_bytes")"
+	fi
 	echo "- $(go version | cut -d' ' -f3-), ocigo $("$ocigo" --version | cut -d' ' -f2) (${OCIGO_BUILD_PROFILE:-release}), $(nproc) cores, $(date -u +%Y-%m-%d)"
 	echo "- all local: registry on loopback, warm page cache; median of $reps runs;"
 	echo "  load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 	echo
-	echo "## (a) Install the closure into an empty GOMODCACHE"
-	echo
-	echo "| Method | Median | Runs (s) | Time vs ocigo pull (registry) | Peak RSS | Result |"
-	echo "|---|---:|---|---:|---:|---|"
-	for m in "${methods[@]}"; do
-		echo "| ${desc[$m]} | ${med[$m]} s | ${secs[$m]% } | $(ratio "${med[$m]}" "${med[reg]}")x | $(mib "${kib[$m]}") | ${result_counts[$m]} |"
-	done
-	echo
-	echo "The ratio is the method's median time over ocigo pull's (below 1: faster than ocigo)."
-	echo "ocigo pull runs with a fresh, empty content store each time, so it fetches,"
-	echo "digest-checks every blob (no fsync), then checks every zip (h1, zip rules)"
-	echo "and .mod against the bundle before installing. tar checks nothing; go mod"
-	echo "download checks hashes against go.sum."
-	echo
-	echo "## (b) Ship an update: $bump $old_version -> $new_version"
-	echo
-	echo "| What crosses the gap | Bytes | vs ocigo push |"
-	echo "|---|---:|---:|"
-	echo "| \`ocigo push\` of bundle 2 to a registry holding bundle 1 ($push2_blobs of $push2_blobs_total blobs) | $(human_bytes "$push2_bytes") ($push2_bytes B) | 1x |"
-	echo "| whole \`tar -czf\` of bundle 2's GOMODCACHE | $(human_bytes "$tar2_bytes") | $(ratio "$tar2_bytes" "$push2_bytes")x |"
-	echo "| \`ocigo push\` of bundle 1 to an empty registry (first copy) | $(human_bytes "$push1_bytes") | $(ratio "$push1_bytes" "$push2_bytes")x |"
-	echo
-	echo "Bundle 2 has $modules2 module versions. \`ocigo pull\` of bundle 2 over bundle 1"
-	echo "(same store and GOMODCACHE) fetched $(human_bytes "$pull2_bytes") and installed $pull2_installed module versions."
-	echo
-	echo "## (c) Peak memory (max RSS)"
-	echo
-	echo "| Command | Peak RSS | Wall time |"
-	echo "|---|---:|---:|"
-	echo "| ocigo pack, bundle 1: the ocigo process | $(mib "$pack1_kib") | ${pack1_secs} s |"
-	echo "| ... the largest go command it ran | $(mib "$pack1_go_kib") | |"
-	echo "| ocigo pack, bundle 2 (store holds bundle 1): the ocigo process | $(mib "$pack2_kib") | ${pack2_secs} s |"
-	echo "| ... the largest go command it ran | $(mib "$pack2_go_kib") | |"
-	echo "| ocigo pull from a local registry (max of $reps) | $(mib "${kib[reg]}") | ${med[reg]} s |"
-	echo "| ocigo pull from an oci: layout (max of $reps) | $(mib "${kib[layout]}") | ${med[layout]} s |"
-	echo
-	echo "Pull: GNU time (\`%M\`). Pack: the ocigo process's own VmHWM, sampled every"
-	echo "5 ms, and each go command's GNU time peak (through OCIGO_GO); pack times"
-	echo "include resolving through the module proxy over the network."
-	echo
+	if [[ -z $only ]]; then
+		echo "## (a) Install the closure into an empty GOMODCACHE"
+		echo
+		echo "| Method | Median | Runs (s) | Time vs ocigo pull (registry) | Peak RSS | Result |"
+		echo "|---|---:|---|---:|---:|---|"
+		for m in "${methods[@]}"; do
+			echo "| ${desc[$m]} | ${med[$m]} s | ${secs[$m]% } | $(ratio "${med[$m]}" "${med[reg]}")x | $(mib "${kib[$m]}") | ${result_counts[$m]} |"
+		done
+		echo
+		echo "The ratio is the method's median time over ocigo pull's (below 1: faster than ocigo)."
+		echo "ocigo pull runs with a fresh, empty content store each time, so it fetches,"
+		echo "digest-checks every blob (no fsync), then checks every zip (h1, zip rules)"
+		echo "and .mod against the bundle before installing. tar checks nothing; go mod"
+		echo "download checks hashes against go.sum."
+		echo
+		echo "## (b) Ship an update: $bump $old_version -> $new_version"
+		echo
+		echo "| What crosses the gap | Bytes | vs ocigo push |"
+		echo "|---|---:|---:|"
+		echo "| \`ocigo push\` of bundle 2 to a registry holding bundle 1 ($push2_blobs of $push2_blobs_total blobs) | $(human_bytes "$push2_bytes") ($push2_bytes B) | 1x |"
+		echo "| whole \`tar -czf\` of bundle 2's GOMODCACHE | $(human_bytes "$tar2_bytes") | $(ratio "$tar2_bytes" "$push2_bytes")x |"
+		echo "| \`ocigo push\` of bundle 1 to an empty registry (first copy) | $(human_bytes "$push1_bytes") | $(ratio "$push1_bytes" "$push2_bytes")x |"
+		echo
+		echo "Bundle 2 has $modules2 module versions. \`ocigo pull\` of bundle 2 over bundle 1"
+		echo "(same store and GOMODCACHE) fetched $(human_bytes "$pull2_bytes") and installed $pull2_installed module versions."
+		echo
+		echo "## (c) Peak memory (max RSS)"
+		echo
+		echo "| Command | Peak RSS | Wall time |"
+		echo "|---|---:|---:|"
+		echo "| ocigo pack, bundle 1: the ocigo process | $(mib "$pack1_kib") | ${pack1_secs} s |"
+		echo "| ... the largest go command it ran | $(mib "$pack1_go_kib") | |"
+		echo "| ocigo pack, bundle 2 (store holds bundle 1): the ocigo process | $(mib "$pack2_kib") | ${pack2_secs} s |"
+		echo "| ... the largest go command it ran | $(mib "$pack2_go_kib") | |"
+		echo "| ocigo pull from a local registry (max of $reps) | $(mib "${kib[reg]}") | ${med[reg]} s |"
+		echo "| ocigo pull from an oci: layout (max of $reps) | $(mib "${kib[layout]}") | ${med[layout]} s |"
+		echo
+		echo "Pull: GNU time (\`%M\`). Pack: the ocigo process's own VmHWM, sampled every"
+		echo "5 ms, and each go command's GNU time peak (through OCIGO_GO); pack times"
+		echo "include resolving through the module proxy over the network."
+		echo
+	fi
 	echo "## (d) What signature verification adds to a pull"
 	echo
-	echo "| Pull of bundle 1 (fresh store and GOMODCACHE) | Registry requests | Median |"
-	echo "|---|---:|---:|"
-	# shellcheck disable=SC2086 # a space-separated list of numbers
-	echo "| \`ocigo pull\` | ${vreq[plain]} | $(median ${vsecs[plain]}) s |"
-	# shellcheck disable=SC2086 # a space-separated list of numbers
-	echo "| \`ocigo pull --verify-key\` | ${vreq[verified]} | $(median ${vsecs[verified]}) s |"
+	echo "| Pull of bundle 1 (fresh store and GOMODCACHE) | Registry | Requests | Median |"
+	echo "|---|---|---:|---:|"
+	for mode in "${vmodes[@]}"; do
+		where="distribution 2.8 (no referrers API)"
+		[[ $mode == ref* ]] && where="refregistry (referrers API)"
+		# shellcheck disable=SC2086 # a space-separated list of numbers
+		echo "| ${vdesc[$mode]} | $where | ${vreq[$mode]} | $(median ${vsecs[$mode]}) s |"
+	done
 	echo
-	echo "Verification added $extra_requests requests (expected: resolve the \`.sig\` tag, fetch"
-	echo "its manifest, fetch the payload blob; nothing else). The added requests:"
-	echo
-	sed 's/^/    /' "$tmp/verify-requests.txt"
+	echo "A verified pull looks for both formats: the \`.sig\` tag and the bundle"
+	echo "referrers (the referrers API, or on a registry without it the fallback tag)."
+	for mode in legacy bundle reflegacy refbundle; do
+		base=plain
+		[[ $mode == ref* ]] && base=refplain
+		echo
+		echo "${vdesc[$mode]} on ${mode/#ref/the referrers-API registry, }: $((vreq[$mode] - vreq[$base])) more requests than \`ocigo pull\`:"
+		echo
+		sed 's/^/    /' "$tmp/verify-$mode.txt"
+	done
 } >"$tmp/bench.md"
 mkdir -p "$(dirname "$out_md")"
 cp "$tmp/bench.md" "$out_md"

@@ -172,6 +172,39 @@ EOF
 	die "could not start $REGISTRY_BIN; its log: $(cat "$dir/registry.log")"
 }
 
+# start_refregistry DIR: like start_registry, but tests/refregistry (the
+# registry with the OCI 1.1 referrers API; ensure_refregistry builds it),
+# blobs in DIR/storage, every request logged to DIR/registry.log (count
+# them with count_registry_requests DIR). Stop it with stop_registry.
+start_refregistry() {
+	local dir=${1:?start_refregistry DIR}
+	ensure_refregistry
+	mkdir -p "$dir/storage"
+	dir=$(cd "$dir" && pwd)
+	local try port addr pid
+	for try in 1 2 3 4 5; do
+		port=$(free_port)
+		addr=127.0.0.1:$port
+		"$OCIGO_REFREGISTRY" -addr "$addr" -blobs "$dir/storage" -accesslog "$dir/registry.log" \
+			</dev/null >"$dir/refregistry.out" 2>&1 &
+		pid=$!
+		echo "$pid" >"$dir/registry.pid"
+		_OCIGO_REGISTRY_DIRS+=("$dir")
+		add_cleanup "stop_registry '$dir'"
+		if _wait_registry "$addr" "$pid"; then
+			# shellcheck disable=SC2034 # for the caller
+			REGISTRY_ADDR=$addr
+			# shellcheck disable=SC2034 # for the caller
+			REGISTRY_PID=$pid
+			printf '%s\n' "$addr"
+			return 0
+		fi
+		stop_registry "$dir"
+		warn "refregistry on $addr did not start (try $try): $(tail -n 3 "$dir/refregistry.out")"
+	done
+	die "could not start $OCIGO_REFREGISTRY; its output: $(cat "$dir/refregistry.out")"
+}
+
 _wait_registry() {
 	local addr=$1 pid=$2 i code
 	for ((i = 0; i < 200; i++)); do
@@ -195,7 +228,7 @@ stop_registry() {
 		rm -f "$dir/registry.pid"
 		[[ $pid =~ ^[0-9]+$ ]] || continue
 		# Only signal the process if it still is our registry (pids get reused).
-		grep -qa "docker-registry" "/proc/$pid/cmdline" 2>/dev/null || continue
+		grep -qaE "docker-registry|refregistry" "/proc/$pid/cmdline" 2>/dev/null || continue
 		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < 50; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
