@@ -88,7 +88,19 @@ pub fn verify_signatures(
     repository: Option<&str>,
 ) -> Result<SignatureScan> {
     let mut out = legacy_signatures(repo, target, keys, repository)?;
-    let bundles = bundle::scan(repo, target, keys, repository, Want::Signatures)?;
+    // A registry whose referrers endpoint fails (rather than answering 404
+    // for "no API") must not make legacy signatures unverifiable: the
+    // failure is reported with the rejections, and counts as no bundle.
+    let bundles = match bundle::scan(repo, target, keys, repository, Want::Signatures) {
+        Ok(b) => b,
+        Err(e) => {
+            out.rejected.push(format!(
+                "sigstore bundles: could not read the referrers of {}: {e:#}",
+                target.digest
+            ));
+            return Ok(out);
+        }
+    };
     out.found += bundles.found;
     out.rejected.extend(bundles.rejected);
     out.other_repository |= bundles.other_repository;
@@ -167,11 +179,16 @@ pub fn verify(
             Kind::Integrity,
             format!(
                 "{}@{} is not signed: no signature tag {} and no sigstore bundle signature \
-                 among its referrers. Keys tried: {}",
+                 among its referrers. Keys tried: {}{}",
                 repo.location(),
                 target.digest,
                 signature_tag(&target.digest),
-                tried()
+                tried(),
+                if scan.rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n  {}", scan.rejected.join("\n  "))
+                }
             ),
         ));
     }
@@ -222,4 +239,134 @@ pub fn verify(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    use super::*;
+    use crate::error::{Kind, fail};
+    use crate::oci::{Digest, FetchedManifest, MEDIA_TYPE_MANIFEST, Referrers};
+    use crate::sign::keys::generate;
+    use crate::store::Layout;
+
+    /// A layout whose referrers listing fails (a registry answering 500
+    /// on the referrers endpoint).
+    struct NoReferrers(Layout);
+
+    impl Referrers for NoReferrers {
+        fn referrers(&self, _: &Digest, _: Option<&str>) -> Result<Vec<Descriptor>> {
+            Err(fail(Kind::Remote, "referrers endpoint answered 500"))
+        }
+        fn push_referrer(&self, m: &str, b: &[u8], s: &Descriptor) -> Result<Descriptor> {
+            self.0.push_referrer(m, b, s)
+        }
+    }
+
+    impl Repository for NoReferrers {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn resolve(&self, r: &str) -> Result<Descriptor> {
+            self.0.resolve(r)
+        }
+        fn fetch_manifest(&self, d: &Descriptor) -> Result<FetchedManifest> {
+            self.0.fetch_manifest(d)
+        }
+        fn push_manifest(&self, m: &str, b: &[u8], t: Option<&str>) -> Result<Descriptor> {
+            self.0.push_manifest(m, b, t)
+        }
+        fn blob_exists(&self, d: &Digest) -> Result<bool> {
+            self.0.blob_exists(d)
+        }
+        fn fetch_blob(&self, d: &Descriptor) -> Result<Box<dyn Read + '_>> {
+            self.0.fetch_blob(d)
+        }
+        fn push_blob(&self, d: &Descriptor, c: &mut dyn Read) -> Result<()> {
+            self.0.push_blob(d, c)
+        }
+        fn list_tags(&self) -> Result<Vec<String>> {
+            self.0.list_tags()
+        }
+    }
+
+    fn artifact(layout: &Layout) -> Descriptor {
+        let empty = Descriptor::for_bytes(crate::oci::MEDIA_TYPE_EMPTY, b"{}");
+        layout.push_blob(&empty, &mut &b"{}"[..]).unwrap();
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": MEDIA_TYPE_MANIFEST,
+            "config": empty, "layers": [],
+        });
+        layout
+            .push_manifest(
+                MEDIA_TYPE_MANIFEST,
+                &serde_json::to_vec(&m).unwrap(),
+                Some("v1"),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn both_formats_count_towards_the_threshold_and_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("l")).unwrap();
+        let target = artifact(&layout);
+        let (a, b) = (generate(), generate());
+        let notes = BTreeMap::from([("release".to_string(), "1".to_string())]);
+        crate::sign::storage::sign(&layout, "", &target, &a, &notes).unwrap();
+        crate::sign::attest::sign_bundle(&layout, "reg.example/team/mods", &target, &b, &notes)
+            .unwrap();
+        let keys = vec![
+            ("a".to_string(), a.verifying_key()),
+            ("b".to_string(), b.verifying_key()),
+        ];
+        let policy = VerifyPolicy {
+            keys: &keys,
+            threshold: 2,
+            repository: Some("team/mods"),
+        };
+        let report = verify(&layout, &target, &policy).unwrap();
+        assert_eq!(report.signatures_found, 2);
+        let mut got: Vec<(SignatureFormat, &str, &str)> = report
+            .signatures
+            .iter()
+            .map(|s| (s.format, s.key.as_str(), s.identity.as_str()))
+            .collect();
+        got.sort_by_key(|g| g.1);
+        assert_eq!(
+            got,
+            vec![
+                (SignatureFormat::Legacy, "a", ""),
+                (SignatureFormat::Bundle, "b", "reg.example/team/mods"),
+            ]
+        );
+        assert!(report.signatures.iter().all(|s| s.annotations == notes));
+        // The bundle names team/mods: elsewhere it does not count.
+        let elsewhere = VerifyPolicy {
+            keys: &keys,
+            threshold: 2,
+            repository: Some("team/other"),
+        };
+        let e = verify(&layout, &target, &elsewhere).unwrap_err();
+        assert!(format!("{e:#}").contains("made for repository"), "{e:#}");
+    }
+
+    #[test]
+    fn a_failing_referrers_listing_leaves_legacy_signatures_verifiable() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = NoReferrers(Layout::open_or_create(dir.path().join("l")).unwrap());
+        let target = artifact(&repo.0);
+        let key = generate();
+        crate::sign::storage::sign(&repo, "", &target, &key, &BTreeMap::new()).unwrap();
+        let keys = vec![("k".to_string(), key.verifying_key())];
+        let scan = verify_signatures(&repo, &target, &keys, None).unwrap();
+        assert_eq!(scan.valid.len(), 1);
+        assert!(
+            scan.rejected[0].contains("referrers endpoint answered 500"),
+            "{:?}",
+            scan.rejected
+        );
+    }
 }
