@@ -306,7 +306,11 @@ fn bundle_interop(kind: RegistryKind) {
         .iter()
         .find(|x| x["key"] == p(&cosign_pub))
         .unwrap();
-    assert_eq!(by_cosign["annotations"]["by"], "cosign", "{report:#}");
+    assert_eq!(
+        by_cosign["annotations"],
+        serde_json::json!([{"key": "by", "value": "cosign"}]),
+        "{report:#}"
+    );
     assert_eq!(by_cosign["identity"], "", "cosign v3 names no repository");
 
     // ocigo's legacy signatures: cosign v2 and v3 both accept them (v3
@@ -548,6 +552,23 @@ fn sbom_attestation_is_valid_cyclonedx_and_cosign_v3_accepts_it() {
     ]);
     let printed: serde_json::Value = serde_json::from_str(&ok(&out, "verify attestation")).unwrap();
     assert_eq!(printed, doc);
+    // --json: reports holding the documents (their keys are theirs).
+    let report = json_ok(
+        &s.run(&[
+            "verify",
+            "--json",
+            "--key",
+            p(&s.public),
+            "--attestation-type",
+            CYCLONEDX,
+            &reference,
+        ]),
+        "verify attestation --json",
+    );
+    assert_eq!(report["verified"][0]["predicate"], doc, "{report:#}");
+    assert_eq!(report["verified"][0]["signed_by"][0], p(&s.public));
+    let report = json_ok(&s.run(&["sbom", "--json", &reference]), "sbom --json");
+    assert_eq!(report["sbom"], doc);
     assert!(
         stderr(&out).contains("verified 1 attestation(s)"),
         "{}",

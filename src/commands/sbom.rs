@@ -44,14 +44,15 @@ pub fn sbom_command(g: &Global, reference: &str, sign: Option<&SignWith>) -> Res
         None => {
             let bom = sbom::module_bundle_sbom(repo.as_ref(), &top)?;
             let value: serde_json::Value = serde_json::from_slice(&bom)?;
+            // stdout: the SBOM itself; --json: a report holding it.
             let mut human = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
             human.push('\n');
-            Ok(Outcome {
-                human,
-                json: value,
-                exit_code: 0,
-                hints: Vec::new(),
-            })
+            let report = serde_json::json!({
+                "reference": r.to_string(),
+                "digest": top.digest.to_string(),
+                "sbom": value,
+            });
+            Ok(Outcome::ok(human, &report))
         }
     }
 }

@@ -54,13 +54,27 @@ pub struct ValidSignature {
     /// names none (signed on a layout, or by cosign v3).
     pub identity: String,
     /// The signed annotations (legacy: `optional`; bundle: the subject's
-    /// `annotations`), cosign's `-a key=value`.
+    /// `annotations`), cosign's `-a key=value`. In JSON reports a list of
+    /// `{"key", "value"}` (the keys are the signer's, not ocigo's).
+    #[serde(serialize_with = "annotations_as_list")]
     pub annotations: BTreeMap<String, String>,
     /// The `.sig` tag, or the digest of the bundle's referrer manifest.
     pub stored_in: String,
     /// The bundle carried transparency-log entries or timestamps, which
     /// were not checked (offline, key-based verification).
     pub unchecked_transparency_log: bool,
+}
+
+fn annotations_as_list<S: serde::Serializer>(
+    map: &BTreeMap<String, String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(map.len()))?;
+    for (key, value) in map {
+        seq.serialize_element(&serde_json::json!({"key": key, "value": value}))?;
+    }
+    seq.end()
 }
 
 /// The signatures of one manifest, both formats.

@@ -78,8 +78,10 @@ pub fn ocigo_offline(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
 }
 
 /// Every `--json` report uses one key style: snake_case (`media_type`,
-/// `blobs_sent`), at every depth. The one exception is `env`, whose keys
-/// are environment variable names (`GOMODCACHE`), values used as keys.
+/// `blobs_sent`), at every depth. The exceptions: `env`, whose keys are
+/// environment variable names (`GOMODCACHE`), values used as keys; and
+/// `predicate` and `sbom`, documents of other formats (an attestation's
+/// predicate, a CycloneDX SBOM) quoted whole, whose keys are not checked.
 /// Every test runner calls this on every run with `--json`, so every
 /// report the suite produces is checked. Output that is empty (a failed
 /// command) is not a report.
@@ -115,6 +117,9 @@ fn json_keys_not_snake_case(v: &serde_json::Value, at: &str, env: bool, bad: &mu
                 };
                 if !ok {
                     bad.push(format!("{at}/{k}"));
+                }
+                if !env && (k == "predicate" || k == "sbom") {
+                    continue;
                 }
                 json_keys_not_snake_case(child, &format!("{at}/{k}"), !env && k == "env", bad);
             }
