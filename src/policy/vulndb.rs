@@ -400,9 +400,15 @@ struct VulnMeta<'a> {
 }
 
 /// The files of the published layout for `records` (relative name, bytes),
-/// sorted by name; record files are the records' own bytes.
-pub fn build_layout(records: &[Record]) -> Result<(String, Vec<(String, Vec<u8>)>)> {
-    let mut latest: Option<(i64, u32)> = None;
+/// sorted by name; record files are the records' own bytes. The database's
+/// time (`index/db.json`) is the newest record's `modified`, or `floor` if
+/// that is later: golang.org/x/vulndb's `data/osv` records carry the zero
+/// time, the real times being set when the database is published.
+pub fn build_layout(
+    records: &[Record],
+    floor: Option<(i64, u32)>,
+) -> Result<(String, Vec<(String, Vec<u8>)>)> {
+    let mut latest: Option<(i64, u32)> = floor;
     let mut modules: BTreeMap<&str, Vec<ModuleVuln>> = BTreeMap::new();
     let mut vulns = Vec::with_capacity(records.len());
     let mut files = Vec::with_capacity(records.len() + 3);

@@ -177,6 +177,10 @@ pub struct VerifyReport {
     pub signatures_found: usize,
     /// Why each signature that did not count was rejected.
     pub rejected: Vec<String>,
+    /// Each counted signature's key label and payload annotations (for
+    /// policies that require annotations).
+    #[serde(skip)]
+    pub annotations: Vec<(String, std::collections::BTreeMap<String, String>)>,
 }
 
 /// Repository path of a `docker-reference`, without registry host, tag or
@@ -227,6 +231,7 @@ pub fn verify(
     })?;
 
     let mut signed_by: Vec<String> = Vec::new();
+    let mut annotations = Vec::new();
     let mut rejected = Vec::new();
     let mut other_repository = false;
     if manifest.layers.len() > MAX_SIGNATURES {
@@ -318,6 +323,7 @@ pub fn verify(
             other_repository = true;
             continue;
         }
+        annotations.push((label.clone(), parsed.annotations));
         if !signed_by.contains(label) {
             signed_by.push(label.clone());
         }
@@ -327,6 +333,7 @@ pub fn verify(
         signed_by,
         signatures_found: manifest.layers.len(),
         rejected,
+        annotations,
     };
     if report.signed_by.len() < policy.threshold.max(1) {
         let err = fail(
