@@ -547,8 +547,9 @@ fn days(secs: i64) -> String {
     format!("{:.1} days", secs as f64 / 86_400.0)
 }
 
-/// `vulnerabilities`: every module version (and each toolchain, as the
-/// `stdlib` and `toolchain` modules) against the database.
+/// `vulnerabilities`: every module version with source in the bundle (a
+/// zip), and each toolchain as the `stdlib` and `toolchain` modules,
+/// against the database.
 pub fn vulnerabilities(
     loaded: &Loaded,
     facts: &Facts,
@@ -575,9 +576,12 @@ pub fn vulnerabilities(
             policy_at(loaded, "/vulnerabilities/max_db_age"),
         ));
     }
+    // Module versions whose source the bundle carries: a go.mod-only
+    // version (read to load the module graph, never built) holds no code.
     let mut queries: Vec<(String, String, String)> = facts
         .modules
         .iter()
+        .filter(|m| m.zip_hash.is_some())
         .map(|m| {
             (
                 m.path.clone(),
