@@ -1090,3 +1090,82 @@ fn json_and_sarif_validate_against_their_schemas() {
     bad["modules"]["denny"] = serde_json::json!([]);
     assert!(!validate(&sc, &policy_schema, &bad.to_string(), "bad-policy.json").0);
 }
+
+// ---- signatures ----------------------------------------------------------
+
+/// `ocigo key generate` into `dir/NAME.{key,pub}`.
+fn key_pair(sc: &Scratch, name: &str) -> PathBuf {
+    let prefix = sc.join(name);
+    let out = ocigo(
+        &sc.join("store"),
+        &["key", "generate", "--output-prefix", &s(&prefix)],
+        &[("COSIGN_PASSWORD", "gate")],
+    );
+    assert_exit(&out, 0, "key generate");
+    prefix
+}
+
+#[test]
+fn signatures_rule() {
+    let sc = Scratch::new();
+    let src = bundle(&sc.join("b"), &[m("example.com/a", "v1.0.0")], None);
+    let (a, b, c) = (key_pair(&sc, "a"), key_pair(&sc, "b"), key_pair(&sc, "c"));
+    let sign = |key: &Path, ann: &[&str]| {
+        let k = format!("{}.key", s(key));
+        let mut args = vec!["sign", "--key", &k];
+        for x in ann {
+            args.extend_from_slice(&["-a", x]);
+        }
+        args.push(&src);
+        assert_exit(
+            &ocigo(&sc.join("store"), &args, &[("COSIGN_PASSWORD", "gate")]),
+            0,
+            "sign",
+        );
+    };
+    let policy =
+        |name: &str, body: &str| write(&sc.join(name), &format!("version: 1\nsignatures:\n{body}"));
+    let one_of = policy(
+        "one.yaml",
+        "  keys: [a.pub, b.pub]\n  annotations:\n    gate: release\n",
+    );
+    // Not signed at all.
+    let d = decision(&sc, &one_of, &src, &[], 1);
+    assert_mentions(
+        &format!("{:?}", errors(&d, "signatures")),
+        &["0 of the required 1", "not signed"],
+        "unsigned",
+    );
+    // Signed by a, without the annotation: still a violation, saying why.
+    sign(&a, &[]);
+    let d = decision(&sc, &one_of, &src, &[], 1);
+    assert_mentions(
+        &format!("{:?}", errors(&d, "signatures")),
+        &["lacks the annotation(s) gate=release"],
+        "annotation",
+    );
+    // Signed by b with it: passes.
+    sign(&b, &["gate=release"]);
+    let d = decision(&sc, &one_of, &src, &[], 0);
+    assert_mentions(
+        d["rules"][0]["summary"].as_str().unwrap(),
+        &["b.pub"],
+        "signed by b",
+    );
+    // Two of three needed, and only b counts (a lacks the annotation).
+    let two = policy(
+        "two.yaml",
+        "  keys: [a.pub, b.pub, c.pub]\n  threshold: 2\n  annotations: {gate: release}\n",
+    );
+    let d = decision(&sc, &two, &src, &[], 1);
+    let errs = errors(&d, "signatures");
+    assert_mentions(&format!("{errs:?}"), &["1 of the required 2"], "threshold");
+    assert_eq!(errs[0].2, Some(4), "points at the threshold line: {errs:?}");
+    // A key that never signed: no signature counts.
+    let other = policy("other.yaml", "  keys: [c.pub]\n");
+    decision(&sc, &other, &src, &[], 1);
+    let _ = c;
+    // A key file that cannot be read: the check cannot run.
+    let missing = policy("missing.yaml", "  keys: [nope.pub]\n");
+    assert_exit(&check(&sc, &missing, &src, &[]), 2, "missing key file");
+}
