@@ -895,6 +895,94 @@ fn pull_vulndb_refuses_what_is_not_a_database_and_keeps_other_dirs() {
         ),
         "pack",
     );
+    // The artifact is as documented: artifactType, media types, the config
+    // valid against schemas/vulndb-config.v1.schema.json.
+    let layout = Layout::open(sc.join("disk")).unwrap();
+    let top = layout.resolve("db").unwrap();
+    let manifest = layout.fetch_manifest(&top).unwrap().manifest().unwrap();
+    assert_eq!(
+        manifest.artifact_type.as_deref(),
+        Some("application/vnd.ocigo.vulndb.v1")
+    );
+    assert_eq!(
+        manifest.config.media_type,
+        "application/vnd.ocigo.vulndb.config.v1+json"
+    );
+    assert_eq!(
+        manifest.layers[0].media_type,
+        "application/vnd.ocigo.vulndb.layer.v1.tar+zstd"
+    );
+    let config = std::fs::read_to_string(layout.blob_path(&manifest.config.digest)).unwrap();
+    let (ok, why) = validate(
+        &sc,
+        &schemas().join("vulndb-config.v1.schema.json"),
+        &config,
+        "config.json",
+    );
+    assert!(ok, "{why}\n{config}");
+    // An index that hides a record is refused, and nothing is written.
+    let layer = std::fs::read(layout.blob_path(&manifest.layers[0].digest)).unwrap();
+    let tar_bytes = zstd::decode_all(&layer[..]).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in tar::Archive::new(&tar_bytes[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        if name == "index/modules.json" {
+            bytes = b"[]".to_vec();
+        }
+        let mut h = entry.header().clone();
+        h.set_size(bytes.len() as u64);
+        h.set_cksum();
+        builder.append(&h, &bytes[..]).unwrap();
+    }
+    let forged_tar = builder.into_inner().unwrap();
+    let forged_layer = zstd::encode_all(&forged_tar[..], 3).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&config).unwrap();
+    cfg["tarBytes"] = forged_tar.len().into();
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let cfg_desc = Descriptor::for_bytes(&manifest.config.media_type, &cfg);
+    let layer_desc = Descriptor::for_bytes(&manifest.layers[0].media_type, &forged_layer);
+    layout.push_blob(&cfg_desc, &mut &cfg[..]).unwrap();
+    layout
+        .push_blob(&layer_desc, &mut &forged_layer[..])
+        .unwrap();
+    let mut forged = manifest.clone();
+    forged.config = cfg_desc;
+    forged.layers = vec![layer_desc];
+    layout
+        .push_manifest(
+            ocigo::oci::MEDIA_TYPE_MANIFEST,
+            &ocigo::oci::to_canonical_json(&forged),
+            Some("forged"),
+        )
+        .unwrap();
+    let out = ocigo(
+        &store,
+        &[
+            "pull",
+            &format!("oci:{}:forged", s(&sc.join("disk"))),
+            "--vulndb",
+            &s(&sc.join("forged")),
+        ],
+        &[],
+    );
+    assert_exit(&out, 3, "pull of a database whose index hides a record");
+    assert_mentions(
+        &stderr(&out),
+        &["indexes or config do not match its records"],
+        "forged index",
+    );
+    assert!(!sc.join("forged").exists());
+    assert!(
+        std::fs::read_dir(sc.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("ocigo-tmp")),
+        "a temporary directory was left behind"
+    );
     // A directory holding something else is left alone (exit 5).
     let other = sc.join("other");
     write(&other.join("keep.txt"), "mine");
