@@ -292,7 +292,7 @@ fn modules_rule_deny_allow_list_and_retractions() {
         &stdout(&out),
         &[
             "FAIL modules",
-            &format!("github.com/acme/lib@v1.4.1: denied by modules.deny[0]"),
+            "github.com/acme/lib@v1.4.1: denied by modules.deny[0]",
             &format!("[{}:9:7]", s(&fail)),
         ],
         "text",

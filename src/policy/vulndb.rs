@@ -404,10 +404,7 @@ struct VulnMeta<'a> {
 /// time (`index/db.json`) is the newest record's `modified`, or `floor` if
 /// that is later: golang.org/x/vulndb's `data/osv` records carry the zero
 /// time, the real times being set when the database is published.
-pub fn build_layout(
-    records: &[Record],
-    floor: Option<(i64, u32)>,
-) -> Result<(String, Vec<(String, Vec<u8>)>)> {
+pub fn build_layout(records: &[Record], floor: Option<(i64, u32)>) -> Result<(String, Files)> {
     let mut latest: Option<(i64, u32)> = floor;
     let mut modules: BTreeMap<&str, Vec<ModuleVuln>> = BTreeMap::new();
     let mut vulns = Vec::with_capacity(records.len());
@@ -465,6 +462,9 @@ pub fn build_layout(
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((modified, files))
 }
+
+/// Files of a layout: (relative name, bytes), sorted by name.
+pub type Files = Vec<(String, Vec<u8>)>;
 
 /// A vulnerability that affects a module version.
 #[derive(Debug, Clone, Serialize)]

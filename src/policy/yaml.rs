@@ -248,10 +248,11 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
         _ => {}
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(n) = text.trim_start_matches('+').parse::<i64>() {
-            return Value::Number(n.into());
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = text.trim_start_matches('+').parse::<i64>()
+    {
+        return Value::Number(n.into());
     }
     let is_float = {
         let (mantissa, exp) = match digits.find(['e', 'E']) {
