@@ -386,6 +386,97 @@ ensure_cosign() {
 	export OCIGO_COSIGN
 }
 
+# cosign v3 (the current release line: bundles, OCI 1.1 referrers). The
+# newest v3 release the module proxy served when this was pinned
+# (`go list -m -versions github.com/sigstore/cosign/v3`). Keep in step with
+# COSIGN_V3_VERSION in tests/common/cosign.rs.
+COSIGN_V3_VERSION=v3.1.3
+
+# _go_install_cached NAME VERSION PACKAGE ENVVAR: build PACKAGE@VERSION
+# once into COSIGN_BIN_DIR/NAME-VERSION (one builder at a time; the others
+# wait and then find the binary) and print its path.
+_go_install_cached() {
+	local name=$1 version=$2 pkg=$3 var=$4
+	local bin=$COSIGN_BIN_DIR/$name-$version
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		[[ -x $bin ]] && exit 0
+		command -v go >/dev/null || die "the go command is needed to build $name"
+		log "building $name $version into $COSIGN_BIN_DIR (first time only, a few minutes)"
+		local gobin start
+		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
+		start=$(now_ns)
+		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
+			go install "$pkg@$version" >&2; then
+			rm -rf "$gobin"
+			die "building $name failed (needs the Go module proxy); set $var to a $name $version binary instead"
+		fi
+		mv "$gobin/$(basename "$pkg")" "$bin"
+		rm -rf "$gobin"
+		note "$name built in $(secs_since "$start") s"
+	) || exit
+	printf '%s\n' "$bin"
+}
+
+# ensure_cosign_v3: build the cosign v3 CLI once into COSIGN_BIN_DIR (as
+# cosign-VERSION) and export OCIGO_COSIGN_V3. A preset OCIGO_COSIGN_V3 is
+# kept. A few minutes the first time.
+ensure_cosign_v3() {
+	if [[ -n ${OCIGO_COSIGN_V3:-} ]]; then
+		[[ -x $OCIGO_COSIGN_V3 ]] || die "OCIGO_COSIGN_V3=$OCIGO_COSIGN_V3 is not an executable"
+		export OCIGO_COSIGN_V3
+		return
+	fi
+	OCIGO_COSIGN_V3=$(_go_install_cached cosign "$COSIGN_V3_VERSION" \
+		github.com/sigstore/cosign/v3/cmd/cosign OCIGO_COSIGN_V3) || exit
+	export OCIGO_COSIGN_V3
+}
+
+# The test registry WITH the OCI 1.1 referrers API: tests/refregistry, a
+# small Go program around go-containerregistry's pkg/registry (see its
+# main.go for what it adds). Built from this checkout; the cached binary is
+# named by a hash of its sources, so an edit rebuilds it.
+# tests/common/registry.rs computes the same name (keep in step).
+
+# refregistry_hash: the first 16 hex digits of sha256 over main.go, go.mod
+# and go.sum (concatenated in that order).
+refregistry_hash() {
+	local d=$OCIGO_ROOT/tests/refregistry
+	cat "$d/main.go" "$d/go.mod" "$d/go.sum" | sha256sum | cut -c1-16
+}
+
+# ensure_refregistry: build tests/refregistry once into COSIGN_BIN_DIR (as
+# refregistry-HASH) and export OCIGO_REFREGISTRY. A preset
+# OCIGO_REFREGISTRY is kept. Needs the Go module proxy the first time.
+ensure_refregistry() {
+	if [[ -n ${OCIGO_REFREGISTRY:-} ]]; then
+		[[ -x $OCIGO_REFREGISTRY ]] || die "OCIGO_REFREGISTRY=$OCIGO_REFREGISTRY is not an executable"
+		export OCIGO_REFREGISTRY
+		return
+	fi
+	local bin
+	bin=$COSIGN_BIN_DIR/refregistry-$(refregistry_hash)
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		[[ -x $bin ]] && exit 0
+		command -v go >/dev/null || die "the go command is needed to build tests/refregistry"
+		log "building tests/refregistry into $bin"
+		local tmp=$bin.tmp.$$
+		if ! (cd "$OCIGO_ROOT/tests/refregistry" && GOTOOLCHAIN=local GOFLAGS=-modcacherw \
+			CGO_ENABLED=0 go build -trimpath -o "$tmp" .) >&2; then
+			rm -f "$tmp"
+			die "building tests/refregistry failed (needs the Go module proxy); set OCIGO_REFREGISTRY to its binary instead"
+		fi
+		mv "$tmp" "$bin"
+	) || exit
+	OCIGO_REFREGISTRY=$bin
+	export OCIGO_REFREGISTRY
+}
+
 # CNCF distribution v3: a second registry implementation for the tests.
 # (v3.1.2 has no OCI 1.1 referrers API either: it answers 404 there.)
 # Keep in step with DISTRIBUTION_V3_VERSION in tests/common/registry.rs.
@@ -506,12 +597,16 @@ ensure_script_deps() {
 }
 
 # ensure_test_deps: everything `cargo test` needs: ensure_script_deps,
-# cosign for the interop tests (OCIGO_COSIGN), and distribution v3, the
-# second registry implementation (OCIGO_REGISTRY_V3).
+# cosign v2 and v3 for the interop tests (OCIGO_COSIGN, OCIGO_COSIGN_V3),
+# distribution v3, a second registry implementation (OCIGO_REGISTRY_V3),
+# and tests/refregistry, the registry with the referrers API
+# (OCIGO_REFREGISTRY).
 ensure_test_deps() {
 	ensure_script_deps
 	ensure_cosign
+	ensure_cosign_v3
 	ensure_distribution_v3
+	ensure_refregistry
 	ensure_govulncheck
 	ensure_check_jsonschema
 }
@@ -539,6 +634,12 @@ print_tool_versions() {
 		fi
 		if [[ -n ${OCIGO_COSIGN:-} ]]; then
 			echo "  cosign: $("$OCIGO_COSIGN" version 2>/dev/null | awk '/^GitVersion/ { print $2 }') ($OCIGO_COSIGN)"
+		fi
+		if [[ -n ${OCIGO_COSIGN_V3:-} ]]; then
+			echo "  cosign: $("$OCIGO_COSIGN_V3" version 2>/dev/null | awk '/^GitVersion/ { print $2 }') ($OCIGO_COSIGN_V3)"
+		fi
+		if [[ -n ${OCIGO_REFREGISTRY:-} ]]; then
+			echo "  refregistry (go-containerregistry $(awk '/go-containerregistry / { print $2 }' "$OCIGO_ROOT/tests/refregistry/go.mod")) ($OCIGO_REFREGISTRY)"
 		fi
 	} >&2
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (only what is missing:
 # docker-registry, apache2-utils, iproute2, strace, GNU time, curl,
-# openssl via apt; cosign built once into ~/.cache/ocigo-ci/bin and
-# exported as OCIGO_COSIGN), then runs every test target:
+# openssl via apt; cosign v2 and v3, distribution v3 and tests/refregistry
+# built once into ~/.cache/ocigo-ci/bin and exported as OCIGO_COSIGN,
+# OCIGO_COSIGN_V3, OCIGO_REGISTRY_V3, OCIGO_REFREGISTRY), then runs every
+# test target:
 #
 #   scripts/test.sh                      # cargo test --all-targets
 #   scripts/test.sh --test registry_client

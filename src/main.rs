@@ -220,7 +220,8 @@ enum Command {
     /// List or prune the local content store.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Sign an artifact the way cosign does (key based, stored as the sha256-<hex>.sig tag).
+    /// Sign an artifact the way cosign does (key based): cosign v2's sha256-<hex>.sig tag
+    /// (--format legacy, the default) or cosign v3's sigstore bundle as an OCI 1.1 referrer.
     Sign {
         /// Private key file (cosign's format). Password from COSIGN_PASSWORD or a prompt.
         #[arg(long, value_name = "KEY")]
@@ -231,16 +232,48 @@ enum Command {
         /// The docker-reference the payload names. Default: HOST/REPO of REF; none for a layout.
         #[arg(long, value_name = "HOST/REPO")]
         identity: Option<String>,
+        /// Signature format: legacy (cosign v2's .sig tag) or bundle (cosign v3's).
+        #[arg(long, value_enum, default_value_t = FormatArg::Legacy)]
+        format: FormatArg,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         reference: String,
         #[command(flatten)]
         registry: RegistryArgs,
     },
-    /// Verify cosign signatures offline (no transparency log, no certificate authority).
+    /// Attach a signed in-toto attestation (a sigstore bundle referrer), as `cosign attest` does.
+    Attest {
+        /// Private key file (cosign's format). Password from COSIGN_PASSWORD or a prompt.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The predicate: a JSON file.
+        #[arg(long, value_name = "FILE")]
+        predicate: PathBuf,
+        /// The predicate type: a URI, or one of cosign's names (cyclonedx, spdxjson, ...).
+        #[arg(long = "type", value_name = "URI")]
+        predicate_type: String,
+        /// The repository the Statement's subject names. Default: HOST/REPO of REF; none for a layout.
+        #[arg(long, value_name = "HOST/REPO")]
+        identity: Option<String>,
+        /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Verify cosign signatures offline (no transparency log, no certificate authority), both
+    /// formats; with --attestation-type, attestations of that type, printing their predicates.
     Verify {
         /// Public key (repeatable; cosign's PEM).
         #[arg(long = "key", value_name = "PUB", required = true)]
         keys: Vec<PathBuf>,
+        /// Verify attestations of this predicate type (a URI or cosign's name, e.g. cyclonedx)
+        /// instead of signatures, and print their predicates.
+        #[arg(long, value_name = "URI")]
+        attestation_type: Option<String>,
+        /// With --attestation-type https://ocigo.dev/attestations/policy-decision/v1: the
+        /// decision must have been made with this policy file (and say the gate passed for
+        /// exactly REF's digest, which is always checked for that type).
+        #[arg(long, value_name = "FILE", requires = "attestation_type")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         rules: VerifyRules,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
@@ -356,7 +389,10 @@ enum PolicyCommand {
         /// writes it). Default: the policy's vulnerabilities.database.
         #[arg(long, value_name = "DIR")]
         vulndb: Option<PathBuf>,
-        /// Sign the decision with this private key as an in-toto attestation attached to SRC.
+        /// Sign the decision (pass or fail) with this private key: an in-toto attestation
+        /// (predicate type https://ocigo.dev/attestations/policy-decision/v1) in a sigstore
+        /// bundle, attached to SRC as an OCI 1.1 referrer. `ocigo verify --attestation-type
+        /// https://ocigo.dev/attestations/policy-decision/v1 --key PUB [--policy FILE] REF` checks it.
         #[arg(long, value_name = "KEY")]
         attest: Option<PathBuf>,
         /// oci:DIR[:TAG|@DIGEST] or HOST[:PORT]/REPO[:TAG|@DIGEST].
@@ -399,6 +435,27 @@ struct SignFlags {
     /// The docker-reference the signature names (with --sign).
     #[arg(long, value_name = "HOST/REPO", requires = "sign_key")]
     identity: Option<String>,
+    /// Signature format (with --sign): legacy (cosign v2's .sig tag) or bundle (cosign v3's).
+    #[arg(long, value_enum, default_value_t = FormatArg::Legacy, requires = "sign_key")]
+    format: FormatArg,
+}
+
+/// `--format`: where a signature is stored.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FormatArg {
+    /// cosign v2's sha256-<hex>.sig tag.
+    Legacy,
+    /// cosign v3's sigstore bundle, an OCI 1.1 referrer.
+    Bundle,
+}
+
+impl From<FormatArg> for ocigo::sign::SignatureFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Legacy => ocigo::sign::SignatureFormat::Legacy,
+            FormatArg::Bundle => ocigo::sign::SignatureFormat::Bundle,
+        }
+    }
 }
 
 impl SignFlags {
@@ -407,6 +464,7 @@ impl SignFlags {
             key,
             annotations: self.annotations.into_iter().collect(),
             identity: self.identity,
+            format: self.format.into(),
         })
     }
 }
@@ -460,6 +518,7 @@ impl Command {
             | Command::Pull { registry, .. }
             | Command::Inspect { registry, .. }
             | Command::Sign { registry, .. }
+            | Command::Attest { registry, .. }
             | Command::Verify { registry, .. }
             | Command::Login { registry, .. } => Some(registry),
             Command::Store(_)
@@ -521,10 +580,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     key,
                     annotations: Default::default(),
                     identity: None,
+                    format: ocigo::sign::SignatureFormat::Bundle,
                 }),
                 src,
             },
-            None,
         ),
         Command::Policy(PolicyCommand::Init { output }) => commands::policy_init(output.as_deref()),
         Command::Pack {
@@ -638,6 +697,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 keys: verify_keys,
                 threshold: verify.threshold,
                 identity: verify.expect_identity,
+                attestation_type: None,
+                policy: None,
             },
         ),
         Command::Inspect { src, modules, .. } => commands::inspect(&g, &src, modules),
@@ -649,6 +710,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             key,
             annotations,
             identity,
+            format,
             reference,
             registry: _,
         } => commands::sign_command(
@@ -658,10 +720,32 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 key,
                 annotations: annotations.into_iter().collect(),
                 identity,
+                format: format.into(),
             },
+        ),
+        Command::Attest {
+            key,
+            predicate,
+            predicate_type,
+            identity,
+            reference,
+            registry: _,
+        } => commands::attest_command(
+            &g,
+            &reference,
+            &commands::SignWith {
+                key,
+                annotations: Default::default(),
+                identity,
+                format: ocigo::sign::SignatureFormat::Bundle,
+            },
+            &predicate,
+            &predicate_type,
         ),
         Command::Verify {
             keys,
+            attestation_type,
+            policy,
             rules,
             reference,
             registry: _,
@@ -672,6 +756,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 keys,
                 threshold: rules.threshold,
                 identity: rules.expect_identity,
+                attestation_type,
+                policy,
             },
         ),
         Command::Key(KeyCommand::Generate {

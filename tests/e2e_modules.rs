@@ -291,6 +291,12 @@ fn registry_round_trip_builds_offline_distribution_v3() {
     registry_round_trip(RegistryKind::Distribution3);
 }
 
+/// 1c. The same with tests/refregistry (a registry with the referrers API).
+#[test]
+fn registry_round_trip_builds_offline_with_the_referrers_api() {
+    registry_round_trip(RegistryKind::Ggcr);
+}
+
 fn registry_round_trip(kind: RegistryKind) {
     let sc = Scratch::new();
     let reg = TestRegistry::start_kind(kind);

@@ -1252,8 +1252,234 @@ fn signatures_rule() {
     // A key that never signed: no signature counts.
     let other = policy("other.yaml", "  keys: [c.pub]\n");
     decision(&sc, &other, &src, &[], 1);
-    let _ = c;
+    // c signs in the bundle format (cosign v3, a referrer): it counts only
+    // where the policy accepts that format.
+    let c_key = format!("{}.key", s(&c));
+    assert_exit(
+        &ocigo(
+            &sc.join("store"),
+            &[
+                "sign",
+                "--key",
+                &c_key,
+                "--format",
+                "bundle",
+                "-a",
+                "gate=release",
+                &src,
+            ],
+            &[("COSIGN_PASSWORD", "gate")],
+        ),
+        0,
+        "sign --format bundle",
+    );
+    let d = decision(&sc, &other, &src, &[], 1);
+    assert_mentions(
+        &format!("{:?}", errors(&d, "signatures")),
+        &[
+            "a bundle signature by",
+            "does not count: the policy accepts legacy",
+        ],
+        "bundle refused",
+    );
+    let bundles = policy("bundle.yaml", "  keys: [c.pub]\n  formats: [bundle]\n");
+    decision(&sc, &bundles, &src, &[], 0);
+    let both = policy(
+        "both.yaml",
+        "  keys: [b.pub, c.pub]\n  threshold: 2\n  formats: [legacy, bundle]\n  annotations: {gate: release}\n",
+    );
+    decision(&sc, &both, &src, &[], 0);
     // A key file that cannot be read: the check cannot run.
     let missing = policy("missing.yaml", "  keys: [nope.pub]\n");
     assert_exit(&check(&sc, &missing, &src, &[]), 2, "missing key file");
+}
+
+// ---- --attest ------------------------------------------------------------
+
+const DECISION_TYPE: &str = "https://ocigo.dev/attestations/policy-decision/v1";
+
+#[test]
+fn attested_decisions_verify_with_ocigo_and_cosign_and_bind_digest_and_policy() {
+    use common::registry::{Kind as RegistryKind, TestRegistry};
+    let sc = Scratch::new();
+    let store = sc.join("store");
+    let reg = TestRegistry::start_kind(RegistryKind::Ggcr);
+    let gate = key_pair(&sc, "gate");
+    let gate_key = format!("{}.key", s(&gate));
+    let gate_pub = format!("{}.pub", s(&gate));
+    let pw = [("COSIGN_PASSWORD", "gate")];
+    let push = |layout: &str, name: &str| {
+        let remote = format!("{}/team/{name}:v1", reg.addr);
+        assert_exit(&ocigo(&store, &["push", layout, &remote], &[]), 0, "push");
+        remote
+    };
+    let one = push(
+        &bundle(
+            &sc.join("one"),
+            &[m("example.com/a", "v1.0.0")],
+            Some(days_ago(1)),
+        ),
+        "one",
+    );
+    let two = push(
+        &bundle(
+            &sc.join("two"),
+            &[m("example.com/b", "v1.0.0")],
+            Some(days_ago(90)),
+        ),
+        "two",
+    );
+    let policy = write(&sc.join("gate.yaml"), "version: 1\nage:\n  max: 30d\n");
+    let other_policy = write(&sc.join("other.yaml"), "version: 1\nage:\n  max: 31d\n");
+
+    // The gate passes and attests.
+    let out = ocigo(
+        &store,
+        &[
+            "policy",
+            "check",
+            "--policy",
+            &s(&policy),
+            "--attest",
+            &gate_key,
+            "--format",
+            "json",
+            &one,
+        ],
+        &pw,
+    );
+    assert_exit(&out, 0, "policy check --attest");
+    let d: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let attestation = d["attestation"].as_str().unwrap().to_string();
+    assert!(attestation.starts_with("sha256:"), "{d:#}");
+
+    // ocigo verifies it: this digest, this policy, passed.
+    let verify = |src: &str, policy: Option<&Path>| {
+        let mut args = vec![
+            "verify",
+            "--attestation-type",
+            DECISION_TYPE,
+            "--key",
+            &gate_pub,
+        ];
+        let p = policy.map(s);
+        if let Some(p) = &p {
+            args.extend_from_slice(&["--policy", p]);
+        }
+        args.push(src);
+        ocigo(&store, &args, &[])
+    };
+    let out = verify(&one, Some(&policy));
+    assert_exit(&out, 0, "verify the decision");
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(printed["bundle"]["digest"], d["bundle"]["digest"]);
+    assert_eq!(printed["passed"], true);
+    // The decision validates against its schema, as a predicate too.
+    let (ok, why) = validate(
+        &sc,
+        &schemas().join("policy-decision.v1.schema.json"),
+        &printed.to_string(),
+        "predicate.json",
+    );
+    assert!(ok, "{why}");
+
+    // Another policy: refused.
+    let out = verify(&one, Some(&other_policy));
+    assert_exit(&out, 3, "decision for another policy");
+    assert_mentions(
+        &stderr(&out),
+        &[
+            "was made with policy",
+            "no policy decision says the gate passed",
+        ],
+        "other policy",
+    );
+
+    // cosign v3 verifies the same attestation.
+    let cosign = common::cosign::v3();
+    let out = common::cosign::run(
+        &cosign,
+        &sc.path(),
+        "",
+        &[
+            "verify-attestation",
+            "--key",
+            &gate_pub,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            DECISION_TYPE,
+            &one,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "cosign verify-attestation: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // ... and refuses it under a key that did not make it.
+    let stranger = key_pair(&sc, "stranger");
+    let out = common::cosign::run(
+        &cosign,
+        &sc.path(),
+        "",
+        &[
+            "verify-attestation",
+            "--key",
+            &format!("{}.pub", s(&stranger)),
+            "--insecure-ignore-tlog=true",
+            "--type",
+            DECISION_TYPE,
+            &one,
+        ],
+    );
+    assert!(!out.status.success(), "cosign accepted a stranger's key");
+
+    // Another digest: bundle two has no decision of its own.
+    let out = verify(&two, None);
+    assert_exit(&out, 3, "no decision for another digest");
+    // A decision made for bundle one, signed with the gate key and attached
+    // to bundle two, is refused: it decides about another digest.
+    let layout = sc.join("two");
+    let layout_repo = Layout::open(&layout).unwrap();
+    let two_top = layout_repo.resolve("v1").unwrap();
+    let key = ocigo::sign::read_private_key_file(Path::new(&gate_key), b"gate").unwrap();
+    ocigo::sign::attach_attestation(
+        &layout_repo,
+        "",
+        &two_top,
+        &key,
+        DECISION_TYPE,
+        &serde_json::to_vec(&printed).unwrap(),
+    )
+    .unwrap();
+    let two_layout = format!("oci:{}:v1", s(&layout));
+    let out = verify(&two_layout, None);
+    assert_exit(&out, 3, "a decision about another digest");
+    assert_mentions(
+        &stderr(&out),
+        &[&format!(
+            "decides about {}",
+            d["bundle"]["digest"].as_str().unwrap()
+        )],
+        "another digest",
+    );
+    // A failed gate, attested, does not pass verification either.
+    let out = ocigo(
+        &store,
+        &[
+            "policy",
+            "check",
+            "--policy",
+            &s(&policy),
+            "--attest",
+            &gate_key,
+            &two_layout,
+        ],
+        &pw,
+    );
+    assert_exit(&out, 1, "a failing check still attests its decision");
+    let out = verify(&two_layout, Some(&policy));
+    assert_exit(&out, 3, "a failed decision");
+    assert_mentions(&stderr(&out), &["says the gate failed"], "failed gate");
 }

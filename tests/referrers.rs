@@ -1,11 +1,12 @@
-//! OCI 1.1 referrers against both real registry implementations, CNCF
+//! OCI 1.1 referrers against the real registry implementations: CNCF
 //! distribution 2.8 and v3 (v3.1.2, checked: neither serves the referrers
 //! API, both answer 404 there, so both use the `sha256-<hex>` fallback
-//! tag), OCI layouts (untagged `index.json` entries), `ocigo push` carrying
-//! every referrer across 2.8 -> layout -> v3, and the referrers API itself
-//! (paging, the `artifactType` filter, `OCI-Subject` sparing the fallback
-//! tag) against the fake server, for want of a real registry with the API
-//! in the test set.
+//! tag), and tests/refregistry (go-containerregistry's registry, the one
+//! WITH the referrers API: `artifactType` filter, `OCI-Subject`, so no
+//! fallback tag); OCI layouts (untagged `index.json` entries); `ocigo push`
+//! carrying every referrer across 2.8 -> layout -> v3 and across registries
+//! with the API; and what no real server here produces (paging, a server
+//! that does not apply the filter) against the fake server.
 
 mod common;
 
@@ -142,6 +143,40 @@ fn referrers_fallback_tag_on_distribution_2_8() {
     referrers_on(RegistryKind::Distribution2);
 }
 
+/// A registry with the API: the referrers list comes from the registry,
+/// filtered there (`OCI-Filters-Applied`), and no fallback tag is written
+/// since the registry confirms each subject (`OCI-Subject`).
+#[test]
+fn referrers_api_on_a_registry_that_serves_it() {
+    let reg = TestRegistry::start_kind(RegistryKind::Ggcr);
+    let r = repo(&reg, "team/refs");
+    let (x, _sbom, _sig) = check_referrers(&r);
+    let e = r.resolve(&oci::referrers_tag(&x.digest)).unwrap_err();
+    assert_eq!(kind_of(&e), Some(Kind::NotFound), "{e:#}");
+    assert!(
+        !r.list_tags()
+            .unwrap()
+            .iter()
+            .any(|t| t.starts_with("sha256-")),
+        "{:?}",
+        r.list_tags()
+    );
+    // The registry answered the filtered query itself, and no request
+    // wrote a fallback tag.
+    let log = reg.access_log();
+    assert!(
+        log.contains(&format!(
+            "GET /v2/team/refs/referrers/{}?artifactType=application%2Fvnd.example.sbom.v1%2Bjson",
+            x.digest
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains("PUT /v2/team/refs/manifests/sha256-"),
+        "{log}"
+    );
+}
+
 #[test]
 fn referrers_in_an_oci_layout_are_untagged_index_entries() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,6 +269,49 @@ fn push_carries_every_referrer_from_2_8_through_a_layout_to_v3() {
     let again = push(&layout_ref, &format!("{}/team/mods:v1", new.addr));
     assert_eq!(again["copy"]["blobs_sent"], 0, "{again:#}");
     assert_eq!(again["copy"]["referrers"], 2, "{again:#}");
+}
+
+/// Every referrer travels between registries with the API, through a
+/// layout, and on to one without (where ocigo writes the fallback tags).
+#[test]
+fn push_carries_every_referrer_across_registries_with_the_referrers_api() {
+    let src = TestRegistry::start_kind(RegistryKind::Ggcr);
+    let dst = TestRegistry::start_kind(RegistryKind::Ggcr);
+    let old = TestRegistry::start_kind(RegistryKind::Distribution2);
+    let (top, sbom, sig) = artifact_with_referrer_chain(&repo(&src, "team/mods"));
+    let sc = tempfile::tempdir().unwrap();
+    let store = sc.path().join("store");
+    let push = |from: &str, to: &str| {
+        let out = ocigo(&store, &["push", from, to, "--json"], &[]);
+        json_ok(&out, &format!("ocigo push {from} {to}"))
+    };
+    let layout_ref = format!("oci:{}:v1", sc.path().join("disk").display());
+    let down = push(&format!("{}/team/mods:v1", src.addr), &layout_ref);
+    assert_eq!(down["copy"]["referrers"], 2, "{down:#}");
+    let up = push(&layout_ref, &format!("{}/team/mods:v1", dst.addr));
+    assert_eq!(up["copy"]["referrers"], 2, "{up:#}");
+    let r = repo(&dst, "team/mods");
+    assert_eq!(
+        digests(&r.referrers(&top.digest, Some(SBOM)).unwrap()),
+        digests(std::slice::from_ref(&sbom))
+    );
+    assert_eq!(
+        digests(&r.referrers(&sbom.digest, None).unwrap()),
+        digests(std::slice::from_ref(&sig))
+    );
+    assert_eq!(r.list_tags().unwrap(), vec!["v1"], "no fallback tags");
+
+    let across = push(
+        &format!("{}/team/mods:v1", dst.addr),
+        &format!("{}/team/mods:v1", old.addr),
+    );
+    assert_eq!(across["copy"]["referrers"], 2, "{across:#}");
+    let r = repo(&old, "team/mods");
+    assert_eq!(
+        digests(&r.referrers(&sbom.digest, None).unwrap()),
+        digests(&[sig])
+    );
+    assert!(r.resolve(&oci::referrers_tag(&top.digest)).is_ok());
 }
 
 #[test]

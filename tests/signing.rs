@@ -2,9 +2,10 @@
 //! containers/image's signature policy (what skopeo and podman enforce),
 //! and every refusal ending in a clear error with nothing written.
 //!
-//! The cosign binary comes from `OCIGO_COSIGN` (scripts/test.sh builds it
-//! with `go install` at a pinned v2 release) or `cosign` on PATH; these
-//! tests fail, not skip, when it is missing.
+//! The cosign binaries come from tests/common/cosign.rs (scripts/test.sh
+//! builds them with `go install` at pinned v2 and v3 releases; `OCIGO_COSIGN`
+//! and `OCIGO_COSIGN_V3` override); these tests fail, not skip, when one is
+//! missing.
 
 mod common;
 
@@ -62,32 +63,8 @@ fn refused(out: &Output, code: i32, needle: &str) -> String {
     stderr
 }
 
-fn cosign() -> PathBuf {
-    if let Some(p) = std::env::var_os("OCIGO_COSIGN") {
-        return PathBuf::from(p);
-    }
-    let found = Command::new("sh")
-        .args(["-c", "command -v cosign"])
-        .output()
-        .expect("sh");
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "the cosign CLI is needed for interop tests: run scripts/test.sh (it builds cosign) or set OCIGO_COSIGN"
-    );
-    PathBuf::from(path)
-}
-
 fn cosign_cmd(dir: &Path, args: &[&str]) -> Output {
-    Command::new(cosign())
-        .args(args)
-        .current_dir(dir)
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .env("HOME", dir)
-        .env("SIGSTORE_NO_CACHE", "1")
-        .env("TUF_ROOT", dir.join("tuf"))
-        .output()
-        .expect("run cosign")
+    common::cosign::run(&common::cosign::v2(), dir, PASSWORD, args)
 }
 
 /// A module bundle of the fixture project, packed once into an OCI layout.
@@ -194,6 +171,11 @@ fn cosign_verifies_what_ocigo_signed_and_ocigo_verifies_what_cosign_signed() {
 #[test]
 fn cosign_interop_on_distribution_v3() {
     cosign_interop(RegistryKind::Distribution3);
+}
+
+#[test]
+fn cosign_interop_on_a_registry_with_the_referrers_api() {
+    cosign_interop(RegistryKind::Ggcr);
 }
 
 fn cosign_interop(kind: RegistryKind) {
@@ -907,6 +889,11 @@ fn layout_signatures_travel_and_merge() {
 #[test]
 fn layout_signatures_travel_and_merge_on_distribution_v3() {
     signatures_travel_and_merge(RegistryKind::Distribution3);
+}
+
+#[test]
+fn layout_signatures_travel_and_merge_with_the_referrers_api() {
+    signatures_travel_and_merge(RegistryKind::Ggcr);
 }
 
 fn signatures_travel_and_merge(kind: RegistryKind) {

@@ -37,12 +37,14 @@ pub use key::{KeyReport, key_generate};
 pub use login::{LoginReport, LogoutReport, login, logout, read_password_line};
 pub use pack::{PackArgs, PackReport, pack};
 pub use policy::{
-    CheckArgs as PolicyCheckArgs, DecisionAttester, Format as PolicyFormat, check as policy_check,
-    init as policy_init,
+    CheckArgs as PolicyCheckArgs, Format as PolicyFormat, check as policy_check,
+    check_decisions as policy_check_decisions, init as policy_init,
 };
 pub use pull::{PullArgs, PullReport, pull, pull_verified};
 pub use push::{PushReport, push};
-pub use sign::{SignReport, SignWith, VerifyWith, sign_command, verify_command};
+pub use sign::{
+    AttestReport, SignReport, SignWith, VerifyWith, attest_command, sign_command, verify_command,
+};
 pub use store::{PruneReport, StoreEntry, StoreReport, store_list, store_prune};
 pub use toolchain::{
     PackToolchainArgs, PackToolchainReport, ToolchainSource, pack_toolchain, project_toolchain,

@@ -9,9 +9,12 @@
 //! violated; 2: the check could not run (main.rs maps every error of this
 //! command to 2). No network beyond SRC's registry.
 //!
-//! `--attest KEY` signs the decision as an in-toto statement (predicate
-//! type [`crate::policy::report::PREDICATE_TYPE`]) and attaches it to the
-//! bundle as a referrer, through the [`DecisionAttester`] interface.
+//! `--attest KEY` signs the decision (pass or fail) as an in-toto
+//! statement, predicate type [`crate::policy::report::PREDICATE_TYPE`],
+//! in a sigstore bundle attached to the bundle as an OCI 1.1 referrer
+//! (`crate::sign::attach_attestation`, as `cosign attest` stores it).
+//! [`check_decisions`] is what `ocigo verify --attestation-type` adds for
+//! that type: the gate passed, for exactly this digest (and policy).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use anyhow::Result;
 
 use super::{Global, Outcome};
 use crate::artifact;
-use crate::error::{Kind, fail, fail_hint, kind_of};
+use crate::error::{Kind, fail, fail_hint};
 use crate::gomod::modfile;
 use crate::oci::{Descriptor, Reference, Repository};
 use crate::policy::report::{BundleRef, DatabaseInfo, Decision, PolicyRef};
@@ -44,20 +47,6 @@ pub struct CheckArgs {
     pub vulndb: Option<PathBuf>,
     pub attest: Option<super::SignWith>,
     pub src: String,
-}
-
-/// Signs a decision and attaches it to the bundle; the cosign v3 work
-/// provides the implementation (DSSE envelope, in-toto statement, bundle
-/// referrer). Returns the attestation's manifest digest.
-pub trait DecisionAttester {
-    fn attest(
-        &self,
-        repo: &dyn Repository,
-        reference: &Reference,
-        subject: &Descriptor,
-        predicate_type: &str,
-        predicate: &serde_json::Value,
-    ) -> Result<String>;
 }
 
 /// `ocigo policy init`: the commented example policy.
@@ -184,66 +173,76 @@ fn check_signatures(
         notes: Vec::new(),
         formats: Vec::new(),
     };
-    for format in &s.formats {
-        match format {
-            SignatureFormat::Legacy => {
-                facts.formats.push("legacy".into());
-                let verified = crate::sign::storage::verify(
-                    repo,
-                    top,
-                    &crate::sign::storage::VerifyPolicy {
-                        keys: &keys,
-                        threshold: 1,
-                        repository: repository.as_deref(),
-                    },
-                );
-                match verified {
-                    Ok(report) => {
-                        for (label, ann) in &report.annotations {
-                            let missing: Vec<String> = s
-                                .annotations
-                                .iter()
-                                .filter(|(k, v)| ann.get(*k) != Some(*v))
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect();
-                            if missing.is_empty() {
-                                if !facts.signed_by.contains(label) {
-                                    facts.signed_by.push(label.clone());
-                                }
-                            } else {
-                                facts.notes.push(format!(
-                                    "a signature by {label} lacks the annotation(s) {}",
-                                    missing.join(", ")
-                                ));
-                            }
-                        }
-                        facts.notes.extend(report.rejected);
-                    }
-                    // Not signed, or not by these keys: a violation.
-                    Err(e) if kind_of(&e) == Some(Kind::Integrity) => {
-                        facts.notes.push(format!("{e:#}"));
-                    }
-                    Err(e) => return Err(e),
-                }
+    // Both formats in one scan (the legacy tag, then the bundle referrers);
+    // a signature counts when its format is accepted and it carries every
+    // required annotation.
+    let scan = crate::sign::verify::verify_signatures(repo, top, &keys, repository.as_deref())?;
+    for f in &s.formats {
+        facts.formats.push(
+            match f {
+                SignatureFormat::Legacy => "legacy",
+                SignatureFormat::Bundle => "bundle",
             }
-            SignatureFormat::Bundle => {
-                facts.formats.push("bundle".into());
-                facts.notes.push(
-                    "cosign v3 bundle signatures cannot be verified by this ocigo yet".into(),
-                );
-            }
+            .into(),
+        );
+    }
+    for v in &scan.valid {
+        let accepted = s.formats.iter().any(|f| {
+            matches!(
+                (f, v.format),
+                (
+                    SignatureFormat::Legacy,
+                    crate::sign::verify::SignatureFormat::Legacy
+                ) | (
+                    SignatureFormat::Bundle,
+                    crate::sign::verify::SignatureFormat::Bundle
+                )
+            )
+        });
+        if !accepted {
+            facts.notes.push(format!(
+                "a {} signature by {} does not count: the policy accepts {}",
+                v.format,
+                v.key,
+                facts.formats.join(", ")
+            ));
+            continue;
+        }
+        let missing: Vec<String> = s
+            .annotations
+            .iter()
+            .filter(|(k, want)| v.annotations.get(*k) != Some(*want))
+            .map(|(k, want)| format!("{k}={want}"))
+            .collect();
+        if !missing.is_empty() {
+            facts.notes.push(format!(
+                "a {} signature by {} lacks the annotation(s) {}",
+                v.format,
+                v.key,
+                missing.join(", ")
+            ));
+        } else if !facts.signed_by.contains(&v.key) {
+            facts.signed_by.push(v.key.clone());
         }
     }
+    if scan.found == 0 {
+        facts
+            .notes
+            .push(format!("{}@{} is not signed", repo.location(), top.digest));
+    }
+    facts.notes.extend(scan.rejected);
     Ok(facts)
 }
 
 /// `ocigo policy check`.
-pub fn check(
-    g: &Global,
-    args: &CheckArgs,
-    attester: Option<&dyn DecisionAttester>,
-) -> Result<Outcome> {
+pub fn check(g: &Global, args: &CheckArgs) -> Result<Outcome> {
     let loaded = spec::load(&args.policy)?;
+    // The key and its password before any work.
+    let signer = args
+        .attest
+        .as_ref()
+        .map(super::SignWith::load)
+        .transpose()?;
     let p = &loaded.policy;
     let needs_project =
         p.coverage.is_some() || p.toolchain.as_ref().is_some_and(|t| t.match_project);
@@ -332,23 +331,17 @@ pub fn check(
         }),
         results,
     );
-    if let Some(with) = &args.attest {
-        let attester = attester.ok_or_else(|| {
-            fail(
-                Kind::Usage,
-                "--attest: this ocigo has no in-toto attestation support yet",
-            )
-        })?;
-        let _ = with;
-        let predicate = serde_json::to_value(&decision)?;
-        let digest = attester.attest(
+    if let Some(signer) = &signer {
+        let predicate = serde_json::to_vec(&decision)?;
+        let report = super::sign::attest_at(
             repo.as_ref(),
             &src_ref,
             &top,
+            signer,
             crate::policy::report::PREDICATE_TYPE,
             &predicate,
         )?;
-        decision.attestation = Some(digest);
+        decision.attestation = Some(report.attestation_manifest);
     }
     let json = serde_json::to_value(&decision)?;
     let human = match args.format {
@@ -362,4 +355,60 @@ pub fn check(
         exit_code: if decision.passed { 0 } else { 1 },
         hints: Vec::new(),
     })
+}
+
+/// For `ocigo verify --attestation-type <the decision type>`: among the
+/// decisions that verified, one must say the gate passed, for exactly
+/// `target` (its `bundle.digest`) and, when `policy` is given, for exactly
+/// that policy file (its sha256). Anything else is refused (exit 3), saying
+/// what the decisions found were about.
+pub fn check_decisions(
+    found: &crate::sign::attest::Attestations,
+    target: &Descriptor,
+    policy: Option<&Path>,
+) -> Result<()> {
+    let want_policy = match policy {
+        Some(p) => {
+            let bytes = crate::fs::read_capped(p, spec::MAX_POLICY_BYTES)?.ok_or_else(|| {
+                fail(
+                    Kind::Usage,
+                    format!("policy file {} does not exist", p.display()),
+                )
+            })?;
+            Some(crate::oci::Digest::of_bytes(&bytes).to_string())
+        }
+        None => None,
+    };
+    let mut seen = Vec::new();
+    for a in &found.verified {
+        let d = &a.predicate;
+        let bundle = d["bundle"]["digest"].as_str().unwrap_or("");
+        let pol = d["policy"]["digest"].as_str().unwrap_or("");
+        let passed = d["passed"].as_bool() == Some(true);
+        let why = if bundle != target.digest.as_str() {
+            format!("decides about {bundle}, not {}", target.digest)
+        } else if want_policy.as_deref().is_some_and(|w| w != pol) {
+            format!(
+                "was made with policy {pol}, not {}",
+                want_policy.as_deref().unwrap_or_default()
+            )
+        } else if !passed {
+            format!("says the gate failed (checked at {})", d["checked_at"])
+        } else {
+            return Ok(());
+        };
+        seen.push(format!("decision in {} {why}", a.stored_in));
+    }
+    Err(fail_hint(
+        Kind::Integrity,
+        format!(
+            "no policy decision says the gate passed for {}{}: {}",
+            target.digest,
+            want_policy
+                .map(|p| format!(" with policy {p}"))
+                .unwrap_or_default(),
+            seen.join("; ")
+        ),
+        "run `ocigo policy check --policy POLICY --attest KEY` on this digest",
+    ))
 }

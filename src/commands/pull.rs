@@ -388,9 +388,14 @@ pub fn pull_verified(g: &Global, args: &PullArgs, with: VerifyWith) -> Result<Ou
     let report = verify_at(repo.as_ref(), &r, &target, &with)?;
     let mut outcome = pull_from(g, args, &r, repo.as_ref(), &target)?;
     outcome.human = format!(
-        "signature verified: {} signed {}\n{}",
-        report.signed_by.join(", "),
+        "signature verified: {} signed {}\n{}{}",
+        report.describe_signers(),
         report.digest,
+        if report.transparency_log_not_checked {
+            super::sign::UNCHECKED_LOG_NOTE
+        } else {
+            ""
+        },
         outcome.human
     );
     if let serde_json::Value::Object(m) = &mut outcome.json {

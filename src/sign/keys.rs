@@ -133,6 +133,12 @@ impl VerifyingKey {
         format!("sha256:{}", hex::encode(Sha256::digest(self.to_pkix_der())))
     }
 
+    /// The public-key hint of a key-only sigstore bundle: base64 of the
+    /// SHA-256 of the PKIX DER (what cosign v3 writes).
+    pub fn sigstore_hint(&self) -> String {
+        B64.encode(Sha256::digest(self.to_pkix_der()))
+    }
+
     fn to_pkix_der(&self) -> Vec<u8> {
         self.0
             .to_public_key_der()

@@ -6,21 +6,22 @@
 //! Verification is offline and key based: no transparency log, no
 //! certificate authority. A signature counts only if its payload names the
 //! very manifest digest being verified and the repository it was found in.
+//! Thresholds, and the bundle format next to this one, are
+//! [`super::verify`]'s.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-
-use anyhow::{Context, Result};
-use base64::Engine;
-use serde::Serialize;
 
 use super::keys::{SigningKey, VerifyingKey};
 use super::payload::{
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, parse_payload, signature_tag,
     simple_signing_payload,
 };
-use crate::error::{Kind, WithHint, fail};
+use super::verify::{SignatureFormat, SignatureScan, ValidSignature};
+use crate::error::{Kind, fail};
 use crate::oci::{self, Descriptor, Manifest, Repository};
+use anyhow::{Context, Result};
+use base64::Engine;
 
 /// More signature layers than anyone makes: refuse rather than fetch them all.
 const MAX_SIGNATURES: usize = 256;
@@ -157,32 +158,6 @@ fn existing_signatures(repo: &dyn Repository, tag: &str) -> Result<Option<Manife
     Ok(Some(repo.fetch_manifest(&desc)?.manifest()?))
 }
 
-/// What verification must hold to.
-pub struct VerifyPolicy<'a> {
-    /// Keys with a label for messages (usually the file name).
-    pub keys: &'a [(String, VerifyingKey)],
-    /// How many distinct keys must have signed.
-    pub threshold: usize,
-    /// The repository path (without registry host) the payload must name;
-    /// `None` skips the identity check.
-    pub repository: Option<&'a str>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub struct VerifyReport {
-    pub digest: String,
-    /// Labels of the keys that signed.
-    pub signed_by: Vec<String>,
-    pub signatures_found: usize,
-    /// Why each signature that did not count was rejected.
-    pub rejected: Vec<String>,
-    /// Each counted signature's key label and payload annotations (for
-    /// policies that require annotations).
-    #[serde(skip)]
-    pub annotations: Vec<(String, std::collections::BTreeMap<String, String>)>,
-}
-
 /// Repository path of a `docker-reference`, without registry host, tag or
 /// digest (`host:5000/team/mods:v1` -> `team/mods`).
 pub fn repository_path(docker_reference: &str) -> &str {
@@ -202,38 +177,21 @@ pub fn repository_path(docker_reference: &str) -> &str {
     }
 }
 
-/// Verifies signatures over `target` found in `repo`. Fetches one manifest
-/// and each (small) payload blob; nothing else.
-pub fn verify(
+/// What the legacy `.sig` tag of `target` holds: how many signatures, those
+/// that verified with `keys` (and name `repository`, when given and the
+/// payload names one), and why each other one was rejected. Fetches one
+/// manifest and each (small) payload blob; nothing when there is no tag.
+pub fn legacy_signatures(
     repo: &dyn Repository,
     target: &Descriptor,
-    policy: &VerifyPolicy,
-) -> Result<VerifyReport> {
+    keys: &[(String, VerifyingKey)],
+    repository: Option<&str>,
+) -> Result<SignatureScan> {
     let tag = signature_tag(&target.digest);
-    let tried = || {
-        policy
-            .keys
-            .iter()
-            .map(|(label, k)| format!("{label} ({})", k.fingerprint()))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let mut out = SignatureScan::default();
+    let Some(manifest) = existing_signatures(repo, &tag)? else {
+        return Ok(out);
     };
-    let manifest = existing_signatures(repo, &tag)?.ok_or_else(|| {
-        fail(
-            Kind::Integrity,
-            format!(
-                "{}@{} is not signed: no signature tag {tag} there. Keys tried: {}",
-                repo.location(),
-                target.digest,
-                tried()
-            ),
-        )
-    })?;
-
-    let mut signed_by: Vec<String> = Vec::new();
-    let mut annotations = Vec::new();
-    let mut rejected = Vec::new();
-    let mut other_repository = false;
     if manifest.layers.len() > MAX_SIGNATURES {
         return Err(fail(
             Kind::Integrity,
@@ -245,27 +203,29 @@ pub fn verify(
             ),
         ));
     }
+    out.found = manifest.layers.len();
     for (i, layer) in manifest.layers.iter().enumerate() {
         let n = i + 1;
         if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
-            rejected.push(format!(
+            out.rejected.push(format!(
                 "signature {n}: layer media type {}",
                 layer.media_type
             ));
             continue;
         }
         let Some(sig_b64) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
-            rejected.push(format!(
+            out.rejected.push(format!(
                 "signature {n}: no {SIGNATURE_ANNOTATION} annotation"
             ));
             continue;
         };
         let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(sig_b64.trim()) else {
-            rejected.push(format!("signature {n}: annotation is not base64"));
+            out.rejected
+                .push(format!("signature {n}: annotation is not base64"));
             continue;
         };
         if layer.size > MAX_PAYLOAD_BYTES {
-            rejected.push(format!(
+            out.rejected.push(format!(
                 "signature {n}: payload of {} bytes is too large",
                 layer.size
             ));
@@ -285,26 +245,25 @@ pub fn verify(
             })
         });
         if let Err(e) = read {
-            rejected.push(format!("signature {n}: payload unreadable: {e:#}"));
+            out.rejected
+                .push(format!("signature {n}: payload unreadable: {e:#}"));
             continue;
         }
-        let Some((label, _)) = policy
-            .keys
-            .iter()
-            .find(|(_, k)| k.verify(&payload, &signature))
-        else {
-            rejected.push(format!("signature {n}: not made by any of the keys tried"));
+        let Some((label, key)) = keys.iter().find(|(_, k)| k.verify(&payload, &signature)) else {
+            out.rejected
+                .push(format!("signature {n}: not made by any of the keys tried"));
             continue;
         };
         let parsed = match parse_payload(&payload) {
             Ok(p) => p,
             Err(e) => {
-                rejected.push(format!("signature {n} (by {label}): bad payload: {e}"));
+                out.rejected
+                    .push(format!("signature {n} (by {label}): bad payload: {e}"));
                 continue;
             }
         };
         if parsed.manifest_digest != target.digest.as_str() {
-            rejected.push(format!(
+            out.rejected.push(format!(
                 "signature {n} (by {label}): signs another manifest, {}",
                 parsed.manifest_digest
             ));
@@ -312,54 +271,28 @@ pub fn verify(
         }
         // An empty docker-reference (signed on a layout, which has no name)
         // binds the signature to no repository.
-        if let Some(want) = policy.repository
+        if let Some(want) = repository
             && !parsed.docker_reference.is_empty()
             && repository_path(&parsed.docker_reference) != want
         {
-            rejected.push(format!(
+            out.rejected.push(format!(
                 "signature {n} (by {label}): made for repository {:?}, not {want:?}",
                 parsed.docker_reference
             ));
-            other_repository = true;
+            out.other_repository = true;
             continue;
         }
-        annotations.push((label.clone(), parsed.annotations));
-        if !signed_by.contains(label) {
-            signed_by.push(label.clone());
-        }
-    }
-    let report = VerifyReport {
-        digest: target.digest.to_string(),
-        signed_by,
-        signatures_found: manifest.layers.len(),
-        rejected,
-        annotations,
-    };
-    if report.signed_by.len() < policy.threshold.max(1) {
-        let err = fail(
-            Kind::Integrity,
-            format!(
-                "no valid signature for {}@{}: {} of {} required keys signed. Keys tried: {}. Found {} signature(s){}",
-                repo.location(),
-                target.digest,
-                report.signed_by.len(),
-                policy.threshold.max(1),
-                tried(),
-                report.signatures_found,
-                if report.rejected.is_empty() {
-                    String::new()
-                } else {
-                    format!(":\n  {}", report.rejected.join("\n  "))
-                }
-            ),
-        );
-        return Err(if other_repository {
-            err.hint("if the bundle was signed under another repository name on purpose, pass --expect-identity REPO")
-        } else {
-            err
+        out.valid.push(ValidSignature {
+            format: SignatureFormat::Legacy,
+            key: label.clone(),
+            key_fingerprint: key.fingerprint(),
+            identity: parsed.docker_reference,
+            annotations: parsed.annotations,
+            stored_in: tag.clone(),
+            unchecked_transparency_log: false,
         });
     }
-    Ok(report)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod closure;
+pub mod cosign;
 pub mod faults;
 pub mod fixtures;
 pub mod go;

@@ -1,9 +1,12 @@
 //! Real registries for the integration tests: Debian's `docker-registry`
-//! (CNCF distribution 2.8.2, the engine Harbor embeds; no referrers API) or
+//! (CNCF distribution 2.8.2, the engine Harbor embeds; no referrers API),
 //! CNCF distribution v3 (`registry`, built by `scripts/lib.sh`'s
 //! `ensure_distribution_v3`; a second implementation, though v3.1.2 has no
-//! referrers API either: it answers 404 there), started with a
-//! config of our own on a free port of 127.0.0.1, optionally behind htpasswd (Basic)
+//! referrers API either: it answers 404 there), or `tests/refregistry`
+//! (go-containerregistry's registry, built by `ensure_refregistry`: the one
+//! WITH the OCI 1.1 referrers API, `artifactType` filter and `OCI-Subject`),
+//! started on a free port of 127.0.0.1, the distribution ones with a
+//! config of our own, optionally behind htpasswd (Basic)
 //! or behind a token service of our own (Bearer, the way Harbor does it).
 //! Also writes docker `config.json` files holding credentials, and makes a
 //! private certificate authority ([`TestPki`], with the openssl CLI) for
@@ -33,11 +36,25 @@ pub enum Kind {
     /// CNCF distribution v3 (v3.1.2): a second implementation of the
     /// distribution API; no referrers API (404), no `OCI-Subject`.
     Distribution3,
+    /// `tests/refregistry`: go-containerregistry v0.22.1's `pkg/registry`
+    /// with its referrers support on, plus a thin layer of ours (the
+    /// manifest's `artifactType` in the referrers list, the `artifactType`
+    /// filter, `OCI-Subject`, an empty list rather than 404). Anonymous
+    /// only (no htpasswd, token or TLS); manifests live in memory, blobs
+    /// under [`TestRegistry::storage_dir`].
+    Ggcr,
 }
 
 impl Kind {
-    /// Both, for tests that must pass against each.
+    /// The distribution implementations, for tests that must pass against each.
     pub const ALL: [Kind; 2] = [Kind::Distribution2, Kind::Distribution3];
+    /// Every implementation, the one with the referrers API included.
+    pub const EVERY: [Kind; 3] = [Kind::Distribution2, Kind::Distribution3, Kind::Ggcr];
+
+    /// Whether it serves the OCI 1.1 referrers API.
+    pub fn has_referrers_api(self) -> bool {
+        self == Kind::Ggcr
+    }
 
     /// The binary: `docker-registry` for 2.8; for v3 `$OCIGO_REGISTRY_V3`,
     /// else the one `ensure_distribution_v3` caches.
@@ -47,16 +64,11 @@ impl Kind {
             Kind::Distribution3 => std::env::var_os("OCIGO_REGISTRY_V3")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    let cache = std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| {
-                            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-                        });
-                    cache
-                        .join("ocigo-ci/bin")
-                        .join(format!("registry-{DISTRIBUTION_V3_VERSION}"))
-                }),
+                .unwrap_or_else(|| ci_cache().join(format!("registry-{DISTRIBUTION_V3_VERSION}"))),
+            Kind::Ggcr => std::env::var_os("OCIGO_REFREGISTRY")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| ci_cache().join(format!("refregistry-{}", refregistry_hash()))),
         }
     }
 
@@ -69,8 +81,34 @@ impl Kind {
                 "run scripts/test.sh (it builds distribution {DISTRIBUTION_V3_VERSION} once), or \
                  `source scripts/lib.sh && ensure_distribution_v3`, or set OCIGO_REGISTRY_V3"
             ),
+            Kind::Ggcr => "run scripts/test.sh (it builds tests/refregistry when its sources \
+                           change), or `source scripts/lib.sh && ensure_refregistry`, or set \
+                           OCIGO_REFREGISTRY"
+                .to_string(),
         }
     }
+}
+
+/// `~/.cache/ocigo-ci/bin` (or under `$XDG_CACHE_HOME`), where
+/// `scripts/lib.sh` caches the Go tools it builds.
+pub fn ci_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+        .join("ocigo-ci/bin")
+}
+
+/// The name `scripts/lib.sh`'s `refregistry_hash` gives the current
+/// sources of tests/refregistry: the first 16 hex digits of sha256 over
+/// main.go, go.mod and go.sum, concatenated.
+fn refregistry_hash() -> String {
+    use sha2::Digest as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/refregistry");
+    let mut h = sha2::Sha256::new();
+    for f in ["main.go", "go.mod", "go.sum"] {
+        h.update(std::fs::read(dir.join(f)).expect("tests/refregistry sources"));
+    }
+    hex::encode(h.finalize())[..16].to_string()
 }
 
 /// A running `docker-registry serve`, killed on drop.
@@ -163,6 +201,13 @@ impl TestRegistry {
         let dir = tempdir.path();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
+        if kind == Kind::Ggcr {
+            assert!(
+                htpasswd.is_none() && token.is_none() && tls.is_none(),
+                "tests/refregistry serves anonymous plain HTTP only"
+            );
+            return Self::start_refregistry(&bin, tempdir, addr);
+        }
         let mut auth = String::new();
         if let Some((user, pass)) = htpasswd {
             let out = Command::new("htpasswd")
@@ -245,6 +290,38 @@ impl TestRegistry {
             reg.wait_ready();
         }
         reg
+    }
+
+    fn start_refregistry(bin: &Path, tempdir: tempfile::TempDir, addr: String) -> TestRegistry {
+        let dir = tempdir.path();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("-addr")
+            .arg(&addr)
+            .arg("-blobs")
+            .arg(dir.join("storage"))
+            .arg("-accesslog")
+            .arg(dir.join("access.log"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut reg = TestRegistry {
+            addr,
+            kind: Kind::Ggcr,
+            token_service: None,
+            child,
+            tempdir,
+        };
+        reg.wait_ready();
+        reg
+    }
+
+    /// For tests/refregistry: one line per request so far, distribution's
+    /// access-log shape (`... "GET /v2/... HTTP/1.1" 200`).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.tempdir.path().join("access.log")).unwrap_or_default()
     }
 
     /// For a TLS registry (whose handshake may want a client certificate):
