@@ -1399,7 +1399,7 @@ fn attested_decisions_verify_with_ocigo_and_cosign_and_bind_digest_and_policy() 
     let cosign = common::cosign::v3();
     let out = common::cosign::run(
         &cosign,
-        &sc.path(),
+        sc.path(),
         "",
         &[
             "verify-attestation",
@@ -1421,7 +1421,7 @@ fn attested_decisions_verify_with_ocigo_and_cosign_and_bind_digest_and_policy() 
     let stranger = key_pair(&sc, "stranger");
     let out = common::cosign::run(
         &cosign,
-        &sc.path(),
+        sc.path(),
         "",
         &[
             "verify-attestation",
