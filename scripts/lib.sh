@@ -379,7 +379,7 @@ ensure_apt_packages() {
 # ip/unshare (offline go), strace (the kill-at-every-rename test), GNU
 # time, curl, openssl (token service keys). Debian's skopeo is not used: it
 # is built with sigstore disabled (tests/containers-policy is used instead).
-OCIGO_APT_PACKAGES=(docker-registry apache2-utils iproute2 strace time curl openssl ca-certificates)
+OCIGO_APT_PACKAGES=(docker-registry apache2-utils iproute2 strace time curl openssl ca-certificates python3-venv)
 
 COSIGN_VERSION=v2.4.1
 COSIGN_BIN_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ocigo-ci/bin
@@ -580,6 +580,76 @@ ensure_distribution_v3() {
 	export OCIGO_REGISTRY_V3
 }
 
+# govulncheck, for the policy tests: they compare `ocigo policy check`'s
+# vulnerability verdicts with govulncheck's, offline, over the database
+# `ocigo pull --vulndb` wrote. Keep in step with tests/policy.rs.
+GOVULNCHECK_VERSION=v1.9.0
+
+# ensure_govulncheck: build golang.org/x/vuln's govulncheck once into
+# COSIGN_BIN_DIR (as govulncheck-VERSION) and export OCIGO_GOVULNCHECK. A
+# preset OCIGO_GOVULNCHECK is kept.
+ensure_govulncheck() {
+	if [[ -n ${OCIGO_GOVULNCHECK:-} ]]; then
+		[[ -x $OCIGO_GOVULNCHECK ]] || die "OCIGO_GOVULNCHECK=$OCIGO_GOVULNCHECK is not an executable"
+		export OCIGO_GOVULNCHECK
+		return
+	fi
+	local bin=$COSIGN_BIN_DIR/govulncheck-$GOVULNCHECK_VERSION
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		[[ -x $bin ]] && exit 0
+		command -v go >/dev/null || die "the go command is needed to build govulncheck"
+		log "building govulncheck $GOVULNCHECK_VERSION into $COSIGN_BIN_DIR (first time only)"
+		local gobin
+		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
+		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
+			go install "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION" >&2; then
+			rm -rf "$gobin"
+			die "building govulncheck failed (needs the Go module proxy); set OCIGO_GOVULNCHECK to a govulncheck $GOVULNCHECK_VERSION binary instead"
+		fi
+		mv "$gobin/govulncheck" "$bin"
+		rm -rf "$gobin"
+	) || exit
+	OCIGO_GOVULNCHECK=$bin
+	export OCIGO_GOVULNCHECK
+}
+
+# check-jsonschema (PyPI), the independent validator the policy tests
+# check SARIF and JSON output with, in a venv cached beside the tools.
+CHECK_JSONSCHEMA_VERSION=0.39.0
+
+# ensure_check_jsonschema: install it once into
+# COSIGN_BIN_DIR/../venv-check-jsonschema-VERSION and export
+# OCIGO_CHECK_JSONSCHEMA (its executable). A preset one is kept.
+ensure_check_jsonschema() {
+	if [[ -n ${OCIGO_CHECK_JSONSCHEMA:-} ]]; then
+		[[ -x $OCIGO_CHECK_JSONSCHEMA ]] || die "OCIGO_CHECK_JSONSCHEMA=$OCIGO_CHECK_JSONSCHEMA is not an executable"
+		export OCIGO_CHECK_JSONSCHEMA
+		return
+	fi
+	local venv
+	venv=$(dirname "$COSIGN_BIN_DIR")/venv-check-jsonschema-$CHECK_JSONSCHEMA_VERSION
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		[[ -x $venv/bin/check-jsonschema ]] && exit 0
+		log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION into $venv (first time only)"
+		# Built in place (a venv's scripts name its path); removed if it fails.
+		rm -rf "$venv"
+		if ! python3 -m venv "$venv" >&2 ||
+			! "$venv/bin/pip" install --quiet --disable-pip-version-check \
+				"check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2; then
+			rm -rf "$venv"
+			die "installing check-jsonschema failed (needs PyPI and python3-venv)"
+		fi
+	) || exit
+	OCIGO_CHECK_JSONSCHEMA=$venv/bin/check-jsonschema
+	export OCIGO_CHECK_JSONSCHEMA
+}
+
 # ensure_script_deps: what the scripts (demo, realworld, bench,
 # check-schemas) need on a fresh Debian machine: the apt packages above
 # (only those missing) and go/cargo/python3/unshare on PATH.
@@ -603,6 +673,8 @@ ensure_test_deps() {
 	ensure_distribution_v3
 	ensure_refregistry
 	ensure_cyclonedx_validator
+	ensure_govulncheck
+	ensure_check_jsonschema
 }
 
 # print_tool_versions: one line per tool the tests use.
@@ -619,6 +691,12 @@ print_tool_versions() {
 		echo "  $(python3 --version 2>&1)"
 		if [[ -n ${OCIGO_REGISTRY_V3:-} ]]; then
 			echo "  distribution $("$OCIGO_REGISTRY_V3" --version 2>/dev/null | awk '{ print $3 }') ($OCIGO_REGISTRY_V3)"
+		fi
+		if [[ -n ${OCIGO_GOVULNCHECK:-} ]]; then
+			echo "  govulncheck $GOVULNCHECK_VERSION ($OCIGO_GOVULNCHECK)"
+		fi
+		if [[ -n ${OCIGO_CHECK_JSONSCHEMA:-} ]]; then
+			echo "  check-jsonschema $CHECK_JSONSCHEMA_VERSION ($OCIGO_CHECK_JSONSCHEMA)"
 		fi
 		if [[ -n ${OCIGO_COSIGN:-} ]]; then
 			echo "  cosign: $("$OCIGO_COSIGN" version 2>/dev/null | awk '/^GitVersion/ { print $2 }') ($OCIGO_COSIGN)"

@@ -199,6 +199,12 @@ enum Command {
         /// Write only the download area (cache/download): the go command extracts the zips a build needs, offline.
         #[arg(long)]
         no_extract: bool,
+        /// SRC is a vulnerability database (`ocigo pack vulndb`): write its published layout
+        /// (index/, ID/) into DIR, for `ocigo policy check` and `govulncheck -db file:///DIR`.
+        /// DIR must be new, empty, or an earlier database (replaced).
+        #[arg(long, value_name = "DIR",
+              conflicts_with_all = ["gomodcache", "goroot", "platform", "no_extract"])]
+        vulndb: Option<PathBuf>,
         #[command(flatten)]
         verify: VerifyRules,
         #[command(flatten)]
@@ -266,6 +272,11 @@ enum Command {
         /// instead of signatures, and print their predicates.
         #[arg(long, value_name = "URI")]
         attestation_type: Option<String>,
+        /// With --attestation-type https://ocigo.dev/attestations/policy-decision/v1: the
+        /// decision must have been made with this policy file (and say the gate passed for
+        /// exactly REF's digest, which is always checked for that type).
+        #[arg(long, value_name = "FILE", requires = "attestation_type")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         rules: VerifyRules,
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
@@ -290,6 +301,10 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// A deployment gate: check a bundle against a policy (signatures, coverage, modules,
+    /// toolchain, vulnerabilities, age), offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Check credentials against a registry, then file them in the docker config as `docker login` does.
     ///
     /// Writes $DOCKER_CONFIG/config.json (else ~/.docker/config.json), mode 0600, keeping its
@@ -320,6 +335,24 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PackWhat {
+    /// Pack the Go vulnerability database: the published layout (index/, ID/) or a
+    /// directory of OSV records (golang.org/x/vulndb's data/osv); the indexes are rebuilt
+    /// from the records.
+    Vulndb {
+        /// The database directory.
+        dir: PathBuf,
+        /// Where to put the artifact: oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG].
+        #[arg(short, long, value_name = "DEST")]
+        output: String,
+        /// The database's time (RFC 3339) when it is later than every record's `modified`:
+        /// x/vulndb's data/osv records carry the zero time; give the module version's time.
+        #[arg(long, value_name = "TIME")]
+        modified: Option<String>,
+        #[command(flatten)]
+        sign: SignFlags,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Pack a Go toolchain (default: golang.org/toolchain through GOPROXY, its h1 checked
     /// against the checksum database) for one or more platforms under one index.
     Toolchain {
@@ -350,6 +383,45 @@ enum PackWhat {
         sign: SignFlags,
         #[command(flatten)]
         registry: RegistryArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check SRC against a policy. Exit 0: every rule holds; 1: a rule is violated; 2: the
+    /// check could not run (unreadable or invalid policy, unreachable registry, missing
+    /// vulnerability data). Reaches no network beyond SRC's registry.
+    Check {
+        /// The policy file (YAML; `ocigo policy init` writes an example).
+        #[arg(long, value_name = "POLICY", required = true)]
+        policy: PathBuf,
+        /// The Go project (go.mod, go.sum) for the coverage rule and toolchain.match_project.
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// Output: text, json (schemas/policy-decision.v1.schema.json) or sarif (SARIF 2.1.0).
+        #[arg(long, value_name = "FORMAT", default_value = "text",
+              value_parser = ["text", "json", "sarif"])]
+        format: String,
+        /// The vulnerability database directory (published layout, as `ocigo pull --vulndb`
+        /// writes it). Default: the policy's vulnerabilities.database.
+        #[arg(long, value_name = "DIR")]
+        vulndb: Option<PathBuf>,
+        /// Sign the decision (pass or fail) with this private key: an in-toto attestation
+        /// (predicate type https://ocigo.dev/attestations/policy-decision/v1) in a sigstore
+        /// bundle, attached to SRC as an OCI 1.1 referrer. `ocigo verify --attestation-type
+        /// https://ocigo.dev/attestations/policy-decision/v1 --key PUB [--policy FILE] REF` checks it.
+        #[arg(long, value_name = "KEY")]
+        attest: Option<PathBuf>,
+        /// oci:DIR[:TAG|@DIGEST] or HOST[:PORT]/REPO[:TAG|@DIGEST].
+        src: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Write a commented example policy (to stdout, or to FILE with -o).
+    Init {
+        /// Write it to this new file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -453,6 +525,11 @@ impl Command {
                 what: Some(PackWhat::Toolchain { registry, .. }),
                 ..
             }
+            | Command::Pack {
+                what: Some(PackWhat::Vulndb { registry, .. }),
+                ..
+            }
+            | Command::Policy(PolicyCommand::Check { registry, .. })
             | Command::Pack { registry, .. }
             | Command::Push { registry, .. }
             | Command::Pull { registry, .. }
@@ -462,7 +539,10 @@ impl Command {
             | Command::Sbom { registry, .. }
             | Command::Verify { registry, .. }
             | Command::Login { registry, .. } => Some(registry),
-            Command::Store(_) | Command::Key(_) | Command::Logout { .. } => None,
+            Command::Store(_)
+            | Command::Key(_)
+            | Command::Logout { .. }
+            | Command::Policy(PolicyCommand::Init { .. }) => None,
         }
     }
 }
@@ -478,6 +558,52 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         registry.apply(&mut g);
     }
     match cli.command {
+        Command::Pack {
+            what:
+                Some(PackWhat::Vulndb {
+                    dir,
+                    output,
+                    modified,
+                    sign,
+                    registry: _,
+                }),
+            ..
+        } => commands::pack_vulndb(
+            &g,
+            &dir,
+            &output,
+            modified.as_deref(),
+            sign.into_sign_with().as_ref(),
+        ),
+        Command::Policy(PolicyCommand::Check {
+            policy,
+            project,
+            format,
+            vulndb,
+            attest,
+            src,
+            registry: _,
+        }) => commands::policy_check(
+            &g,
+            &commands::PolicyCheckArgs {
+                policy,
+                project,
+                format: match format.as_str() {
+                    "json" => commands::PolicyFormat::Json,
+                    "sarif" => commands::PolicyFormat::Sarif,
+                    _ => commands::PolicyFormat::Text,
+                },
+                vulndb,
+                attest: attest.map(|key| commands::SignWith {
+                    key,
+                    annotations: Default::default(),
+                    identity: None,
+                    format: ocigo::sign::SignatureFormat::Bundle,
+                }),
+                src,
+            },
+        ),
+        Command::Policy(PolicyCommand::Init { output }) => commands::policy_init(output.as_deref()),
         Command::Pack {
             what:
                 Some(PackWhat::Toolchain {
@@ -572,6 +698,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             verify_keys,
             jobs,
             no_extract,
+            vulndb,
             verify,
             registry: _,
         } => commands::pull_verified(
@@ -584,12 +711,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 goroot,
                 platform,
                 force,
+                vulndb,
             },
             commands::VerifyWith {
                 keys: verify_keys,
                 threshold: verify.threshold,
                 identity: verify.expect_identity,
                 attestation_type: None,
+                policy: None,
             },
         ),
         Command::Inspect { src, modules, .. } => commands::inspect(&g, &src, modules),
@@ -652,6 +781,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify {
             keys,
             attestation_type,
+            policy,
             rules,
             reference,
             registry: _,
@@ -663,6 +793,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 threshold: rules.threshold,
                 identity: rules.expect_identity,
                 attestation_type,
+                policy,
             },
         ),
         Command::Key(KeyCommand::Generate {
@@ -726,6 +857,8 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let json = cli.global.json;
+    // A policy check that could not run exits 2, whatever stopped it.
+    let gate = matches!(cli.command, Command::Policy(PolicyCommand::Check { .. }));
     match run(cli) {
         Ok(outcome) => {
             // A closed stdout (`ocigo store list | head -0`) is not an error
@@ -745,6 +878,9 @@ fn main() -> ExitCode {
             let text = error_text(&err);
             // Not eprintln!: it panics when stderr is a closed pipe.
             let _ = ocigo::commands::write_all_quietly(&mut std::io::stderr(), &text);
+            if gate {
+                return ExitCode::from(2);
+            }
             ExitCode::from(ocigo::error::exit_code(&err) as u8)
         }
     }

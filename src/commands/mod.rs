@@ -1,5 +1,6 @@
 //! The user-facing operations, one file per verb (pack, push, pull,
-//! inspect, store, sign/attest/verify, sbom, key, login/logout; toolchain for `pack
+//! inspect, store, sign/attest/verify, sbom, key, login/logout, policy; vulndb
+//! for `pack vulndb` and `pull --vulndb`; toolchain for `pack
 //! toolchain` and the toolchain half of pull), each composed from the concern
 //! modules and returning a report that prints both for people and as
 //! `--json`.
@@ -13,12 +14,14 @@ mod inspect;
 mod key;
 mod login;
 mod pack;
+mod policy;
 mod pull;
 mod push;
 mod sbom;
 mod sign;
 mod store;
 mod toolchain;
+mod vulndb;
 
 use std::path::PathBuf;
 
@@ -34,6 +37,10 @@ pub use inspect::{InspectModule, InspectReport, inspect};
 pub use key::{KeyReport, key_generate};
 pub use login::{LoginReport, LogoutReport, login, logout, read_password_line};
 pub use pack::{PackArgs, PackReport, pack};
+pub use policy::{
+    CheckArgs as PolicyCheckArgs, Format as PolicyFormat, check as policy_check,
+    check_decisions as policy_check_decisions, init as policy_init,
+};
 pub use pull::{PullArgs, PullReport, pull, pull_verified};
 pub use push::{PushReport, push};
 pub use sbom::sbom_command;
@@ -44,6 +51,7 @@ pub use store::{PruneReport, StoreEntry, StoreReport, store_list, store_prune};
 pub use toolchain::{
     PackToolchainArgs, PackToolchainReport, ToolchainSource, pack_toolchain, project_toolchain,
 };
+pub use vulndb::{ARTIFACT_TYPE_VULNDB, pack_vulndb};
 
 /// Options every command shares.
 #[derive(Debug, Clone, Default)]

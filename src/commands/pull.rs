@@ -31,6 +31,8 @@ pub struct PullArgs {
     pub platform: Option<String>,
     /// Replace a different toolchain already in `goroot`.
     pub force: bool,
+    /// Write a vulnerability database artifact's layout here.
+    pub vulndb: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +105,9 @@ fn pull_from(
     src: &(dyn Repository + Sync),
     top: &Descriptor,
 ) -> Result<Outcome> {
+    if let Some(dir) = &args.vulndb {
+        return super::vulndb::pull_vulndb(src_ref, src, top, dir);
+    }
     let (has_modules, has_toolchain) = toolchain::contents(src, top)?;
     if !has_toolchain && (args.goroot.is_some() || args.force || args.platform.is_some()) {
         return Err(fail(

@@ -172,6 +172,9 @@ pub struct VerifyWith {
     pub identity: Option<String>,
     /// Verify attestations of this predicate type instead of signatures.
     pub attestation_type: Option<String>,
+    /// With the policy-decision type: the policy file the decision must
+    /// have been made with.
+    pub policy: Option<PathBuf>,
 }
 
 impl VerifyWith {
@@ -308,6 +311,18 @@ fn verify_attestation_at(
                 target.digest,
                 signers.len(),
                 signers.join(", ")
+            ),
+        ));
+    }
+    // A policy decision must also say the gate passed, for this digest.
+    if predicate_type == crate::policy::report::PREDICATE_TYPE {
+        super::policy::check_decisions(&found, target, with.policy.as_deref())?;
+    } else if with.policy.is_some() {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "--policy applies to policy decisions ({}), not to {predicate_type}",
+                crate::policy::report::PREDICATE_TYPE
             ),
         ));
     }

@@ -12,6 +12,7 @@
 pub mod escape;
 pub mod gosum;
 pub mod hash;
+pub mod modfile;
 pub mod paths;
 pub mod semver;
 pub mod sumdb;

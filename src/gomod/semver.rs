@@ -172,6 +172,22 @@ fn cmp_pre(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// `semver.Compare` exactly: precedence only (build metadata such as
+/// `+incompatible` ignored, so `v2.0.0+incompatible` equals `v2.0.0`, and
+/// `v1` equals `v1.0.0`); an invalid version is less than every valid one
+/// and equal to every other invalid one.
+pub fn compare_precedence(a: &str, b: &str) -> Ordering {
+    match (parse(a), parse(b)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(x), Some(y)) => cmp_num(x.major, y.major)
+            .then_with(|| cmp_num(x.minor, y.minor))
+            .then_with(|| cmp_num(x.patch, y.patch))
+            .then_with(|| cmp_pre(x.pre, y.pre)),
+    }
+}
+
 /// Compares two versions; invalid versions sort before valid ones and among
 /// themselves by string, as `semver.Sort` does.
 pub fn compare(a: &str, b: &str) -> Ordering {
