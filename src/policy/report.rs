@@ -148,8 +148,7 @@ impl Decision {
                 json!({
                     "id": r.rule,
                     "name": r.rule,
-                    "shortDescription": {"text": format!("ocigo policy rule {}", r.rule)},
-                    "helpUri": format!("https://github.com/ocigo/ocigo/blob/main/README.md#policy-rules"),
+                    "shortDescription": {"text": format!("ocigo policy rule {} (README: Policy checks)", r.rule)},
                 })
             })
             .collect();
@@ -198,7 +197,6 @@ impl Decision {
                 "tool": {"driver": {
                     "name": "ocigo",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": "https://github.com/ocigo/ocigo",
                     "rules": rules,
                 }},
                 "invocations": [{
