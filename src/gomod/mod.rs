@@ -15,6 +15,7 @@ pub mod hash;
 pub mod paths;
 pub mod semver;
 pub mod sumdb;
+pub mod tlog;
 pub mod unicode;
 #[rustfmt::skip]
 mod unicode_tables;

@@ -33,7 +33,12 @@ const MAX_RECORD_BYTES: u64 = 64 << 10;
 const MAX_TILE_BYTES: u64 = TILE_WIDTH * HASH_SIZE as u64;
 const ALG_ED25519: u8 = 1;
 
-type Hash = [u8; HASH_SIZE];
+pub type Hash = [u8; HASH_SIZE];
+
+/// `tlog.TreeHash(0, _)`: the hash of the empty tree.
+pub fn empty_tree_hash() -> Hash {
+    Sha256::digest([]).into()
+}
 
 fn bad(what: impl Into<String>) -> anyhow::Error {
     fail(
