@@ -19,6 +19,7 @@ pub mod progress;
 pub mod registry;
 pub mod sign;
 pub mod store;
+pub mod sumdata;
 pub mod text;
 pub mod toolchain;
 pub mod transfer;

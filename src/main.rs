@@ -137,6 +137,10 @@ enum Command {
         /// Pack from an existing module cache with no network at all.
         #[arg(long, value_name = "GOMODCACHE")]
         from_cache: Option<PathBuf>,
+        /// Do not carry the checksum database's records and tiles (GOSUMDB) for the
+        /// bundle's public modules. Implied by --from-cache (no network) and GOSUMDB=off.
+        #[arg(long)]
+        no_sumdb: bool,
         /// Record this creation time (RFC 3339) in the config. Off by default so packing is reproducible.
         #[arg(long, value_name = "TIME")]
         created: Option<String>,
@@ -176,6 +180,10 @@ enum Command {
         /// A toolchain goes there as the golang.org/toolchain module GOTOOLCHAIN switches to.
         #[arg(long, value_name = "DIR")]
         gomodcache: Option<PathBuf>,
+        /// GOPATH whose pkg/sumdb gets the checksum database's trusted tree head, as the go
+        /// command keeps it. Default: the first entry of $GOPATH, else ~/go.
+        #[arg(long, value_name = "DIR")]
+        gopath: Option<PathBuf>,
         /// Install the artifact's Go toolchain as a GOROOT in DIR (created; a temporary
         /// directory beside it is renamed into place).
         #[arg(long, value_name = "DIR")]
@@ -460,6 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             with_toolchain,
             platforms,
             from_cache,
+            no_sumdb,
             created,
             max_manifest_bytes,
             paths_per_part,
@@ -472,6 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 with_toolchain,
                 platforms,
                 from_cache,
+                no_sumdb,
                 created,
                 limits: SplitLimits {
                     max_manifest_bytes,
@@ -495,6 +505,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Pull {
             src,
             gomodcache,
+            gopath,
             goroot,
             platform,
             force,
@@ -508,6 +519,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             &commands::PullArgs {
                 src,
                 gomodcache,
+                gopath,
                 jobs: jobs.into(),
                 no_extract,
                 goroot,

@@ -24,6 +24,8 @@ pub struct PackArgs {
     pub sign: Option<SignWith>,
     /// Add the toolchain the project asks for, under the same reference.
     pub with_toolchain: bool,
+    /// Carry no checksum-database data.
+    pub no_sumdb: bool,
 }
 
 #[derive(Serialize)]
@@ -45,6 +47,23 @@ pub struct PackReport {
     pub signature: Option<SignReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub toolchains: Vec<super::toolchain::PackedToolchain>,
+    /// The checksum-database data carried (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sumdb: Option<SumdbPacked>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct SumdbPacked {
+    pub database: Option<String>,
+    pub tree_size: u64,
+    pub records: usize,
+    pub tiles: usize,
+    /// Bytes of the config and the tiles.
+    pub bytes: u64,
+    /// Module paths left out (GONOSUMDB, GOPRIVATE).
+    pub private: Vec<String>,
+    pub fetch_seconds: f64,
 }
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
@@ -125,9 +144,42 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         modules: entries,
     };
     let modules = header.modules.len();
+    // The checksum database's records and tiles for the public modules,
+    // before the entries move into the artifact.
+    let sumdb = if args.no_sumdb || args.from_cache.is_some() {
+        None
+    } else {
+        progress.status("fetching checksum database records");
+        let started = std::time::Instant::now();
+        let g = crate::sumdata::gather(&header.modules, g.concurrency().max(8))?;
+        g.map(|g| (g, started.elapsed().as_secs_f64()))
+    };
     let built = artifact::build(header, args.limits)?;
     let store_tag = dest.to_string();
     let mut top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut extra: Vec<Descriptor> = Vec::new();
+    let mut sumdb_report = None;
+    if let Some((gathered, secs)) = sumdb {
+        let (desc, bytes) = crate::sumdata::store_gathered(&store, &gathered)?;
+        let db = gathered.config.databases.first();
+        sumdb_report = Some(SumdbPacked {
+            database: db.map(|d| d.name.clone()),
+            tree_size: db
+                .and_then(|d| {
+                    crate::gomod::sumdb::parse_tree(d.tree.split("\n\n").next()?).ok()
+                })
+                .map(|t| t.n)
+                .unwrap_or(0),
+            records: db.map(|d| d.records.len()).unwrap_or(0),
+            tiles: gathered.tiles.len(),
+            bytes,
+            private: gathered.config.private.clone(),
+            fetch_seconds: secs,
+        });
+        if db.is_some() {
+            extra.push(desc);
+        }
+    }
     let mut toolchains = Vec::new();
     if args.with_toolchain {
         let version = super::toolchain::project_toolchain(&args.project_dir)?;
@@ -138,12 +190,14 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             &closure.platforms,
         )?;
         toolchains = packed;
+        extra.extend(crate::toolchain::format::sorted_entries(entries));
+    }
+    if !extra.is_empty() {
         // The bundle's index (header, then parts, unchanged) with the
-        // toolchains' manifests after them: module readers skip those.
+        // checksum-database and toolchain manifests after them: module
+        // readers skip those.
         let mut index: crate::oci::Index = serde_json::from_slice(&built.top)?;
-        index
-            .manifests
-            .extend(crate::toolchain::format::sorted_entries(entries));
+        index.manifests.extend(extra);
         let index = crate::oci::to_canonical_json(&index);
         top = store.push_manifest(crate::oci::MEDIA_TYPE_INDEX, &index, Some(&store_tag))?;
     }
@@ -178,6 +232,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         previous_digest,
         signature,
         toolchains,
+        sumdb: sumdb_report,
     };
     let mut human = format!(
         "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
@@ -192,6 +247,28 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         report.previous_digest.as_deref(),
         &report.digest,
     ));
+    if let Some(s) = &report.sumdb {
+        if let Some(db) = &s.database {
+            human.push_str(&format!(
+                "checksum database {db}: {} records proven in its tree of {} records, {} tiles ({}), fetched in {:.1} s\n",
+                s.records,
+                s.tree_size,
+                s.tiles,
+                human_bytes(s.bytes),
+                s.fetch_seconds
+            ));
+        }
+        if !s.private.is_empty() {
+            human.push_str(&format!(
+                "not in the checksum database (GONOSUMDB/GOPRIVATE): {}\n",
+                s.private
+                    .iter()
+                    .map(|p| crate::text::field(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     for t in &report.toolchains {
         human.push_str(&format!(
             "with toolchain {} {} ({} files, {})\n",

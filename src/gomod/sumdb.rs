@@ -503,7 +503,7 @@ pub fn tile_path(level: u32, index: u64, width: u64) -> String {
 }
 
 /// `tlog.ParseRecord`: `<id>\n<text>\n\n<note>`.
-fn parse_record(msg: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+pub fn parse_record(msg: &[u8]) -> Option<(u64, &[u8], &[u8])> {
     let i = msg.iter().position(|&b| b == b'\n')?;
     let id_text = std::str::from_utf8(&msg[..i]).ok()?;
     let id: u64 = id_text.parse().ok()?;

@@ -220,20 +220,27 @@ pub fn plan(n: u64, indexes: &[u64]) -> Result<Vec<Tile>> {
     Ok(tiles)
 }
 
+/// Reads a tile as the go command's cache would serve it: `Ok(None)` when
+/// it is not there.
+pub type GetTile<'a> = dyn Fn(&Tile) -> Result<Option<Vec<u8>>> + 'a;
+
 /// What `TileHashReader.ReadHashes` returns for a tree `(n, root)`, with
 /// the same checks: the tiles of [`plan`], read through `get`, must
 /// recompute the root, and every other tile must hash to its entry in its
 /// parent. `Ok(Err(tile))`: a tile the go command would need is missing.
-pub fn read_hashes<'a>(
+pub fn read_hashes(
     n: u64,
     root: &Hash,
     indexes: &[u64],
-    get: &dyn Fn(&Tile) -> Option<&'a [u8]>,
+    get: &GetTile<'_>,
 ) -> Result<std::result::Result<Vec<Hash>, Tile>> {
+    if n == 0 && indexes.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
     let tiles = plan(n, indexes)?;
-    let mut data: HashMap<Tile, &[u8]> = HashMap::new();
+    let mut data: HashMap<Tile, Vec<u8>> = HashMap::new();
     for t in &tiles {
-        match get(t) {
+        match get(t)? {
             Some(d) if d.len() == t.w as usize * HASH_SIZE => {
                 data.insert(*t, d);
             }
@@ -264,7 +271,7 @@ pub fn read_hashes<'a>(
         .iter()
         .map(|&x| {
             let t = tile_parent(tile_for_index(x).0, 0, n).expect("in the tree");
-            hash_from_tile(t, data[&t], x).ok_or_else(inconsistent)
+            hash_from_tile(t, &data[&t], x).ok_or_else(inconsistent)
         })
         .collect::<Result<_>>()?;
     if n > 0 && fold(&stx_hashes) != *root {
@@ -277,9 +284,9 @@ pub fn read_hashes<'a>(
     for t in &tiles[start..] {
         let p = tile_parent(*t, 1, n).ok_or_else(inconsistent)?;
         let pd = data.get(&p).ok_or_else(inconsistent)?;
-        let h = hash_from_tile(p, pd, stored_hash_index(p.l * HEIGHT, t.n))
-            .ok_or_else(inconsistent)?;
-        if h != tile_hash(data[t]) {
+        let h =
+            hash_from_tile(p, pd, stored_hash_index(p.l * HEIGHT, t.n)).ok_or_else(inconsistent)?;
+        if h != tile_hash(&data[t]) {
             return Err(inconsistent());
         }
     }
@@ -298,11 +305,11 @@ pub fn read_hashes<'a>(
 /// The hash of the first `m` records, read from the tiles of a tree of
 /// `n` records (`tlog.TreeHash(m, TileHashReader(n))`): equal to the
 /// older tree's signed hash exactly when the trees are consistent.
-pub fn tree_hash_in<'a>(
+pub fn tree_hash_in(
     m: u64,
     n: u64,
     root: &Hash,
-    get: &dyn Fn(&Tile) -> Option<&'a [u8]>,
+    get: &GetTile<'_>,
 ) -> Result<std::result::Result<Hash, Tile>> {
     if m == 0 {
         return Ok(Ok(super::sumdb::empty_tree_hash()));
