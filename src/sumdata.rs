@@ -220,6 +220,22 @@ fn source(v: &Verifier, url: Option<String>) -> Result<UrlFetch> {
     Ok(UrlFetch::new(&format!("https://{}", v.name)))
 }
 
+/// `fetch.get`, tried three times over about two seconds when the network
+/// fails (name resolution and connections fail now and then under a
+/// burst of parallel requests); what the server says is not retried.
+fn get_retrying(fetch: &UrlFetch, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+    let mut attempt = 0;
+    loop {
+        match fetch.get(path, limit) {
+            Err(e) if attempt < 2 && crate::error::kind_of(&e) == Some(Kind::Remote) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Fetches, checks and proves the records of every public module version
 /// in `entries` (`jobs` at once). `Ok(None)`: GOSUMDB is off.
 pub fn gather(entries: &[ModuleEntry], jobs: usize) -> Result<Option<Gathered>> {
@@ -268,9 +284,9 @@ pub fn gather(entries: &[ModuleEntry], jobs: usize) -> Result<Option<Gathered>> 
     let plan = tlog::plan(tree.n, &leaves)?;
     let tiles = crate::parallel::for_each_index(plan.len(), jobs, |i| {
         let t = plan[i];
-        let mut data = fetch.get(&t.path(), TILE_BYTES)?;
+        let mut data = get_retrying(&fetch, &t.path(), TILE_BYTES)?;
         if data.is_none() && t.w < 256 {
-            data = fetch.get(&Tile { w: 256, ..t }.path(), TILE_BYTES)?;
+            data = get_retrying(&fetch, &Tile { w: 256, ..t }.path(), TILE_BYTES)?;
         }
         let mut data = data.ok_or_else(|| {
             fail(
@@ -364,8 +380,7 @@ fn fetch_record(
     let what = format!("{}@{}", e.path, e.version);
     let epath = crate::gomod::escape_path(&e.path)?;
     let ever = crate::gomod::escape_version(&e.version)?;
-    let body = fetch
-        .get(&format!("lookup/{epath}@{ever}"), MAX_RECORD_BYTES)?
+    let body = get_retrying(fetch, &format!("lookup/{epath}@{ever}"), MAX_RECORD_BYTES)?
         .ok_or_else(|| {
             fail_hint(
                 Kind::NotFound,

@@ -165,9 +165,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         sumdb_report = Some(SumdbPacked {
             database: db.map(|d| d.name.clone()),
             tree_size: db
-                .and_then(|d| {
-                    crate::gomod::sumdb::parse_tree(d.tree.split("\n\n").next()?).ok()
-                })
+                .and_then(|d| crate::gomod::sumdb::parse_tree(d.tree.split("\n\n").next()?).ok())
                 .map(|t| t.n)
                 .unwrap_or(0),
             records: db.map(|d| d.records.len()).unwrap_or(0),

@@ -252,8 +252,9 @@ fn pull_modules_from(
         false => None,
     };
     let gopath = match &args.gopath {
-        Some(d) => std::path::absolute(d)
-            .with_context(|| format!("resolving GOPATH {}", d.display()))?,
+        Some(d) => {
+            std::path::absolute(d).with_context(|| format!("resolving GOPATH {}", d.display()))?
+        }
         None => crate::sumdata::default_gopath()?,
     };
     let started = std::time::Instant::now();

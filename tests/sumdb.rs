@@ -1,0 +1,244 @@
+//! The checksum database travels with the bundle (issue 11), judged by the
+//! real go command under `unshare -n` with GOSUMDB at its default: a small
+//! real project (rsc.io/quote and its dependencies) packed through the
+//! module proxy with sum.golang.org's records and tiles (through the
+//! proxy's `/sumdb/`), pulled offline, then built with an emptied go.sum
+//! (the go command asks the checksum database for every hash it adds, and
+//! finds the answers in the cache ocigo wrote), `go get` of a version
+//! go.sum lacks, a tampered zip refused by the database check, and a
+//! bundle pulled with another key for the database refused by ocigo with
+//! nothing written.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::go::{assert_failure, assert_success, go, go_offline};
+use common::ocigo::{
+    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, ocigo, ocigo_offline,
+    snapshot, stderr,
+};
+
+fn proxy() -> String {
+    std::env::var("GOPROXY")
+        .ok()
+        .and_then(|p| {
+            p.split([',', '|'])
+                .find(|e| e.starts_with("http"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "https://proxy.golang.org".into())
+}
+
+const GO_MOD: &str = "module example.com/app\n\ngo 1.21\n\nrequire rsc.io/quote v1.5.2\n";
+const MAIN_GO: &str =
+    "package main\n\nimport \"rsc.io/quote\"\n\nfunc main() { println(quote.Hello()) }\n";
+
+/// A project whose go.sum the go command wrote (online, through the proxy).
+fn project(s: &Scratch) -> std::path::PathBuf {
+    let dir = s.dir("project");
+    fs::write(dir.join("go.mod"), GO_MOD).unwrap();
+    fs::write(dir.join("main.go"), MAIN_GO).unwrap();
+    let mc = s.join("online-modcache");
+    let out = go(
+        &dir,
+        &["mod", "tidy"],
+        &[
+            ("GOPROXY", &proxy()),
+            ("GOMODCACHE", mc.to_str().unwrap()),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    assert_success(&out, "go mod tidy online");
+    dir
+}
+
+fn pack(s: &Scratch, dir: &Path) -> (String, serde_json::Value) {
+    let dest = format!("oci:{}:v1", s.join("layout").display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &["--json", "pack", dir.to_str().unwrap(), "-o", &dest],
+        &[("GOPROXY", &proxy()), ("GOFLAGS", "-modcacherw")],
+    );
+    assert_exit(&out, 0, "pack with the checksum database");
+    (dest, json_ok(&out, "pack"))
+}
+
+/// Rewrites the cached zip of `path@version` with one file changed and its
+/// `.ziphash` recomputed, as a tampered, unsigned bundle could.
+fn tamper_zip(gm: &Path, path: &str, version: &str) {
+    let dir = gm.join("cache/download").join(path).join("@v");
+    let zip_path = dir.join(format!("{version}.zip"));
+    let mut zin = zip::ZipArchive::new(fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    let mut entries = Vec::new();
+    {
+        let mut zout = zip::ZipWriter::new(std::io::Cursor::new(&mut out));
+        let mut changed = false;
+        for i in 0..zin.len() {
+            let mut f = zin.by_index(i).unwrap();
+            let name = f.name().unwrap().to_string();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            if !changed && name.ends_with(".go") {
+                data.extend_from_slice(b"\n// changed\n");
+                changed = true;
+            }
+            zout.start_file(&name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zout.write_all(&data).unwrap();
+            use sha2::Digest as _;
+            entries.push((name, sha2::Sha256::digest(&data).into()));
+        }
+        assert!(changed);
+        zout.finish().unwrap();
+    }
+    let h1 = ocigo::gomod::hash::hash_zip_entries(&mut entries).unwrap();
+    fs::set_permissions(&zip_path, fs::Permissions::from_mode(0o644)).ok();
+    fs::write(&zip_path, &out).unwrap();
+    fs::write(dir.join(format!("{version}.ziphash")), &h1).unwrap();
+}
+
+use std::os::unix::fs::PermissionsExt as _;
+
+#[test]
+fn offline_go_commands_verify_against_the_carried_checksum_database() {
+    let s = Scratch::new();
+    let dir = project(&s);
+    let original_sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    let (src, packed) = pack(&s, &dir);
+    let sumdb = &packed["sumdb"];
+    assert_eq!(sumdb["database"], "sum.golang.org", "{packed}");
+    assert_eq!(
+        sumdb["records"], packed["modules"],
+        "one record per module version"
+    );
+    assert!(sumdb["tiles"].as_u64().unwrap() > 0);
+
+    // Pulled offline into an empty cache and GOPATH.
+    let (gm, gp) = (s.join("gm"), s.join("gp"));
+    let out = ocigo_offline(
+        &s.join("store-pull"),
+        &[
+            "--json",
+            "pull",
+            &src,
+            "--gomodcache",
+            gm.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull");
+    let pulled = json_ok(&out, "pull");
+    assert_eq!(pulled["env"]["GOPATH"], gp.to_str().unwrap());
+    assert!(
+        pulled["env"].get("GOSUMDB").is_none(),
+        "GOSUMDB stays at its default"
+    );
+    assert_eq!(pulled["sumdb"][0]["records_written"], packed["modules"]);
+    assert!(gp.join("pkg/sumdb/sum.golang.org/latest").is_file());
+
+    let proxy_url = format!("file://{}/cache/download", gm.display());
+    let env = |flags: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("GOMODCACHE", gm.display().to_string()),
+            ("GOPATH", gp.display().to_string()),
+            ("GOPROXY", proxy_url.clone()),
+            ("GOFLAGS", flags.to_string()),
+        ]
+    };
+    let refs = |e: &Vec<(&'static str, String)>| -> Vec<(&str, String)> { e.clone() };
+    let run = |args: &[&str], e: &Vec<(&'static str, String)>| {
+        let e = refs(e);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        go_offline(&dir, args, &e)
+    };
+
+    // go get of a version go.sum lacks: the database's hashes come from
+    // the cache ocigo wrote, and land in go.sum.
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = run(&["get", "rsc.io/quote@v1.5.2"], &env(""));
+    assert_success(&out, "offline go get with an empty go.sum");
+    let sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    let quote_line = original_sum
+        .lines()
+        .find(|l| l.starts_with("rsc.io/quote v1.5.2 "))
+        .unwrap();
+    assert!(sum.contains(quote_line), "go.sum after go get:\n{sum}");
+
+    // A build with an emptied go.sum: every hash verified offline.
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = run(&["build", "./..."], &env("-mod=mod"));
+    assert_success(&out, "offline go build -mod=mod with an empty go.sum");
+    let sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    for l in sum.lines() {
+        assert!(
+            original_sum.contains(l),
+            "go.sum line {l:?} is not the database's"
+        );
+    }
+
+    // A zip swapped, its .ziphash recomputed: the record ocigo carried says
+    // otherwise, and the go command refuses it.
+    tamper_zip(&gm, "rsc.io/sampler", "v1.3.0");
+    fs::remove_dir_all(gm.join("rsc.io/sampler@v1.3.0")).ok();
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = run(&["build", "./..."], &env("-mod=mod"));
+    assert_failure(&out, "a tampered zip");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SECURITY ERROR") || err.contains("checksum mismatch"),
+        "{err}"
+    );
+    assert!(err.contains("rsc.io/sampler@v1.3.0"), "{err}");
+
+    // Another key for sum.golang.org: ocigo refuses, nothing written.
+    let (gm2, gp2) = (s.dir("gm2"), s.dir("gp2"));
+    let (before_gm, before_gp) = (snapshot(&gm2), snapshot(&gp2));
+    let out = ocigo_offline(
+        &s.join("store-pull2"),
+        &[
+            "pull",
+            &src,
+            "--gomodcache",
+            gm2.to_str().unwrap(),
+            "--gopath",
+            gp2.to_str().unwrap(),
+        ],
+        &[("GOSUMDB", &other_key("sum.golang.org"))],
+    );
+    assert_exit(&out, 3, "pull with another key for the database");
+    assert_mentions(
+        &stderr(&out),
+        &["sum.golang.org", "not signed by"],
+        "foreign key",
+    );
+    assert_unchanged(&before_gm, &gm2, "GOMODCACHE after a refused pull");
+    assert_unchanged(&before_gp, &gp2, "GOPATH after a refused pull");
+}
+
+/// A verifier key for `name` that is not the database's.
+fn other_key(name: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let mut key = vec![1u8];
+    key.extend_from_slice(sk.verifying_key().as_bytes());
+    let mut h = sha2::Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update(&key);
+    let sum = h.finalize();
+    format!(
+        "{name}+{:02x}{:02x}{:02x}{:02x}+{}",
+        sum[0],
+        sum[1],
+        sum[2],
+        sum[3],
+        base64::engine::general_purpose::STANDARD.encode(&key)
+    )
+}
