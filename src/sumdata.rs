@@ -1018,25 +1018,6 @@ pub fn install(p: &Prepared) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_patterns_match_as_the_go_command() {
-        assert!(match_prefix_patterns("example.com", "example.com/a/b"));
-        assert!(match_prefix_patterns("*.corp.com", "git.corp.com/x"));
-        assert!(match_prefix_patterns("a.com/x, example.com", "example.com"));
-        assert!(!match_prefix_patterns("example.com/a/b", "example.com/a"));
-        assert!(!match_prefix_patterns("example.com", "example.community/a"));
-        assert!(match_prefix_patterns(
-            "github.com/acme/*",
-            "github.com/acme/x/y"
-        ));
-        assert!(!match_prefix_patterns("", "github.com/acme"));
-    }
-}
-
 /// Stores the gathered tiles and config in `store` and pushes the
 /// manifest; returns its descriptor (for the bundle's index) and the bytes
 /// of config and tiles.
@@ -1072,4 +1053,23 @@ pub fn store_gathered(store: &crate::store::Layout, g: &Gathered) -> Result<(Des
         ROLE_SUMDB.to_string(),
     );
     Ok((desc, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_patterns_match_as_the_go_command() {
+        assert!(match_prefix_patterns("example.com", "example.com/a/b"));
+        assert!(match_prefix_patterns("*.corp.com", "git.corp.com/x"));
+        assert!(match_prefix_patterns("a.com/x, example.com", "example.com"));
+        assert!(!match_prefix_patterns("example.com/a/b", "example.com/a"));
+        assert!(!match_prefix_patterns("example.com", "example.community/a"));
+        assert!(match_prefix_patterns(
+            "github.com/acme/*",
+            "github.com/acme/x/y"
+        ));
+        assert!(!match_prefix_patterns("", "github.com/acme"));
+    }
 }
