@@ -141,6 +141,11 @@ enum Command {
         /// bundle's public modules. Implied by --from-cache (no network) and GOSUMDB=off.
         #[arg(long)]
         no_sumdb: bool,
+        /// An earlier bundle (reference) whose checksum-database tree this one must join in one
+        /// module cache: carries the tiles that prove the older tree and its records in this
+        /// bundle's newer tree, so the two pull into one cache in either order (repeatable).
+        #[arg(long, value_name = "REF")]
+        sumdb_since: Vec<String>,
         /// Record this creation time (RFC 3339) in the config. Off by default so packing is reproducible.
         #[arg(long, value_name = "TIME")]
         created: Option<String>,
@@ -469,6 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             platforms,
             from_cache,
             no_sumdb,
+            sumdb_since,
             created,
             max_manifest_bytes,
             paths_per_part,
@@ -482,6 +488,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 platforms,
                 from_cache,
                 no_sumdb,
+                sumdb_since,
                 created,
                 limits: SplitLimits {
                     max_manifest_bytes,

@@ -238,7 +238,15 @@ fn get_retrying(fetch: &UrlFetch, path: &str, limit: u64) -> Result<Option<Vec<u
 
 /// Fetches, checks and proves the records of every public module version
 /// in `entries` (`jobs` at once). `Ok(None)`: GOSUMDB is off.
-pub fn gather(entries: &[ModuleEntry], jobs: usize) -> Result<Option<Gathered>> {
+/// An older tree a bundle packed earlier trusts: the newer bundle carries
+/// the tiles that prove it a prefix of its own tree and its records in it.
+pub struct Since {
+    /// What it is called in messages (the reference given).
+    pub what: String,
+    pub config: SumdbConfig,
+}
+
+pub fn gather(entries: &[ModuleEntry], jobs: usize, since: &[Since]) -> Result<Option<Gathered>> {
     let Some((verifier, url)) = gosumdb()? else {
         return Ok(None);
     };
@@ -271,17 +279,52 @@ pub fn gather(entries: &[ModuleEntry], jobs: usize) -> Result<Option<Gathered>> 
     let fetched = crate::parallel::for_each_index(public.len(), jobs, |i| {
         fetch_record(&fetch, &verifier, public[i])
     })?;
-    // 2. The newest tree any record came with: every record is proven in it.
+    // 2. Earlier bundles' trees and records (--sumdb-since).
+    let mut older: Vec<(TreeHead, String, Vec<u64>)> = Vec::new();
+    for s in since {
+        for db in s
+            .config
+            .databases
+            .iter()
+            .filter(|d| d.name == verifier.name)
+        {
+            let t = note_tree(db.tree.as_bytes(), &verifier, &s.what)?;
+            older.push((
+                t,
+                db.tree.clone(),
+                db.records.iter().map(|r| r.id).collect(),
+            ));
+        }
+    }
+    // 3. The newest tree any record (or earlier bundle) came with: every
+    // record is proven in it.
     let (tree, note) = fetched
         .iter()
         .map(|(_, t, n)| (*t, n.clone()))
+        .chain(older.iter().map(|(t, n, _)| (*t, n.clone())))
         .max_by_key(|(t, _)| t.n)
         .expect("not empty");
     let leaves: Vec<u64> = fetched
         .iter()
         .map(|(r, _, _)| tlog::leaf_index(r.id))
         .collect();
-    let plan = tlog::plan(tree.n, &leaves)?;
+    // What the go command reads when the cache holds an earlier bundle's
+    // records: the older tree's hash from this tree's tiles, and their
+    // records' paths in this tree.
+    let mut extra: Vec<u64> = Vec::new();
+    for (t, _, ids) in &older {
+        if ids.iter().any(|&id| id >= tree.n) {
+            return Err(fail(
+                Kind::Integrity,
+                "checksum database: an earlier bundle's record lies outside its own tree",
+            ));
+        }
+        extra.extend(tlog::tree_indexes(t.n));
+        extra.extend(ids.iter().map(|&id| tlog::leaf_index(id)));
+    }
+    let mut wanted = leaves.clone();
+    wanted.extend(&extra);
+    let plan = tlog::plan(tree.n, &wanted)?;
     let tiles = crate::parallel::for_each_index(plan.len(), jobs, |i| {
         let t = plan[i];
         let mut data = get_retrying(&fetch, &t.path(), TILE_BYTES)?;
@@ -311,6 +354,28 @@ pub fn gather(entries: &[ModuleEntry], jobs: usize) -> Result<Option<Gathered>> 
     let get = |t: &Tile| Ok(by_tile.get(t).map(|d| d.to_vec()));
     let proven = tlog::read_hashes(tree.n, &tree.hash, &leaves, &get)?
         .map_err(|t| fail(Kind::Integrity, format!("bad tile plan: {}", t.path())))?;
+    for (t, _, _) in &older {
+        match tlog::tree_hash_in(t.n, tree.n, &tree.hash, &get)? {
+            Ok(h) if h == t.hash => {}
+            Ok(_) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database ({}): the earlier bundle's tree of {} records is not a prefix of the tree of {} records (a forked log)",
+                        fetch.describe(),
+                        t.n,
+                        tree.n
+                    ),
+                ));
+            }
+            Err(t) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("bad tile plan: {}", t.path()),
+                ));
+            }
+        }
+    }
     for ((r, _, _), h) in fetched.iter().zip(&proven) {
         if sumdb::record_hash(r.text.as_bytes()) != *h {
             return Err(fail(
@@ -504,13 +569,11 @@ pub struct Carried {
     pub tiles: Vec<Descriptor>,
 }
 
-/// Reads the manifest `desc` and its config from `src`, and copies its
-/// tiles into `store` (each digest-checked as it is written).
-pub fn fetch_into_store(
+/// Reads a checksum-database manifest and its config (bounded, checked).
+fn read_manifest(
     src: &dyn Repository,
-    store: &crate::store::Layout,
     desc: &Descriptor,
-) -> Result<Carried> {
+) -> Result<(crate::oci::Manifest, SumdbConfig)> {
     let m = src.fetch_manifest(desc)?;
     let m = m.manifest()?;
     if m.config.media_type != MEDIA_TYPE_SUMDB_CONFIG || m.config.size > MAX_CONFIG_BYTES {
@@ -545,6 +608,29 @@ pub fn fetch_into_store(
             ),
         ));
     }
+    Ok((m, config))
+}
+
+/// The checksum-database data of the bundle `top` in `src`, if it has any.
+pub fn read_config(src: &dyn Repository, top: &Descriptor) -> Result<Option<SumdbConfig>> {
+    let fetched = src.fetch_manifest(top)?;
+    if !fetched.is_index() {
+        return Ok(None);
+    }
+    match fetched.index()?.manifests.into_iter().find(is_sumdb) {
+        Some(d) => Ok(Some(read_manifest(src, &d)?.1)),
+        None => Ok(None),
+    }
+}
+
+/// Reads the manifest `desc` and its config from `src`, and copies its
+/// tiles into `store` (each digest-checked as it is written).
+pub fn fetch_into_store(
+    src: &dyn Repository,
+    store: &crate::store::Layout,
+    desc: &Descriptor,
+) -> Result<Carried> {
+    let (m, config) = read_manifest(src, desc)?;
     for l in &m.layers {
         if l.media_type != MEDIA_TYPE_SUMDB_TILE || l.size != l.size.min(TILE_BYTES) {
             return Err(fail(

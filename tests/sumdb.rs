@@ -242,3 +242,252 @@ fn other_key(name: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(&key)
     )
 }
+
+// ------------------------------------------------- a local checksum database
+
+/// tests/sumdbfixture built once per test binary into target/tmp.
+fn fixture_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdbfixture");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let bin = target.join("sumdbfixture");
+        let partial = target.join(format!("sumdbfixture.{}.tmp", std::process::id()));
+        let modcache = target.join("gojudge-modcache");
+        let mut env: Vec<(&str, String)> = vec![
+            (
+                "GOFLAGS",
+                "-mod=readonly -modcacherw -buildvcs=false".into(),
+            ),
+            ("CGO_ENABLED", "0".into()),
+            ("GOMODCACHE", modcache.display().to_string()),
+        ];
+        if let Ok(p) = std::env::var("GOPROXY") {
+            env.push(("GOPROXY", p));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = go(&dir, &["build", "-o", partial.to_str().unwrap(), "."], &env);
+        assert_success(&out, "building tests/sumdbfixture");
+        fs::rename(&partial, &bin).unwrap();
+        bin
+    })
+}
+
+/// A running fixture database; killed on drop.
+struct FixtureDb {
+    child: std::process::Child,
+    vkey: String,
+    url: String,
+}
+
+impl FixtureDb {
+    fn start(proxy: &Path, fill: u32) -> FixtureDb {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(fixture_bin())
+            .args([
+                "-proxy",
+                proxy.to_str().unwrap(),
+                "-fill",
+                &fill.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let vkey = lines.next().unwrap().unwrap();
+        let url = lines.next().unwrap().unwrap();
+        FixtureDb {
+            child,
+            vkey: vkey.strip_prefix("VKEY ").unwrap().to_string(),
+            url: url.strip_prefix("URL ").unwrap().to_string(),
+        }
+    }
+
+    /// Appends `n` filler records: the tree grows.
+    fn fill(&self, n: u32) {
+        let host = self.url.strip_prefix("http://").unwrap();
+        let mut c = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            c,
+            "GET /fill?n={n} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+            "{resp}"
+        );
+    }
+}
+
+impl Drop for FixtureDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn small_project(
+    s: &Scratch,
+    name: &str,
+    m: &common::fixtures::FixtureModule,
+) -> std::path::PathBuf {
+    let dir = s.dir(name);
+    fs::write(
+        dir.join("go.mod"),
+        format!(
+            "module example.com/{name}\n\ngo 1.21\n\nrequire {} {}\n",
+            m.path, m.version
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("main.go"),
+        format!(
+            "package main\n\nimport m \"{}\"\n\nfunc main() {{ println(m.Hello()) }}\n",
+            m.path
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("go.sum"), common::ocigo::go_sum_lines(m)).unwrap();
+    dir
+}
+
+#[test]
+fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
+    let s = Scratch::new();
+    let (src, proxy) = (s.dir("src"), s.dir("proxy"));
+    let mut mods = Vec::new();
+    for p in ["sa", "sb"] {
+        let path = format!("example.com/{p}");
+        let m = common::ocigo::write_module_source(
+            &src,
+            &path,
+            "v1.0.0",
+            &[
+                ("go.mod", format!("module {path}\n\ngo 1.21\n").as_bytes()),
+                (
+                    "m.go",
+                    format!("package {p}\n\nfunc Hello() string {{ return \"{p}\" }}\n").as_bytes(),
+                ),
+            ],
+        );
+        common::ocigo::add_to_proxy(&proxy, &m);
+        mods.push(m);
+    }
+    // 300 records before the first pack: the first bundle's tree has a
+    // full tile and a partial one.
+    let db = FixtureDb::start(&proxy, 300);
+    let gosumdb = format!("{} {}", db.vkey, db.url);
+    let proxy_url = format!("file://{}", proxy.display());
+    let pack_env: Vec<(&str, &str)> = vec![
+        ("GOPROXY", &proxy_url),
+        ("GOSUMDB", &gosumdb),
+        ("GOFLAGS", "-modcacherw"),
+    ];
+    let p1 = small_project(&s, "p1", &mods[0]);
+    let p2 = small_project(&s, "p2", &mods[1]);
+    let pack = |dir: &Path, layout: &str, extra: &[&str]| -> serde_json::Value {
+        let dest = format!("oci:{}:v1", s.join(layout).display());
+        let mut args = vec!["--json", "pack", dir.to_str().unwrap(), "-o", &dest];
+        args.extend_from_slice(extra);
+        let out = ocigo(&s.join("store-pack"), &args, &pack_env);
+        assert_exit(&out, 0, "pack against the fixture database");
+        json_ok(&out, "pack")
+    };
+    let first = pack(&p1, "l1", &[]);
+    assert_eq!(first["sumdb"]["database"], "sumdb.test", "{first}");
+    assert_eq!(first["sumdb"]["tree_size"], 301);
+    // Weeks later: the log has grown by 700 records.
+    db.fill(700);
+    let since = format!("oci:{}:v1", s.join("l1").display());
+    let second = pack(&p2, "l2", &["--sumdb-since", &since]);
+    assert_eq!(second["sumdb"]["tree_size"], 1002);
+    let unjoined = pack(&p2, "l3", &[]);
+    assert_eq!(unjoined["sumdb"]["tree_size"], 1002);
+    assert!(
+        second["sumdb"]["tiles"].as_u64() > unjoined["sumdb"]["tiles"].as_u64(),
+        "--sumdb-since carries more tiles: {second} {unjoined}"
+    );
+    drop(db); // everything from here on is offline
+
+    let key_only = db_key_only(&gosumdb);
+    let pull_env: Vec<(&str, &str)> = vec![("GOSUMDB", &key_only)];
+    let pull = |layout: &str, gm: &Path, gp: &Path| {
+        ocigo_offline(
+            &s.join(&format!(
+                "store-{}",
+                gm.file_name().unwrap().to_str().unwrap()
+            )),
+            &[
+                "pull",
+                &format!("oci:{}:v1", s.join(layout).display()),
+                "--gomodcache",
+                gm.to_str().unwrap(),
+                "--gopath",
+                gp.to_str().unwrap(),
+            ],
+            &pull_env,
+        )
+    };
+    for (i, order) in [["l1", "l2"], ["l2", "l1"]].iter().enumerate() {
+        let (gm, gp) = (s.join(&format!("gm{i}")), s.join(&format!("gp{i}")));
+        for l in order {
+            let out = pull(l, &gm, &gp);
+            assert_exit(&out, 0, &format!("pull {l} (order {order:?})"));
+        }
+        for (p, m) in [(&p1, &mods[0]), (&p2, &mods[1])] {
+            fs::write(p.join("go.sum"), "").unwrap();
+            let gms = gm.display().to_string();
+            let gps = gp.display().to_string();
+            let px = format!("file://{gms}/cache/download");
+            let key = db_key_only(&gosumdb);
+            let out = go_offline(
+                p,
+                &["build", "./..."],
+                &[
+                    ("GOMODCACHE", &gms),
+                    ("GOPATH", &gps),
+                    ("GOPROXY", &px),
+                    ("GOSUMDB", &key),
+                    ("GOFLAGS", "-mod=mod"),
+                ],
+            );
+            assert_success(
+                &out,
+                &format!("offline build of {} (order {order:?})", m.path),
+            );
+            assert_eq!(
+                fs::read_to_string(p.join("go.sum")).unwrap(),
+                common::ocigo::go_sum_lines(m),
+                "go.sum written from the carried records"
+            );
+        }
+    }
+
+    // Without --sumdb-since the newer bundle cannot join the older one's
+    // cache: refused, nothing written.
+    let (gm, gp) = (s.join("gm-refused"), s.join("gp-refused"));
+    assert_exit(&pull("l1", &gm, &gp), 0, "pull l1");
+    let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+    let out = pull("l3", &gm, &gp);
+    assert_exit(
+        &out,
+        5,
+        "pull of a bundle that cannot join the cache's tree",
+    );
+    assert_mentions(
+        &stderr(&out),
+        &["sumdb.test", "301", "1002", "--sumdb-since"],
+        "unjoinable trees",
+    );
+    assert_unchanged(&before_gm, &gm, "GOMODCACHE after a refused pull");
+    assert_unchanged(&before_gp, &gp, "GOPATH after a refused pull");
+}
+
+/// GOSUMDB without the URL: the go command must find everything in its
+/// cache (the database is not running any more, and there is no network).
+fn db_key_only(gosumdb: &str) -> String {
+    gosumdb.split_whitespace().next().unwrap().to_string()
+}

@@ -26,6 +26,8 @@ pub struct PackArgs {
     pub with_toolchain: bool,
     /// Carry no checksum-database data.
     pub no_sumdb: bool,
+    /// Earlier bundles whose trusted trees this one must join.
+    pub sumdb_since: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -151,7 +153,23 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
     } else {
         progress.status("fetching checksum database records");
         let started = std::time::Instant::now();
-        let g = crate::sumdata::gather(&header.modules, g.concurrency().max(8))?;
+        let mut since = Vec::new();
+        for r in &args.sumdb_since {
+            let reference = Reference::parse(r)?;
+            let repo = g.open(&reference, false)?;
+            let top = repo.resolve(reference.tag_or_digest())?;
+            let config = crate::sumdata::read_config(repo.as_ref(), &top)?.ok_or_else(|| {
+                fail(
+                    Kind::Usage,
+                    format!("--sumdb-since {r}: that bundle carries no checksum database data"),
+                )
+            })?;
+            since.push(crate::sumdata::Since {
+                what: r.clone(),
+                config,
+            });
+        }
+        let g = crate::sumdata::gather(&header.modules, g.concurrency().max(8), &since)?;
         g.map(|g| (g, started.elapsed().as_secs_f64()))
     };
     let built = artifact::build(header, args.limits)?;
