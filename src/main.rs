@@ -141,6 +141,12 @@ enum Command {
         /// bundle's public modules. Implied by --from-cache (no network) and GOSUMDB=off.
         #[arg(long)]
         no_sumdb: bool,
+        /// Which closure: `build` (what builds and tests of the main modules' packages need
+        /// for the given platforms) or `tidy` (also everything go mod tidy, go mod download,
+        /// go list -m all and go mod verify need, on any platform and with any build tags).
+        #[arg(long, value_name = "KIND", default_value = "build",
+              value_parser = ["build", "tidy"])]
+        closure: String,
         /// An earlier bundle (reference) whose checksum-database tree this one must join in one
         /// module cache: carries the tiles that prove the older tree and its records in this
         /// bundle's newer tree, so the two pull into one cache in either order (repeatable).
@@ -475,6 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             from_cache,
             no_sumdb,
             sumdb_since,
+            closure,
             created,
             max_manifest_bytes,
             paths_per_part,
@@ -489,6 +496,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 from_cache,
                 no_sumdb,
                 sumdb_since,
+                tidy_closure: closure == "tidy",
                 created,
                 limits: SplitLimits {
                     max_manifest_bytes,

@@ -491,3 +491,72 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
 fn db_key_only(gosumdb: &str) -> String {
     gosumdb.split_whitespace().next().unwrap().to_string()
 }
+
+#[test]
+fn the_tidy_closure_lets_go_mod_tidy_verify_and_list_work_offline() {
+    let s = Scratch::new();
+    let dir = project(&s);
+    let original_sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    let dest = format!("oci:{}:v1", s.join("layout").display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &[
+            "--json",
+            "pack",
+            dir.to_str().unwrap(),
+            "-o",
+            &dest,
+            "--closure",
+            "tidy",
+        ],
+        &[("GOPROXY", &proxy()), ("GOFLAGS", "-modcacherw")],
+    );
+    assert_exit(&out, 0, "pack --closure tidy");
+    let packed = json_ok(&out, "pack");
+    assert_eq!(packed["sumdb"]["records"], packed["modules"]);
+    let (gm, gp) = (s.join("gm"), s.join("gp"));
+    let out = ocigo_offline(
+        &s.join("store-pull"),
+        &[
+            "pull",
+            &dest,
+            "--gomodcache",
+            gm.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull");
+    let gms = gm.display().to_string();
+    let gps = gp.display().to_string();
+    for goproxy in ["off".to_string(), format!("file://{gms}/cache/download")] {
+        let env = [
+            ("GOMODCACHE", gms.as_str()),
+            ("GOPATH", gps.as_str()),
+            ("GOPROXY", goproxy.as_str()),
+        ];
+        fs::write(dir.join("go.sum"), "").unwrap();
+        let out = go_offline(&dir, &["mod", "tidy"], &env);
+        assert_success(
+            &out,
+            &format!("offline go mod tidy, empty go.sum, GOPROXY={goproxy}"),
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("go.sum")).unwrap(),
+            original_sum,
+            "go mod tidy rewrote go.sum from the carried records"
+        );
+        assert_success(
+            &go_offline(&dir, &["mod", "download"], &env),
+            "go mod download",
+        );
+        assert_success(
+            &go_offline(&dir, &["list", "-m", "all"], &env),
+            "go list -m all",
+        );
+        let out = go_offline(&dir, &["mod", "verify"], &env);
+        assert_success(&out, "go mod verify");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("all modules verified"));
+    }
+}

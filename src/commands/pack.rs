@@ -26,6 +26,8 @@ pub struct PackArgs {
     pub with_toolchain: bool,
     /// Carry no checksum-database data.
     pub no_sumdb: bool,
+    /// `--closure tidy`: also what go mod tidy/verify need.
+    pub tidy_closure: bool,
     /// Earlier bundles whose trusted trees this one must join.
     pub sumdb_since: Vec<String>,
 }
@@ -94,6 +96,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             platforms: args.platforms.clone(),
             source,
             go: std::env::var_os("OCIGO_GO").unwrap_or_else(|| "go".into()),
+            tidy: args.tidy_closure,
         },
         &|step| progress.status(step),
     )?;
