@@ -38,9 +38,16 @@ const MAIN_GO: &str =
 
 /// A project whose go.sum the go command wrote (online, through the proxy).
 fn project(s: &Scratch) -> std::path::PathBuf {
+    project_with(s, &[])
+}
+
+fn project_with(s: &Scratch, extra: &[(&str, &str)]) -> std::path::PathBuf {
     let dir = s.dir("project");
     fs::write(dir.join("go.mod"), GO_MOD).unwrap();
     fs::write(dir.join("main.go"), MAIN_GO).unwrap();
+    for (name, text) in extra {
+        fs::write(dir.join(name), text).unwrap();
+    }
     let mc = s.join("online-modcache");
     let out = go(
         &dir,
@@ -495,8 +502,59 @@ fn db_key_only(gosumdb: &str) -> String {
 #[test]
 fn the_tidy_closure_lets_go_mod_tidy_verify_and_list_work_offline() {
     let s = Scratch::new();
-    let dir = project(&s);
+    // gopkg.in/yaml.v3's own tests import gopkg.in/check.v1: go mod tidy
+    // needs it (tests of the packages the main module imports), a build
+    // and `go mod download` do not.
+    let dir = project_with(
+        &s,
+        &[(
+            "y.go",
+            "package main\n\nimport yaml \"gopkg.in/yaml.v3\"\n\nvar _ = yaml.Marshal\n",
+        )],
+    );
     let original_sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    assert!(
+        original_sum.contains("gopkg.in/check.v1 "),
+        "{original_sum}"
+    );
+
+    // The default closure does not carry it: offline tidy fails.
+    let default_dest = format!("oci:{}:v1", s.join("layout-build").display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &["pack", dir.to_str().unwrap(), "-o", &default_dest],
+        &[("GOPROXY", &proxy()), ("GOFLAGS", "-modcacherw")],
+    );
+    assert_exit(&out, 0, "pack (default closure)");
+    let (gm0, gp0) = (s.join("gm0"), s.join("gp0"));
+    let out = ocigo_offline(
+        &s.join("store-pull0"),
+        &[
+            "pull",
+            &default_dest,
+            "--gomodcache",
+            gm0.to_str().unwrap(),
+            "--gopath",
+            gp0.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull (default closure)");
+    let (gms0, gps0) = (gm0.display().to_string(), gp0.display().to_string());
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = go_offline(
+        &dir,
+        &["mod", "tidy"],
+        &[("GOMODCACHE", &gms0), ("GOPATH", &gps0), ("GOPROXY", "off")],
+    );
+    assert_failure(&out, "offline go mod tidy with the default closure");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gopkg.in/check.v1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(dir.join("go.sum"), &original_sum).unwrap();
+
     let dest = format!("oci:{}:v1", s.join("layout").display());
     let out = ocigo(
         &s.join("store-pack"),
