@@ -780,7 +780,9 @@ fn prepare_one(
     // 1. The bundle's own records, in its own tree.
     let leaves: Vec<u64> = db.records.iter().map(|r| tlog::leaf_index(r.id)).collect();
     let own = |t: &Tile| read_ours(&t.path());
-    match tlog::read_hashes(bundle_tree.n, &bundle_tree.hash, &leaves, &own)? {
+    match tlog::read_hashes(bundle_tree.n, &bundle_tree.hash, &leaves, &own)
+        .with_context(|| format!("checking the bundle's data for checksum database {name}"))?
+    {
         Ok(hashes) => {
             for (r, h) in db.records.iter().zip(hashes) {
                 if sumdb::record_hash(r.text.as_bytes()) != h {

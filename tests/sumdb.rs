@@ -618,3 +618,175 @@ fn the_tidy_closure_lets_go_mod_tidy_verify_and_list_work_offline() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("all modules verified"));
     }
 }
+
+// ------------------------------------------------------- tampered bundles
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap()
+}
+
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let hex = sha256_hex(bytes);
+    fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+/// Rewrites the checksum-database manifest of the layout's only bundle,
+/// re-linking config, manifest, index and `index.json` with correct
+/// digests, so only ocigo's proofs can tell.
+fn rewrite_sumdb(
+    layout: &Path,
+    f: impl FnOnce(&Path, &mut serde_json::Value, &mut serde_json::Value),
+) {
+    let index_json_path = layout.join("index.json");
+    let mut index_json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_json_path).unwrap()).unwrap();
+    let top_digest = index_json["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut top: serde_json::Value = serde_json::from_slice(&blob(layout, &top_digest)).unwrap();
+    let entry = top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["artifactType"] == "application/vnd.ocigo.sumdb.v1")
+        .expect("a checksum-database manifest");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&blob(layout, entry["digest"].as_str().unwrap())).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&blob(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    f(layout, &mut config, &mut manifest);
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = put_blob(layout, &config).into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    entry["digest"] = put_blob(layout, &manifest).into();
+    entry["size"] = manifest.len().into();
+    let top = serde_json::to_vec(&top).unwrap();
+    index_json["manifests"][0]["digest"] = put_blob(layout, &top).into();
+    index_json["manifests"][0]["size"] = top.len().into();
+    fs::write(&index_json_path, serde_json::to_vec(&index_json).unwrap()).unwrap();
+}
+
+#[test]
+fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
+    let s = Scratch::new();
+    let (src, proxy) = (s.dir("src"), s.dir("proxy"));
+    let m = common::ocigo::write_module_source(
+        &src,
+        "example.com/sa",
+        "v1.0.0",
+        &[
+            ("go.mod", b"module example.com/sa\n\ngo 1.21\n"),
+            (
+                "m.go",
+                b"package sa\n\nfunc Hello() string { return \"sa\" }\n",
+            ),
+        ],
+    );
+    common::ocigo::add_to_proxy(&proxy, &m);
+    let db = FixtureDb::start(&proxy, 300);
+    let gosumdb = format!("{} {}", db.vkey, db.url);
+    let proxy_url = format!("file://{}", proxy.display());
+    let p = small_project(&s, "p", &m);
+    let good = s.join("good");
+    let out = ocigo(
+        &s.join("store-pack"),
+        &[
+            "pack",
+            p.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}:v1", good.display()),
+        ],
+        &[
+            ("GOPROXY", &proxy_url),
+            ("GOSUMDB", &gosumdb),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    assert_exit(&out, 0, "pack");
+    drop(db);
+    let key_only = db_key_only(&gosumdb);
+
+    type Tamper = Box<dyn FnOnce(&Path, &mut serde_json::Value, &mut serde_json::Value)>;
+    let cases: Vec<(&str, Tamper, &[&str])> = vec![
+        (
+            "a record's hash altered",
+            Box::new(|_, c, _| {
+                let t = c["databases"][0]["records"][0]["text"].as_str().unwrap();
+                let i = t.find("h1:").unwrap() + 3;
+                let mut t = t.to_string();
+                let ch = if &t[i..i + 1] == "A" { "B" } else { "A" };
+                t.replace_range(i..i + 1, ch);
+                c["databases"][0]["records"][0]["text"] = t.into();
+            }),
+            &["example.com/sa@v1.0.0", "not in its signed tree"],
+        ),
+        (
+            "a tile altered",
+            Box::new(|layout, c, m| {
+                let tiles = c["databases"][0]["tiles"].as_array_mut().unwrap();
+                let t = &mut tiles[0];
+                let old = t["digest"].as_str().unwrap().to_string();
+                let mut data = blob(layout, &old);
+                data[5] ^= 1;
+                let new = put_blob(layout, &data);
+                t["digest"] = new.clone().into();
+                for l in m["layers"].as_array_mut().unwrap() {
+                    if l["digest"] == old.as_str() {
+                        l["digest"] = new.clone().into();
+                    }
+                }
+            }),
+            &["sumdb.test", "tiles do not match the signed tree"],
+        ),
+        (
+            "the tree note's size altered under its signature",
+            Box::new(|_, c, _| {
+                let n = c["databases"][0]["tree"].as_str().unwrap();
+                c["databases"][0]["tree"] = n.replace("\n301\n", "\n302\n").into();
+            }),
+            &["does not verify"],
+        ),
+    ];
+    for (what, tamper, needles) in cases {
+        let layout = s.join(&format!("bad-{}", sha256_hex(what.as_bytes())));
+        common::fixtures::copy_tree(&good, &layout);
+        rewrite_sumdb(&layout, tamper);
+        let (gm, gp) = (
+            s.dir(&format!("{}-gm", layout.display())),
+            s.dir(&format!("{}-gp", layout.display())),
+        );
+        let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+        let out = ocigo_offline(
+            &s.join(&format!("{}-store", layout.display())),
+            &[
+                "pull",
+                &format!("oci:{}:v1", layout.display()),
+                "--gomodcache",
+                gm.to_str().unwrap(),
+                "--gopath",
+                gp.to_str().unwrap(),
+            ],
+            &[("GOSUMDB", &key_only)],
+        );
+        assert_exit(&out, 3, what);
+        assert_mentions(&stderr(&out), needles, what);
+        assert_unchanged(&before_gm, &gm, what);
+        assert_unchanged(&before_gp, &gp, what);
+    }
+}
