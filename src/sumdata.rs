@@ -207,6 +207,15 @@ fn source(v: &Verifier, url: Option<String>) -> Result<UrlFetch> {
         if p == "direct" || p == "off" {
             break;
         }
+        if let Some(dir) = p.strip_prefix("file://") {
+            // A module cache's download area: the go command's own cache
+            // of the database, used when it has one.
+            let base = format!("{}/sumdb/{}", dir.trim_end_matches('/'), v.name);
+            if crate::fs::dir_exists(Path::new(&base))? {
+                return Ok(UrlFetch::new(&format!("file://{base}")));
+            }
+            continue;
+        }
         if !(p.starts_with("https://") || p.starts_with("http://")) {
             continue;
         }
@@ -238,6 +247,30 @@ fn get_retrying(fetch: &UrlFetch, path: &str, limit: u64) -> Result<Option<Vec<u
 
 /// Fetches, checks and proves the records of every public module version
 /// in `entries` (`jobs` at once). `Ok(None)`: GOSUMDB is off.
+/// A module version to carry the record of, with the hashes the bundle
+/// holds for it (the record must agree).
+#[derive(Debug, Clone)]
+pub struct SumInput {
+    pub path: String,
+    pub version: String,
+    pub mod_hash: String,
+    /// `None` when the bundle holds only the go.mod.
+    pub zip_hash: Option<String>,
+}
+
+/// The inputs for a bundle's module entries.
+pub fn inputs_of(entries: &[ModuleEntry]) -> Vec<SumInput> {
+    entries
+        .iter()
+        .map(|e| SumInput {
+            path: e.path.clone(),
+            version: e.version.clone(),
+            mod_hash: e.mod_hash.clone(),
+            zip_hash: e.zip.as_ref().map(|z| z.hash.clone()),
+        })
+        .collect()
+}
+
 /// An older tree a bundle packed earlier trusts: the newer bundle carries
 /// the tiles that prove it a prefix of its own tree and its records in it.
 pub struct Since {
@@ -246,13 +279,13 @@ pub struct Since {
     pub config: SumdbConfig,
 }
 
-pub fn gather(entries: &[ModuleEntry], jobs: usize, since: &[Since]) -> Result<Option<Gathered>> {
+pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Option<Gathered>> {
     let Some((verifier, url)) = gosumdb()? else {
         return Ok(None);
     };
     let patterns = nosumdb_patterns();
     let mut private = BTreeSet::new();
-    let public: Vec<&ModuleEntry> = entries
+    let public: Vec<&SumInput> = entries
         .iter()
         .filter(|e| {
             if match_prefix_patterns(&patterns, &e.path) {
@@ -329,7 +362,23 @@ pub fn gather(entries: &[ModuleEntry], jobs: usize, since: &[Since]) -> Result<O
         let t = plan[i];
         let mut data = get_retrying(&fetch, &t.path(), TILE_BYTES)?;
         if data.is_none() && t.w < 256 {
-            data = get_retrying(&fetch, &Tile { w: 256, ..t }.path(), TILE_BYTES)?;
+            let full = Tile { w: 256, ..t }.path();
+            data = get_retrying(&fetch, &full, TILE_BYTES)?;
+            // A module cache holds the partial tiles of the tree the go
+            // command proved against last: a wider one has the same prefix
+            // (the proof below checks whatever is used).
+            let mut wider: Vec<u64> = fetch
+                .partial_widths(&full)
+                .into_iter()
+                .filter(|&w| w > t.w && w < 256)
+                .collect();
+            wider.sort_unstable();
+            for w in wider {
+                if data.is_some() {
+                    break;
+                }
+                data = get_retrying(&fetch, &Tile { w, ..t }.path(), TILE_BYTES)?;
+            }
         }
         let mut data = data.ok_or_else(|| {
             fail(
@@ -440,7 +489,7 @@ fn verifier_key_text(v: &Verifier) -> String {
 fn fetch_record(
     fetch: &UrlFetch,
     v: &Verifier,
-    e: &ModuleEntry,
+    e: &SumInput,
 ) -> Result<(Record, TreeHead, String)> {
     let what = format!("{}@{}", e.path, e.version);
     let epath = crate::gomod::escape_path(&e.path)?;
@@ -488,7 +537,7 @@ fn fetch_record(
 }
 
 /// The record's go.sum lines must agree with the bundle's own hashes.
-fn check_lines(text: &str, e: &ModuleEntry) -> Result<()> {
+fn check_lines(text: &str, e: &SumInput) -> Result<()> {
     let find = |suffix: &str| {
         text.lines().find_map(|l| {
             let mut f = l.split(' ');
@@ -526,10 +575,10 @@ fn check_lines(text: &str, e: &ModuleEntry) -> Result<()> {
             ));
         }
     }
-    if let Some(z) = &e.zip {
+    if let Some(zh) = &e.zip_hash {
         match find("") {
-            Some(h) if h == z.hash => {}
-            Some(h) => return Err(mismatch("zip hash", &h, &z.hash)),
+            Some(h) if h == *zh => {}
+            Some(h) => return Err(mismatch("zip hash", &h, zh)),
             None => {
                 return Err(fail(
                     Kind::Integrity,

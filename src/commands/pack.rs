@@ -149,13 +149,32 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         modules: entries,
     };
     let modules = header.modules.len();
-    // The checksum database's records and tiles for the public modules,
-    // before the entries move into the artifact.
-    let sumdb = if args.no_sumdb || args.from_cache.is_some() {
-        None
+    // The checksum database's records and tiles for the public modules
+    // (and the toolchains), gathered once everything is packed.
+    let want_sumdb = !args.no_sumdb && args.from_cache.is_none();
+    let mut sum_inputs = if want_sumdb {
+        crate::sumdata::inputs_of(&header.modules)
     } else {
-        progress.status("fetching checksum database records");
-        let started = std::time::Instant::now();
+        Vec::new()
+    };
+    let built = artifact::build(header, args.limits)?;
+    let store_tag = dest.to_string();
+    let mut top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut extra: Vec<Descriptor> = Vec::new();
+    let mut toolchains = Vec::new();
+    if args.with_toolchain {
+        let version = super::toolchain::project_toolchain(&args.project_dir)?;
+        let (entries, packed, inputs) = super::toolchain::pack_into_store(
+            g,
+            &store,
+            &super::toolchain::ToolchainSource::Proxy { version },
+            &closure.platforms,
+        )?;
+        toolchains = packed;
+        sum_inputs.extend(inputs);
+        extra.extend(crate::toolchain::format::sorted_entries(entries));
+    }
+    let sumdb = if want_sumdb {
         let mut since = Vec::new();
         for r in &args.sumdb_since {
             let reference = Reference::parse(r)?;
@@ -172,13 +191,14 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
                 config,
             });
         }
-        let g = crate::sumdata::gather(&header.modules, g.concurrency().max(8), &since)?;
-        g.map(|g| (g, started.elapsed().as_secs_f64()))
+        progress.status("fetching checksum database records");
+        let started = std::time::Instant::now();
+        let gathered = crate::sumdata::gather(&sum_inputs, g.concurrency().max(8), &since)?;
+        progress.finish();
+        gathered.map(|g| (g, started.elapsed().as_secs_f64()))
+    } else {
+        None
     };
-    let built = artifact::build(header, args.limits)?;
-    let store_tag = dest.to_string();
-    let mut top = artifact::push_built(&store, &built, Some(&store_tag))?;
-    let mut extra: Vec<Descriptor> = Vec::new();
     let mut sumdb_report = None;
     if let Some((gathered, secs)) = sumdb {
         let (desc, bytes) = crate::sumdata::store_gathered(&store, &gathered)?;
@@ -196,20 +216,9 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             fetch_seconds: secs,
         });
         if db.is_some() {
-            extra.push(desc);
+            // Before the toolchains: module readers skip both.
+            extra.insert(0, desc);
         }
-    }
-    let mut toolchains = Vec::new();
-    if args.with_toolchain {
-        let version = super::toolchain::project_toolchain(&args.project_dir)?;
-        let (entries, packed) = super::toolchain::pack_into_store(
-            g,
-            &store,
-            &super::toolchain::ToolchainSource::Proxy { version },
-            &closure.platforms,
-        )?;
-        toolchains = packed;
-        extra.extend(crate::toolchain::format::sorted_entries(entries));
     }
     if !extra.is_empty() {
         // The bundle's index (header, then parts, unchanged) with the

@@ -111,6 +111,15 @@ fn gomodcache_of(args: &PullArgs) -> Result<PathBuf> {
         .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))
 }
 
+fn gopath_of(args: &PullArgs) -> Result<PathBuf> {
+    match &args.gopath {
+        Some(d) => {
+            std::path::absolute(d).with_context(|| format!("resolving GOPATH {}", d.display()))
+        }
+        None => crate::sumdata::default_gopath(),
+    }
+}
+
 /// Pulls what `top` holds: a module bundle, a toolchain, or both (a
 /// project packed `--with-toolchain`). The caller resolved the reference
 /// once (and, when verifying, checked the signature over this digest):
@@ -144,6 +153,13 @@ fn pull_from(
             },
             None => toolchain::ToolchainTarget::ModCache {
                 dir: gomodcache_of(args)?,
+                // A bundle's pull already installed the records (the
+                // toolchain's among them).
+                sumdb_gopath: if outcome.is_some() {
+                    None
+                } else {
+                    Some(gopath_of(args)?)
+                },
             },
         };
         let (human, report) = toolchain::pull_toolchain(
