@@ -622,9 +622,9 @@ pub struct Carried {
 fn read_manifest(
     src: &dyn Repository,
     desc: &Descriptor,
-) -> Result<(crate::oci::Manifest, SumdbConfig)> {
-    let m = src.fetch_manifest(desc)?;
-    let m = m.manifest()?;
+) -> Result<(crate::oci::Manifest, SumdbConfig, Vec<u8>, Vec<u8>)> {
+    let fetched = src.fetch_manifest(desc)?;
+    let m = fetched.manifest()?;
     if m.config.media_type != MEDIA_TYPE_SUMDB_CONFIG || m.config.size > MAX_CONFIG_BYTES {
         return Err(fail(
             Kind::Integrity,
@@ -657,7 +657,7 @@ fn read_manifest(
             ),
         ));
     }
-    Ok((m, config))
+    Ok((m, config, fetched.bytes, bytes))
 }
 
 /// The checksum-database data of the bundle `top` in `src`, if it has any.
@@ -679,7 +679,7 @@ pub fn fetch_into_store(
     store: &crate::store::Layout,
     desc: &Descriptor,
 ) -> Result<Carried> {
-    let (m, config) = read_manifest(src, desc)?;
+    let (m, config, manifest_bytes, config_bytes) = read_manifest(src, desc)?;
     for l in &m.layers {
         if l.media_type != MEDIA_TYPE_SUMDB_TILE || l.size != l.size.min(TILE_BYTES) {
             return Err(fail(
@@ -710,6 +710,11 @@ pub fn fetch_into_store(
             ),
         ));
     }
+    // The store keeps what the bundle's index names (prune walks it).
+    if !store.blob_exists(&m.config.digest)? {
+        store.push_blob(&m.config, &mut &config_bytes[..])?;
+    }
+    store.push_manifest(&desc.media_type, &manifest_bytes, None)?;
     Ok(Carried {
         config,
         tiles: m.layers,

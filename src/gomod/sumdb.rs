@@ -758,6 +758,47 @@ mod tests {
         assert_eq!(c.lookup("example.com/m290", "v1.0.0").unwrap().id, 290);
     }
 
+    /// The go command's tile plan (`tlog::plan`, `tlog::read_hashes`) finds
+    /// every tile it needs at its exact path in a database of `n` records,
+    /// proves every record, and recomputes the hash of every older tree.
+    #[test]
+    fn the_go_commands_tile_plan_proves_records_and_older_trees() {
+        use crate::gomod::tlog;
+        for n in [1u64, 2, 3, 255, 256, 257, 700, 65537] {
+            let (db, _, tree) = fake_db(n);
+            let get = |t: &tlog::Tile| Ok(db.files.get(&t.path()).cloned());
+            for id in [0, n / 3, n / 2, n - 1] {
+                let leaf = tlog::leaf_index(id);
+                for t in tlog::plan(n, &[leaf]).unwrap() {
+                    assert!(
+                        db.files.contains_key(&t.path()),
+                        "n={n} id={id}: {}",
+                        t.path()
+                    );
+                }
+                let h = tlog::read_hashes(n, &tree.hash, &[leaf], &get)
+                    .unwrap()
+                    .unwrap();
+                let rec = format!(
+                    "example.com/m{id} v1.0.0 h1:{id}=\nexample.com/m{id} v1.0.0/go.mod h1:g{id}=\n"
+                );
+                assert_eq!(h[0], record_hash(rec.as_bytes()), "n={n} id={id}");
+            }
+            for m in [1, n / 2, n] {
+                if m == 0 {
+                    continue;
+                }
+                let (_, _, older) = fake_db(m);
+                let h = tlog::tree_hash_in(m, n, &tree.hash, &get).unwrap().unwrap();
+                assert_eq!(h, older.hash, "tree {m} in tree {n}");
+            }
+            // A wrong root is refused.
+            let mut wrong = tree.hash;
+            wrong[0] ^= 1;
+            assert!(tlog::read_hashes(n, &wrong, &[0], &get).is_err());
+        }
+    }
+
     #[test]
     fn tile_paths_match_tlog() {
         assert_eq!(tile_path(0, 0, 256), "tile/8/0/000");
