@@ -900,7 +900,7 @@ fn prepare_one(
                 t.path(),
                 final_tree.n
             ),
-            "pack the newer bundle with --sumdb-since naming the older one, or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)",
+            "pack the newer bundle with --sumdb-since naming the older one, pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath), or pull with GOSUMDB=off to leave the checksum database data out",
         )
     };
     // 3. The older of the two trees must be in the newer.
