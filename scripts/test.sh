@@ -13,7 +13,7 @@
 # Extra arguments go to `cargo test --all-targets` as they are. The tests
 # need root (they run the go command under `unshare -n`) and the Go module
 # proxy only for the first builds of cosign and of the tests' Go helpers
-# (tests/containers-policy, tests/gojudge: built by the tests themselves,
+# (tests/containers-policy, tests/gojudge, tests/sumdbfixture: built by the tests themselves,
 # cached under target/tmp).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

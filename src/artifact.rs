@@ -30,6 +30,9 @@ use crate::oci::{
 pub const ARTIFACT_TYPE_MODULES: &str = "application/vnd.ocigo.modules.v2";
 /// artifactType of a format v1 bundle (read only).
 pub const ARTIFACT_TYPE_MODULES_V1: &str = "application/vnd.ocigo.modules.v1";
+/// artifactType of the checksum-database manifest a v2 index may list
+/// after its parts (`crate::sumdata` reads it).
+pub const ARTIFACT_TYPE_SUMDB: &str = "application/vnd.ocigo.sumdb.v1";
 /// Config of the v2 header manifest.
 pub const MEDIA_TYPE_BUNDLE_CONFIG: &str = "application/vnd.ocigo.bundle.config.v2+json";
 /// Config of a v2 part manifest.
@@ -632,6 +635,10 @@ pub fn open(repo: &dyn Repository, top: &Descriptor) -> Result<Outline> {
     index
         .manifests
         .retain(|c| !crate::toolchain::format::is_toolchain(c));
+    // Checksum-database data (`crate::sumdata`): read by pull, not a part.
+    index
+        .manifests
+        .retain(|c| c.artifact_type.as_deref() != Some(ARTIFACT_TYPE_SUMDB));
     if index.manifests.is_empty() {
         return Err(fail(
             Kind::Integrity,

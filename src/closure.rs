@@ -38,6 +38,10 @@ pub struct ResolveOptions {
     pub source: ModuleSource,
     /// The go command to run.
     pub go: OsString,
+    /// Also everything `go mod tidy`, `go mod download`, `go list -m all`
+    /// and `go mod verify` need, on any platform and with any build tags
+    /// (`pack --closure tidy`).
+    pub tidy: bool,
 }
 
 /// One module version the closure needs, as files in the private cache.
@@ -171,6 +175,23 @@ pub fn resolve(opts: &ResolveOptions, progress: &dyn Fn(&str)) -> Result<Closure
     }
     progress("loading the module graph");
     go.run(&project, &["list", "-m", "all"], &[])?;
+    if opts.tidy {
+        // `go mod tidy` loads every package of the main modules with all
+        // build tags and their tests; `-diff` changes no file and fails
+        // when the module is not tidy. `go mod download all` fetches every
+        // module of the build list, which `go mod verify` checks.
+        progress("loading what go mod tidy needs (all platforms and tags)");
+        for m in &mains {
+            let dir = m.dir.as_deref().map(Path::new).unwrap_or(&project);
+            go.run(dir, &["mod", "tidy", "-diff"], &[]).map_err(|e| {
+                e.context(format!(
+                    "`go mod tidy -diff` in {} reports changes or failed: run `go mod tidy` there first",
+                    dir.display()
+                ))
+            })?;
+        }
+        go.run(&project, &["mod", "download", "all"], &[])?;
+    }
     restore.put_back()?;
 
     progress("verifying modules against go.sum");

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod sbom;
 pub mod sign;
 pub mod store;
+pub mod sumdata;
 pub mod text;
 pub mod toolchain;
 pub mod transfer;

@@ -137,6 +137,21 @@ enum Command {
         /// Pack from an existing module cache with no network at all.
         #[arg(long, value_name = "GOMODCACHE")]
         from_cache: Option<PathBuf>,
+        /// Do not carry the checksum database's records and tiles (GOSUMDB) for the
+        /// bundle's public modules. Implied by --from-cache (no network) and GOSUMDB=off.
+        #[arg(long)]
+        no_sumdb: bool,
+        /// Which closure: `build` (what builds and tests of the main modules' packages need
+        /// for the given platforms) or `tidy` (also everything go mod tidy, go mod download,
+        /// go list -m all and go mod verify need, on any platform and with any build tags).
+        #[arg(long, value_name = "KIND", default_value = "build",
+              value_parser = ["build", "tidy"])]
+        closure: String,
+        /// An earlier bundle (reference) whose checksum-database tree this one must join in one
+        /// module cache: carries the tiles that prove the older tree and its records in this
+        /// bundle's newer tree, so the two pull into one cache in either order (repeatable).
+        #[arg(long, value_name = "REF")]
+        sumdb_since: Vec<String>,
         /// Record this creation time (RFC 3339) in the config. Off by default so packing is reproducible.
         #[arg(long, value_name = "TIME")]
         created: Option<String>,
@@ -179,6 +194,10 @@ enum Command {
         /// A toolchain goes there as the golang.org/toolchain module GOTOOLCHAIN switches to.
         #[arg(long, value_name = "DIR")]
         gomodcache: Option<PathBuf>,
+        /// GOPATH whose pkg/sumdb gets the checksum database's trusted tree head, as the go
+        /// command keeps it. Default: the first entry of $GOPATH, else ~/go.
+        #[arg(long, value_name = "DIR")]
+        gopath: Option<PathBuf>,
         /// Install the artifact's Go toolchain as a GOROOT in DIR (created; a temporary
         /// directory beside it is renamed into place).
         #[arg(long, value_name = "DIR")]
@@ -655,6 +674,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             with_toolchain,
             platforms,
             from_cache,
+            no_sumdb,
+            sumdb_since,
+            closure,
             created,
             max_manifest_bytes,
             paths_per_part,
@@ -668,6 +690,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 with_toolchain,
                 platforms,
                 from_cache,
+                no_sumdb,
+                sumdb_since,
+                tidy_closure: closure == "tidy",
                 created,
                 limits: SplitLimits {
                     max_manifest_bytes,
@@ -692,6 +717,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Pull {
             src,
             gomodcache,
+            gopath,
             goroot,
             platform,
             force,
@@ -706,6 +732,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             &commands::PullArgs {
                 src,
                 gomodcache,
+                gopath,
                 jobs: jobs.into(),
                 no_extract,
                 goroot,

@@ -677,6 +677,7 @@ fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
     let p = packed_new();
     let s = Scratch::new();
     let mc = s.join("gomodcache");
+    let gp = s.join("gopath");
     let out = ocigo(
         &p.store,
         &[
@@ -684,18 +685,25 @@ fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
             &format!("oci:{}:{NEW}", p.layout.display()),
             "--gomodcache",
             mc.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
         ],
         &[],
     );
     assert_exit(&out, 0, "pull --gomodcache");
+    // The toolchain's checksum-database record travelled with it: GOSUMDB
+    // stays at its default.
     assert_mentions(
         &stdout(&out),
         &[
-            "GOSUMDB=off",
+            &format!("GOPATH={}", gp.display()),
             &format!("GOPROXY=file://{}/cache/download", mc.display()),
+            "checksum database sum.golang.org",
         ],
         "printed env",
     );
+    assert!(!stdout(&out).contains("GOSUMDB=off"), "{}", stdout(&out));
+    assert!(gp.join("pkg/sumdb/sum.golang.org/latest").is_file());
     let old_layout = format!("oci:{}:{OLD}", s.join("old").display());
     let out = ocigo(
         &p.store,
@@ -703,18 +711,29 @@ fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
         &proxy_env(),
     );
     assert_exit(&out, 0, "pack the older release");
+    // Into a cache of its own: its record was fetched at another tree size
+    // than the newer release's, and `pack toolchain` has no --sumdb-since
+    // (README "Checksum database data").
+    let (mc_old, gp_old) = (s.join("gomodcache-old"), s.join("gopath-old"));
     let out = ocigo(
         &p.store,
-        &["pull", &old_layout, "--gomodcache", mc.to_str().unwrap()],
+        &[
+            "pull",
+            &old_layout,
+            "--gomodcache",
+            mc_old.to_str().unwrap(),
+            "--gopath",
+            gp_old.to_str().unwrap(),
+        ],
         &[],
     );
     assert_exit(&out, 0, "pull the older release");
 
     // The .ziphash is the checksum database's record (the go command's own download).
     let cache = toolchain_proxy().strip_prefix("file://").unwrap();
-    for v in [
-        format!("v0.0.1-{NEW}.linux-amd64"),
-        format!("v0.0.1-{OLD}.linux-amd64"),
+    for (v, mc) in [
+        (format!("v0.0.1-{NEW}.linux-amd64"), &mc),
+        (format!("v0.0.1-{OLD}.linux-amd64"), &mc_old),
     ] {
         let rel = format!("golang.org/toolchain/@v/{v}.ziphash");
         assert_eq!(
@@ -724,13 +743,15 @@ fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
         );
     }
 
+    // GOSUMDB at its default: the go command checks the toolchain module
+    // against the records ocigo wrote (GOPROXY=file:// does not exempt it).
     let env = [
         ("GOMODCACHE", mc.to_str().unwrap()),
         (
             "GOPROXY",
             &*format!("file://{}/cache/download", mc.display()),
         ),
-        ("GOSUMDB", "off"),
+        ("GOPATH", gp.to_str().unwrap()),
         ("GOTOOLCHAIN", "auto"),
     ];
     let host_go = Path::new("/usr/local/go/bin/go");
@@ -756,9 +777,13 @@ fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
 
     // Down: an explicit GOTOOLCHAIN of an older release.
     let down = hello_project(&s.join("down"), "1.25");
-    let mut env_down = env.to_vec();
-    env_down.retain(|(k, _)| *k != "GOTOOLCHAIN");
-    env_down.push(("GOTOOLCHAIN", OLD));
+    let proxy_old = format!("file://{}/cache/download", mc_old.display());
+    let env_down = [
+        ("GOMODCACHE", mc_old.to_str().unwrap()),
+        ("GOPROXY", proxy_old.as_str()),
+        ("GOPATH", gp_old.to_str().unwrap()),
+        ("GOTOOLCHAIN", OLD),
+    ];
     let v = run(
         &mut go_offline(host_go, &down, &["version"], &env_down),
         "go version (switch down)",
@@ -836,6 +861,8 @@ fn a_project_and_its_toolchain_under_one_reference_build_where_there_is_no_go() 
             &dest,
             "--gomodcache",
             mc.to_str().unwrap(),
+            "--gopath",
+            s.join("gopath").to_str().unwrap(),
             "--goroot",
             goroot.to_str().unwrap(),
         ],

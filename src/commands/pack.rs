@@ -29,6 +29,12 @@ pub struct PackArgs {
     pub with_toolchain: bool,
     /// Attach a signed CycloneDX SBOM (needs `sign`).
     pub sbom: bool,
+    /// Carry no checksum-database data.
+    pub no_sumdb: bool,
+    /// `--closure tidy`: also what go mod tidy/verify need.
+    pub tidy_closure: bool,
+    /// Earlier bundles whose trusted trees this one must join.
+    pub sumdb_since: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -53,6 +59,23 @@ pub struct PackReport {
     pub sbom: Option<AttestReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub toolchains: Vec<super::toolchain::PackedToolchain>,
+    /// The checksum-database data carried (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sumdb: Option<SumdbPacked>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct SumdbPacked {
+    pub database: Option<String>,
+    pub tree_size: u64,
+    pub records: usize,
+    pub tiles: usize,
+    /// Bytes of the config and the tiles.
+    pub bytes: u64,
+    /// Module paths left out (GONOSUMDB, GOPRIVATE).
+    pub private: Vec<String>,
+    pub fetch_seconds: f64,
 }
 
 pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
@@ -88,6 +111,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             platforms: args.platforms.clone(),
             source,
             go: std::env::var_os("OCIGO_GO").unwrap_or_else(|| "go".into()),
+            tidy: args.tidy_closure,
         },
         &|step| progress.status(step),
     )?;
@@ -140,25 +164,83 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         modules: entries,
     };
     let modules = header.modules.len();
+    // The checksum database's records and tiles for the public modules
+    // (and the toolchains), gathered once everything is packed.
+    let want_sumdb = !args.no_sumdb && args.from_cache.is_none();
+    let mut sum_inputs = if want_sumdb {
+        crate::sumdata::inputs_of(&header.modules)
+    } else {
+        Vec::new()
+    };
     let built = artifact::build(header, args.limits)?;
     let store_tag = dest.to_string();
     let mut top = artifact::push_built(&store, &built, Some(&store_tag))?;
+    let mut extra: Vec<Descriptor> = Vec::new();
     let mut toolchains = Vec::new();
     if args.with_toolchain {
         let version = super::toolchain::project_toolchain(&args.project_dir)?;
-        let (entries, packed) = super::toolchain::pack_into_store(
+        let (entries, packed, inputs) = super::toolchain::pack_into_store(
             g,
             &store,
             &super::toolchain::ToolchainSource::Proxy { version },
             &closure.platforms,
         )?;
         toolchains = packed;
+        sum_inputs.extend(inputs);
+        extra.extend(crate::toolchain::format::sorted_entries(entries));
+    }
+    let sumdb = if want_sumdb {
+        let mut since = Vec::new();
+        for r in &args.sumdb_since {
+            let reference = Reference::parse(r)?;
+            let repo = g.open(&reference, false)?;
+            let top = repo.resolve(reference.tag_or_digest())?;
+            let config = crate::sumdata::read_config(repo.as_ref(), &top)?.ok_or_else(|| {
+                fail(
+                    Kind::Usage,
+                    format!("--sumdb-since {r}: that bundle carries no checksum database data"),
+                )
+            })?;
+            since.push(crate::sumdata::Since {
+                what: r.clone(),
+                config,
+            });
+        }
+        progress.status("fetching checksum database records");
+        let started = std::time::Instant::now();
+        let gathered = crate::sumdata::gather(&sum_inputs, g.concurrency().max(8), &since)?;
+        progress.finish();
+        gathered.map(|g| (g, started.elapsed().as_secs_f64()))
+    } else {
+        None
+    };
+    let mut sumdb_report = None;
+    if let Some((gathered, secs)) = sumdb {
+        let (desc, bytes) = crate::sumdata::store_gathered(&store, &gathered)?;
+        let db = gathered.config.databases.first();
+        sumdb_report = Some(SumdbPacked {
+            database: db.map(|d| d.name.clone()),
+            tree_size: db
+                .and_then(|d| crate::gomod::sumdb::parse_tree(d.tree.split("\n\n").next()?).ok())
+                .map(|t| t.n)
+                .unwrap_or(0),
+            records: db.map(|d| d.records.len()).unwrap_or(0),
+            tiles: gathered.tiles.len(),
+            bytes,
+            private: gathered.config.private.clone(),
+            fetch_seconds: secs,
+        });
+        if db.is_some() {
+            // Before the toolchains: module readers skip both.
+            extra.insert(0, desc);
+        }
+    }
+    if !extra.is_empty() {
         // The bundle's index (header, then parts, unchanged) with the
-        // toolchains' manifests after them: module readers skip those.
+        // checksum-database and toolchain manifests after them: module
+        // readers skip those.
         let mut index: crate::oci::Index = serde_json::from_slice(&built.top)?;
-        index
-            .manifests
-            .extend(crate::toolchain::format::sorted_entries(entries));
+        index.manifests.extend(extra);
         let index = crate::oci::to_canonical_json(&index);
         top = store.push_manifest(crate::oci::MEDIA_TYPE_INDEX, &index, Some(&store_tag))?;
     }
@@ -198,6 +280,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         signature,
         sbom,
         toolchains,
+        sumdb: sumdb_report,
     };
     let mut human = format!(
         "packed {} module versions ({} zips, {}) into {}\ndigest: {}\n",
@@ -212,6 +295,28 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         report.previous_digest.as_deref(),
         &report.digest,
     ));
+    if let Some(s) = &report.sumdb {
+        if let Some(db) = &s.database {
+            human.push_str(&format!(
+                "checksum database {db}: {} records proven in its tree of {} records, {} tiles ({}), fetched in {:.1} s\n",
+                s.records,
+                s.tree_size,
+                s.tiles,
+                human_bytes(s.bytes),
+                s.fetch_seconds
+            ));
+        }
+        if !s.private.is_empty() {
+            human.push_str(&format!(
+                "not in the checksum database (GONOSUMDB/GOPRIVATE): {}\n",
+                s.private
+                    .iter()
+                    .map(|p| crate::text::field(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     for t in &report.toolchains {
         human.push_str(&format!(
             "with toolchain {} {} ({} files, {})\n",

@@ -21,6 +21,8 @@ use crate::sign;
 pub struct PullArgs {
     pub src: String,
     pub gomodcache: Option<PathBuf>,
+    /// Where the checksum database's trusted tree head goes (`pkg/sumdb`).
+    pub gopath: Option<PathBuf>,
     /// Modules verified and installed at once.
     pub jobs: usize,
     /// Write only the download area, not the extracted trees.
@@ -50,6 +52,23 @@ pub struct PullReport {
     /// (`{"GOMODCACHE": "...", "GOPROXY": "off"}`): the names are the
     /// variables' own, not snake_case keys.
     pub env: BTreeMap<String, String>,
+    /// The checksum-database data installed, per database.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sumdb: Vec<SumdbInstalled>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct SumdbInstalled {
+    pub database: String,
+    pub records_written: usize,
+    pub tiles_written: usize,
+    /// Size of the tree the go command trusts afterwards.
+    pub tree_size: u64,
+    /// Why nothing was installed (GOSUMDB off, another database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    pub verify_seconds: f64,
 }
 
 /// Modules installed at once: bounds memory (configs of one batch of
@@ -94,6 +113,15 @@ fn gomodcache_of(args: &PullArgs) -> Result<PathBuf> {
         .with_context(|| format!("resolving GOMODCACHE {}", gomodcache.display()))
 }
 
+fn gopath_of(args: &PullArgs) -> Result<PathBuf> {
+    match &args.gopath {
+        Some(d) => {
+            std::path::absolute(d).with_context(|| format!("resolving GOPATH {}", d.display()))
+        }
+        None => crate::sumdata::default_gopath(),
+    }
+}
+
 /// Pulls what `top` holds: a module bundle, a toolchain, or both (a
 /// project packed `--with-toolchain`). The caller resolved the reference
 /// once (and, when verifying, checked the signature over this digest):
@@ -130,6 +158,13 @@ fn pull_from(
             },
             None => toolchain::ToolchainTarget::ModCache {
                 dir: gomodcache_of(args)?,
+                // A bundle's pull already installed the records (the
+                // toolchain's among them).
+                sumdb_gopath: if outcome.is_some() {
+                    None
+                } else {
+                    Some(gopath_of(args)?)
+                },
             },
         };
         let (human, report) = toolchain::pull_toolchain(
@@ -226,6 +261,32 @@ fn pull_modules_from(
     checker.finish(&outline)?;
     progress.finish();
     drop(layers_seen);
+    // The checksum database's records and tiles, proven against GOSUMDB's
+    // key and the cache's trusted head before anything is installed.
+    let sumdb_desc = match outline.top.is_index() {
+        true => outline
+            .top
+            .index()?
+            .manifests
+            .into_iter()
+            .find(crate::sumdata::is_sumdb),
+        false => None,
+    };
+    let gopath = match &args.gopath {
+        Some(d) => {
+            std::path::absolute(d).with_context(|| format!("resolving GOPATH {}", d.display()))?
+        }
+        None => crate::sumdata::default_gopath()?,
+    };
+    let started = std::time::Instant::now();
+    let sumdb_prepared = match &sumdb_desc {
+        Some(desc) => {
+            let carried = crate::sumdata::fetch_into_store(src, &store, desc)?;
+            crate::sumdata::prepare(&carried, &store, &gomodcache, &gopath)?
+        }
+        None => Vec::new(),
+    };
+    let verify_seconds = started.elapsed().as_secs_f64();
     // Record the bundle in the store so `store list` shows it and prune keeps it.
     outline.store_top(&store, Some(&src_ref.to_string()))?;
 
@@ -259,11 +320,26 @@ fn pull_modules_from(
         batch_len = 0;
     }
     progress.finish();
+    let mut sumdb = Vec::new();
+    for p in &sumdb_prepared {
+        crate::sumdata::install(p)?;
+        sumdb.push(SumdbInstalled {
+            database: p.database().to_string(),
+            records_written: p.records,
+            tiles_written: p.tiles,
+            tree_size: p.tree,
+            skipped: p.skipped.clone(),
+            verify_seconds,
+        });
+    }
 
-    let env = BTreeMap::from([
+    let mut env = BTreeMap::from([
         ("GOMODCACHE".to_string(), gomodcache.display().to_string()),
         ("GOPROXY".to_string(), "off".to_string()),
     ]);
+    if sumdb.iter().any(|s| s.skipped.is_none()) {
+        env.insert("GOPATH".to_string(), gopath.display().to_string());
+    }
     let mut human = format!(
         "pulled {} ({}): {} module versions, {} installed, {} already present, {} fetched\n",
         src_ref,
@@ -273,6 +349,24 @@ fn pull_modules_from(
         report.already_present,
         human_bytes(bytes_fetched),
     );
+    for s in &sumdb {
+        match &s.skipped {
+            None => {
+                let _ = writeln!(
+                    human,
+                    "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
+                    s.database, s.records_written, s.tiles_written, s.tree_size
+                );
+            }
+            Some(why) => {
+                let _ = writeln!(
+                    human,
+                    "checksum database {}: not installed ({why})",
+                    s.database
+                );
+            }
+        }
+    }
     let conflicts = report.conflicts.clone();
     if conflicts.is_empty() {
         human.push_str("Use these modules with:\n");
@@ -284,6 +378,12 @@ fn pull_modules_from(
             "(or GOPROXY=file://{}/cache/download to serve them as a module proxy)",
             gomodcache.display()
         );
+        if sumdb.iter().any(|s| s.skipped.is_none()) {
+            let _ = writeln!(
+                human,
+                "GOSUMDB stays at its default: go get, go mod tidy and toolchain switches verify offline"
+            );
+        }
     }
     let report = PullReport {
         source: src_ref.to_string(),
@@ -294,6 +394,7 @@ fn pull_modules_from(
         bytes_fetched,
         install: report,
         env,
+        sumdb,
     };
     let mut outcome = Outcome::ok(human, &report);
     if !conflicts.is_empty() {

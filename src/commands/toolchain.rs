@@ -75,8 +75,13 @@ pub(super) fn pack_into_store(
     store: &Layout,
     source: &ToolchainSource,
     platforms: &[String],
-) -> Result<(Vec<Descriptor>, Vec<PackedToolchain>)> {
+) -> Result<(
+    Vec<Descriptor>,
+    Vec<PackedToolchain>,
+    Vec<crate::sumdata::SumInput>,
+)> {
     let progress = g.progress();
+    let mut sum_inputs = Vec::new();
     let tmp_dir = store.root().to_path_buf();
     let mut platforms: Vec<(String, String)> = platforms
         .iter()
@@ -123,6 +128,14 @@ pub(super) fn pack_into_store(
             for (os, arch) in &platforms {
                 progress.status(&format!("fetching {version} {os}/{arch}"));
                 let m = fetch::fetch_module(version, os, arch, &tmp_dir)?;
+                // Its checksum-database record travels with it, so the
+                // go command can switch to it offline with GOSUMDB on.
+                sum_inputs.push(crate::sumdata::SumInput {
+                    path: tree::MODULE_PATH.to_string(),
+                    version: tree::module_version(version, os, arch),
+                    mod_hash: crate::gomod::hash_gomod(tree::MODULE_GO_MOD.as_bytes()),
+                    zip_hash: Some(m.h1.clone()),
+                });
                 let t = tree::from_module_zip(m.file.path(), version, os, arch, m.sha256.clone())?;
                 pack_tree(&t, Some((m.checked_with.clone(), m.h1.clone())))?;
             }
@@ -155,7 +168,7 @@ pub(super) fn pack_into_store(
         }
     }
     progress.finish();
-    Ok((entries, reports))
+    Ok((entries, reports, sum_inputs))
 }
 
 /// `ocigo pack toolchain`.
@@ -164,7 +177,14 @@ pub fn pack_toolchain(g: &Global, args: &PackToolchainArgs) -> Result<Outcome> {
     let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
     let store = g.open_store()?;
     let _store_in_use = store.use_lock()?;
-    let (entries, toolchains) = pack_into_store(g, &store, &args.source, &args.platforms)?;
+    let (mut entries, toolchains, sum_inputs) =
+        pack_into_store(g, &store, &args.source, &args.platforms)?;
+    if !sum_inputs.is_empty()
+        && let Some(gathered) = crate::sumdata::gather(&sum_inputs, g.concurrency().max(8), &[])?
+        && !gathered.config.databases.is_empty()
+    {
+        entries.push(crate::sumdata::store_gathered(&store, &gathered)?.0);
+    }
     let index = format::build_index(entries, format::ARTIFACT_TYPE_TOOLCHAIN);
     let top = store.push_manifest(oci::MEDIA_TYPE_INDEX, &index, Some(&dest.to_string()))?;
     let target = g.open(&dest, true)?;
@@ -283,8 +303,17 @@ pub(super) fn contents(src: &dyn Repository, top: &Descriptor) -> Result<(bool, 
 
 /// Where `pull` puts a toolchain.
 pub enum ToolchainTarget {
-    Goroot { dir: PathBuf, force: bool },
-    ModCache { dir: PathBuf },
+    Goroot {
+        dir: PathBuf,
+        force: bool,
+    },
+    ModCache {
+        dir: PathBuf,
+        /// Install the artifact's checksum-database data too, with the
+        /// trusted head under this GOPATH (`None`: a module bundle in the
+        /// same pull installs it).
+        sumdb_gopath: Option<PathBuf>,
+    },
 }
 
 #[derive(Serialize)]
@@ -426,8 +455,35 @@ pub(super) fn pull_toolchain(
             );
             report.goroot = Some(r);
         }
-        ToolchainTarget::ModCache { dir } => {
+        ToolchainTarget::ModCache { dir, sumdb_gopath } => {
+            // The record and tiles are proven before anything is written.
+            let mut sumdb = Vec::new();
+            if let Some(gopath) = sumdb_gopath
+                && let Some(desc) = top_bytes
+                    .is_index()
+                    .then(|| top_bytes.index())
+                    .transpose()?
+                    .and_then(|i| i.manifests.into_iter().find(crate::sumdata::is_sumdb))
+            {
+                let carried = crate::sumdata::fetch_into_store(src, &store, &desc)?;
+                sumdb = crate::sumdata::prepare(&carried, &store, dir, gopath)?;
+            }
             let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
+            let mut sumdb_installed = false;
+            for p in &sumdb {
+                crate::sumdata::install(p)?;
+                if p.skipped.is_none() {
+                    sumdb_installed = true;
+                    let _ = writeln!(
+                        human,
+                        "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
+                        p.database(),
+                        p.records,
+                        p.tiles,
+                        p.tree
+                    );
+                }
+            }
             let mv = format!("{}@{}", tree::MODULE_PATH, config.module.version);
             let _ = writeln!(
                 human,
@@ -446,14 +502,29 @@ pub(super) fn pull_toolchain(
                     "GOPROXY".into(),
                     format!("file://{}/cache/download", dir.display()),
                 ),
-                ("GOSUMDB".into(), "off".into()),
-                ("GOTOOLCHAIN".into(), config.version.clone()),
             ];
+            match (sumdb_installed, sumdb_gopath) {
+                (true, Some(gopath)) => {
+                    report
+                        .env
+                        .push(("GOPATH".into(), gopath.display().to_string()));
+                }
+                // A module bundle in the same pull installed the records.
+                (_, None) => {}
+                (false, Some(_)) => report.env.push(("GOSUMDB".into(), "off".into())),
+            }
+            report
+                .env
+                .push(("GOTOOLCHAIN".into(), config.version.clone()));
             human.push_str("Switch to it with no network (or GOTOOLCHAIN=auto and a go.mod that asks for it):\n");
             for (k, v) in &report.env {
                 let _ = writeln!(human, "  export {k}={}", shell_quote(v));
             }
-            human.push_str("(the go command checks toolchain downloads against the checksum database unless GOPROXY is one file:// URL)\n");
+            if sumdb_installed || sumdb_gopath.is_none() {
+                human.push_str("(GOSUMDB stays at its default: the toolchain's checksum-database record is in the cache)\n");
+            } else {
+                human.push_str("(the go command checks toolchain downloads against the checksum database, and this artifact carries no record of it)\n");
+            }
             report.module = Some(mv);
             report.module_installed = Some(installed);
         }

@@ -16,6 +16,7 @@ pub mod modfile;
 pub mod paths;
 pub mod semver;
 pub mod sumdb;
+pub mod tlog;
 pub mod unicode;
 #[rustfmt::skip]
 mod unicode_tables;

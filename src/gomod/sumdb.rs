@@ -33,7 +33,12 @@ const MAX_RECORD_BYTES: u64 = 64 << 10;
 const MAX_TILE_BYTES: u64 = TILE_WIDTH * HASH_SIZE as u64;
 const ALG_ED25519: u8 = 1;
 
-type Hash = [u8; HASH_SIZE];
+pub type Hash = [u8; HASH_SIZE];
+
+/// `tlog.TreeHash(0, _)`: the hash of the empty tree.
+pub fn empty_tree_hash() -> Hash {
+    Sha256::digest([]).into()
+}
 
 fn bad(what: impl Into<String>) -> anyhow::Error {
     fail(
@@ -498,7 +503,7 @@ pub fn tile_path(level: u32, index: u64, width: u64) -> String {
 }
 
 /// `tlog.ParseRecord`: `<id>\n<text>\n\n<note>`.
-fn parse_record(msg: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+pub fn parse_record(msg: &[u8]) -> Option<(u64, &[u8], &[u8])> {
     let i = msg.iter().position(|&b| b == b'\n')?;
     let id_text = std::str::from_utf8(&msg[..i]).ok()?;
     let id: u64 = id_text.parse().ok()?;
@@ -751,6 +756,47 @@ mod tests {
         let w = Wider(db, tile_path(0, 1, 44), tile_path(0, 1, 256));
         let c = Client::new(Verifier::parse(&vkey).unwrap(), &w);
         assert_eq!(c.lookup("example.com/m290", "v1.0.0").unwrap().id, 290);
+    }
+
+    /// The go command's tile plan (`tlog::plan`, `tlog::read_hashes`) finds
+    /// every tile it needs at its exact path in a database of `n` records,
+    /// proves every record, and recomputes the hash of every older tree.
+    #[test]
+    fn the_go_commands_tile_plan_proves_records_and_older_trees() {
+        use crate::gomod::tlog;
+        for n in [1u64, 2, 3, 255, 256, 257, 700, 65537] {
+            let (db, _, tree) = fake_db(n);
+            let get = |t: &tlog::Tile| Ok(db.files.get(&t.path()).cloned());
+            for id in [0, n / 3, n / 2, n - 1] {
+                let leaf = tlog::leaf_index(id);
+                for t in tlog::plan(n, &[leaf]).unwrap() {
+                    assert!(
+                        db.files.contains_key(&t.path()),
+                        "n={n} id={id}: {}",
+                        t.path()
+                    );
+                }
+                let h = tlog::read_hashes(n, &tree.hash, &[leaf], &get)
+                    .unwrap()
+                    .unwrap();
+                let rec = format!(
+                    "example.com/m{id} v1.0.0 h1:{id}=\nexample.com/m{id} v1.0.0/go.mod h1:g{id}=\n"
+                );
+                assert_eq!(h[0], record_hash(rec.as_bytes()), "n={n} id={id}");
+            }
+            for m in [1, n / 2, n] {
+                if m == 0 {
+                    continue;
+                }
+                let (_, _, older) = fake_db(m);
+                let h = tlog::tree_hash_in(m, n, &tree.hash, &get).unwrap().unwrap();
+                assert_eq!(h, older.hash, "tree {m} in tree {n}");
+            }
+            // A wrong root is refused.
+            let mut wrong = tree.hash;
+            wrong[0] ^= 1;
+            assert!(tlog::read_hashes(n, &wrong, &[0], &get).is_err());
+        }
     }
 
     #[test]

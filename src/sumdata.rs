@@ -1,0 +1,1217 @@
+//! The checksum database data a bundle carries, so that the go command
+//! can verify modules offline with GOSUMDB at its default: for every
+//! public module version, the database's signed lookup record, and the
+//! tiles that prove it in one signed tree.
+//!
+//! In the artifact (README "Checksum database data"): one more manifest in
+//! the bundle's index (artifactType [`ARTIFACT_TYPE_SUMDB`], annotated
+//! `dev.ocigo.bundle.role: sumdb`), whose config lists the records and
+//! which tile is which blob, and whose layers are the tiles, one blob each,
+//! so bundles near each other in the log share them.
+//!
+//! On pull, everything is proven before a byte is written, the way the
+//! go command's client (`golang.org/x/mod/sumdb`) proves it: the tree note
+//! with the key GOSUMDB names, each record in the newest tree the cache
+//! will trust, with exactly the tiles the go command reads ([`tlog::plan`]),
+//! the tree the cache trusted before consistent with it, and every record
+//! the cache already holds still provable. Then the tiles, the records and
+//! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written.
+//!
+//! Owns: gathering (pack), checking and installing (pull) that data. Must
+//! not: know about parts, zips or signatures; write anywhere but the
+//! go command's checksum-database cache and its `latest` file, and only
+//! through `crate::fs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::ModuleEntry;
+use crate::error::{Kind, fail, fail_hint};
+use crate::gomod::sumdb::{self, Fetch, Hash, TreeHead, UrlFetch, Verifier};
+use crate::gomod::tlog::{self, Tile};
+use crate::oci::{Descriptor, Digest, Repository};
+
+pub use crate::artifact::ARTIFACT_TYPE_SUMDB;
+pub const MEDIA_TYPE_SUMDB_CONFIG: &str = "application/vnd.ocigo.sumdb.config.v1+json";
+pub const MEDIA_TYPE_SUMDB_TILE: &str = "application/vnd.ocigo.sumdb.tile.v1";
+/// The `dev.ocigo.bundle.role` of that manifest.
+pub const ROLE_SUMDB: &str = "sumdb";
+pub const FORMAT_VERSION: u32 = 1;
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
+const MAX_RECORD_BYTES: u64 = 64 << 10;
+const MAX_NOTE_BYTES: u64 = 16 << 10;
+const TILE_BYTES: u64 = 256 * tlog::HASH_SIZE as u64;
+/// Bounds the walk of a cache's records.
+const MAX_CACHED_RECORDS: usize = 1 << 20;
+
+/// The config of the checksum-database manifest
+/// (`schemas/sumdb-config.v1.schema.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SumdbConfig {
+    pub format_version: u32,
+    pub databases: Vec<Database>,
+    /// Module paths left out: GONOSUMDB (or GOPRIVATE) matched them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Database {
+    /// The database's name (`sum.golang.org`).
+    pub name: String,
+    /// The verifier key pack checked with (informational: pull checks
+    /// with the key its own GOSUMDB names).
+    pub key: String,
+    /// The signed tree note every record is proven in.
+    pub tree: String,
+    pub records: Vec<Record>,
+    pub tiles: Vec<TileRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Record {
+    pub path: String,
+    pub version: String,
+    /// The record's position in the log.
+    pub id: u64,
+    /// The record's text: its go.sum lines, each ending in `\n`.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TileRef {
+    /// `tile/8/<L>/<N>[.p/<W>]`.
+    pub path: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+pub fn is_sumdb(desc: &Descriptor) -> bool {
+    desc.artifact_type.as_deref() == Some(ARTIFACT_TYPE_SUMDB)
+}
+
+/// GOSUMDB as the go command reads it: `None` for `off`; else the
+/// verifier and the database's own URL if one is given.
+pub fn gosumdb() -> Result<Option<(Verifier, Option<String>)>> {
+    let v = std::env::var("GOSUMDB").unwrap_or_default();
+    if v.trim() == "off" {
+        return Ok(None);
+    }
+    crate::toolchain::fetch::sumdb_config().map(Some)
+}
+
+/// `GONOSUMDB`, defaulting to `GOPRIVATE`, as the go command reads them.
+pub fn nosumdb_patterns() -> String {
+    match std::env::var("GONOSUMDB") {
+        Ok(v) if !v.is_empty() => v,
+        _ => std::env::var("GOPRIVATE").unwrap_or_default(),
+    }
+}
+
+/// `module.MatchPrefixPatterns`: whether a prefix of `target` (as many
+/// path elements as the glob has) matches one of the comma-separated globs.
+pub fn match_prefix_patterns(globs: &str, target: &str) -> bool {
+    for glob in globs.split(',') {
+        let glob = glob.trim();
+        if glob.is_empty() {
+            continue;
+        }
+        let mut n = glob.matches('/').count();
+        let mut prefix = target;
+        for (i, c) in target.char_indices() {
+            if c == '/' {
+                if n == 0 {
+                    prefix = &target[..i];
+                    break;
+                }
+                n -= 1;
+            }
+        }
+        if n > 0 {
+            continue;
+        }
+        if glob_match(glob.as_bytes(), prefix.as_bytes()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `path.Match` for module paths: `*` (no `/`), `?`, `[...]` classes.
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') => (0..=s.len())
+            .take_while(|&i| i == 0 || s[i - 1] != b'/')
+            .any(|i| glob_match(&p[1..], &s[i..])),
+        Some(b'?') => !s.is_empty() && s[0] != b'/' && glob_match(&p[1..], &s[1..]),
+        Some(b'[') => {
+            let Some(end) = p.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let (class, rest) = (&p[1..end], &p[end + 1..]);
+            let (neg, class) = match class.first() {
+                Some(b'^') => (true, &class[1..]),
+                _ => (false, class),
+            };
+            let Some(&c) = s.first() else { return false };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= class[i] <= c && c <= class[i + 2];
+                    i += 3;
+                } else {
+                    hit |= class[i] == c;
+                    i += 1;
+                }
+            }
+            hit != neg && c != b'/' && glob_match(rest, &s[1..])
+        }
+        Some(b'\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob_match(&p[2..], &s[1..]),
+        Some(&c) => !s.is_empty() && s[0] == c && glob_match(&p[1..], &s[1..]),
+    }
+}
+
+// ------------------------------------------------------------------ pack
+
+/// What pack gathered: the config, and the tiles' bytes by digest.
+pub struct Gathered {
+    pub config: SumdbConfig,
+    pub tiles: Vec<(Descriptor, Vec<u8>)>,
+}
+
+/// Where the database is read from at pack time: the database's own URL
+/// if GOSUMDB gives one, else the first proxy of GOPROXY that serves it
+/// (`<proxy>/sumdb/<name>/supported`), else `https://<name>`, as the go
+/// command chooses.
+fn source(v: &Verifier, url: Option<String>) -> Result<UrlFetch> {
+    if let Some(u) = url {
+        return Ok(UrlFetch::new(&u));
+    }
+    let goproxy = std::env::var("GOPROXY").unwrap_or_default();
+    let goproxy = if goproxy.is_empty() {
+        "https://proxy.golang.org,direct".to_string()
+    } else {
+        goproxy
+    };
+    for p in goproxy.split([',', '|']).map(str::trim) {
+        if p == "direct" || p == "off" {
+            break;
+        }
+        if let Some(dir) = p.strip_prefix("file://") {
+            // A module cache's download area: the go command's own cache
+            // of the database, used when it has one.
+            let base = format!("{}/sumdb/{}", dir.trim_end_matches('/'), v.name);
+            if crate::fs::dir_exists(Path::new(&base))? {
+                return Ok(UrlFetch::new(&format!("file://{base}")));
+            }
+            continue;
+        }
+        if !(p.starts_with("https://") || p.starts_with("http://")) {
+            continue;
+        }
+        let f = UrlFetch::new(&format!("{}/sumdb/{}", p.trim_end_matches('/'), v.name));
+        match f.get("supported", 1 << 10) {
+            Ok(Some(_)) => return Ok(f),
+            Ok(None) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(UrlFetch::new(&format!("https://{}", v.name)))
+}
+
+/// `fetch.get`, tried three times over about two seconds when the network
+/// fails (name resolution and connections fail now and then under a
+/// burst of parallel requests); what the server says is not retried.
+fn get_retrying(fetch: &UrlFetch, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+    let mut attempt = 0;
+    loop {
+        match fetch.get(path, limit) {
+            Err(e) if attempt < 2 && crate::error::kind_of(&e) == Some(Kind::Remote) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Fetches, checks and proves the records of every public module version
+/// in `entries` (`jobs` at once). `Ok(None)`: GOSUMDB is off.
+/// A module version to carry the record of, with the hashes the bundle
+/// holds for it (the record must agree).
+#[derive(Debug, Clone)]
+pub struct SumInput {
+    pub path: String,
+    pub version: String,
+    pub mod_hash: String,
+    /// `None` when the bundle holds only the go.mod.
+    pub zip_hash: Option<String>,
+}
+
+/// The inputs for a bundle's module entries.
+pub fn inputs_of(entries: &[ModuleEntry]) -> Vec<SumInput> {
+    entries
+        .iter()
+        .map(|e| SumInput {
+            path: e.path.clone(),
+            version: e.version.clone(),
+            mod_hash: e.mod_hash.clone(),
+            zip_hash: e.zip.as_ref().map(|z| z.hash.clone()),
+        })
+        .collect()
+}
+
+/// An older tree a bundle packed earlier trusts: the newer bundle carries
+/// the tiles that prove it a prefix of its own tree and its records in it.
+pub struct Since {
+    /// What it is called in messages (the reference given).
+    pub what: String,
+    pub config: SumdbConfig,
+}
+
+pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Option<Gathered>> {
+    let Some((verifier, url)) = gosumdb()? else {
+        return Ok(None);
+    };
+    let patterns = nosumdb_patterns();
+    let mut private = BTreeSet::new();
+    let public: Vec<&SumInput> = entries
+        .iter()
+        .filter(|e| {
+            if match_prefix_patterns(&patterns, &e.path) {
+                private.insert(e.path.clone());
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let private: Vec<String> = private.into_iter().collect();
+    if public.is_empty() {
+        return Ok(Some(Gathered {
+            config: SumdbConfig {
+                format_version: FORMAT_VERSION,
+                databases: Vec::new(),
+                private,
+            },
+            tiles: Vec::new(),
+        }));
+    }
+    let fetch = source(&verifier, url)?;
+    // 1. The records, in parallel, each checked against the bundle's hashes.
+    let fetched = crate::parallel::for_each_index(public.len(), jobs, |i| {
+        fetch_record(&fetch, &verifier, public[i])
+    })?;
+    // 2. Earlier bundles' trees and records (--sumdb-since).
+    let mut older: Vec<(TreeHead, String, Vec<u64>)> = Vec::new();
+    for s in since {
+        for db in s
+            .config
+            .databases
+            .iter()
+            .filter(|d| d.name == verifier.name)
+        {
+            let t = note_tree(db.tree.as_bytes(), &verifier, &s.what)?;
+            older.push((
+                t,
+                db.tree.clone(),
+                db.records.iter().map(|r| r.id).collect(),
+            ));
+        }
+    }
+    // 3. The newest tree any record (or earlier bundle) came with: every
+    // record is proven in it.
+    let (tree, note) = fetched
+        .iter()
+        .map(|(_, t, n)| (*t, n.clone()))
+        .chain(older.iter().map(|(t, n, _)| (*t, n.clone())))
+        .max_by_key(|(t, _)| t.n)
+        .expect("not empty");
+    let leaves: Vec<u64> = fetched
+        .iter()
+        .map(|(r, _, _)| tlog::leaf_index(r.id))
+        .collect();
+    // What the go command reads when the cache holds an earlier bundle's
+    // records: the older tree's hash from this tree's tiles, and their
+    // records' paths in this tree.
+    let mut extra: Vec<u64> = Vec::new();
+    for (t, _, ids) in &older {
+        if ids.iter().any(|&id| id >= tree.n) {
+            return Err(fail(
+                Kind::Integrity,
+                "checksum database: an earlier bundle's record lies outside its own tree",
+            ));
+        }
+        extra.extend(tlog::tree_indexes(t.n));
+        extra.extend(ids.iter().map(|&id| tlog::leaf_index(id)));
+    }
+    let mut wanted = leaves.clone();
+    wanted.extend(&extra);
+    let plan = tlog::plan(tree.n, &wanted)?;
+    let tiles = crate::parallel::for_each_index(plan.len(), jobs, |i| {
+        let t = plan[i];
+        let mut data = get_retrying(&fetch, &t.path(), TILE_BYTES)?;
+        if data.is_none() && t.w < 256 {
+            let full = Tile { w: 256, ..t }.path();
+            data = get_retrying(&fetch, &full, TILE_BYTES)?;
+            // A module cache holds the partial tiles of the tree the go
+            // command proved against last: a wider one has the same prefix
+            // (the proof below checks whatever is used).
+            let mut wider: Vec<u64> = fetch
+                .partial_widths(&full)
+                .into_iter()
+                .filter(|&w| w > t.w && w < 256)
+                .collect();
+            wider.sort_unstable();
+            for w in wider {
+                if data.is_some() {
+                    break;
+                }
+                data = get_retrying(&fetch, &Tile { w, ..t }.path(), TILE_BYTES)?;
+            }
+        }
+        let mut data = data.ok_or_else(|| {
+            fail(
+                Kind::NotFound,
+                format!(
+                    "the checksum database ({}) has no tile {}",
+                    fetch.describe(),
+                    t.path()
+                ),
+            )
+        })?;
+        if (data.len() as u64) < t.w * tlog::HASH_SIZE as u64 {
+            return Err(fail(
+                Kind::Integrity,
+                format!("checksum database: tile {} is too short", t.path()),
+            ));
+        }
+        data.truncate(t.w as usize * tlog::HASH_SIZE);
+        Ok(data)
+    })?;
+    let by_tile: HashMap<Tile, &Vec<u8>> = plan.iter().copied().zip(tiles.iter()).collect();
+    let get = |t: &Tile| Ok(by_tile.get(t).map(|d| d.to_vec()));
+    let proven = tlog::read_hashes(tree.n, &tree.hash, &leaves, &get)?
+        .map_err(|t| fail(Kind::Integrity, format!("bad tile plan: {}", t.path())))?;
+    for (t, _, _) in &older {
+        match tlog::tree_hash_in(t.n, tree.n, &tree.hash, &get)? {
+            Ok(h) if h == t.hash => {}
+            Ok(_) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database ({}): the earlier bundle's tree of {} records is not a prefix of the tree of {} records (a forked log)",
+                        fetch.describe(),
+                        t.n,
+                        tree.n
+                    ),
+                ));
+            }
+            Err(t) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("bad tile plan: {}", t.path()),
+                ));
+            }
+        }
+    }
+    for ((r, _, _), h) in fetched.iter().zip(&proven) {
+        if sumdb::record_hash(r.text.as_bytes()) != *h {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database ({}): the record for {}@{} is not in the signed tree of {} records",
+                    fetch.describe(),
+                    r.path,
+                    r.version,
+                    tree.n
+                ),
+            ));
+        }
+    }
+    let mut tile_refs = Vec::new();
+    let mut blobs: BTreeMap<Digest, (Descriptor, Vec<u8>)> = BTreeMap::new();
+    for (t, data) in plan.iter().zip(tiles) {
+        let desc = Descriptor::for_bytes(MEDIA_TYPE_SUMDB_TILE, &data);
+        tile_refs.push(TileRef {
+            path: t.path(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+        });
+        blobs.entry(desc.digest.clone()).or_insert((desc, data));
+    }
+    tile_refs.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut records: Vec<Record> = fetched.into_iter().map(|(r, _, _)| r).collect();
+    records.sort_by(|a, b| {
+        a.path
+            .cmp(&b.path)
+            .then_with(|| crate::gomod::semver::compare(&a.version, &b.version))
+    });
+    Ok(Some(Gathered {
+        config: SumdbConfig {
+            format_version: FORMAT_VERSION,
+            databases: vec![Database {
+                name: verifier.name.clone(),
+                key: verifier_key_text(&verifier),
+                tree: note,
+                records,
+                tiles: tile_refs,
+            }],
+            private,
+        },
+        tiles: blobs.into_values().collect(),
+    }))
+}
+
+fn verifier_key_text(v: &Verifier) -> String {
+    match std::env::var("GOSUMDB")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+    {
+        Some(k) if k.contains('+') => k.to_string(),
+        _ if v.name == "sum.golang.org" => sumdb::SUM_GOLANG_ORG_KEY.to_string(),
+        _ => v.name.clone(),
+    }
+}
+
+/// Looks one module version up: the record, the tree its note signs.
+fn fetch_record(
+    fetch: &UrlFetch,
+    v: &Verifier,
+    e: &SumInput,
+) -> Result<(Record, TreeHead, String)> {
+    let what = format!("{}@{}", e.path, e.version);
+    let epath = crate::gomod::escape_path(&e.path)?;
+    let ever = crate::gomod::escape_version(&e.version)?;
+    let body = get_retrying(fetch, &format!("lookup/{epath}@{ever}"), MAX_RECORD_BYTES)?
+        .ok_or_else(|| {
+            fail_hint(
+                Kind::NotFound,
+                format!(
+                    "the checksum database ({}) has no record of {what}",
+                    fetch.describe()
+                ),
+                "if the module is private, list it in GONOSUMDB or GOPRIVATE",
+            )
+        })?;
+    let (id, text, note) = sumdb::parse_record(&body).ok_or_else(|| {
+        fail(
+            Kind::Integrity,
+            format!("checksum database: the record of {what} is malformed"),
+        )
+    })?;
+    let tree = sumdb::parse_tree(sumdb::open_note(note, v)?)?;
+    if id >= tree.n {
+        return Err(fail(
+            Kind::Integrity,
+            format!("checksum database: record {id} of {what} is outside its signed tree"),
+        ));
+    }
+    let text = std::str::from_utf8(text)
+        .map_err(|_| fail(Kind::Integrity, "checksum database: a record is not UTF-8"))?;
+    check_lines(text, e)?;
+    let note = std::str::from_utf8(note)
+        .expect("checked by open_note")
+        .to_string();
+    Ok((
+        Record {
+            path: e.path.clone(),
+            version: e.version.clone(),
+            id,
+            text: text.to_string(),
+        },
+        tree,
+        note,
+    ))
+}
+
+/// The record's go.sum lines must agree with the bundle's own hashes.
+fn check_lines(text: &str, e: &SumInput) -> Result<()> {
+    let find = |suffix: &str| {
+        text.lines().find_map(|l| {
+            let mut f = l.split(' ');
+            match (f.next(), f.next(), f.next(), f.next()) {
+                (Some(p), Some(v), Some(h), None)
+                    if p == e.path && v == format!("{}{suffix}", e.version) =>
+                {
+                    Some(h.to_string())
+                }
+                _ => None,
+            }
+        })
+    };
+    let mismatch = |what: &str, db: &str, ours: &str| {
+        fail_hint(
+            Kind::Integrity,
+            format!(
+                "{}@{}: the checksum database records {what} {db}, the bundle's is {ours}",
+                e.path, e.version
+            ),
+            "the module the go command resolved is not the one the database vouches for: \
+             check GOPROXY and the module cache you packed from",
+        )
+    };
+    match find("/go.mod") {
+        Some(h) if h == e.mod_hash => {}
+        Some(h) => return Err(mismatch("go.mod hash", &h, &e.mod_hash)),
+        None => {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database: the record for {}@{} has no go.mod line",
+                    e.path, e.version
+                ),
+            ));
+        }
+    }
+    if let Some(zh) = &e.zip_hash {
+        match find("") {
+            Some(h) if h == *zh => {}
+            Some(h) => return Err(mismatch("zip hash", &h, zh)),
+            None => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database: the record for {}@{} has no zip line",
+                        e.path, e.version
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ pull
+
+/// `$GOPATH/pkg/sumdb`, where the go command keeps the tree heads it
+/// trusts (`cfg.SumdbDir`): the first GOPATH entry, default `~/go`.
+pub fn default_gopath() -> Result<PathBuf> {
+    if let Some(gopath) = std::env::var_os("GOPATH").filter(|v| !v.is_empty())
+        && let Some(first) = std::env::split_paths(&gopath).next()
+    {
+        return Ok(first);
+    }
+    dirs::home_dir().map(|h| h.join("go")).ok_or_else(|| {
+        fail(
+            Kind::Usage,
+            "cannot find the home directory: set GOPATH or pass --gopath",
+        )
+    })
+}
+
+/// A bundle's checksum-database manifest, read: its config, and where
+/// each tile's blob is in the local store.
+pub struct Carried {
+    pub config: SumdbConfig,
+    pub tiles: Vec<Descriptor>,
+}
+
+/// Reads a checksum-database manifest and its config (bounded, checked).
+fn read_manifest(
+    src: &dyn Repository,
+    desc: &Descriptor,
+) -> Result<(crate::oci::Manifest, SumdbConfig, Vec<u8>, Vec<u8>)> {
+    let fetched = src.fetch_manifest(desc)?;
+    let m = fetched.manifest()?;
+    if m.config.media_type != MEDIA_TYPE_SUMDB_CONFIG || m.config.size > MAX_CONFIG_BYTES {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "checksum database manifest {} must have a {MEDIA_TYPE_SUMDB_CONFIG} config of at most {MAX_CONFIG_BYTES} bytes",
+                desc.digest
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    src.fetch_blob(&m.config)?
+        .take(MAX_CONFIG_BYTES)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading checksum database config {}", m.config.digest))?;
+    let config: SumdbConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(
+            Kind::Integrity,
+            format!(
+                "checksum database config {} is not valid: {e}",
+                m.config.digest
+            ),
+        )
+    })?;
+    if config.format_version != FORMAT_VERSION {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "checksum database data format {} is not supported by this ocigo (it reads {FORMAT_VERSION}); upgrade ocigo",
+                config.format_version
+            ),
+        ));
+    }
+    Ok((m, config, fetched.bytes, bytes))
+}
+
+/// The checksum-database data of the bundle `top` in `src`, if it has any.
+pub fn read_config(src: &dyn Repository, top: &Descriptor) -> Result<Option<SumdbConfig>> {
+    let fetched = src.fetch_manifest(top)?;
+    if !fetched.is_index() {
+        return Ok(None);
+    }
+    match fetched.index()?.manifests.into_iter().find(is_sumdb) {
+        Some(d) => Ok(Some(read_manifest(src, &d)?.1)),
+        None => Ok(None),
+    }
+}
+
+/// Reads the manifest `desc` and its config from `src`, and copies its
+/// tiles into `store` (each digest-checked as it is written).
+pub fn fetch_into_store(
+    src: &dyn Repository,
+    store: &crate::store::Layout,
+    desc: &Descriptor,
+) -> Result<Carried> {
+    let (m, config, manifest_bytes, config_bytes) = read_manifest(src, desc)?;
+    for l in &m.layers {
+        if l.media_type != MEDIA_TYPE_SUMDB_TILE || l.size != l.size.min(TILE_BYTES) {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database manifest {}: layer {} is not a tile",
+                    desc.digest, l.digest
+                ),
+            ));
+        }
+        if !store.blob_exists(&l.digest)? {
+            let mut r = src.fetch_blob(l)?;
+            store.push_blob(l, &mut r)?;
+        }
+    }
+    let listed: BTreeSet<&Digest> = config
+        .databases
+        .iter()
+        .flat_map(|d| d.tiles.iter().map(|t| &t.digest))
+        .collect();
+    let layers: BTreeSet<&Digest> = m.layers.iter().map(|l| &l.digest).collect();
+    if listed != layers {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "checksum database manifest {}: its config and its layers name different tiles",
+                desc.digest
+            ),
+        ));
+    }
+    // The store keeps what the bundle's index names (prune walks it).
+    if !store.blob_exists(&m.config.digest)? {
+        store.push_blob(&m.config, &mut &config_bytes[..])?;
+    }
+    store.push_manifest(&desc.media_type, &manifest_bytes, None)?;
+    Ok(Carried {
+        config,
+        tiles: m.layers,
+    })
+}
+
+/// What [`prepare`] decided to write.
+pub struct Prepared {
+    database: String,
+    cache_dir: PathBuf,
+    latest_path: PathBuf,
+    /// (path below the cache dir, bytes), tiles first.
+    writes: Vec<(String, Vec<u8>)>,
+    /// The new `latest`, when the trusted head moves forward.
+    latest: Option<String>,
+    pub records: usize,
+    pub tiles: usize,
+    pub tree: u64,
+    /// Why nothing is installed (GOSUMDB off or another database).
+    pub skipped: Option<String>,
+}
+
+fn conflict(db: &str, what: String, hint: &str) -> anyhow::Error {
+    fail_hint(
+        Kind::Conflict,
+        format!("checksum database {db}: {what}"),
+        hint.to_string(),
+    )
+}
+
+/// Proves everything and decides what to write; writes nothing.
+pub fn prepare(
+    carried: &Carried,
+    store: &crate::store::Layout,
+    gomodcache: &Path,
+    gopath: &Path,
+) -> Result<Vec<Prepared>> {
+    let settings = gosumdb()?;
+    let mut out = Vec::new();
+    for db in &carried.config.databases {
+        let skip = |why: String| Prepared {
+            database: db.name.clone(),
+            cache_dir: PathBuf::new(),
+            latest_path: PathBuf::new(),
+            writes: Vec::new(),
+            latest: None,
+            records: 0,
+            tiles: 0,
+            tree: 0,
+            skipped: Some(why),
+        };
+        let Some((verifier, _)) = &settings else {
+            out.push(skip("GOSUMDB=off".into()));
+            continue;
+        };
+        if verifier.name != db.name {
+            out.push(skip(format!("GOSUMDB names {}", verifier.name)));
+            continue;
+        }
+        out.push(prepare_one(db, verifier, store, gomodcache, gopath)?);
+    }
+    Ok(out)
+}
+
+fn note_tree(note: &[u8], v: &Verifier, what: &str) -> Result<TreeHead> {
+    sumdb::parse_tree(sumdb::open_note(note, v).with_context(|| what.to_string())?)
+        .with_context(|| what.to_string())
+}
+
+fn prepare_one(
+    db: &Database,
+    v: &Verifier,
+    store: &crate::store::Layout,
+    gomodcache: &Path,
+    gopath: &Path,
+) -> Result<Prepared> {
+    let name = &db.name;
+    let cache_dir = gomodcache.join("cache/download/sumdb").join(name);
+    let latest_path = gopath.join("pkg/sumdb").join(name).join("latest");
+    let bundle_tree = note_tree(db.tree.as_bytes(), v, "the bundle's signed tree")?;
+    // The bundle's tiles, by path.
+    let mut ours: HashMap<String, PathBuf> = HashMap::new();
+    for t in &db.tiles {
+        if Tile::parse(&t.path).is_none() {
+            return Err(fail(
+                Kind::Integrity,
+                format!("checksum database {name}: {:?} is not a tile path", t.path),
+            ));
+        }
+        ours.insert(t.path.clone(), store.blob_path(&t.digest));
+    }
+    let read_ours = |p: &str| -> Result<Option<Vec<u8>>> {
+        match ours.get(p) {
+            Some(blob) => crate::fs::read_capped(blob, TILE_BYTES),
+            None => Ok(None),
+        }
+    };
+    let read_cached = |p: &str| -> Result<Option<Vec<u8>>> {
+        crate::fs::read_capped(&cache_dir.join(p), TILE_BYTES)
+    };
+    // Tiles as the go command's cache will serve them once ours are
+    // written: the exact tile, else the full one cut to width.
+    let get = |t: &Tile| -> Result<Option<Vec<u8>>> {
+        let exact = t.path();
+        if let Some(d) = read_ours(&exact)?.or(read_cached(&exact)?) {
+            return Ok(Some(d));
+        }
+        if t.w < 256 {
+            let full = Tile { w: 256, ..*t }.path();
+            if let Some(mut d) = read_ours(&full)?.or(read_cached(&full)?) {
+                d.truncate(t.w as usize * tlog::HASH_SIZE);
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    };
+    // 1. The bundle's own records, in its own tree.
+    let leaves: Vec<u64> = db.records.iter().map(|r| tlog::leaf_index(r.id)).collect();
+    let own = |t: &Tile| read_ours(&t.path());
+    match tlog::read_hashes(bundle_tree.n, &bundle_tree.hash, &leaves, &own)
+        .with_context(|| format!("checking the bundle's data for checksum database {name}"))?
+    {
+        Ok(hashes) => {
+            for (r, h) in db.records.iter().zip(hashes) {
+                if sumdb::record_hash(r.text.as_bytes()) != h {
+                    return Err(fail(
+                        Kind::Integrity,
+                        format!(
+                            "checksum database {name}: the bundle's record for {}@{} is not in its signed tree",
+                            r.path, r.version
+                        ),
+                    ));
+                }
+                check_record_text(r)?;
+            }
+        }
+        Err(t) => {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: the bundle lacks tile {} that proves its records",
+                    t.path()
+                ),
+            ));
+        }
+    }
+    // 2. The head the cache trusts now, if any.
+    let old_latest = crate::fs::read_capped(&latest_path, MAX_NOTE_BYTES)?;
+    let cache_tree = match &old_latest {
+        Some(n) if !n.is_empty() => Some(
+            note_tree(n, v, &format!("{}", latest_path.display())).map_err(|e| {
+                conflict(
+                    name,
+                    format!("{} does not hold a tree head signed by GOSUMDB's key: {e:#}", latest_path.display()),
+                    "the go command refuses it too: remove it (it is re-created) or use another GOPATH (--gopath)",
+                )
+            })?,
+        ),
+        _ => None,
+    };
+    let (final_tree, final_note, moves) = match cache_tree {
+        Some(c) if c.n > bundle_tree.n => (c, None, false),
+        Some(c) if c.n == bundle_tree.n => {
+            if c.hash != bundle_tree.hash {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database {name}: the cache's tree and the bundle's have the same size and different hashes (a forked log)"
+                    ),
+                ));
+            }
+            (c, None, false)
+        }
+        _ => (bundle_tree, Some(db.tree.clone()), true),
+    };
+    let missing = |t: Tile, what: &str| {
+        conflict(
+            name,
+            format!(
+                "the module cache trusts a tree of {} records and this bundle one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
+                cache_tree.map(|c| c.n).unwrap_or(0),
+                bundle_tree.n,
+                t.path(),
+                final_tree.n
+            ),
+            "pack the newer bundle with --sumdb-since naming the older one, pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath), or pull with GOSUMDB=off to leave the checksum database data out",
+        )
+    };
+    // 3. The older of the two trees must be in the newer.
+    let older = if moves { cache_tree } else { Some(bundle_tree) };
+    if let Some(o) = older
+        && o.n != final_tree.n
+    {
+        match tlog::tree_hash_in(o.n, final_tree.n, &final_tree.hash, &get)? {
+            Ok(h) if h == o.hash => {}
+            Ok(_) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database {name}: the tree of {} records is not a prefix of the tree of {} records (a forked log)",
+                        o.n, final_tree.n
+                    ),
+                ));
+            }
+            Err(t) => return Err(missing(t, "proving the two trees consistent")),
+        }
+    }
+    // 4. Every record, ours and those already cached, in the final tree.
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut record_files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut check: Vec<(String, u64, Hash)> = Vec::new();
+    for r in &db.records {
+        let rel = format!(
+            "lookup/{}@{}",
+            crate::gomod::escape_path(&r.path)?,
+            crate::gomod::escape_version(&r.version)?
+        );
+        let body = format!("{}\n{}\n{}", r.id, r.text, db.tree).into_bytes();
+        match crate::fs::read_capped(&cache_dir.join(&rel), MAX_RECORD_BYTES)? {
+            Some(existing) if !existing.is_empty() => {
+                let same = sumdb::parse_record(&existing)
+                    .is_some_and(|(id, text, _)| id == r.id && text == r.text.as_bytes());
+                if !same {
+                    return Err(fail(
+                        Kind::Integrity,
+                        format!(
+                            "checksum database {name}: the cached record for {}@{} ({}) differs from the bundle's",
+                            r.path,
+                            r.version,
+                            cache_dir.join(&rel).display()
+                        ),
+                    ));
+                }
+            }
+            _ => record_files.push((rel.clone(), body)),
+        }
+        check.push((
+            format!("{}@{}", r.path, r.version),
+            r.id,
+            sumdb::record_hash(r.text.as_bytes()),
+        ));
+    }
+    let mut notes_seen: HashMap<Vec<u8>, ()> = HashMap::new();
+    for (rel, body) in cached_records(&cache_dir)? {
+        let (id, text, note) = sumdb::parse_record(&body).ok_or_else(|| {
+            conflict(
+                name,
+                format!(
+                    "{} is not a checksum database record",
+                    cache_dir.join(&rel).display()
+                ),
+                "the go command refuses it too: remove it",
+            )
+        })?;
+        if !notes_seen.contains_key(note) {
+            let t = note_tree(note, v, &rel)?;
+            if t.n > final_tree.n {
+                return Err(conflict(
+                    name,
+                    format!(
+                        "{} was proven in a tree newer than the one the cache trusts",
+                        rel
+                    ),
+                    "remove it, or pull the bundle it came from again",
+                ));
+            }
+            if t.n != final_tree.n || t.hash != final_tree.hash {
+                match tlog::tree_hash_in(t.n, final_tree.n, &final_tree.hash, &get)? {
+                    Ok(h) if h == t.hash => {}
+                    Ok(_) => {
+                        return Err(fail(
+                            Kind::Integrity,
+                            format!(
+                                "checksum database {name}: {rel} carries a tree that is not a prefix of the trusted one"
+                            ),
+                        ));
+                    }
+                    Err(t) => return Err(missing(t, &format!("the cached {rel}"))),
+                }
+            }
+            notes_seen.insert(note.to_vec(), ());
+        }
+        check.push((rel, id, sumdb::record_hash(text)));
+    }
+    for (what, id, hash) in &check {
+        if *id >= final_tree.n {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: record {id} ({what}) is outside the trusted tree"
+                ),
+            ));
+        }
+        match tlog::read_hashes(
+            final_tree.n,
+            &final_tree.hash,
+            &[tlog::leaf_index(*id)],
+            &get,
+        )? {
+            Ok(h) if h[0] == *hash => {}
+            Ok(_) => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database {name}: the record of {what} is not in the trusted tree"
+                    ),
+                ));
+            }
+            Err(t) => return Err(missing(t, &format!("proving {what}"))),
+        }
+    }
+    // 5. Tiles the cache lacks (those it has must be the same bytes).
+    let mut tiles = 0;
+    for t in &db.tiles {
+        let data = read_ours(&t.path)?.ok_or_else(|| {
+            fail(
+                Kind::Integrity,
+                format!("tile blob {} is missing from the store", t.digest),
+            )
+        })?;
+        match read_cached(&t.path)? {
+            Some(c) if c == data => {}
+            Some(c) if !c.is_empty() => {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "checksum database {name}: the cached {} differs from the bundle's (both cannot be right)",
+                        t.path
+                    ),
+                ));
+            }
+            _ => {
+                writes.push((t.path.clone(), data));
+                tiles += 1;
+            }
+        }
+    }
+    let records = record_files.len();
+    writes.extend(record_files);
+    Ok(Prepared {
+        database: name.clone(),
+        cache_dir,
+        latest_path,
+        writes,
+        latest: final_note.filter(|_| moves),
+        records,
+        tiles,
+        tree: final_tree.n,
+        skipped: None,
+    })
+}
+
+/// The text of a record carried in a bundle: go.sum lines only.
+fn check_record_text(r: &Record) -> Result<()> {
+    let ok = r.text.ends_with('\n')
+        && !r.text.contains("\n\n")
+        && r.text
+            .bytes()
+            .all(|b| b == b'\n' || (0x20..0x7f).contains(&b));
+    if !ok {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "checksum database: the record for {}@{} is malformed",
+                r.path, r.version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every record file below `<cache>/lookup`, walked without following
+/// links, bounded.
+fn cached_records(cache_dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(cache_dir.join("lookup"), "lookup".to_string(), 0usize)];
+    while let Some((dir, rel, depth)) = stack.pop() {
+        if !crate::fs::dir_exists(&dir)? {
+            continue;
+        }
+        for (n, ft) in crate::fs::list_dir(&dir)? {
+            let Some(n) = n.to_str() else { continue };
+            let (p, r) = (dir.join(n), format!("{rel}/{n}"));
+            if ft.is_dir() && depth < 64 {
+                stack.push((p, r, depth + 1));
+            } else if ft.is_file() && n.contains('@') {
+                if let Some(b) = crate::fs::read_capped(&p, MAX_RECORD_BYTES)?
+                    && !b.is_empty()
+                {
+                    out.push((r, b));
+                }
+                if out.len() > MAX_CACHED_RECORDS {
+                    return Err(anyhow::anyhow!(
+                        "{} holds more than {MAX_CACHED_RECORDS} records",
+                        cache_dir.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Prepared {
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+}
+
+/// Writes what [`prepare`] decided: tiles, records, then the trusted head.
+pub fn install(p: &Prepared) -> Result<()> {
+    if p.skipped.is_some() {
+        return Ok(());
+    }
+    let mut created = Vec::new();
+    for (rel, data) in &p.writes {
+        let rel = Path::new(rel);
+        let parent = rel.parent().expect("tile or lookup path");
+        let dir = crate::fs::ensure_dir(&p.cache_dir, parent, &mut created)?;
+        let target = dir.join(rel.file_name().expect("a file name"));
+        crate::fs::write_atomic(
+            &target,
+            ".ocigo-tmp-",
+            data,
+            0o644,
+            crate::fs::Durability::Relaxed,
+        )
+        .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
+    }
+    if let Some(note) = &p.latest {
+        let dir = p.latest_path.parent().expect("a directory");
+        let root = dir.parent().expect("pkg/sumdb");
+        let dir =
+            crate::fs::ensure_dir(root, Path::new(dir.file_name().expect("db")), &mut created)?;
+        crate::fs::write_atomic(
+            &dir.join("latest"),
+            ".ocigo-tmp-",
+            note.as_bytes(),
+            0o644,
+            crate::fs::Durability::Synced,
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores the gathered tiles and config in `store` and pushes the
+/// manifest; returns its descriptor (for the bundle's index) and the bytes
+/// of config and tiles.
+pub fn store_gathered(store: &crate::store::Layout, g: &Gathered) -> Result<(Descriptor, u64)> {
+    let config = crate::oci::to_canonical_json(&g.config);
+    let config_desc = Descriptor::for_bytes(MEDIA_TYPE_SUMDB_CONFIG, &config);
+    if !store.blob_exists(&config_desc.digest)? {
+        store.push_blob(&config_desc, &mut &config[..])?;
+    }
+    let mut bytes = config.len() as u64;
+    let mut layers = Vec::new();
+    for (desc, data) in &g.tiles {
+        if !store.blob_exists(&desc.digest)? {
+            store.push_blob(desc, &mut &data[..])?;
+        }
+        bytes += desc.size;
+        layers.push(desc.clone());
+    }
+    let manifest = crate::oci::Manifest {
+        schema_version: 2,
+        media_type: Some(crate::oci::MEDIA_TYPE_MANIFEST.to_string()),
+        artifact_type: Some(ARTIFACT_TYPE_SUMDB.to_string()),
+        config: config_desc,
+        layers,
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let manifest = crate::oci::to_canonical_json(&manifest);
+    let mut desc = store.push_manifest(crate::oci::MEDIA_TYPE_MANIFEST, &manifest, None)?;
+    desc.artifact_type = Some(ARTIFACT_TYPE_SUMDB.to_string());
+    desc.annotations.insert(
+        crate::artifact::ANNOTATION_ROLE.to_string(),
+        ROLE_SUMDB.to_string(),
+    );
+    Ok((desc, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_patterns_match_as_the_go_command() {
+        assert!(match_prefix_patterns("example.com", "example.com/a/b"));
+        assert!(match_prefix_patterns("*.corp.com", "git.corp.com/x"));
+        assert!(match_prefix_patterns("a.com/x, example.com", "example.com"));
+        assert!(!match_prefix_patterns("example.com/a/b", "example.com/a"));
+        assert!(!match_prefix_patterns("example.com", "example.community/a"));
+        assert!(match_prefix_patterns(
+            "github.com/acme/*",
+            "github.com/acme/x/y"
+        ));
+        assert!(!match_prefix_patterns("", "github.com/acme"));
+    }
+}

@@ -1,0 +1,792 @@
+//! The checksum database travels with the bundle (issue 11), judged by the
+//! real go command under `unshare -n` with GOSUMDB at its default: a small
+//! real project (rsc.io/quote and its dependencies) packed through the
+//! module proxy with sum.golang.org's records and tiles (through the
+//! proxy's `/sumdb/`), pulled offline, then built with an emptied go.sum
+//! (the go command asks the checksum database for every hash it adds, and
+//! finds the answers in the cache ocigo wrote), `go get` of a version
+//! go.sum lacks, a tampered zip refused by the database check, and a
+//! bundle pulled with another key for the database refused by ocigo with
+//! nothing written.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::go::{assert_failure, assert_success, go, go_offline};
+use common::ocigo::{
+    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, ocigo, ocigo_offline,
+    snapshot, stderr,
+};
+
+fn proxy() -> String {
+    std::env::var("GOPROXY")
+        .ok()
+        .and_then(|p| {
+            p.split([',', '|'])
+                .find(|e| e.starts_with("http"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "https://proxy.golang.org".into())
+}
+
+const GO_MOD: &str = "module example.com/app\n\ngo 1.21\n\nrequire rsc.io/quote v1.5.2\n";
+const MAIN_GO: &str =
+    "package main\n\nimport \"rsc.io/quote\"\n\nfunc main() { println(quote.Hello()) }\n";
+
+/// A project whose go.sum the go command wrote (online, through the proxy).
+fn project(s: &Scratch) -> std::path::PathBuf {
+    project_with(s, &[])
+}
+
+fn project_with(s: &Scratch, extra: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = s.dir("project");
+    fs::write(dir.join("go.mod"), GO_MOD).unwrap();
+    fs::write(dir.join("main.go"), MAIN_GO).unwrap();
+    for (name, text) in extra {
+        fs::write(dir.join(name), text).unwrap();
+    }
+    let mc = s.join("online-modcache");
+    let out = go(
+        &dir,
+        &["mod", "tidy"],
+        &[
+            ("GOPROXY", &proxy()),
+            ("GOMODCACHE", mc.to_str().unwrap()),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    assert_success(&out, "go mod tidy online");
+    dir
+}
+
+fn pack(s: &Scratch, dir: &Path) -> (String, serde_json::Value) {
+    let dest = format!("oci:{}:v1", s.join("layout").display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &["--json", "pack", dir.to_str().unwrap(), "-o", &dest],
+        &[("GOPROXY", &proxy()), ("GOFLAGS", "-modcacherw")],
+    );
+    assert_exit(&out, 0, "pack with the checksum database");
+    (dest, json_ok(&out, "pack"))
+}
+
+/// Rewrites the cached zip of `path@version` with one file changed and its
+/// `.ziphash` recomputed, as a tampered, unsigned bundle could.
+fn tamper_zip(gm: &Path, path: &str, version: &str) {
+    let dir = gm.join("cache/download").join(path).join("@v");
+    let zip_path = dir.join(format!("{version}.zip"));
+    let mut zin = zip::ZipArchive::new(fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    let mut entries = Vec::new();
+    {
+        let mut zout = zip::ZipWriter::new(std::io::Cursor::new(&mut out));
+        let mut changed = false;
+        for i in 0..zin.len() {
+            let mut f = zin.by_index(i).unwrap();
+            let name = f.name().unwrap().to_string();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            if !changed && name.ends_with(".go") {
+                data.extend_from_slice(b"\n// changed\n");
+                changed = true;
+            }
+            zout.start_file(&name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zout.write_all(&data).unwrap();
+            use sha2::Digest as _;
+            entries.push((name, sha2::Sha256::digest(&data).into()));
+        }
+        assert!(changed);
+        zout.finish().unwrap();
+    }
+    let h1 = ocigo::gomod::hash::hash_zip_entries(&mut entries).unwrap();
+    fs::set_permissions(&zip_path, fs::Permissions::from_mode(0o644)).ok();
+    fs::write(&zip_path, &out).unwrap();
+    fs::write(dir.join(format!("{version}.ziphash")), &h1).unwrap();
+}
+
+use std::os::unix::fs::PermissionsExt as _;
+
+#[test]
+fn offline_go_commands_verify_against_the_carried_checksum_database() {
+    let s = Scratch::new();
+    let dir = project(&s);
+    let original_sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    let (src, packed) = pack(&s, &dir);
+    let sumdb = &packed["sumdb"];
+    assert_eq!(sumdb["database"], "sum.golang.org", "{packed}");
+    assert_eq!(
+        sumdb["records"], packed["modules"],
+        "one record per module version"
+    );
+    assert!(sumdb["tiles"].as_u64().unwrap() > 0);
+
+    // Pulled offline into an empty cache and GOPATH.
+    let (gm, gp) = (s.join("gm"), s.join("gp"));
+    let out = ocigo_offline(
+        &s.join("store-pull"),
+        &[
+            "--json",
+            "pull",
+            &src,
+            "--gomodcache",
+            gm.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull");
+    let pulled = json_ok(&out, "pull");
+    assert_eq!(pulled["env"]["GOPATH"], gp.to_str().unwrap());
+    assert!(
+        pulled["env"].get("GOSUMDB").is_none(),
+        "GOSUMDB stays at its default"
+    );
+    assert_eq!(pulled["sumdb"][0]["records_written"], packed["modules"]);
+    assert!(gp.join("pkg/sumdb/sum.golang.org/latest").is_file());
+
+    let proxy_url = format!("file://{}/cache/download", gm.display());
+    let env = |flags: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("GOMODCACHE", gm.display().to_string()),
+            ("GOPATH", gp.display().to_string()),
+            ("GOPROXY", proxy_url.clone()),
+            ("GOFLAGS", flags.to_string()),
+        ]
+    };
+    let refs = |e: &Vec<(&'static str, String)>| -> Vec<(&str, String)> { e.clone() };
+    let run = |args: &[&str], e: &Vec<(&'static str, String)>| {
+        let e = refs(e);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        go_offline(&dir, args, &e)
+    };
+
+    // go get of a version go.sum lacks: the database's hashes come from
+    // the cache ocigo wrote, and land in go.sum.
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = run(&["get", "rsc.io/quote@v1.5.2"], &env(""));
+    assert_success(&out, "offline go get with an empty go.sum");
+    let sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    let quote_line = original_sum
+        .lines()
+        .find(|l| l.starts_with("rsc.io/quote v1.5.2 "))
+        .unwrap();
+    assert!(sum.contains(quote_line), "go.sum after go get:\n{sum}");
+
+    // A build with an emptied go.sum: every hash verified offline.
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = run(&["build", "./..."], &env("-mod=mod"));
+    assert_success(&out, "offline go build -mod=mod with an empty go.sum");
+    let sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    for l in sum.lines() {
+        assert!(
+            original_sum.contains(l),
+            "go.sum line {l:?} is not the database's"
+        );
+    }
+
+    // A zip swapped, its .ziphash recomputed: the record ocigo carried says
+    // otherwise, and the go command refuses it.
+    tamper_zip(&gm, "rsc.io/sampler", "v1.3.0");
+    fs::remove_dir_all(gm.join("rsc.io/sampler@v1.3.0")).ok();
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = run(&["build", "./..."], &env("-mod=mod"));
+    assert_failure(&out, "a tampered zip");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SECURITY ERROR") || err.contains("checksum mismatch"),
+        "{err}"
+    );
+    assert!(err.contains("rsc.io/sampler@v1.3.0"), "{err}");
+
+    // Another key for sum.golang.org: ocigo refuses, nothing written.
+    let (gm2, gp2) = (s.dir("gm2"), s.dir("gp2"));
+    let (before_gm, before_gp) = (snapshot(&gm2), snapshot(&gp2));
+    let out = ocigo_offline(
+        &s.join("store-pull2"),
+        &[
+            "pull",
+            &src,
+            "--gomodcache",
+            gm2.to_str().unwrap(),
+            "--gopath",
+            gp2.to_str().unwrap(),
+        ],
+        &[("GOSUMDB", &other_key("sum.golang.org"))],
+    );
+    assert_exit(&out, 3, "pull with another key for the database");
+    assert_mentions(
+        &stderr(&out),
+        &["sum.golang.org", "not signed by"],
+        "foreign key",
+    );
+    assert_unchanged(&before_gm, &gm2, "GOMODCACHE after a refused pull");
+    assert_unchanged(&before_gp, &gp2, "GOPATH after a refused pull");
+}
+
+/// A verifier key for `name` that is not the database's.
+fn other_key(name: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let mut key = vec![1u8];
+    key.extend_from_slice(sk.verifying_key().as_bytes());
+    let mut h = sha2::Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update(&key);
+    let sum = h.finalize();
+    format!(
+        "{name}+{:02x}{:02x}{:02x}{:02x}+{}",
+        sum[0],
+        sum[1],
+        sum[2],
+        sum[3],
+        base64::engine::general_purpose::STANDARD.encode(&key)
+    )
+}
+
+// ------------------------------------------------- a local checksum database
+
+/// tests/sumdbfixture built once per test binary into target/tmp.
+fn fixture_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdbfixture");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let bin = target.join("sumdbfixture");
+        let partial = target.join(format!("sumdbfixture.{}.tmp", std::process::id()));
+        let modcache = target.join("gojudge-modcache");
+        let mut env: Vec<(&str, String)> = vec![
+            (
+                "GOFLAGS",
+                "-mod=readonly -modcacherw -buildvcs=false".into(),
+            ),
+            ("CGO_ENABLED", "0".into()),
+            ("GOMODCACHE", modcache.display().to_string()),
+        ];
+        if let Ok(p) = std::env::var("GOPROXY") {
+            env.push(("GOPROXY", p));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = go(&dir, &["build", "-o", partial.to_str().unwrap(), "."], &env);
+        assert_success(&out, "building tests/sumdbfixture");
+        fs::rename(&partial, &bin).unwrap();
+        bin
+    })
+}
+
+/// A running fixture database; killed on drop.
+struct FixtureDb {
+    child: std::process::Child,
+    vkey: String,
+    url: String,
+}
+
+impl FixtureDb {
+    fn start(proxy: &Path, fill: u32) -> FixtureDb {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(fixture_bin())
+            .args([
+                "-proxy",
+                proxy.to_str().unwrap(),
+                "-fill",
+                &fill.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let vkey = lines.next().unwrap().unwrap();
+        let url = lines.next().unwrap().unwrap();
+        FixtureDb {
+            child,
+            vkey: vkey.strip_prefix("VKEY ").unwrap().to_string(),
+            url: url.strip_prefix("URL ").unwrap().to_string(),
+        }
+    }
+
+    /// Appends `n` filler records: the tree grows.
+    fn fill(&self, n: u32) {
+        let host = self.url.strip_prefix("http://").unwrap();
+        let mut c = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            c,
+            "GET /fill?n={n} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+            "{resp}"
+        );
+    }
+}
+
+impl Drop for FixtureDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn small_project(
+    s: &Scratch,
+    name: &str,
+    m: &common::fixtures::FixtureModule,
+) -> std::path::PathBuf {
+    let dir = s.dir(name);
+    fs::write(
+        dir.join("go.mod"),
+        format!(
+            "module example.com/{name}\n\ngo 1.21\n\nrequire {} {}\n",
+            m.path, m.version
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("main.go"),
+        format!(
+            "package main\n\nimport m \"{}\"\n\nfunc main() {{ println(m.Hello()) }}\n",
+            m.path
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("go.sum"), common::ocigo::go_sum_lines(m)).unwrap();
+    dir
+}
+
+#[test]
+fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
+    let s = Scratch::new();
+    let (src, proxy) = (s.dir("src"), s.dir("proxy"));
+    let mut mods = Vec::new();
+    for p in ["sa", "sb"] {
+        let path = format!("example.com/{p}");
+        let m = common::ocigo::write_module_source(
+            &src,
+            &path,
+            "v1.0.0",
+            &[
+                ("go.mod", format!("module {path}\n\ngo 1.21\n").as_bytes()),
+                (
+                    "m.go",
+                    format!("package {p}\n\nfunc Hello() string {{ return \"{p}\" }}\n").as_bytes(),
+                ),
+            ],
+        );
+        common::ocigo::add_to_proxy(&proxy, &m);
+        mods.push(m);
+    }
+    // 300 records before the first pack: the first bundle's tree has a
+    // full tile and a partial one.
+    let db = FixtureDb::start(&proxy, 300);
+    let gosumdb = format!("{} {}", db.vkey, db.url);
+    let proxy_url = format!("file://{}", proxy.display());
+    let pack_env: Vec<(&str, &str)> = vec![
+        ("GOPROXY", &proxy_url),
+        ("GOSUMDB", &gosumdb),
+        ("GOFLAGS", "-modcacherw"),
+    ];
+    let p1 = small_project(&s, "p1", &mods[0]);
+    let p2 = small_project(&s, "p2", &mods[1]);
+    let pack = |dir: &Path, layout: &str, extra: &[&str]| -> serde_json::Value {
+        let dest = format!("oci:{}:v1", s.join(layout).display());
+        let mut args = vec!["--json", "pack", dir.to_str().unwrap(), "-o", &dest];
+        args.extend_from_slice(extra);
+        let out = ocigo(&s.join("store-pack"), &args, &pack_env);
+        assert_exit(&out, 0, "pack against the fixture database");
+        json_ok(&out, "pack")
+    };
+    let first = pack(&p1, "l1", &[]);
+    assert_eq!(first["sumdb"]["database"], "sumdb.test", "{first}");
+    assert_eq!(first["sumdb"]["tree_size"], 301);
+    // Weeks later: the log has grown by 700 records.
+    db.fill(700);
+    let since = format!("oci:{}:v1", s.join("l1").display());
+    let second = pack(&p2, "l2", &["--sumdb-since", &since]);
+    assert_eq!(second["sumdb"]["tree_size"], 1002);
+    let unjoined = pack(&p2, "l3", &[]);
+    assert_eq!(unjoined["sumdb"]["tree_size"], 1002);
+    assert!(
+        second["sumdb"]["tiles"].as_u64() > unjoined["sumdb"]["tiles"].as_u64(),
+        "--sumdb-since carries more tiles: {second} {unjoined}"
+    );
+    drop(db); // everything from here on is offline
+
+    let key_only = db_key_only(&gosumdb);
+    let pull_env: Vec<(&str, &str)> = vec![("GOSUMDB", &key_only)];
+    let pull = |layout: &str, gm: &Path, gp: &Path| {
+        ocigo_offline(
+            &s.join(&format!(
+                "store-{}",
+                gm.file_name().unwrap().to_str().unwrap()
+            )),
+            &[
+                "pull",
+                &format!("oci:{}:v1", s.join(layout).display()),
+                "--gomodcache",
+                gm.to_str().unwrap(),
+                "--gopath",
+                gp.to_str().unwrap(),
+            ],
+            &pull_env,
+        )
+    };
+    for (i, order) in [["l1", "l2"], ["l2", "l1"]].iter().enumerate() {
+        let (gm, gp) = (s.join(&format!("gm{i}")), s.join(&format!("gp{i}")));
+        for l in order {
+            let out = pull(l, &gm, &gp);
+            assert_exit(&out, 0, &format!("pull {l} (order {order:?})"));
+        }
+        for (p, m) in [(&p1, &mods[0]), (&p2, &mods[1])] {
+            fs::write(p.join("go.sum"), "").unwrap();
+            let gms = gm.display().to_string();
+            let gps = gp.display().to_string();
+            let px = format!("file://{gms}/cache/download");
+            let key = db_key_only(&gosumdb);
+            let out = go_offline(
+                p,
+                &["build", "./..."],
+                &[
+                    ("GOMODCACHE", &gms),
+                    ("GOPATH", &gps),
+                    ("GOPROXY", &px),
+                    ("GOSUMDB", &key),
+                    ("GOFLAGS", "-mod=mod"),
+                ],
+            );
+            assert_success(
+                &out,
+                &format!("offline build of {} (order {order:?})", m.path),
+            );
+            assert_eq!(
+                fs::read_to_string(p.join("go.sum")).unwrap(),
+                common::ocigo::go_sum_lines(m),
+                "go.sum written from the carried records"
+            );
+        }
+    }
+
+    // Without --sumdb-since the newer bundle cannot join the older one's
+    // cache: refused, nothing written.
+    let (gm, gp) = (s.join("gm-refused"), s.join("gp-refused"));
+    assert_exit(&pull("l1", &gm, &gp), 0, "pull l1");
+    let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+    let out = pull("l3", &gm, &gp);
+    assert_exit(
+        &out,
+        5,
+        "pull of a bundle that cannot join the cache's tree",
+    );
+    assert_mentions(
+        &stderr(&out),
+        &["sumdb.test", "301", "1002", "--sumdb-since"],
+        "unjoinable trees",
+    );
+    assert_unchanged(&before_gm, &gm, "GOMODCACHE after a refused pull");
+    assert_unchanged(&before_gp, &gp, "GOPATH after a refused pull");
+}
+
+/// GOSUMDB without the URL: the go command must find everything in its
+/// cache (the database is not running any more, and there is no network).
+fn db_key_only(gosumdb: &str) -> String {
+    gosumdb.split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn the_tidy_closure_lets_go_mod_tidy_verify_and_list_work_offline() {
+    let s = Scratch::new();
+    // gopkg.in/yaml.v3's own tests import gopkg.in/check.v1: go mod tidy
+    // needs it (tests of the packages the main module imports), a build
+    // and `go mod download` do not.
+    let dir = project_with(
+        &s,
+        &[(
+            "y.go",
+            "package main\n\nimport yaml \"gopkg.in/yaml.v3\"\n\nvar _ = yaml.Marshal\n",
+        )],
+    );
+    let original_sum = fs::read_to_string(dir.join("go.sum")).unwrap();
+    assert!(
+        original_sum.contains("gopkg.in/check.v1 "),
+        "{original_sum}"
+    );
+
+    // The default closure does not carry it: offline tidy fails.
+    let default_dest = format!("oci:{}:v1", s.join("layout-build").display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &["pack", dir.to_str().unwrap(), "-o", &default_dest],
+        &[("GOPROXY", &proxy()), ("GOFLAGS", "-modcacherw")],
+    );
+    assert_exit(&out, 0, "pack (default closure)");
+    let (gm0, gp0) = (s.join("gm0"), s.join("gp0"));
+    let out = ocigo_offline(
+        &s.join("store-pull0"),
+        &[
+            "pull",
+            &default_dest,
+            "--gomodcache",
+            gm0.to_str().unwrap(),
+            "--gopath",
+            gp0.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull (default closure)");
+    let (gms0, gps0) = (gm0.display().to_string(), gp0.display().to_string());
+    fs::write(dir.join("go.sum"), "").unwrap();
+    let out = go_offline(
+        &dir,
+        &["mod", "tidy"],
+        &[("GOMODCACHE", &gms0), ("GOPATH", &gps0), ("GOPROXY", "off")],
+    );
+    assert_failure(&out, "offline go mod tidy with the default closure");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gopkg.in/check.v1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(dir.join("go.sum"), &original_sum).unwrap();
+
+    let dest = format!("oci:{}:v1", s.join("layout").display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &[
+            "--json",
+            "pack",
+            dir.to_str().unwrap(),
+            "-o",
+            &dest,
+            "--closure",
+            "tidy",
+        ],
+        &[("GOPROXY", &proxy()), ("GOFLAGS", "-modcacherw")],
+    );
+    assert_exit(&out, 0, "pack --closure tidy");
+    let packed = json_ok(&out, "pack");
+    assert_eq!(packed["sumdb"]["records"], packed["modules"]);
+    let (gm, gp) = (s.join("gm"), s.join("gp"));
+    let out = ocigo_offline(
+        &s.join("store-pull"),
+        &[
+            "pull",
+            &dest,
+            "--gomodcache",
+            gm.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull");
+    let gms = gm.display().to_string();
+    let gps = gp.display().to_string();
+    for goproxy in ["off".to_string(), format!("file://{gms}/cache/download")] {
+        let env = [
+            ("GOMODCACHE", gms.as_str()),
+            ("GOPATH", gps.as_str()),
+            ("GOPROXY", goproxy.as_str()),
+        ];
+        fs::write(dir.join("go.sum"), "").unwrap();
+        let out = go_offline(&dir, &["mod", "tidy"], &env);
+        assert_success(
+            &out,
+            &format!("offline go mod tidy, empty go.sum, GOPROXY={goproxy}"),
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("go.sum")).unwrap(),
+            original_sum,
+            "go mod tidy rewrote go.sum from the carried records"
+        );
+        assert_success(
+            &go_offline(&dir, &["mod", "download"], &env),
+            "go mod download",
+        );
+        assert_success(
+            &go_offline(&dir, &["list", "-m", "all"], &env),
+            "go list -m all",
+        );
+        let out = go_offline(&dir, &["mod", "verify"], &env);
+        assert_success(&out, "go mod verify");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("all modules verified"));
+    }
+}
+
+// ------------------------------------------------------- tampered bundles
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap()
+}
+
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let hex = sha256_hex(bytes);
+    fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+/// Rewrites the checksum-database manifest of the layout's only bundle,
+/// re-linking config, manifest, index and `index.json` with correct
+/// digests, so only ocigo's proofs can tell.
+fn rewrite_sumdb(
+    layout: &Path,
+    f: impl FnOnce(&Path, &mut serde_json::Value, &mut serde_json::Value),
+) {
+    let index_json_path = layout.join("index.json");
+    let mut index_json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_json_path).unwrap()).unwrap();
+    let top_digest = index_json["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut top: serde_json::Value = serde_json::from_slice(&blob(layout, &top_digest)).unwrap();
+    let entry = top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["artifactType"] == "application/vnd.ocigo.sumdb.v1")
+        .expect("a checksum-database manifest");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&blob(layout, entry["digest"].as_str().unwrap())).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&blob(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    f(layout, &mut config, &mut manifest);
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = put_blob(layout, &config).into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    entry["digest"] = put_blob(layout, &manifest).into();
+    entry["size"] = manifest.len().into();
+    let top = serde_json::to_vec(&top).unwrap();
+    index_json["manifests"][0]["digest"] = put_blob(layout, &top).into();
+    index_json["manifests"][0]["size"] = top.len().into();
+    fs::write(&index_json_path, serde_json::to_vec(&index_json).unwrap()).unwrap();
+}
+
+#[test]
+fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
+    let s = Scratch::new();
+    let (src, proxy) = (s.dir("src"), s.dir("proxy"));
+    let m = common::ocigo::write_module_source(
+        &src,
+        "example.com/sa",
+        "v1.0.0",
+        &[
+            ("go.mod", b"module example.com/sa\n\ngo 1.21\n"),
+            (
+                "m.go",
+                b"package sa\n\nfunc Hello() string { return \"sa\" }\n",
+            ),
+        ],
+    );
+    common::ocigo::add_to_proxy(&proxy, &m);
+    let db = FixtureDb::start(&proxy, 300);
+    let gosumdb = format!("{} {}", db.vkey, db.url);
+    let proxy_url = format!("file://{}", proxy.display());
+    let p = small_project(&s, "p", &m);
+    let good = s.join("good");
+    let out = ocigo(
+        &s.join("store-pack"),
+        &[
+            "pack",
+            p.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}:v1", good.display()),
+        ],
+        &[
+            ("GOPROXY", &proxy_url),
+            ("GOSUMDB", &gosumdb),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    assert_exit(&out, 0, "pack");
+    drop(db);
+    let key_only = db_key_only(&gosumdb);
+
+    type Tamper = Box<dyn FnOnce(&Path, &mut serde_json::Value, &mut serde_json::Value)>;
+    let cases: Vec<(&str, Tamper, &[&str])> = vec![
+        (
+            "a record's hash altered",
+            Box::new(|_, c, _| {
+                let t = c["databases"][0]["records"][0]["text"].as_str().unwrap();
+                let i = t.find("h1:").unwrap() + 3;
+                let mut t = t.to_string();
+                let ch = if &t[i..i + 1] == "A" { "B" } else { "A" };
+                t.replace_range(i..i + 1, ch);
+                c["databases"][0]["records"][0]["text"] = t.into();
+            }),
+            &["example.com/sa@v1.0.0", "not in its signed tree"],
+        ),
+        (
+            "a tile altered",
+            Box::new(|layout, c, m| {
+                let tiles = c["databases"][0]["tiles"].as_array_mut().unwrap();
+                let t = &mut tiles[0];
+                let old = t["digest"].as_str().unwrap().to_string();
+                let mut data = blob(layout, &old);
+                data[5] ^= 1;
+                let new = put_blob(layout, &data);
+                t["digest"] = new.clone().into();
+                for l in m["layers"].as_array_mut().unwrap() {
+                    if l["digest"] == old.as_str() {
+                        l["digest"] = new.clone().into();
+                    }
+                }
+            }),
+            &["sumdb.test", "tiles do not match the signed tree"],
+        ),
+        (
+            "the tree note's size altered under its signature",
+            Box::new(|_, c, _| {
+                let n = c["databases"][0]["tree"].as_str().unwrap();
+                c["databases"][0]["tree"] = n.replace("\n301\n", "\n302\n").into();
+            }),
+            &["does not verify"],
+        ),
+    ];
+    for (what, tamper, needles) in cases {
+        let layout = s.join(&format!("bad-{}", sha256_hex(what.as_bytes())));
+        common::fixtures::copy_tree(&good, &layout);
+        rewrite_sumdb(&layout, tamper);
+        let (gm, gp) = (
+            s.dir(&format!("{}-gm", layout.display())),
+            s.dir(&format!("{}-gp", layout.display())),
+        );
+        let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+        let out = ocigo_offline(
+            &s.join(&format!("{}-store", layout.display())),
+            &[
+                "pull",
+                &format!("oci:{}:v1", layout.display()),
+                "--gomodcache",
+                gm.to_str().unwrap(),
+                "--gopath",
+                gp.to_str().unwrap(),
+            ],
+            &[("GOSUMDB", &key_only)],
+        );
+        assert_exit(&out, 3, what);
+        assert_mentions(&stderr(&out), needles, what);
+        assert_unchanged(&before_gm, &gm, what);
+        assert_unchanged(&before_gp, &gp, what);
+    }
+}
