@@ -649,7 +649,7 @@ fn harbor_token_refused_mid_upload_restarts_the_upload_with_a_new_token() {
         desc.digest.to_string()
     );
     // Every layer is there, whole and the source's.
-    let layout = Layout::open_or_create(&sc.join("layout")).unwrap();
+    let layout = Layout::open_or_create(sc.join("layout")).unwrap();
     let manifest = layout.fetch_manifest(&desc).unwrap();
     let layers: Vec<Descriptor> = serde_json::from_value(
         serde_json::from_slice::<serde_json::Value>(&manifest.bytes).unwrap()["layers"].clone(),
