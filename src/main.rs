@@ -201,11 +201,11 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
-    /// Show a bundle's modules, versions and sizes.
+    /// Show a bundle's modules, versions and sizes, or a toolchain's platforms and layers.
     Inspect {
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         src: String,
-        /// List every module version (default: a summary).
+        /// List every module version, and each toolchain layer (default: a summary).
         #[arg(long)]
         modules: bool,
         #[command(flatten)]

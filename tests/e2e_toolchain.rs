@@ -740,6 +740,44 @@ fn two_platforms_from_the_module_proxy_share_their_common_layers() {
         "two platforms store {total} bytes, one {one}: over 1.5x"
     );
 
+    // inspect says the same: versions, platforms, shared and own layers.
+    let reference = format!("oci:{}:{NEW}", p.layout.display());
+    let out = ocigo(&p.store, &["inspect", &reference, "--json"], &[]);
+    assert_exit(&out, 0, "inspect --json a toolchain");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["artifact_type"], format::ARTIFACT_TYPE_TOOLCHAIN);
+    let t = &j["toolchains"];
+    let listed: Vec<&str> = t["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(t["unique_bytes"], total, "{t:#}");
+    assert_eq!(t["layers"], stored.len(), "{t:#}");
+    assert_eq!(t["shared_layers"], a.len() - 2, "{t:#}");
+    for (k, (m, c)) in parts.iter().enumerate() {
+        let pj = &t["platforms"][k];
+        assert_eq!(pj["version"], NEW);
+        assert_eq!(pj["module_hash"], c.module.hash.as_str());
+        assert_eq!(pj["layer_bytes"], size(m));
+        assert_eq!(pj["own_layers"], 2, "bin and pkg/tool: {pj:#}");
+        assert!(pj.get("layer_list").is_none());
+    }
+    let out = ocigo(&p.store, &["inspect", &reference, "--modules"], &[]);
+    assert_exit(&out, 0, "inspect --modules a toolchain");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            &format!("toolchain {NEW} linux/arm64"),
+            "pkg/tool",
+            ", shared",
+            &format!("{} shared by platforms", a.len() - 2),
+        ],
+        "inspect human output",
+    );
+
     // The host's platform installs and runs.
     let s = Scratch::new();
     let goroot = s.join("go");
@@ -952,6 +990,18 @@ fn a_project_and_its_toolchain_under_one_reference_build_where_there_is_no_go() 
         &env_refs,
     );
     assert_exit(&out, 0, "pack --with-toolchain");
+    // inspect shows both: the modules and the toolchain.
+    let inspected = ocigo(&store, &["inspect", &dest, "--json"], &[]);
+    assert_exit(&inspected, 0, "inspect a combined index");
+    let j: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert!(j["module_versions"].as_u64().unwrap() > 0, "{j:#}");
+    let t = &j["toolchains"]["platforms"];
+    assert_eq!(t.as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(t[0]["platform"], "linux/amd64");
+    assert!(
+        t[0]["version"].as_str().unwrap().starts_with("go1."),
+        "{j:#}"
+    );
     assert_mentions(
         &stdout(&out),
         &[&format!("with toolchain {NEW} linux/amd64")],
