@@ -229,11 +229,11 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
-    /// Show a bundle's modules, versions and sizes.
+    /// Show a bundle's modules, versions and sizes, or a toolchain's platforms and layers.
     Inspect {
         /// oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG|@DIGEST].
         src: String,
-        /// List every module version (default: a summary).
+        /// List every module version, and each toolchain layer (default: a summary).
         #[arg(long)]
         modules: bool,
         #[command(flatten)]
@@ -524,8 +524,13 @@ fn parse_annotation(s: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// List what the store holds.
-    List,
+    /// List what the store holds: each reference with a summary (module
+    /// versions, zips, their size).
+    List {
+        /// Also list every module version of each module bundle.
+        #[arg(long)]
+        modules: bool,
+    },
     /// Forget references, then delete blobs nothing references.
     Prune {
         /// References to forget first (as `store list` shows them).
@@ -749,7 +754,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             },
         ),
         Command::Inspect { src, modules, .. } => commands::inspect(&g, &src, modules),
-        Command::Store(StoreCommand::List) => commands::store_list(&g),
+        Command::Store(StoreCommand::List { modules }) => commands::store_list(&g, modules),
         Command::Store(StoreCommand::Prune { references, all }) => {
             commands::store_prune(&g, &references, all)
         }

@@ -103,8 +103,9 @@ pub fn copy_with_referrers(
     let mut stats = CopyStats::default();
     // Groups: the top's graph, then each referrer's graph (subject first).
     let mut groups: Vec<(Option<Descriptor>, Vec<FetchedManifest>)> = Vec::new();
+    let jobs = opts.concurrency.max(1);
     let mut manifests = Vec::new();
-    collect(src, top, &mut manifests, 0)?;
+    collect(src, top, &mut manifests, jobs)?;
     groups.push((None, manifests));
     let mut queue = std::collections::VecDeque::from([top.clone()]);
     let mut seen = std::collections::HashSet::from([top.digest.clone()]);
@@ -125,7 +126,7 @@ pub fn copy_with_referrers(
                 ));
             }
             let mut manifests = Vec::new();
-            collect(src, &r, &mut manifests, 0)?;
+            collect(src, &r, &mut manifests, jobs)?;
             let named = ReferrerInfo::of(&manifests[0].bytes).and_then(|i| i.subject);
             if named.as_ref().map(|s| &s.digest) != Some(&subject.digest) {
                 return Err(fail(
@@ -153,13 +154,22 @@ pub fn copy_with_referrers(
     // bundle then asks only about the parts that changed.
     let mut present_manifests = std::collections::HashSet::new();
     if dst.registry_name().is_some() {
-        for m in groups.iter().flat_map(|(_, g)| g).skip(1) {
-            if !m.is_index() && manifest_present(dst, &m.descriptor)? {
+        let asked: Vec<&FetchedManifest> = groups
+            .iter()
+            .flat_map(|(_, g)| g)
+            .skip(1)
+            .filter(|m| !m.is_index())
+            .collect();
+        // Several in flight: a split bundle has a manifest per part.
+        let present = for_each_index(asked.len(), jobs, |i| {
+            manifest_present(dst, &asked[i].descriptor)
+        })?;
+        for (m, present) in asked.into_iter().zip(present) {
+            if present {
                 present_manifests.insert(m.descriptor.digest.clone());
             }
         }
     }
-    let jobs = opts.concurrency.max(1);
     let mut blobs: Vec<Descriptor> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for m in groups.iter().flat_map(|(_, g)| g) {
@@ -236,6 +246,29 @@ pub fn copy_with_referrers(
     stats.bytes_sent = to_send;
     progress.finish();
 
+    // The copied graph's leaf manifests (a split bundle's parts, a
+    // toolchain's platforms) name only blobs, all sent by now: several at
+    // once. Indexes and referrers follow in order, children before parents.
+    let leaves: Vec<&FetchedManifest> = groups[0]
+        .1
+        .iter()
+        .skip(1)
+        .filter(|m| !m.is_index() && !present_manifests.contains(&m.descriptor.digest))
+        .collect();
+    for_each_index(leaves.len(), jobs, |k| {
+        let m = leaves[k];
+        dst.push_manifest(&m.descriptor.media_type, &m.bytes, None)
+            .with_context(|| {
+                format!(
+                    "pushing manifest {} to {}",
+                    m.descriptor.digest,
+                    dst.location()
+                )
+            })
+    })?;
+    stats.manifests += leaves.len();
+    let pushed_leaves: std::collections::HashSet<&crate::oci::Digest> =
+        leaves.iter().map(|m| &m.descriptor.digest).collect();
     for (i, (subject, manifests)) in groups.iter().enumerate() {
         // Children before parents; `collect` put parents first.
         for (j, m) in manifests.iter().enumerate().rev() {
@@ -244,7 +277,8 @@ pub fn copy_with_referrers(
             let referrer_root = j == 0 && subject.is_some();
             if (i, j) != (0, 0)
                 && !referrer_root
-                && present_manifests.contains(&m.descriptor.digest)
+                && (present_manifests.contains(&m.descriptor.digest)
+                    || (i == 0 && pushed_leaves.contains(&m.descriptor.digest)))
             {
                 continue;
             }
@@ -347,7 +381,33 @@ impl Read for Counted<'_> {
     }
 }
 
+/// Fetches `top` and, when it is an index, every manifest below it, parents
+/// before children (depth first, in index order). The top's own children
+/// are fetched up to `jobs` at once (a split bundle has a part per child);
+/// deeper levels one at a time.
 fn collect(
+    src: &(dyn Repository + Sync),
+    top: &Descriptor,
+    out: &mut Vec<FetchedManifest>,
+    jobs: usize,
+) -> Result<()> {
+    let fetched = src.fetch_manifest(top)?;
+    let children = if fetched.is_index() {
+        fetched.index()?.manifests
+    } else {
+        Vec::new()
+    };
+    out.push(fetched);
+    let below = for_each_index(children.len(), jobs, |i| {
+        let mut sub = Vec::new();
+        collect_below(src, &children[i], &mut sub, 1)?;
+        Ok(sub)
+    })?;
+    out.extend(below.into_iter().flatten());
+    Ok(())
+}
+
+fn collect_below(
     src: &dyn Repository,
     desc: &Descriptor,
     out: &mut Vec<FetchedManifest>,
@@ -371,7 +431,7 @@ fn collect(
     };
     out.push(fetched);
     for child in &children {
-        collect(src, child, out, depth + 1)?;
+        collect_below(src, child, out, depth + 1)?;
     }
     Ok(())
 }

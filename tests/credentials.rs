@@ -91,11 +91,20 @@ fn run(
 /// An OCI layout holding `team/mods:v1` with one layer of `layer_bytes`
 /// bytes (random, so it compresses to nothing on no wire).
 fn layout(sc: &Scratch, layer_bytes: usize) -> (String, Descriptor) {
+    layout_of(sc, &[layer_bytes])
+}
+
+/// [`layout`] with one layer per size given (each different).
+fn layout_of(sc: &Scratch, layer_sizes: &[usize]) -> (String, Descriptor) {
     let dir = sc.join("layout");
     let layout = Layout::open_or_create(&dir).unwrap();
-    let layer: Vec<u8> = common::ocigo::noise_text(layer_bytes, 7);
-    let layer_desc = Descriptor::for_bytes("application/octet-stream", &layer);
-    layout.push_blob(&layer_desc, &mut &layer[..]).unwrap();
+    let mut layers = Vec::new();
+    for (i, size) in layer_sizes.iter().enumerate() {
+        let layer: Vec<u8> = common::ocigo::noise_text(*size, 7 + i as u64);
+        let layer_desc = Descriptor::for_bytes("application/octet-stream", &layer);
+        layout.push_blob(&layer_desc, &mut &layer[..]).unwrap();
+        layers.push(layer_desc);
+    }
     let cfg = Descriptor::for_bytes(MEDIA_TYPE_EMPTY, b"{}");
     layout.push_blob(&cfg, &mut &b"{}"[..]).unwrap();
     let manifest = serde_json::json!({
@@ -103,7 +112,7 @@ fn layout(sc: &Scratch, layer_bytes: usize) -> (String, Descriptor) {
         "mediaType": MEDIA_TYPE_MANIFEST,
         "artifactType": "application/x.ocigo.test",
         "config": cfg,
-        "layers": [layer_desc],
+        "layers": layers,
     })
     .to_string();
     let desc = layout
@@ -546,6 +555,124 @@ fn harbor_tokens_expiring_mid_push_are_refreshed_before_use() {
 #[test]
 fn harbor_tokens_refused_mid_push_are_fetched_again_after_the_401() {
     push_outlives_its_token(false);
+}
+
+/// Tokens refused in the middle of a blob upload (Harbor's expire after 30
+/// minutes, or are revoked): the token service claims 30 minutes, the
+/// registry accepts a token for 2 s, and the push (about 4 s through a
+/// 1 MiB/s uplink, in 256 KiB `PATCH` chunks, one blob at a time) crosses an
+/// expiry inside an upload. The registry answers that chunk 401; ocigo
+/// fetches a new token and restarts that upload from a fresh `POST`: small
+/// blobs (up to 1 MiB) inside the registry client, bigger ones from the
+/// copy, which reads the source again. Every blob the registry keeps is the
+/// source's.
+#[test]
+fn harbor_token_refused_mid_upload_restarts_the_upload_with_a_new_token() {
+    let mut cfg = TokenConfig::harbor(ROBOT, PASSWORD);
+    cfg.lifetime = 2;
+    cfg.expires_in = Some(1800);
+    cfg.realm_host = Some(TEST_HOST_NAME.to_string());
+    let reg = TestRegistry::start_harbor(cfg);
+    let token_addr = reg.token_service.as_ref().unwrap().addr.clone();
+    let port = |a: &str| a.rsplit_once(':').unwrap().1.to_string();
+    let reg_host = format!("{TEST_HOST_NAME}:{}", port(&reg.addr));
+    let token_host = format!("{TEST_HOST_NAME}:{}", port(&token_addr));
+    let routes = [
+        (reg_host.clone(), reg.addr.clone()),
+        (token_host, token_addr),
+    ];
+    let proxy = ConnectProxy::start_throttled(
+        move |t| routes.iter().find(|(h, _)| h == t).map(|(_, a)| a.clone()),
+        Some(1024 * 1024),
+    );
+    let sc = Scratch::new();
+    let mut seen = Captured::default();
+    let docker = sc.dir("docker");
+    let proxy_env = proxy.addr.clone();
+    let env = [("HTTP_PROXY", proxy_env.as_str())];
+    let out = run(
+        &sc,
+        &docker,
+        &[
+            "login",
+            &reg_host,
+            "--plain-http",
+            "-u",
+            ROBOT,
+            "--password-stdin",
+        ],
+        PASSWORD,
+        &env,
+    );
+    seen.keep(&out);
+    assert_exit(&out, 0, "login through the proxy");
+    let sizes = [512 * 1024, 1536 * 1024, 640 * 1024, 1280 * 1024, 768 * 1024];
+    let (src, desc) = layout_of(&sc, &sizes);
+    let dest = format!("{reg_host}/team/mods:v1");
+    let out = run(
+        &sc,
+        &docker,
+        &[
+            "push",
+            &src,
+            &dest,
+            "--plain-http",
+            "--concurrency",
+            "1",
+            "--chunk-size",
+            "256K",
+        ],
+        "",
+        &env,
+    );
+    seen.keep(&out);
+    assert_exit(&out, 0, "a push whose token is refused mid-upload");
+    // Tokens were refused and fetched again during the push (without the
+    // restart, the first chunk refused ends the push with exit 4).
+    let asked = reg
+        .token_service
+        .as_ref()
+        .unwrap()
+        .scopes
+        .lock()
+        .unwrap()
+        .clone();
+    let push_tokens = asked
+        .iter()
+        .filter(|s| s.contains("repository:team/mods:") && s.contains("push"))
+        .count();
+    assert!(push_tokens >= 2, "the token was refreshed: {asked:?}");
+    let storage = reg.storage_dir().join("docker/registry/v2");
+    let link = storage.join("repositories/team/mods/_manifests/tags/v1/current/link");
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap().trim(),
+        desc.digest.to_string()
+    );
+    // Every layer is there, whole and the source's.
+    let layout = Layout::open_or_create(sc.join("layout")).unwrap();
+    let manifest = layout.fetch_manifest(&desc).unwrap();
+    let layers: Vec<Descriptor> = serde_json::from_value(
+        serde_json::from_slice::<serde_json::Value>(&manifest.bytes).unwrap()["layers"].clone(),
+    )
+    .unwrap();
+    assert_eq!(layers.len(), sizes.len());
+    for l in &layers {
+        let hex = l.digest.as_str().strip_prefix("sha256:").unwrap();
+        let data =
+            std::fs::read(storage.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap();
+        assert_eq!(Descriptor::for_bytes(&l.media_type, &data).digest, l.digest);
+    }
+    let mut secrets = vec![PASSWORD.to_string()];
+    secrets.extend(
+        reg.token_service
+            .as_ref()
+            .unwrap()
+            .issued
+            .lock()
+            .unwrap()
+            .clone(),
+    );
+    seen.assert_no_secrets(ROBOT, &secrets);
 }
 
 #[test]

@@ -1164,6 +1164,45 @@ fn store_list_and_prune() {
     );
     // 8 zips, two configs, and the header, part and index manifests.
     assert_eq!(list["blobs"], 13, "{list:#}");
+    // A summary from the header, no module list unless asked for.
+    assert_eq!(
+        entries[0]["summary"]["modules"], packed["modules"],
+        "{list:#}"
+    );
+    assert_eq!(entries[0]["summary"]["zips"], packed["zips"], "{list:#}");
+    assert_eq!(
+        entries[0]["summary"]["zip_bytes"], packed["zip_bytes"],
+        "{list:#}"
+    );
+    assert!(entries[0].get("modules").is_none(), "{list:#}");
+    let out = ocigo(&store, &["store", "list"], &[]);
+    assert_success(&out, "ocigo store list");
+    let human = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        human.contains(&format!("{} module versions, 8 zips", packed["modules"])),
+        "{human}"
+    );
+    assert!(!human.contains("example.com/shared@"), "{human}");
+    // --modules lists every module version, in both forms.
+    let list = json_ok(
+        &ocigo(&store, &["store", "list", "--modules", "--json"], &[]),
+        "ocigo store list --modules",
+    );
+    let listed = list["entries"][0]["modules"].as_array().unwrap();
+    assert_eq!(listed.len() as u64, packed["modules"].as_u64().unwrap());
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.as_str().unwrap().starts_with("example.com/shared@")),
+        "{list:#}"
+    );
+    let out = ocigo(&store, &["store", "list", "--modules"], &[]);
+    assert_success(&out, "ocigo store list --modules");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("example.com/shared@"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let out = ocigo(&store, &["store", "prune", "--all", "--json"], &[]);
     let pruned = json_ok(&out, "ocigo store prune --all");

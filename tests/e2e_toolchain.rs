@@ -49,6 +49,7 @@ fn toolchain_proxy() -> &'static str {
             format!("v0.0.1-{NEW}.linux-amd64"),
             format!("v0.0.1-{NEW}.linux-arm64"),
             format!("v0.0.1-{OLD}.linux-amd64"),
+            format!("v0.0.1-{OLD}.windows-amd64"),
         ];
         for v in &versions {
             let zip = cache.join(format!("cache/download/golang.org/toolchain/@v/{v}.zip"));
@@ -541,6 +542,145 @@ fn an_official_archive_gives_the_same_layers_as_its_goroot_and_a_bad_one_writes_
     }
 }
 
+/// Windows releases are `.zip` archives with a `go/` prefix. One is made
+/// here as released from the golang.org/toolchain windows/amd64 module zip
+/// (the same files, renamed below `go/`, each `_go.mod` back to `go.mod`,
+/// with the directory entries the release zips carry): packed `--from-archive`, it gives the same layers
+/// and module hash as the module packed through the proxy (whose hash the
+/// checksum database vouches for). A zip with an entry outside `go/`, or a
+/// link, is refused (exit 3) with nothing stored.
+#[test]
+fn a_windows_zip_archive_gives_the_same_layers_as_its_module() {
+    let s = Scratch::new();
+    let cache = toolchain_proxy().strip_prefix("file://").unwrap();
+    let module = format!("v0.0.1-{OLD}.windows-amd64");
+    let module_zip = Path::new(cache).join(format!("golang.org/toolchain/@v/{module}.zip"));
+    let prefix = format!("golang.org/toolchain@{module}/");
+    let archive = s.join(&format!("{OLD}.windows-amd64.zip"));
+    {
+        let mut zr = zip::ZipArchive::new(fs::File::open(&module_zip).unwrap()).unwrap();
+        let mut zw = zip::ZipWriter::new(fs::File::create(&archive).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let mut dirs = BTreeSet::new();
+        for i in 0..zr.len() {
+            let mut e = zr.by_index(i).unwrap();
+            let name = e.name().unwrap().strip_prefix(&prefix).unwrap().to_string();
+            // The module form stores each go.mod as _go.mod; releases do not.
+            let name = match name.strip_suffix("_go.mod") {
+                Some(dir) if dir.is_empty() || dir.ends_with('/') => format!("{dir}go.mod"),
+                _ => name,
+            };
+            let mut parent = Path::new(&name).parent();
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                if dirs.insert(p.to_path_buf()) {
+                    zw.add_directory(format!("go/{}/", p.display()), opts)
+                        .unwrap();
+                }
+                parent = p.parent();
+            }
+            zw.start_file(format!("go/{name}"), opts).unwrap();
+            std::io::copy(&mut e, &mut zw).unwrap();
+        }
+        zw.finish().unwrap();
+    }
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        fs::read(&archive).unwrap(),
+    ));
+    let store = s.join("store");
+    let out = ocigo(
+        &store,
+        &[
+            "pack",
+            "toolchain",
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--sha256",
+            &sha,
+            "-o",
+            &format!("oci:{}:zip", s.join("layout").display()),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pack --from-archive of a Windows zip");
+    let out = ocigo(
+        &store,
+        &[
+            "pack",
+            "toolchain",
+            OLD,
+            "--platform",
+            "windows/amd64",
+            "-o",
+            &format!("oci:{}:proxy", s.join("layout").display()),
+        ],
+        &proxy_env(),
+    );
+    assert_exit(&out, 0, "pack the windows/amd64 module through the proxy");
+    let (_, z) = toolchain_parts(&s.join("layout"), "zip");
+    let (_, p) = toolchain_parts(&s.join("layout"), "proxy");
+    assert_eq!(z.len(), 1);
+    assert_eq!(z[0].1.os, "windows");
+    assert_eq!(z[0].1.arch, "amd64");
+    assert_eq!(z[0].1.version, OLD);
+    let layers = |p: &[(Manifest, ToolchainConfig)]| -> Vec<Digest> {
+        p[0].0.layers.iter().map(|l| l.digest.clone()).collect()
+    };
+    assert_eq!(layers(&z), layers(&p), "same files, same layers");
+    assert_eq!(z[0].1.module.hash, p[0].1.module.hash);
+    assert_eq!(z[0].1.source.sha256.as_deref(), Some(sha.as_str()));
+
+    // Bad zips: an entry outside go/, a symbolic link.
+    for (case, name, link) in [
+        ("outside", "other/evil.txt", false),
+        ("symlink", "go/bin/link", true),
+    ] {
+        let bad = s.join(&format!("bad-{case}/{OLD}.windows-amd64.zip"));
+        fs::create_dir_all(bad.parent().unwrap()).unwrap();
+        {
+            let mut zw = zip::ZipWriter::new(fs::File::create(&bad).unwrap());
+            let opts = zip::write::SimpleFileOptions::default();
+            zw.start_file("go/VERSION", opts).unwrap();
+            zw.write_all(format!("{OLD}\ntime 2025-01-01T00:00:00Z\n").as_bytes())
+                .unwrap();
+            if link {
+                zw.add_symlink(name, "/etc/passwd", opts).unwrap();
+            } else {
+                zw.start_file(name, opts).unwrap();
+                zw.write_all(b"x").unwrap();
+            }
+            zw.finish().unwrap();
+        }
+        let bad_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            fs::read(&bad).unwrap(),
+        ));
+        let before = common::ocigo::snapshot(&store);
+        let dest = s.join(&format!("bad-layout-{case}"));
+        let out = ocigo(
+            &store,
+            &[
+                "pack",
+                "toolchain",
+                "--from-archive",
+                bad.to_str().unwrap(),
+                "--sha256",
+                &bad_sha,
+                "-o",
+                &format!("oci:{}", dest.display()),
+            ],
+            &[],
+        );
+        assert_exit(&out, 3, &format!("a Windows zip with {case}"));
+        assert_mentions(
+            &stderr(&out),
+            &["not a valid Go release archive", name],
+            case,
+        );
+        assert!(!dest.exists(), "{case}: nothing written");
+        common::ocigo::assert_unchanged(&before, &store, case);
+    }
+}
+
 #[test]
 fn two_platforms_from_the_module_proxy_share_their_common_layers() {
     let p = packed_new();
@@ -598,6 +738,44 @@ fn two_platforms_from_the_module_proxy_share_their_common_layers() {
     assert!(
         (total as f64) < 1.5 * one as f64,
         "two platforms store {total} bytes, one {one}: over 1.5x"
+    );
+
+    // inspect says the same: versions, platforms, shared and own layers.
+    let reference = format!("oci:{}:{NEW}", p.layout.display());
+    let out = ocigo(&p.store, &["inspect", &reference, "--json"], &[]);
+    assert_exit(&out, 0, "inspect --json a toolchain");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["artifact_type"], format::ARTIFACT_TYPE_TOOLCHAIN);
+    let t = &j["toolchains"];
+    let listed: Vec<&str> = t["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(t["unique_bytes"], total, "{t:#}");
+    assert_eq!(t["layers"], stored.len(), "{t:#}");
+    assert_eq!(t["shared_layers"], a.len() - 2, "{t:#}");
+    for (k, (m, c)) in parts.iter().enumerate() {
+        let pj = &t["platforms"][k];
+        assert_eq!(pj["version"], NEW);
+        assert_eq!(pj["module_hash"], c.module.hash.as_str());
+        assert_eq!(pj["layer_bytes"], size(m));
+        assert_eq!(pj["own_layers"], 2, "bin and pkg/tool: {pj:#}");
+        assert!(pj.get("layer_list").is_none());
+    }
+    let out = ocigo(&p.store, &["inspect", &reference, "--modules"], &[]);
+    assert_exit(&out, 0, "inspect --modules a toolchain");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            &format!("toolchain {NEW} linux/arm64"),
+            "pkg/tool",
+            ", shared",
+            &format!("{} shared by platforms", a.len() - 2),
+        ],
+        "inspect human output",
     );
 
     // The host's platform installs and runs.
@@ -837,6 +1015,18 @@ fn a_project_and_its_toolchain_under_one_reference_build_where_there_is_no_go() 
         &env_refs,
     );
     assert_exit(&out, 0, "pack --with-toolchain");
+    // inspect shows both: the modules and the toolchain.
+    let inspected = ocigo(&store, &["inspect", &dest, "--json"], &[]);
+    assert_exit(&inspected, 0, "inspect a combined index");
+    let j: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert!(j["module_versions"].as_u64().unwrap() > 0, "{j:#}");
+    let t = &j["toolchains"]["platforms"];
+    assert_eq!(t.as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(t[0]["platform"], "linux/amd64");
+    assert!(
+        t[0]["version"].as_str().unwrap().starts_with("go1."),
+        "{j:#}"
+    );
     assert_mentions(
         &stdout(&out),
         &[&format!("with toolchain {NEW} linux/amd64")],

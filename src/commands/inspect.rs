@@ -10,9 +10,10 @@ use super::{Global, Outcome, human_bytes};
 use crate::artifact::{self, Outline};
 use crate::error::{Kind, kind_of};
 use crate::gomod;
-use crate::oci::{Digest, FetchedManifest, Reference, Repository};
+use crate::oci::{Descriptor, Digest, FetchedManifest, Reference, Repository};
 use crate::store::Layout;
 use crate::text::field;
+use crate::toolchain::format as tc;
 
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,6 +65,76 @@ pub struct InspectReport {
     pub unique_bytes: u64,
     /// Bytes a pull would fetch, given what the local store already holds.
     pub bytes_missing_from_store: u64,
+    /// The toolchains packed under the same reference (`pack
+    /// --with-toolchain`); absent when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toolchains: Option<InspectToolchains>,
+}
+
+/// A toolchain artifact (or the toolchains of a combined index): each
+/// platform, and which layers the platforms share.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct InspectToolchains {
+    pub platforms: Vec<InspectToolchainPlatform>,
+    /// Distinct layers over all platforms.
+    pub layers: usize,
+    /// Layers that more than one platform uses, and their compressed bytes
+    /// (stored once).
+    pub shared_layers: usize,
+    pub shared_bytes: u64,
+    /// Compressed bytes of every platform's layers counted separately (what
+    /// separate artifacts would store), and counted once per digest.
+    pub total_bytes: u64,
+    pub unique_bytes: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct InspectToolchainPlatform {
+    pub version: String,
+    pub platform: String,
+    pub manifest: String,
+    /// `golang.org/toolchain@<this>` and its h1 hash.
+    pub module_version: String,
+    pub module_hash: String,
+    pub files: u64,
+    /// Uncompressed file bytes.
+    pub bytes: u64,
+    pub layers: usize,
+    /// Compressed bytes of its layers.
+    pub layer_bytes: u64,
+    /// Its layers no other platform uses, and their compressed bytes.
+    pub own_layers: usize,
+    pub own_bytes: u64,
+    /// Per layer, with `--modules`: name, files, bytes, compressed size,
+    /// and whether other platforms share it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_list: Option<Vec<InspectToolchainLayer>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct InspectToolchainLayer {
+    pub digest: String,
+    pub name: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub size: u64,
+    pub shared: bool,
+}
+
+/// A toolchain-only artifact, as `inspect` shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct InspectToolchainReport {
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: String,
+    pub signatures: usize,
+    pub bytes_missing_from_store: u64,
+    pub toolchains: InspectToolchains,
 }
 
 /// Shows a bundle: a summary, and every module version with `--modules`.
@@ -74,8 +145,17 @@ pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
     let src_ref = Reference::parse(src)?;
     let repo = g.open(&src_ref, false)?;
     let top = repo.resolve(src_ref.tag_or_digest())?;
-    let outline = artifact::open(repo.as_ref(), &top)?;
     let store = g.open_store().ok();
+    let top_manifest = repo.fetch_manifest(&top)?;
+    let top_type = if top_manifest.is_index() {
+        top_manifest.index()?.artifact_type
+    } else {
+        top_manifest.manifest()?.artifact_type
+    };
+    if top_type.as_deref() == Some(tc::ARTIFACT_TYPE_TOOLCHAIN) {
+        return inspect_toolchain(&src_ref, repo.as_ref(), &top, store.as_ref(), list_modules);
+    }
+    let outline = artifact::open(repo.as_ref(), &top)?;
     let mut report = inspect_report(
         &src_ref,
         repo.as_ref(),
@@ -84,6 +164,12 @@ pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
         list_modules,
     )?;
     report.signatures = count_signatures(repo.as_ref(), &top.digest)?;
+    let entries = tc::toolchain_entries(repo.as_ref(), &top)?;
+    if !entries.is_empty() {
+        let (t, missing) = toolchains_of(repo.as_ref(), &entries, store.as_ref(), list_modules)?;
+        report.bytes_missing_from_store += missing;
+        report.toolchains = Some(t);
+    }
 
     let mut human = format!(
         "{} ({})\n  main modules: {}\n  platforms: {}\n  {} module versions ({} with zips, {}) in {} manifest(s)\n  total {}, unique {}, missing from the local store {}\n",
@@ -139,6 +225,9 @@ pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
                 );
             }
         }
+    }
+    if let Some(t) = &report.toolchains {
+        human.push_str(&toolchains_text(t));
     }
     let invalid = report.invalid_modules;
     let mut outcome = Outcome::ok(human, &report);
@@ -260,7 +349,192 @@ fn inspect_report(
         total_bytes: total,
         unique_bytes: unique,
         bytes_missing_from_store: missing,
+        toolchains: None,
     })
+}
+
+/// `inspect` of a toolchain artifact (an index of platforms, or one
+/// platform's manifest).
+fn inspect_toolchain(
+    src: &Reference,
+    repo: &dyn Repository,
+    top: &Descriptor,
+    store: Option<&Layout>,
+    list_layers: bool,
+) -> Result<Outcome> {
+    let entries = tc::toolchain_entries(repo, top)?;
+    let (toolchains, missing) = toolchains_of(repo, &entries, store, list_layers)?;
+    let report = InspectToolchainReport {
+        reference: src.to_string(),
+        digest: top.digest.to_string(),
+        media_type: top.media_type.clone(),
+        artifact_type: tc::ARTIFACT_TYPE_TOOLCHAIN.to_string(),
+        signatures: count_signatures(repo, &top.digest)?,
+        bytes_missing_from_store: missing,
+        toolchains,
+    };
+    let mut human = format!(
+        "{} ({})\n  Go toolchain, {} platform(s)\n",
+        field(&report.reference),
+        report.digest,
+        report.toolchains.platforms.len()
+    );
+    human.push_str(&toolchains_text(&report.toolchains));
+    let _ = writeln!(
+        human,
+        "  missing from the local store {}",
+        human_bytes(report.bytes_missing_from_store)
+    );
+    if report.signatures == 0 {
+        human.push_str("  signatures: none\n");
+    } else {
+        let _ = writeln!(
+            human,
+            "  signatures: {} attached (not verified: use `ocigo verify --key PUB {}`)",
+            report.signatures,
+            field(&report.reference)
+        );
+    }
+    Ok(Outcome::ok(human, &report))
+}
+
+/// Reads every platform's manifest and config (checked as a pull checks
+/// them) and counts shared and per-platform layers. Also returns the bytes
+/// of manifests, configs and layers the local store lacks.
+fn toolchains_of(
+    repo: &dyn Repository,
+    entries: &[Descriptor],
+    store: Option<&Layout>,
+    list_layers: bool,
+) -> Result<(InspectToolchains, u64)> {
+    let mut parts = Vec::with_capacity(entries.len());
+    for e in entries {
+        parts.push(tc::load_part(repo, e)?);
+    }
+    // How many platforms use each layer.
+    let mut users: std::collections::HashMap<&Digest, usize> = std::collections::HashMap::new();
+    for p in &parts {
+        let mine: HashSet<&Digest> = p.layers.iter().map(|l| &l.digest).collect();
+        for d in mine {
+            *users.entry(d).or_default() += 1;
+        }
+    }
+    let mut seen = HashSet::new();
+    let (mut total, mut unique, mut shared_bytes, mut missing) = (0u64, 0u64, 0u64, 0u64);
+    let mut shared_layers = 0;
+    let mut platforms = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let (mut own_layers, mut own_bytes, mut layer_bytes) = (0, 0u64, 0u64);
+        for blob in [&p.manifest.descriptor, &p.config_descriptor] {
+            if let Some(s) = store
+                && !s.blob_exists(&blob.digest)?
+            {
+                missing += blob.size;
+            }
+        }
+        for l in &p.layers {
+            layer_bytes += l.size;
+            total += l.size;
+            let shared = users.get(&l.digest).copied().unwrap_or(0) > 1;
+            if !shared {
+                own_layers += 1;
+                own_bytes += l.size;
+            }
+            if seen.insert(l.digest.clone()) {
+                unique += l.size;
+                if shared {
+                    shared_layers += 1;
+                    shared_bytes += l.size;
+                }
+                if let Some(s) = store
+                    && !s.blob_exists(&l.digest)?
+                {
+                    missing += l.size;
+                }
+            }
+        }
+        let layer_list = list_layers.then(|| {
+            p.config
+                .layers
+                .iter()
+                .zip(&p.layers)
+                .map(|(info, l)| InspectToolchainLayer {
+                    digest: l.digest.to_string(),
+                    name: info.name.clone(),
+                    files: info.files,
+                    bytes: info.bytes,
+                    size: l.size,
+                    shared: users.get(&l.digest).copied().unwrap_or(0) > 1,
+                })
+                .collect()
+        });
+        platforms.push(InspectToolchainPlatform {
+            version: p.config.version.clone(),
+            platform: p.config.platform(),
+            manifest: p.manifest.descriptor.digest.to_string(),
+            module_version: p.config.module.version.clone(),
+            module_hash: p.config.module.hash.clone(),
+            files: p.config.files,
+            bytes: p.config.bytes,
+            layers: p.layers.len(),
+            layer_bytes,
+            own_layers,
+            own_bytes,
+            layer_list,
+        });
+    }
+    Ok((
+        InspectToolchains {
+            platforms,
+            layers: seen.len(),
+            shared_layers,
+            shared_bytes,
+            total_bytes: total,
+            unique_bytes: unique,
+        },
+        missing,
+    ))
+}
+
+/// The toolchain lines of `inspect`'s human output.
+fn toolchains_text(t: &InspectToolchains) -> String {
+    let mut out = String::new();
+    for p in &t.platforms {
+        let _ = writeln!(
+            out,
+            "  toolchain {} {}: {} files, {} in {} layers ({}), {} of them its own ({})",
+            field(&p.version),
+            field(&p.platform),
+            p.files,
+            human_bytes(p.bytes),
+            p.layers,
+            human_bytes(p.layer_bytes),
+            p.own_layers,
+            human_bytes(p.own_bytes),
+        );
+        for l in p.layer_list.iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    {} {}: {} files, {} ({}){}",
+                l.digest,
+                field(&l.name),
+                l.files,
+                human_bytes(l.bytes),
+                human_bytes(l.size),
+                if l.shared { ", shared" } else { "" }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  toolchain layers: {} distinct, {} shared by platforms ({}); {} stored of {} for separate platforms",
+        t.layers,
+        t.shared_layers,
+        human_bytes(t.shared_bytes),
+        human_bytes(t.unique_bytes),
+        human_bytes(t.total_bytes),
+    );
+    out
 }
 
 /// Why a module path or version could not be written to a module cache

@@ -212,7 +212,7 @@ fn pull_modules_from(
     let outline = artifact::open(src, top)?;
     // install creates GOMODCACHE only once everything is verified.
 
-    // 1. Every part, one at a time, holding only small state between parts:
+    // 1. Every part, a window at a time, holding only small state between windows:
     // fetch what the store lacks (the store checks each digest as it
     // writes), then check every .mod, .info, and the zip (h1, zip rules) of
     // every module not yet in the cache, writing nothing to GOMODCACHE.
@@ -224,17 +224,28 @@ fn pull_modules_from(
     let (mut modules, mut blobs_fetched, mut bytes_fetched) = (0usize, 0usize, 0u64);
     progress.start("verifying", outline.counts.map(|c| c.0).unwrap_or(0));
     let quiet = crate::progress::Progress::hidden();
-    for i in 0..outline.parts.len() {
-        let part = artifact::load_part(src, &outline, i)?;
-        checker.check(&part)?;
-        // The part's missing layers, several at once (`--concurrency`):
+    // Parts are read a window at a time, their manifests and configs
+    // several at once, so that a bundle of many parts does not pay two
+    // round trips per part in sequence; memory holds one window's configs.
+    let window = g.concurrency().max(1);
+    let mut next_part = 0;
+    while next_part < outline.parts.len() {
+        let count = window.min(outline.parts.len() - next_part);
+        let parts = for_each_index(count, g.concurrency(), |k| {
+            artifact::load_part(src, &outline, next_part + k)
+        })?;
+        next_part += count;
+        // The window's missing layers, several at once (`--concurrency`):
         // module bundles are many small blobs, so round trips, not
         // bandwidth, bound the time. Each is streamed into the store,
         // which keeps it only once it is verified.
         let mut missing = Vec::new();
-        for layer in &part.layers {
-            if layers_seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
-                missing.push(layer);
+        for part in &parts {
+            checker.check(part)?;
+            for layer in &part.layers {
+                if layers_seen.insert(layer.digest.clone()) && !store.blob_exists(&layer.digest)? {
+                    missing.push(layer);
+                }
             }
         }
         for_each_index(missing.len(), g.concurrency(), |i| {
@@ -247,16 +258,18 @@ fn pull_modules_from(
         })?;
         blobs_fetched += missing.len();
         bytes_fetched += missing.iter().map(|l| l.size).sum::<u64>();
-        part.store_in(&store, &top.digest)?;
-        let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
-        let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;
-        for (entry, checked) in part.modules.iter().zip(checked) {
-            if let (true, Some(z)) = (checked, &entry.zip) {
-                zips_checked.insert(z.layer.clone());
+        for part in parts {
+            part.store_in(&store, &top.digest)?;
+            let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
+            let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;
+            for (entry, checked) in part.modules.iter().zip(checked) {
+                if let (true, Some(z)) = (checked, &entry.zip) {
+                    zips_checked.insert(z.layer.clone());
+                }
             }
+            modules += part.modules.len();
+            progress.inc(part.modules.len() as u64);
         }
-        modules += part.modules.len();
-        progress.inc(part.modules.len() as u64);
     }
     checker.finish(&outline)?;
     progress.finish();

@@ -71,6 +71,17 @@ pub use tls::{DEFAULT_CERTS_DIRS, ENV_CERTS_D};
 use url::{is_loopback_host, join_url, next_link, same_origin};
 pub use web::WebClient;
 
+/// Marks an upload refused with a 401 after it began, for which a new
+/// token has been fetched: sending it again from a fresh `POST` will do.
+#[derive(Debug)]
+struct TokenRenewed;
+
+impl fmt::Display for TokenRenewed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the registry refused the token mid-upload; a new one was fetched")
+    }
+}
+
 /// Every manifest media type ocigo reads. Distribution answers 404 to a
 /// manifest request whose `Accept` does not list the stored type.
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -327,10 +338,29 @@ impl RegistryRepository {
         )))
     }
 
-    /// The error for an upload request answered with `resp`'s unexpected
-    /// status, marked as interrupted when the status is transient.
-    fn upload_status_error(&self, desc: &Descriptor, resp: Reply) -> anyhow::Error {
+    /// The error for an upload request to `url` answered with `resp`'s
+    /// unexpected status, marked as interrupted when the status is transient,
+    /// or when it is the registry's 401 to a token that expired or was
+    /// revoked after the upload began (Harbor's tokens last 30 minutes): a
+    /// new token is fetched here, and the upload restarts from a fresh
+    /// `POST` with it. A 401 that new credentials cannot answer (the same
+    /// token again, Basic credentials) stays a plain refusal.
+    fn upload_status_error(&self, desc: &Descriptor, url: &str, resp: Reply) -> anyhow::Error {
         let transient = retry::status_is_transient(resp.status());
+        if resp.status() == 401 {
+            let sent = match self.authorization(url, Access::Push, None, false) {
+                Ok(sent) => sent,
+                Err(e) => return e,
+            };
+            match self.reauthorize(&resp, url, Access::Push, sent.as_deref()) {
+                Ok(Some(_)) => {
+                    let e = self.status_error(resp, &format!("push blob {}", desc.digest));
+                    return self.interrupted(desc, e).context(TokenRenewed);
+                }
+                Ok(None) => {}
+                Err(e) => return e,
+            }
+        }
         let e = self.status_error(resp, &format!("push blob {}", desc.digest));
         if transient {
             self.interrupted(desc, e)
@@ -364,7 +394,7 @@ impl RegistryRepository {
             )
             .map_err(|e| self.interrupted(desc, e))?;
         if resp.status() != 201 {
-            return Err(self.upload_status_error(desc, resp));
+            return Err(self.upload_status_error(desc, upload, resp));
         }
         Ok(())
     }
@@ -399,7 +429,7 @@ impl RegistryRepository {
                 )
                 .map_err(|e| self.interrupted(desc, e))?;
             if resp.status() != 202 {
-                return Err(self.upload_status_error(desc, resp));
+                return Err(self.upload_status_error(desc, &url, resp));
             }
             url = self.upload_location(&resp, &url, desc)?;
             offset += n;
@@ -430,9 +460,54 @@ impl RegistryRepository {
             )
             .map_err(|e| self.interrupted(desc, e))?;
         if resp.status() != 201 {
-            return Err(self.upload_status_error(desc, resp));
+            return Err(self.upload_status_error(desc, &url, resp));
         }
         Ok(())
+    }
+
+    /// One upload from `POST` to the final `PUT`; a failed one is deleted
+    /// (best effort).
+    fn push_blob_once(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
+        let what = format!("push blob {}", desc.digest);
+        let start = format!("{}/blobs/uploads/", self.api());
+        let resp = self.request(
+            "POST",
+            &start,
+            Access::Push,
+            &[],
+            Payload::Empty,
+            Some(SMALL_REQUEST_TIMEOUT),
+        )?;
+        if resp.status() != 202 {
+            return Err(self.status_error(resp, &what));
+        }
+        let upload = self.upload_location(&resp, &start, desc)?;
+        // Verified while sent: a source that is short, long or different
+        // aborts the upload instead of storing something else.
+        let body = VerifyingReader::new(content, desc, format!("content of blob {}", desc.digest));
+        let mut body = Transfer::new(
+            body,
+            format!("blob {} to {}", desc.digest, self.location()),
+            desc.size,
+            self.limits,
+            Direction::Sending,
+        );
+        let result = match self.chunk_size {
+            Some(chunk) if desc.size > chunk => self.upload_chunks(&upload, desc, &mut body, chunk),
+            _ => self.upload_whole(&upload, desc, &mut body),
+        };
+        if result.is_err() {
+            // Best effort: an abandoned upload is garbage-collected anyway.
+            let _ = self.request(
+                "DELETE",
+                &upload,
+                Access::Push,
+                &[],
+                Payload::Empty,
+                Some(SMALL_REQUEST_TIMEOUT),
+            );
+        }
+        result
     }
 
     /// Is `url` (a request's final URL, after redirects) on the registry's
@@ -720,46 +795,28 @@ impl Repository for RegistryRepository {
     }
 
     fn push_blob(&self, desc: &Descriptor, content: &mut dyn Read) -> Result<()> {
-        let what = format!("push blob {}", desc.digest);
-        let start = format!("{}/blobs/uploads/", self.api());
-        let resp = self.request(
-            "POST",
-            &start,
-            Access::Push,
-            &[],
-            Payload::Empty,
-            Some(SMALL_REQUEST_TIMEOUT),
-        )?;
-        if resp.status() != 202 {
-            return Err(self.status_error(resp, &what));
+        if desc.size > SMALL_BLOB_BYTES {
+            // Too big to hold: an interrupted upload is restarted by the
+            // caller, which can read its source again (`transfer`).
+            return self.push_blob_once(desc, content);
         }
-        let upload = self.upload_location(&resp, &start, desc)?;
-        // Verified while sent: a source that is short, long or different
-        // aborts the upload instead of storing something else.
-        let body = VerifyingReader::new(content, desc, format!("content of blob {}", desc.digest));
-        let mut body = Transfer::new(
-            body,
-            format!("blob {} to {}", desc.digest, self.location()),
-            desc.size,
-            self.limits,
-            Direction::Sending,
-        );
-        let result = match self.chunk_size {
-            Some(chunk) if desc.size > chunk => self.upload_chunks(&upload, desc, &mut body, chunk),
-            _ => self.upload_whole(&upload, desc, &mut body),
-        };
-        if result.is_err() {
-            // Best effort: an abandoned upload is garbage-collected anyway.
-            let _ = self.request(
-                "DELETE",
-                &upload,
-                Access::Push,
-                &[],
-                Payload::Empty,
-                Some(SMALL_REQUEST_TIMEOUT),
-            );
+        // Small blobs (configs, signatures, most module zips) are read
+        // whole first, verified while read, so that an upload whose token
+        // was refused mid-upload is restarted here, from a fresh `POST`,
+        // whoever called.
+        let what = format!("content of blob {}", desc.digest);
+        let mut bytes = Vec::with_capacity(desc.size as usize);
+        VerifyingReader::new(content, desc, what.clone())
+            .read_to_end(&mut bytes)
+            .map_err(|e| crate::oci::classify_io(e, || what.clone()))?;
+        match self.push_blob_once(desc, &mut &bytes[..]) {
+            // Once, at once: the new token is already fetched. Network
+            // interruptions are restarted by the caller as for big blobs.
+            Err(e) if e.downcast_ref::<TokenRenewed>().is_some() => {
+                self.push_blob_once(desc, &mut &bytes[..])
+            }
+            result => result,
         }
-        result
     }
 
     fn list_tags(&self) -> Result<Vec<String>> {
