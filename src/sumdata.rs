@@ -116,71 +116,6 @@ pub fn nosumdb_patterns() -> String {
     }
 }
 
-/// `module.MatchPrefixPatterns`: whether a prefix of `target` (as many
-/// path elements as the glob has) matches one of the comma-separated globs.
-pub fn match_prefix_patterns(globs: &str, target: &str) -> bool {
-    for glob in globs.split(',') {
-        let glob = glob.trim();
-        if glob.is_empty() {
-            continue;
-        }
-        let mut n = glob.matches('/').count();
-        let mut prefix = target;
-        for (i, c) in target.char_indices() {
-            if c == '/' {
-                if n == 0 {
-                    prefix = &target[..i];
-                    break;
-                }
-                n -= 1;
-            }
-        }
-        if n > 0 {
-            continue;
-        }
-        if glob_match(glob.as_bytes(), prefix.as_bytes()) {
-            return true;
-        }
-    }
-    false
-}
-
-/// `path.Match` for module paths: `*` (no `/`), `?`, `[...]` classes.
-fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len())
-            .take_while(|&i| i == 0 || s[i - 1] != b'/')
-            .any(|i| glob_match(&p[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && s[0] != b'/' && glob_match(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = p.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let (class, rest) = (&p[1..end], &p[end + 1..]);
-            let (neg, class) = match class.first() {
-                Some(b'^') => (true, &class[1..]),
-                _ => (false, class),
-            };
-            let Some(&c) = s.first() else { return false };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
-                }
-            }
-            hit != neg && c != b'/' && glob_match(rest, &s[1..])
-        }
-        Some(b'\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob_match(&p[2..], &s[1..]),
-        Some(&c) => !s.is_empty() && s[0] == c && glob_match(&p[1..], &s[1..]),
-    }
-}
-
 // ------------------------------------------------------------------ pack
 
 /// What pack gathered: the config, and the tiles' bytes by digest.
@@ -288,7 +223,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
     let public: Vec<&SumInput> = entries
         .iter()
         .filter(|e| {
-            if match_prefix_patterns(&patterns, &e.path) {
+            if crate::gomod::glob::match_prefix_patterns(&patterns, &e.path) {
                 private.insert(e.path.clone());
                 false
             } else {
@@ -1195,23 +1130,4 @@ pub fn store_gathered(store: &crate::store::Layout, g: &Gathered) -> Result<(Des
         ROLE_SUMDB.to_string(),
     );
     Ok((desc, bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_patterns_match_as_the_go_command() {
-        assert!(match_prefix_patterns("example.com", "example.com/a/b"));
-        assert!(match_prefix_patterns("*.corp.com", "git.corp.com/x"));
-        assert!(match_prefix_patterns("a.com/x, example.com", "example.com"));
-        assert!(!match_prefix_patterns("example.com/a/b", "example.com/a"));
-        assert!(!match_prefix_patterns("example.com", "example.community/a"));
-        assert!(match_prefix_patterns(
-            "github.com/acme/*",
-            "github.com/acme/x/y"
-        ));
-        assert!(!match_prefix_patterns("", "github.com/acme"));
-    }
 }

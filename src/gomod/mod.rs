@@ -10,6 +10,7 @@
 //! (that is `closure`), or know about OCI.
 
 pub mod escape;
+pub mod glob;
 pub mod gosum;
 pub mod hash;
 pub mod modfile;
