@@ -330,6 +330,46 @@ fn inspect_shows_attached_signatures() {
     );
     let report = json_ok(&ocigo(&store, &["inspect", &src, "--json"], &[]), "inspect");
     assert_eq!(report["signatures"], 1);
+    assert_eq!(report["attached"]["legacy_signatures"], 1, "{report:#}");
+
+    // cosign v3's format (a referrer) and an attestation are counted apart.
+    let out = ocigo(
+        &store,
+        &["sign", "--key", &key, "--format", "bundle", &src],
+        &env,
+    );
+    assert_exit(&out, 0, "sign --format bundle");
+    let predicate = sc.join("predicate.json");
+    std::fs::write(&predicate, br#"{"approved":true}"#).unwrap();
+    let out = ocigo(
+        &store,
+        &[
+            "attest",
+            "--key",
+            &key,
+            "--predicate",
+            &s(&predicate),
+            "--type",
+            "https://example.com/approval/v1",
+            &src,
+        ],
+        &env,
+    );
+    assert_exit(&out, 0, "attest");
+    let out = ocigo(&store, &["inspect", &src], &[]);
+    assert_exit(&out, 0, "inspect signed twice, attested");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            "signatures: 2 attached (1 legacy, 1 bundle",
+            "attestations: 1 attached",
+        ],
+        "inspect signed twice, attested",
+    );
+    let report = json_ok(&ocigo(&store, &["inspect", &src, "--json"], &[]), "inspect");
+    assert_eq!(report["signatures"], 2, "{report:#}");
+    assert_eq!(report["attached"]["bundle_signatures"], 1, "{report:#}");
+    assert_eq!(report["attached"]["attestations"], 1, "{report:#}");
 
     // A second key generate with the same prefix: conflict, with the fix as a hint.
     let out = ocigo(

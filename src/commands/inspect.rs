@@ -56,9 +56,11 @@ pub struct InspectReport {
     /// Module versions whose path or version is invalid (each is listed,
     /// with or without `--modules`).
     pub invalid_modules: usize,
-    /// Signatures stored beside the bundle (the `sha256-<hex>.sig` tag);
-    /// not verified here (see `ocigo verify`).
+    /// Signatures attached to the bundle, in either format (see
+    /// [`Attached`]); not verified here (see `ocigo verify`).
     pub signatures: usize,
+    /// The same, by format, and the attestations (referrers).
+    pub attached: Attached,
     /// Every blob and manifest, counted once per reference.
     pub total_bytes: u64,
     /// The same, counted once per digest.
@@ -133,6 +135,7 @@ pub struct InspectToolchainReport {
     pub media_type: String,
     pub artifact_type: String,
     pub signatures: usize,
+    pub attached: Attached,
     pub bytes_missing_from_store: u64,
     pub toolchains: InspectToolchains,
 }
@@ -163,7 +166,8 @@ pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
         store.as_ref(),
         list_modules,
     )?;
-    report.signatures = count_signatures(repo.as_ref(), &top.digest)?;
+    report.attached = count_attached(repo.as_ref(), &top.digest)?;
+    report.signatures = report.attached.signatures();
     let entries = tc::toolchain_entries(repo.as_ref(), &top)?;
     if !entries.is_empty() {
         let (t, missing) = toolchains_of(repo.as_ref(), &entries, store.as_ref(), list_modules)?;
@@ -195,17 +199,7 @@ pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
         human_bytes(report.unique_bytes),
         human_bytes(report.bytes_missing_from_store),
     );
-    if report.signatures == 0 {
-        human.push_str("  signatures: none\n");
-    } else {
-        let _ = writeln!(
-            human,
-            "  signatures: {} attached (tag {}; not verified: use `ocigo verify --key PUB {}`)",
-            report.signatures,
-            crate::sign::signature_tag(&top.digest),
-            report.reference
-        );
-    }
+    human.push_str(&report.attached.text(&report.reference));
     for m in report.modules.iter().flatten() {
         let size = m
             .zip_size
@@ -241,14 +235,85 @@ pub fn inspect(g: &Global, src: &str, list_modules: bool) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// How many signatures the `sha256-<hex>.sig` tag holds (0 when absent):
-/// one HEAD, and one GET when there are some.
-fn count_signatures(repo: &dyn Repository, digest: &Digest) -> Result<usize> {
-    match repo.resolve(&crate::sign::signature_tag(digest)) {
-        Ok(desc) => Ok(repo.fetch_manifest(&desc)?.manifest()?.layers.len()),
-        Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(0),
-        Err(e) => Err(e),
+/// What is attached to an artifact: signatures in cosign v2's legacy
+/// format (the `sha256-<hex>.sig` tag) and in cosign v3's bundle format
+/// (referrers), and attestations (bundle referrers of any other predicate
+/// type: SBOMs, policy decisions). Counted, not verified.
+#[derive(Serialize, Default, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub struct Attached {
+    pub legacy_signatures: usize,
+    pub bundle_signatures: usize,
+    pub attestations: usize,
+}
+
+impl Attached {
+    pub fn signatures(&self) -> usize {
+        self.legacy_signatures + self.bundle_signatures
     }
+
+    /// The lines `inspect` prints (`reference` already made printable).
+    fn text(&self, reference: &str) -> String {
+        let mut out = String::new();
+        if self.signatures() == 0 {
+            out.push_str("  signatures: none\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "  signatures: {} attached ({} legacy, {} bundle; not verified: use `ocigo verify --key PUB {reference}`)",
+                self.signatures(),
+                self.legacy_signatures,
+                self.bundle_signatures,
+            );
+        }
+        if self.attestations > 0 {
+            let _ = writeln!(
+                out,
+                "  attestations: {} attached (not verified: use `ocigo verify --key PUB --attestation-type URI {reference}`)",
+                self.attestations
+            );
+        }
+        out
+    }
+}
+
+/// Counts what is attached to `digest`: the `.sig` tag (one HEAD, and one
+/// GET when it exists) and the referrers listing (one request; the
+/// fallback tag where the registry has no API).
+fn count_attached(repo: &dyn Repository, digest: &Digest) -> Result<Attached> {
+    let legacy_signatures = match repo.resolve(&crate::sign::signature_tag(digest)) {
+        Ok(desc) => repo.fetch_manifest(&desc)?.manifest()?.layers.len(),
+        Err(e) if kind_of(&e) == Some(Kind::NotFound) => 0,
+        Err(e) => return Err(e),
+    };
+    let mut attached = Attached {
+        legacy_signatures,
+        ..Attached::default()
+    };
+    for r in repo
+        .referrers(digest, None)?
+        .iter()
+        .filter(|d| crate::sign::bundle::is_bundle_referrer(d))
+    {
+        // A listing normally carries the referrer's annotations; where it
+        // does not, the manifest says.
+        let key = crate::sign::bundle::PREDICATE_TYPE_ANNOTATION;
+        let predicate = match r.annotations.get(key) {
+            Some(p) => Some(p.clone()),
+            None => repo
+                .fetch_manifest(r)?
+                .manifest()?
+                .annotations
+                .get(key)
+                .cloned(),
+        };
+        if predicate.as_deref() == Some(crate::sign::bundle::SIGN_PREDICATE_TYPE) {
+            attached.bundle_signatures += 1;
+        } else {
+            attached.attestations += 1;
+        }
+    }
+    Ok(attached)
 }
 
 /// Walks the bundle one part at a time: part manifests only, unless the
@@ -346,6 +411,7 @@ fn inspect_report(
         modules,
         invalid_modules,
         signatures: 0,
+        attached: Attached::default(),
         total_bytes: total,
         unique_bytes: unique,
         bytes_missing_from_store: missing,
@@ -364,12 +430,14 @@ fn inspect_toolchain(
 ) -> Result<Outcome> {
     let entries = tc::toolchain_entries(repo, top)?;
     let (toolchains, missing) = toolchains_of(repo, &entries, store, list_layers)?;
+    let attached = count_attached(repo, &top.digest)?;
     let report = InspectToolchainReport {
         reference: src.to_string(),
         digest: top.digest.to_string(),
         media_type: top.media_type.clone(),
         artifact_type: tc::ARTIFACT_TYPE_TOOLCHAIN.to_string(),
-        signatures: count_signatures(repo, &top.digest)?,
+        signatures: attached.signatures(),
+        attached,
         bytes_missing_from_store: missing,
         toolchains,
     };
@@ -385,16 +453,7 @@ fn inspect_toolchain(
         "  missing from the local store {}",
         human_bytes(report.bytes_missing_from_store)
     );
-    if report.signatures == 0 {
-        human.push_str("  signatures: none\n");
-    } else {
-        let _ = writeln!(
-            human,
-            "  signatures: {} attached (not verified: use `ocigo verify --key PUB {}`)",
-            report.signatures,
-            field(&report.reference)
-        );
-    }
+    human.push_str(&report.attached.text(&field(&report.reference)));
     Ok(Outcome::ok(human, &report))
 }
 
