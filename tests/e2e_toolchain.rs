@@ -689,9 +689,12 @@ fn two_platforms_from_the_module_proxy_share_their_common_layers() {
         index.artifact_type.as_deref(),
         Some(format::ARTIFACT_TYPE_TOOLCHAIN)
     );
+    // The index also holds the checksum database's record of each
+    // platform's module (a manifest with no platform).
     let platforms: Vec<String> = index
         .manifests
         .iter()
+        .filter(|d| format::is_toolchain(d))
         .map(|d| {
             let pl = d.platform.as_ref().unwrap();
             format!("{}/{}", pl.os, pl.architecture)
