@@ -35,6 +35,7 @@ mod deadlines;
 mod errors;
 mod proxy;
 mod referrers;
+mod resolver;
 mod resume;
 mod retry;
 mod tls;

@@ -34,7 +34,7 @@ impl WebClient {
     pub fn from_env() -> Result<WebClient> {
         let limits = NetworkLimits::from_env()?;
         let tls = for_host("", &[], &[], false)?;
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_connect(Some(limits.connect_timeout))
             .timeout_per_read(Some(limits.idle_timeout))
             .timeout_per_write(Some(limits.idle_timeout))
@@ -42,11 +42,13 @@ impl WebClient {
             .user_agent(concat!("ocigo/", env!("CARGO_PKG_VERSION")))
             .http_status_as_error(false)
             .max_redirects(MAX_REDIRECTS)
+            .max_idle_connections(super::client::IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(super::client::IDLE_CONNECTIONS_PER_HOST)
             // Chosen per request (see `proxy`), never by ureq.
             .proxy(None)
             .tls_config(tls)
-            .build()
-            .new_agent();
+            .build();
+        let agent = super::client::agent_with(config);
         Ok(WebClient {
             agent,
             proxies: ProxyEnv::from_env()?,
