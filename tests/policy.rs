@@ -1000,6 +1000,175 @@ fn pull_vulndb_refuses_what_is_not_a_database_and_keeps_other_dirs() {
     assert!(!sc.join("new").exists());
 }
 
+/// Pushes to `layout`, tagged `tag`, a database artifact like `manifest`
+/// but with a layer of `files` (tar with GNU long names, zstd) and a config
+/// claiming `tar_bytes` (the real length if `None`).
+fn forge_vulndb(
+    layout: &Layout,
+    manifest: &ocigo::oci::Manifest,
+    files: &[(String, Vec<u8>)],
+    tar_bytes: Option<u64>,
+    tag: &str,
+) {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut h, name, &bytes[..]).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let layer = zstd::encode_all(&tar[..], 3).unwrap();
+    let records = files.iter().filter(|(n, _)| n.starts_with("ID/")).count();
+    let cfg = serde_json::to_vec(&serde_json::json!({
+        "formatVersion": 1,
+        "modified": "2026-11-01T00:00:00Z",
+        "records": records,
+        "files": files.len(),
+        "tarBytes": tar_bytes.unwrap_or(tar.len() as u64),
+    }))
+    .unwrap();
+    let cfg_desc = Descriptor::for_bytes(&manifest.config.media_type, &cfg);
+    let layer_desc = Descriptor::for_bytes(&manifest.layers[0].media_type, &layer);
+    layout.push_blob(&cfg_desc, &mut &cfg[..]).unwrap();
+    layout.push_blob(&layer_desc, &mut &layer[..]).unwrap();
+    let mut forged = manifest.clone();
+    forged.config = cfg_desc;
+    forged.layers = vec![layer_desc];
+    layout
+        .push_manifest(
+            ocigo::oci::MEDIA_TYPE_MANIFEST,
+            &ocigo::oci::to_canonical_json(&forged),
+            Some(tag),
+        )
+        .unwrap();
+}
+
+/// The published layout of one record with ID `id`.
+fn layout_of(id: &str) -> Vec<(String, Vec<u8>)> {
+    let (_, text) = osv(id, "example.com/pseudo", r#"{"introduced":"0"}"#, "");
+    let record = ocigo::policy::vulndb::Record {
+        entry: serde_json::from_str(&text).unwrap(),
+        bytes: text.into_bytes(),
+    };
+    ocigo::policy::vulndb::build_layout(&[record], None)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn pull_vulndb_replaces_only_its_own_layout_and_bounds_ids_and_sizes() {
+    let sc = Scratch::new();
+    let store = sc.join("store");
+    let records = sc.join("osv");
+    let (id, text) = &osv_records()[0];
+    write(&records.join(format!("{id}.json")), text);
+    let dest = format!("oci:{}:db", s(&sc.join("disk")));
+    json_ok(
+        &ocigo(
+            &store,
+            &["pack", "vulndb", &s(&records), "-o", &dest, "--json"],
+            &[],
+        ),
+        "pack",
+    );
+    let db = sc.join("db");
+    json_ok(
+        &ocigo(&store, &["pull", &dest, "--vulndb", &s(&db), "--json"], &[]),
+        "pull",
+    );
+    // Pulling again replaces a database ocigo wrote.
+    std::fs::remove_file(db.join(format!("ID/{id}.json"))).unwrap();
+    json_ok(
+        &ocigo(&store, &["pull", &dest, "--vulndb", &s(&db), "--json"], &[]),
+        "pull over an earlier database",
+    );
+    assert!(db.join(format!("ID/{id}.json")).is_file());
+    // A directory that merely holds index/db.json besides the user's own
+    // files is not ours: refused (exit 5), nothing changed.
+    let mine = sc.join("mine");
+    write(&mine.join("index/db.json"), "{\"modified\":\"x\"}");
+    write(&mine.join("notes.txt"), "mine");
+    let out = ocigo(&store, &["pull", &dest, "--vulndb", &s(&mine)], &[]);
+    assert_exit(
+        &out,
+        5,
+        "pull --vulndb over a directory with index/db.json and more",
+    );
+    assert_mentions(&stderr(&out), &["not a vulnerability database"], "mine");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("index/db.json")).unwrap(),
+        "{\"modified\":\"x\"}"
+    );
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 2);
+    // So is a pulled database the user added a file to, in ID/ or beside.
+    for extra in ["ID/README.md", "keep.txt"] {
+        write(&db.join(extra), "mine");
+        let out = ocigo(&store, &["pull", &dest, "--vulndb", &s(&db)], &[]);
+        assert_exit(&out, 5, extra);
+        assert_eq!(std::fs::read_to_string(db.join(extra)).unwrap(), "mine");
+        assert!(db.join(format!("ID/{id}.json")).is_file());
+        std::fs::remove_file(db.join(extra)).unwrap();
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(sc.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("ocigo-"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    let layout = Layout::open(sc.join("disk")).unwrap();
+    let top = layout.resolve("db").unwrap();
+    let manifest = layout.fetch_manifest(&top).unwrap().manifest().unwrap();
+    let disk = |tag: &str| format!("oci:{}:{tag}", s(&sc.join("disk")));
+    // A config claiming a tar far over any real database is refused before
+    // anything is decompressed.
+    forge_vulndb(&layout, &manifest, &layout_of(id), Some(600 << 20), "huge");
+    let out = ocigo(
+        &store,
+        &["pull", &disk("huge"), "--vulndb", &s(&sc.join("huge"))],
+        &[],
+    );
+    assert_exit(&out, 3, "a config claiming a 600 MiB tar");
+    assert_mentions(&stderr(&out), &["629145600", "reads at most"], "huge");
+    assert!(!sc.join("huge").exists());
+    // The layout holds only IDs `policy check` reads: 128 characters at
+    // most (a longer one would be refused later, or not fit a file name).
+    for n in [129, 300] {
+        let long = format!("GO-2099-{}", "7".repeat(n - 8));
+        let tag = format!("long{n}");
+        forge_vulndb(&layout, &manifest, &layout_of(&long), None, &tag);
+        let into = sc.join(&tag);
+        let out = ocigo(&store, &["pull", &disk(&tag), "--vulndb", &s(&into)], &[]);
+        assert_exit(&out, 3, &format!("a record ID of {n} characters"));
+        assert_mentions(&stderr(&out), &["is not an OSV ID", &long[..90]], &tag);
+        assert!(!into.exists());
+    }
+    // An ID of 128 characters is one.
+    let longest = format!("GO-2099-{}", "7".repeat(120));
+    forge_vulndb(&layout, &manifest, &layout_of(&longest), None, "long128");
+    json_ok(
+        &ocigo(
+            &store,
+            &[
+                "pull",
+                &disk("long128"),
+                "--vulndb",
+                &s(&sc.join("long128")),
+                "--json",
+            ],
+            &[],
+        ),
+        "a record ID of 128 characters",
+    );
+    assert!(sc.join(&format!("long128/ID/{longest}.json")).is_file());
+}
+
 // ---- coverage ------------------------------------------------------------
 
 #[test]

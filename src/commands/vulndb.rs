@@ -18,7 +18,8 @@
 //! names, each bounded, no name twice; and that the indexes are exactly
 //! what the records give (an index cannot hide a record). It writes into a
 //! temporary directory beside DIR and renames it into place; a DIR that
-//! holds anything but an earlier database is refused (exit 5).
+//! holds anything but an earlier database (exactly the directories and
+//! files a pull writes, no links) is refused (exit 5) and left as it was.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -38,9 +39,10 @@ pub const MEDIA_TYPE_LAYER: &str = "application/vnd.ocigo.vulndb.layer.v1.tar+zs
 const FORMAT_VERSION: u32 = 1;
 const ZSTD_LEVEL: i32 = 9;
 /// The compressed layer and the tar are at most this big (the full
-/// database is ~30 MB of JSON).
+/// database is ~30 MB of JSON); the tar is read as a stream, never
+/// buffered whole, so a claim is only a ceiling, not an allocation.
 const MAX_LAYER_BYTES: u64 = 1 << 30;
-const MAX_TAR_BYTES: u64 = 4 << 30;
+const MAX_TAR_BYTES: u64 = 512 << 20;
 const MAX_CONFIG_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,51 +193,111 @@ fn read_bounded(r: &mut dyn Read, limit: u64, what: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The name of an entry the layout may hold, and its size limit.
+/// The ID of a record file name, `ID/<ID>.json` (not yet checked).
+fn record_id(name: &str) -> Option<&str> {
+    name.strip_prefix("ID/")?.strip_suffix(".json")
+}
+
+/// The size limit of an entry the layout may hold: the three indexes, and
+/// `ID/<ID>.json` for an ID [`vulndb::is_id`] accepts (the rule `policy
+/// check` reads the database by).
 fn allowed(name: &str) -> Option<u64> {
     match name {
         "index/db.json" | "index/modules.json" | "index/vulns.json" => {
             Some(vulndb::MAX_INDEX_BYTES)
         }
-        _ => {
-            let id = name.strip_prefix("ID/")?.strip_suffix(".json")?;
-            let ok = !id.is_empty()
-                && !id.starts_with('.')
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            ok.then_some(vulndb::MAX_RECORD_BYTES)
-        }
+        _ => vulndb::is_id(record_id(name)?).then_some(vulndb::MAX_RECORD_BYTES),
     }
 }
 
-/// Reads the layer's files, checking names, types and sizes.
-fn untar(tar_bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+/// A name from the artifact, for one line of a message: control
+/// characters escaped, and shortened if long.
+fn shown(s: &str) -> String {
+    const MAX: usize = 100;
+    if s.len() <= MAX {
+        return format!("\"{}\"", crate::text::field(s));
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "\"{}...\" ({} bytes)",
+        crate::text::field(&s[..end]),
+        s.len()
+    )
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the layer's files from the decompressed stream `tar`, checking
+/// names, types and sizes, and that the tar is exactly `tar_bytes` long.
+/// The stream is never read past `tar_bytes + 1` bytes, and only the
+/// entries' contents are kept.
+fn untar(tar: impl Read, tar_bytes: u64) -> Result<vulndb::Files> {
     let bad = |m: String| {
         fail(
             Kind::Integrity,
             format!("vulnerability database layer: {m}"),
         )
     };
-    let mut archive = tar::Archive::new(tar_bytes);
+    let mut counted = Counted {
+        inner: tar.take(tar_bytes + 1),
+        read: 0,
+    };
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let name = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| bad("a name that is not UTF-8".into()))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(bad(format!("{name:?} is not a regular file")));
+    {
+        let mut archive = tar::Archive::new(&mut counted);
+        let mut seen = std::collections::HashSet::new();
+        for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+            let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+            let name = String::from_utf8(entry.path_bytes().into_owned())
+                .map_err(|_| bad("a name that is not UTF-8".into()))?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                return Err(bad(format!("{} is not a regular file", shown(&name))));
+            }
+            let limit = allowed(&name).ok_or_else(|| match record_id(&name) {
+                Some(id) => bad(format!(
+                    "record ID {} is not an OSV ID (1 to 128 ASCII letters, digits, '-', '_' and '.')",
+                    shown(id)
+                )),
+                None => bad(format!("unexpected entry {}", shown(&name))),
+            })?;
+            if !seen.insert(name.clone()) {
+                return Err(bad(format!("{} appears twice", shown(&name))));
+            }
+            let bytes = read_bounded(&mut entry, limit, &name)?;
+            files.push((name, bytes));
+            if files.len() > vulndb::MAX_RECORDS + 3 {
+                return Err(bad("too many entries".into()));
+            }
         }
-        let limit = allowed(&name).ok_or_else(|| bad(format!("unexpected entry {name:?}")))?;
-        if !seen.insert(name.clone()) {
-            return Err(bad(format!("{name:?} appears twice")));
-        }
-        let bytes = read_bounded(&mut entry, limit, &name)?;
-        files.push((name, bytes));
-        if files.len() > vulndb::MAX_RECORDS + 3 {
-            return Err(bad("too many entries".into()));
-        }
+    }
+    // The end-of-archive blocks and any padding count towards the length.
+    std::io::copy(&mut counted, &mut std::io::sink())
+        .map_err(|e| bad(format!("it does not decompress: {e}")))?;
+    if counted.read != tar_bytes {
+        return Err(bad(format!(
+            "it holds {}{} bytes of tar, the config says {tar_bytes}",
+            if counted.read > tar_bytes {
+                "more than "
+            } else {
+                ""
+            },
+            counted.read.min(tar_bytes)
+        )));
     }
     Ok(files)
 }
@@ -285,10 +347,16 @@ pub fn pull_vulndb(
     }
     let config: VulndbConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| integrity(format!("the config is not valid: {e}")))?;
-    if config.format_version != FORMAT_VERSION || config.tar_bytes > MAX_TAR_BYTES {
+    if config.format_version != FORMAT_VERSION {
         return Err(integrity(format!(
-            "format version {} (this ocigo reads {FORMAT_VERSION}), tar of {} bytes",
-            config.format_version, config.tar_bytes
+            "format version {} (this ocigo reads {FORMAT_VERSION})",
+            config.format_version
+        )));
+    }
+    if config.tar_bytes > MAX_TAR_BYTES {
+        return Err(integrity(format!(
+            "the config says the database is a tar of {} bytes; this ocigo reads at most {MAX_TAR_BYTES} (the full Go database is about 30 MB)",
+            config.tar_bytes
         )));
     }
     let layer_desc = &manifest.layers[0];
@@ -303,19 +371,7 @@ pub fn pull_vulndb(
         ));
     }
     let decoder = zstd::Decoder::new(&layer[..]).context("reading the database layer")?;
-    let mut tar_bytes = Vec::new();
-    decoder
-        .take(config.tar_bytes + 1)
-        .read_to_end(&mut tar_bytes)
-        .map_err(|e| integrity(format!("the database layer does not decompress: {e}")))?;
-    if tar_bytes.len() as u64 != config.tar_bytes {
-        return Err(integrity(format!(
-            "the layer holds {} bytes of tar, the config says {}",
-            tar_bytes.len(),
-            config.tar_bytes
-        )));
-    }
-    let files = untar(&tar_bytes)?;
+    let files = untar(decoder, config.tar_bytes)?;
     // The indexes must be exactly what the records give.
     let mut records = Vec::new();
     for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("ID/")) {
@@ -357,6 +413,34 @@ pub fn pull_vulndb(
     Ok(Outcome::ok(human, &report))
 }
 
+/// Whether `dir` holds exactly what a pull writes, so replacing it loses
+/// nothing of the user's: only `index/` and `ID/`, real directories; in
+/// them only regular files named as [`allowed`] accepts; `index/db.json`
+/// among them. Anything else (another file, a link, a subdirectory) is
+/// not ours.
+fn is_earlier_database(dir: &Path) -> Result<bool> {
+    let mut has_db = false;
+    for (name, ft) in crate::fs::list_dir(dir)? {
+        let Some(name) = name.to_str() else {
+            return Ok(false);
+        };
+        if !ft.is_dir() || !(name == "index" || name == "ID") {
+            return Ok(false);
+        }
+        for (child, ft) in crate::fs::list_dir(&dir.join(name))? {
+            let Some(child) = child.to_str() else {
+                return Ok(false);
+            };
+            let rel = format!("{name}/{child}");
+            if !ft.is_file() || allowed(&rel).is_none() {
+                return Ok(false);
+            }
+            has_db |= rel == "index/db.json";
+        }
+    }
+    Ok(has_db)
+}
+
 /// Writes the files into a temporary directory beside `dir`, then puts it
 /// in place of `dir` (absent, empty, or an earlier database).
 fn install(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -378,13 +462,13 @@ fn install(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
         let entries = crate::fs::list_dir(dir)?;
         if entries.is_empty() {
             Some(false)
-        } else if crate::fs::regular_file_exists(&dir.join("index/db.json")).unwrap_or(false) {
+        } else if is_earlier_database(dir)? {
             Some(true)
         } else {
             return Err(fail_hint(
                 Kind::Conflict,
                 format!(
-                    "{} exists and is not a vulnerability database; not overwriting it",
+                    "{} exists and is not a vulnerability database written by ocigo (it holds other files); not overwriting it",
                     dir.display()
                 ),
                 "name a new or empty directory",
@@ -439,4 +523,72 @@ fn install(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(e: &anyhow::Error) -> Option<Kind> {
+        crate::error::kind_of(e)
+    }
+
+    #[test]
+    fn untar_holds_the_tar_to_its_declared_length() {
+        let tar = tar_of(&[("index/db.json".into(), b"{}".to_vec())]).unwrap();
+        let n = tar.len() as u64;
+        let files = untar(&tar[..], n).unwrap();
+        assert_eq!(files, vec![("index/db.json".to_string(), b"{}".to_vec())]);
+        for declared in [n - 512, n + 1, 0] {
+            let e = untar(&tar[..], declared).unwrap_err();
+            assert_eq!(kind(&e), Some(Kind::Integrity), "{declared}: {e:#}");
+        }
+        // A long stream of zeros is read no further than declared + 1.
+        let mut zeros = Counted {
+            inner: std::io::repeat(0).take(64 << 20),
+            read: 0,
+        };
+        let e = untar(&mut zeros, 4096).unwrap_err();
+        assert_eq!(kind(&e), Some(Kind::Integrity), "{e:#}");
+        assert_eq!(zeros.read, 4097);
+    }
+
+    #[test]
+    fn record_names_follow_the_policy_id_rule() {
+        assert!(allowed("ID/GO-2024-0001.json").is_some());
+        assert!(allowed(&format!("ID/{}.json", "A".repeat(128))).is_some());
+        assert!(allowed(&format!("ID/{}.json", "A".repeat(129))).is_none());
+        assert!(allowed("ID/.hidden.json").is_none());
+        assert!(allowed("ID/a b.json").is_none());
+        assert!(allowed("index/other.json").is_none());
+        let shown_id = shown(&format!("GO-\u{1b}[31m{}", "B".repeat(300)));
+        assert!(!shown_id.contains('\u{1b}'), "{shown_id}");
+        assert!(shown_id.len() < 160, "{shown_id}");
+    }
+
+    #[test]
+    fn only_a_layout_ocigo_wrote_is_an_earlier_database() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::create_dir_all(d.join("index")).unwrap();
+        std::fs::create_dir_all(d.join("ID")).unwrap();
+        assert!(!is_earlier_database(d).unwrap(), "no db.json");
+        for f in ["index/db.json", "index/modules.json", "ID/GO-1.json"] {
+            std::fs::write(d.join(f), "{}").unwrap();
+        }
+        assert!(is_earlier_database(d).unwrap());
+        std::fs::write(d.join("notes.txt"), "mine").unwrap();
+        assert!(!is_earlier_database(d).unwrap(), "another file at the top");
+        std::fs::remove_file(d.join("notes.txt")).unwrap();
+        std::fs::write(d.join("ID/README"), "mine").unwrap();
+        assert!(!is_earlier_database(d).unwrap(), "another file in ID/");
+        std::fs::remove_file(d.join("ID/README")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.join("ID/GO-2.json")).unwrap();
+        assert!(!is_earlier_database(d).unwrap(), "a link");
+        std::fs::remove_file(d.join("ID/GO-2.json")).unwrap();
+        std::fs::create_dir(d.join("ID/GO-3.json")).unwrap();
+        assert!(!is_earlier_database(d).unwrap(), "a directory");
+        std::fs::remove_dir(d.join("ID/GO-3.json")).unwrap();
+        assert!(is_earlier_database(d).unwrap());
+    }
 }

@@ -264,8 +264,10 @@ pub fn format_time((secs, nanos): (i64, u32)) -> String {
     out
 }
 
-/// Whether an ID is safe as a file name and looks like an OSV ID.
-fn is_id(id: &str) -> bool {
+/// Whether an ID is safe as a file name and looks like an OSV ID: 1 to
+/// 128 ASCII letters, digits, `-`, `_` and `.`, not starting with `.`.
+/// The one rule for reading records, indexes and pulled layouts.
+pub fn is_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
