@@ -17,6 +17,12 @@
 //! `+incompatible` is `%2Bincompatible`). The exact, case-sensitive module
 //! path stays in the component's `name`.
 //!
+//! bom-ref: CycloneDX requires every `bom-ref` to be unique, and two module
+//! paths that differ only in case (`github.com/Sirupsen/logrus` and
+//! `github.com/sirupsen/logrus`) share a purl; so a module's `bom-ref` is
+//! `module:<exact path>@<version>`, a main module's `main:<exact path>`, a
+//! toolchain's its purl (one module path, lowercase).
+//!
 //! Owns: the SBOM document. Must not: sign or store it (that is
 //! [`crate::sign::attest`]'s and the commands'), write files.
 
@@ -101,6 +107,7 @@ pub fn module_bundle_sbom(repo: &dyn Repository, top: &Descriptor) -> Result<Vec
         checker.check(&part)?;
         for m in &part.modules {
             let purl = golang_purl(&m.path, Some(&m.version));
+            let bom_ref = format!("module:{}@{}", m.path, m.version);
             let mut properties = Vec::new();
             let mut hashes = Vec::new();
             match &m.zip {
@@ -113,7 +120,7 @@ pub fn module_bundle_sbom(repo: &dyn Repository, top: &Descriptor) -> Result<Vec
             properties.push(property("ocigo:go.mod:h1", &m.mod_hash));
             let mut c = json!({
                 "type": "library",
-                "bom-ref": purl,
+                "bom-ref": bom_ref,
                 "name": m.path,
                 "version": m.version,
                 "purl": purl,
@@ -222,6 +229,64 @@ mod tests {
             "pkg:golang/example.com/m"
         );
         assert_eq!(purl_encode("a b@c"), "a%20b%40c");
+    }
+
+    #[test]
+    fn bom_refs_are_unique_when_paths_differ_only_in_case() {
+        use crate::artifact::{
+            FORMAT_VERSION, MainModule, ModuleEntry, ModulesConfig, SplitLimits,
+        };
+        let t = tempfile::tempdir().unwrap();
+        let layout = crate::store::Layout::open_or_create(t.path()).unwrap();
+        let module = |path: &str| {
+            let go_mod = format!("module {path}\n");
+            ModuleEntry {
+                path: path.into(),
+                version: "v1.0.0".into(),
+                info: None,
+                mod_hash: crate::gomod::hash_gomod(go_mod.as_bytes()),
+                go_mod,
+                zip: None,
+            }
+        };
+        let config = ModulesConfig {
+            format_version: FORMAT_VERSION,
+            main_modules: vec![MainModule {
+                path: "example.com/main".into(),
+                go_version: None,
+            }],
+            platforms: vec!["linux/amd64".into()],
+            created: None,
+            modules: vec![
+                module("github.com/Sirupsen/logrus"),
+                module("github.com/sirupsen/logrus"),
+            ],
+        };
+        let built = crate::artifact::build(config, SplitLimits::default()).unwrap();
+        let top = crate::artifact::push_built(&layout, &built, Some("v1")).unwrap();
+        let bom = module_bundle_sbom(&layout, &top).unwrap();
+        assert_eq!(bom, module_bundle_sbom(&layout, &top).unwrap());
+        let doc: Value = serde_json::from_slice(&bom).unwrap();
+        let libraries: Vec<&Value> = doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "library")
+            .collect();
+        let refs: Vec<&str> = libraries
+            .iter()
+            .map(|c| c["bom-ref"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                "module:github.com/Sirupsen/logrus@v1.0.0",
+                "module:github.com/sirupsen/logrus@v1.0.0"
+            ]
+        );
+        for c in libraries {
+            assert_eq!(c["purl"], "pkg:golang/github.com/sirupsen/logrus@v1.0.0");
+        }
     }
 
     #[test]

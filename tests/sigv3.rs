@@ -459,6 +459,17 @@ fn sbom_attestation_is_valid_cyclonedx_and_cosign_v3_accepts_it() {
     let doc: serde_json::Value = serde_json::from_str(&bom).unwrap();
     assert_eq!(doc["specVersion"], "1.6");
     let components = doc["components"].as_array().unwrap();
+    // Every bom-ref is unique (CycloneDX requires it; purls are lowercased
+    // and may repeat).
+    let mut refs: Vec<&str> = components
+        .iter()
+        .chain(std::iter::once(&doc["metadata"]["component"]))
+        .map(|c| c["bom-ref"].as_str().unwrap())
+        .collect();
+    let n = refs.len();
+    refs.sort();
+    refs.dedup();
+    assert_eq!(refs.len(), n, "bom-refs repeat: {refs:?}");
     let libraries: Vec<&serde_json::Value> = components
         .iter()
         .filter(|c| c["type"] == "library")
