@@ -762,6 +762,38 @@ fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
             }),
             &["does not verify"],
         ),
+        (
+            "a genuine record filed under another module's name",
+            Box::new(|_, c, _| {
+                c["databases"][0]["records"][0]["path"] = "example.com/victim".into();
+            }),
+            &["example.com/victim@v1.0.0", "not one of its modules"],
+        ),
+        (
+            "a genuine record filed under another version",
+            Box::new(|_, c, _| {
+                c["databases"][0]["records"][0]["version"] = "v1.0.1".into();
+            }),
+            &["example.com/sa@v1.0.1", "not one of its modules"],
+        ),
+        (
+            "a tile beyond the signed tree that no proof reads",
+            Box::new(|layout, c, m| add_tile(layout, c, m, "tile/8/0/002", &[7u8; 8192])),
+            &["tile/8/0/002", "not a tile of its signed tree"],
+        ),
+        (
+            "a tile of a width the signed tree does not have",
+            Box::new(|layout, c, m| add_tile(layout, c, m, "tile/8/0/000.p/5", &[7u8; 160])),
+            &["tile/8/0/000.p/5", "does not have at that width"],
+        ),
+        (
+            "the database listed twice",
+            Box::new(|_, c, _| {
+                let db = c["databases"][0].clone();
+                c["databases"].as_array_mut().unwrap().push(db);
+            }),
+            &["sumdb.test", "listed more than once"],
+        ),
     ];
     for (what, tamper, needles) in cases {
         let layout = s.join(&format!("bad-{}", sha256_hex(what.as_bytes())));
@@ -789,4 +821,60 @@ fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
         assert_unchanged(&before_gm, &gm, what);
         assert_unchanged(&before_gp, &gp, what);
     }
+
+    // A link planted below GOPATH (or GOMODCACHE) is not followed: a
+    // conflict, nothing written there or where it points.
+    for (what, plant) in [
+        ("gopath", "pkg/sumdb"),
+        ("gomodcache", "cache/download/sumdb"),
+    ] {
+        let (gm, gp, elsewhere) = (
+            s.dir(&format!("link-{what}-gm")),
+            s.dir(&format!("link-{what}-gp")),
+            s.dir(&format!("link-{what}-elsewhere")),
+        );
+        let root = if what == "gopath" { &gp } else { &gm };
+        let link = root.join(plant);
+        fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let (before_gm, before_gp, before_else) =
+            (snapshot(&gm), snapshot(&gp), snapshot(&elsewhere));
+        let out = ocigo_offline(
+            &s.join(&format!("link-{what}-store")),
+            &[
+                "pull",
+                &format!("oci:{}:v1", good.display()),
+                "--gomodcache",
+                gm.to_str().unwrap(),
+                "--gopath",
+                gp.to_str().unwrap(),
+            ],
+            &[("GOSUMDB", &key_only)],
+        );
+        assert_exit(&out, 5, what);
+        assert_mentions(&stderr(&out), &[plant, "does not follow links"], what);
+        assert_unchanged(&before_gm, &gm, what);
+        assert_unchanged(&before_gp, &gp, what);
+        assert_unchanged(&before_else, &elsewhere, what);
+    }
+}
+
+/// Adds a tile to the config and the manifest's layers.
+fn add_tile(
+    layout: &Path,
+    c: &mut serde_json::Value,
+    m: &mut serde_json::Value,
+    path: &str,
+    data: &[u8],
+) {
+    let digest = put_blob(layout, data);
+    c["databases"][0]["tiles"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"path": path, "digest": digest, "size": data.len()}));
+    m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.ocigo.sumdb.tile.v1",
+        "digest": digest,
+        "size": data.len(),
+    }));
 }
