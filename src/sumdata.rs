@@ -292,7 +292,8 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
     // records' paths in this tree.
     let mut extra: Vec<u64> = Vec::new();
     for (t, _, ids) in &older {
-        if ids.iter().any(|&id| id >= tree.n) {
+        // Each in its own tree (the one its bundle's note signs).
+        if ids.iter().any(|&id| id >= t.n) {
             return Err(fail(
                 Kind::Integrity,
                 "checksum database: an earlier bundle's record lies outside its own tree",
@@ -557,11 +558,34 @@ pub fn default_gopath() -> Result<PathBuf> {
     })
 }
 
-/// A bundle's checksum-database manifest, read: its config, and where
-/// each tile's blob is in the local store.
+/// A bundle's checksum-database manifest, read into memory (digest-checked,
+/// bounded) and not yet stored: [`prepare`] proves it first, then
+/// [`Carried::store_in`] keeps it in the store.
 pub struct Carried {
     pub config: SumdbConfig,
     pub tiles: Vec<Descriptor>,
+    tile_data: HashMap<Digest, Vec<u8>>,
+    manifest: Descriptor,
+    manifest_bytes: Vec<u8>,
+    config_desc: Descriptor,
+    config_bytes: Vec<u8>,
+}
+
+impl Carried {
+    /// Keeps the manifest, its config and its tiles in `store` (what the
+    /// bundle's index names; prune walks it). Call after [`prepare`].
+    pub fn store_in(&self, store: &crate::store::Layout) -> Result<()> {
+        for l in &self.tiles {
+            if !store.blob_exists(&l.digest)? {
+                store.push_blob(l, &mut &self.tile_data[&l.digest][..])?;
+            }
+        }
+        if !store.blob_exists(&self.config_desc.digest)? {
+            store.push_blob(&self.config_desc, &mut &self.config_bytes[..])?;
+        }
+        store.push_manifest(&self.manifest.media_type, &self.manifest_bytes, None)?;
+        Ok(())
+    }
 }
 
 /// Reads a checksum-database manifest and its config (bounded, checked).
@@ -638,14 +662,11 @@ pub fn read_config(src: &dyn Repository, top: &Descriptor) -> Result<Option<Sumd
     }
 }
 
-/// Reads the manifest `desc` and its config from `src`, and copies its
-/// tiles into `store` (each digest-checked as it is written).
-pub fn fetch_into_store(
-    src: &dyn Repository,
-    store: &crate::store::Layout,
-    desc: &Descriptor,
-) -> Result<Carried> {
+/// Reads the manifest `desc`, its config and its tiles from `src` into
+/// memory (each tile at most 8 KiB, digest-checked); writes nothing.
+pub fn fetch_carried(src: &dyn Repository, desc: &Descriptor) -> Result<Carried> {
     let (m, config, manifest_bytes, config_bytes) = read_manifest(src, desc)?;
+    let mut tile_data: HashMap<Digest, Vec<u8>> = HashMap::new();
     for l in &m.layers {
         if l.media_type != MEDIA_TYPE_SUMDB_TILE || l.size != l.size.min(TILE_BYTES) {
             return Err(fail(
@@ -656,10 +677,26 @@ pub fn fetch_into_store(
                 ),
             ));
         }
-        if !store.blob_exists(&l.digest)? {
-            let mut r = src.fetch_blob(l)?;
-            store.push_blob(l, &mut r)?;
+        if tile_data.contains_key(&l.digest) {
+            continue;
         }
+        let mut data = Vec::new();
+        src.fetch_blob(l)?
+            .take(TILE_BYTES + 1)
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading checksum database tile {}", l.digest))?;
+        if data.len() as u64 != l.size
+            || Descriptor::for_bytes(&l.media_type, &data).digest != l.digest
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database manifest {}: tile {} does not match its digest and size",
+                    desc.digest, l.digest
+                ),
+            ));
+        }
+        tile_data.insert(l.digest.clone(), data);
     }
     let listed: BTreeSet<&Digest> = config
         .databases
@@ -676,14 +713,14 @@ pub fn fetch_into_store(
             ),
         ));
     }
-    // The store keeps what the bundle's index names (prune walks it).
-    if !store.blob_exists(&m.config.digest)? {
-        store.push_blob(&m.config, &mut &config_bytes[..])?;
-    }
-    store.push_manifest(&desc.media_type, &manifest_bytes, None)?;
     Ok(Carried {
         config,
         tiles: m.layers,
+        tile_data,
+        manifest: desc.clone(),
+        manifest_bytes,
+        config_desc: m.config,
+        config_bytes,
     })
 }
 
@@ -719,7 +756,6 @@ fn conflict(db: &str, what: String, hint: &str) -> anyhow::Error {
 pub fn prepare(
     carried: &Carried,
     entries: &[SumInput],
-    store: &crate::store::Layout,
     gomodcache: &Path,
     gopath: &Path,
 ) -> Result<Vec<Prepared>> {
@@ -747,7 +783,12 @@ pub fn prepare(
             continue;
         }
         out.push(prepare_one(
-            db, entries, verifier, store, gomodcache, gopath,
+            db,
+            entries,
+            verifier,
+            &carried.tile_data,
+            gomodcache,
+            gopath,
         )?);
     }
     Ok(out)
@@ -762,7 +803,7 @@ fn prepare_one(
     db: &Database,
     entries: &[SumInput],
     v: &Verifier,
-    store: &crate::store::Layout,
+    tile_data: &HashMap<Digest, Vec<u8>>,
     gomodcache: &Path,
     gopath: &Path,
 ) -> Result<Prepared> {
@@ -775,7 +816,7 @@ fn prepare_one(
     real_dirs(gopath, &latest_rel(name))?;
     let bundle_tree = note_tree(db.tree.as_bytes(), v, "the bundle's signed tree")?;
     // The bundle's tiles, by path.
-    let mut ours: HashMap<String, PathBuf> = HashMap::new();
+    let mut ours: HashMap<String, &Vec<u8>> = HashMap::new();
     for t in &db.tiles {
         if Tile::parse(&t.path).is_none() {
             return Err(fail(
@@ -783,11 +824,20 @@ fn prepare_one(
                 format!("checksum database {name}: {:?} is not a tile path", t.path),
             ));
         }
-        ours.insert(t.path.clone(), store.blob_path(&t.digest));
+        let data = tile_data.get(&t.digest).ok_or_else(|| {
+            fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: tile {} is not among the manifest's layers",
+                    t.digest
+                ),
+            )
+        })?;
+        ours.insert(t.path.clone(), data);
     }
     let read_ours = |p: &str| -> Result<Option<Vec<u8>>> {
         match ours.get(p) {
-            Some(blob) => crate::fs::read_capped(blob, TILE_BYTES),
+            Some(data) => Ok(Some(data.to_vec())),
             None => Ok(None),
         }
     };

@@ -417,6 +417,33 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         second["sumdb"]["tiles"].as_u64() > unjoined["sumdb"]["tiles"].as_u64(),
         "--sumdb-since carries more tiles: {second} {unjoined}"
     );
+    // An earlier bundle whose record id lies beyond its own tree (though
+    // inside the new one) is refused by pack.
+    let bad_since = s.join("l1-bad");
+    common::fixtures::copy_tree(&s.join("l1"), &bad_since);
+    rewrite_sumdb(&bad_since, |_, c, _| {
+        c["databases"][0]["records"][0]["id"] = 500.into();
+    });
+    let dest = format!("oci:{}:v1", s.join("l4").display());
+    let since_bad = format!("oci:{}:v1", bad_since.display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &[
+            "pack",
+            p2.to_str().unwrap(),
+            "-o",
+            &dest,
+            "--sumdb-since",
+            &since_bad,
+        ],
+        &pack_env,
+    );
+    assert_exit(&out, 3, "--sumdb-since with a record beyond its tree");
+    assert_mentions(
+        &stderr(&out),
+        &["earlier bundle's record lies outside its own tree"],
+        "--sumdb-since with a record beyond its tree",
+    );
     drop(db); // everything from here on is offline
 
     let key_only = db_key_only(&gosumdb);
@@ -644,10 +671,11 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> String {
 /// Rewrites the checksum-database manifest of the layout's only bundle,
 /// re-linking config, manifest, index and `index.json` with correct
 /// digests, so only ocigo's proofs can tell.
+/// Returns the new manifest's digest and its config's.
 fn rewrite_sumdb(
     layout: &Path,
     f: impl FnOnce(&Path, &mut serde_json::Value, &mut serde_json::Value),
-) {
+) -> (String, String) {
     let index_json_path = layout.join("index.json");
     let mut index_json: serde_json::Value =
         serde_json::from_slice(&fs::read(&index_json_path).unwrap()).unwrap();
@@ -671,15 +699,18 @@ fn rewrite_sumdb(
     .unwrap();
     f(layout, &mut config, &mut manifest);
     let config = serde_json::to_vec(&config).unwrap();
-    manifest["config"]["digest"] = put_blob(layout, &config).into();
+    let config_digest = put_blob(layout, &config);
+    manifest["config"]["digest"] = config_digest.clone().into();
     manifest["config"]["size"] = config.len().into();
     let manifest = serde_json::to_vec(&manifest).unwrap();
-    entry["digest"] = put_blob(layout, &manifest).into();
+    let manifest_digest = put_blob(layout, &manifest);
+    entry["digest"] = manifest_digest.clone().into();
     entry["size"] = manifest.len().into();
     let top = serde_json::to_vec(&top).unwrap();
     index_json["manifests"][0]["digest"] = put_blob(layout, &top).into();
     index_json["manifests"][0]["size"] = top.len().into();
     fs::write(&index_json_path, serde_json::to_vec(&index_json).unwrap()).unwrap();
+    (manifest_digest, config_digest)
 }
 
 #[test]
@@ -798,14 +829,15 @@ fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
     for (what, tamper, needles) in cases {
         let layout = s.join(&format!("bad-{}", sha256_hex(what.as_bytes())));
         common::fixtures::copy_tree(&good, &layout);
-        rewrite_sumdb(&layout, tamper);
+        let (bad_manifest, bad_config) = rewrite_sumdb(&layout, tamper);
         let (gm, gp) = (
             s.dir(&format!("{}-gm", layout.display())),
             s.dir(&format!("{}-gp", layout.display())),
         );
         let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+        let store = s.join(&format!("{}-store", layout.display()));
         let out = ocigo_offline(
-            &s.join(&format!("{}-store", layout.display())),
+            &store,
             &[
                 "pull",
                 &format!("oci:{}:v1", layout.display()),
@@ -818,6 +850,13 @@ fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
         );
         assert_exit(&out, 3, what);
         assert_mentions(&stderr(&out), needles, what);
+        // Nothing unproven is kept in the store either.
+        for d in [&bad_manifest, &bad_config] {
+            let p = store
+                .join("blobs/sha256")
+                .join(d.strip_prefix("sha256:").unwrap());
+            assert!(!p.exists(), "{what}: {d} was stored before it was proven");
+        }
         assert_unchanged(&before_gm, &gm, what);
         assert_unchanged(&before_gp, &gp, what);
     }

@@ -297,10 +297,13 @@ fn pull_modules_from(
     let started = std::time::Instant::now();
     let sumdb_prepared = match &sumdb_desc {
         Some(desc) => {
-            let carried = crate::sumdata::fetch_into_store(src, &store, desc)?;
+            let carried = crate::sumdata::fetch_carried(src, desc)?;
             // The toolchains the bundle holds have records too.
             sum_inputs.extend(super::toolchain::sum_inputs(src, &outline.top.descriptor)?);
-            crate::sumdata::prepare(&carried, &sum_inputs, &store, &gomodcache, &gopath)?
+            let prepared = crate::sumdata::prepare(&carried, &sum_inputs, &gomodcache, &gopath)?;
+            // Proven: now the store keeps it.
+            carried.store_in(&store)?;
+            prepared
         }
         None => Vec::new(),
     };

@@ -480,9 +480,11 @@ pub(super) fn pull_toolchain(
                     .transpose()?
                     .and_then(|i| i.manifests.into_iter().find(crate::sumdata::is_sumdb))
             {
-                let carried = crate::sumdata::fetch_into_store(src, &store, &desc)?;
+                let carried = crate::sumdata::fetch_carried(src, &desc)?;
                 let inputs = sum_inputs(src, top)?;
-                sumdb = crate::sumdata::prepare(&carried, &inputs, &store, dir, gopath)?;
+                sumdb = crate::sumdata::prepare(&carried, &inputs, dir, gopath)?;
+                // Proven: now the store keeps it.
+                carried.store_in(&store)?;
             }
             let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
             let mut sumdb_installed = false;
