@@ -1381,3 +1381,54 @@ pub fn store_gathered(store: &crate::store::Layout, g: &Gathered) -> Result<(Des
     );
     Ok((desc, bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str, version: &str, text: &str) -> Record {
+        Record {
+            path: path.into(),
+            version: version.into(),
+            id: 0,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_record_holds_only_the_lines_of_the_version_it_is_filed_under() {
+        let text = "example.com/a v1.0.0 h1:Zm9v\nexample.com/a v1.0.0/go.mod h1:YmFy\n";
+        check_record_names(&record("example.com/a", "v1.0.0", text)).unwrap();
+        for (path, version) in [
+            ("example.com/victim", "v1.0.0"),
+            ("example.com/a", "v1.0.1"),
+        ] {
+            let e = check_record_names(&record(path, version, text)).unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));
+            assert!(format!("{e:#}").contains("another module version"), "{e:#}");
+        }
+        let mixed = "example.com/a v1.0.0 h1:Zm9v\nexample.com/b v1.0.0/go.mod h1:YmFy\n";
+        assert!(check_record_names(&record("example.com/a", "v1.0.0", mixed)).is_err());
+    }
+
+    #[test]
+    fn a_database_listed_twice_is_refused() {
+        let db = Database {
+            name: "sum.golang.org".into(),
+            key: String::new(),
+            tree: String::new(),
+            records: Vec::new(),
+            tiles: Vec::new(),
+        };
+        let mut config = SumdbConfig {
+            format_version: FORMAT_VERSION,
+            databases: vec![db.clone()],
+            private: Vec::new(),
+        };
+        check_config(&config).unwrap();
+        config.databases.push(db);
+        let e = check_config(&config).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));
+        assert!(format!("{e:#}").contains("listed more than once"), "{e:#}");
+    }
+}
