@@ -206,6 +206,17 @@ pub fn inputs_of(entries: &[ModuleEntry]) -> Vec<SumInput> {
         .collect()
 }
 
+/// The input for a toolchain's module form (`golang.org/toolchain`):
+/// its go.mod is fixed, its zip hash is the one the toolchain's config holds.
+pub fn toolchain_input(version: &str, os: &str, arch: &str, zip_hash: &str) -> SumInput {
+    SumInput {
+        path: crate::toolchain::tree::MODULE_PATH.to_string(),
+        version: crate::toolchain::tree::module_version(version, os, arch),
+        mod_hash: crate::gomod::hash_gomod(crate::toolchain::tree::MODULE_GO_MOD.as_bytes()),
+        zip_hash: Some(zip_hash.to_string()),
+    }
+}
+
 /// An older tree a bundle packed earlier trusts: the newer bundle carries
 /// the tiles that prove it a prefix of its own tree and its records in it.
 pub struct Since {
@@ -281,7 +292,8 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
     // records' paths in this tree.
     let mut extra: Vec<u64> = Vec::new();
     for (t, _, ids) in &older {
-        if ids.iter().any(|&id| id >= tree.n) {
+        // Each in its own tree (the one its bundle's note signs).
+        if ids.iter().any(|&id| id >= t.n) {
             return Err(fail(
                 Kind::Integrity,
                 "checksum database: an earlier bundle's record lies outside its own tree",
@@ -546,11 +558,34 @@ pub fn default_gopath() -> Result<PathBuf> {
     })
 }
 
-/// A bundle's checksum-database manifest, read: its config, and where
-/// each tile's blob is in the local store.
+/// A bundle's checksum-database manifest, read into memory (digest-checked,
+/// bounded) and not yet stored: [`prepare`] proves it first, then
+/// [`Carried::store_in`] keeps it in the store.
 pub struct Carried {
     pub config: SumdbConfig,
     pub tiles: Vec<Descriptor>,
+    tile_data: HashMap<Digest, Vec<u8>>,
+    manifest: Descriptor,
+    manifest_bytes: Vec<u8>,
+    config_desc: Descriptor,
+    config_bytes: Vec<u8>,
+}
+
+impl Carried {
+    /// Keeps the manifest, its config and its tiles in `store` (what the
+    /// bundle's index names; prune walks it). Call after [`prepare`].
+    pub fn store_in(&self, store: &crate::store::Layout) -> Result<()> {
+        for l in &self.tiles {
+            if !store.blob_exists(&l.digest)? {
+                store.push_blob(l, &mut &self.tile_data[&l.digest][..])?;
+            }
+        }
+        if !store.blob_exists(&self.config_desc.digest)? {
+            store.push_blob(&self.config_desc, &mut &self.config_bytes[..])?;
+        }
+        store.push_manifest(&self.manifest.media_type, &self.manifest_bytes, None)?;
+        Ok(())
+    }
 }
 
 /// Reads a checksum-database manifest and its config (bounded, checked).
@@ -592,7 +627,27 @@ fn read_manifest(
             ),
         ));
     }
+    check_config(&config)
+        .with_context(|| format!("checksum database config {}", m.config.digest))?;
     Ok((m, config, fetched.bytes, bytes))
+}
+
+/// What the schema cannot say: one entry per database (a second entry of
+/// the same name could move the trusted head back).
+fn check_config(config: &SumdbConfig) -> Result<()> {
+    let mut names = BTreeSet::new();
+    for db in &config.databases {
+        if !names.insert(db.name.as_str()) {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {} is listed more than once; a bundle carries one entry per database",
+                    db.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The checksum-database data of the bundle `top` in `src`, if it has any.
@@ -607,14 +662,11 @@ pub fn read_config(src: &dyn Repository, top: &Descriptor) -> Result<Option<Sumd
     }
 }
 
-/// Reads the manifest `desc` and its config from `src`, and copies its
-/// tiles into `store` (each digest-checked as it is written).
-pub fn fetch_into_store(
-    src: &dyn Repository,
-    store: &crate::store::Layout,
-    desc: &Descriptor,
-) -> Result<Carried> {
+/// Reads the manifest `desc`, its config and its tiles from `src` into
+/// memory (each tile at most 8 KiB, digest-checked); writes nothing.
+pub fn fetch_carried(src: &dyn Repository, desc: &Descriptor) -> Result<Carried> {
     let (m, config, manifest_bytes, config_bytes) = read_manifest(src, desc)?;
+    let mut tile_data: HashMap<Digest, Vec<u8>> = HashMap::new();
     for l in &m.layers {
         if l.media_type != MEDIA_TYPE_SUMDB_TILE || l.size != l.size.min(TILE_BYTES) {
             return Err(fail(
@@ -625,10 +677,26 @@ pub fn fetch_into_store(
                 ),
             ));
         }
-        if !store.blob_exists(&l.digest)? {
-            let mut r = src.fetch_blob(l)?;
-            store.push_blob(l, &mut r)?;
+        if tile_data.contains_key(&l.digest) {
+            continue;
         }
+        let mut data = Vec::new();
+        src.fetch_blob(l)?
+            .take(TILE_BYTES + 1)
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading checksum database tile {}", l.digest))?;
+        if data.len() as u64 != l.size
+            || Descriptor::for_bytes(&l.media_type, &data).digest != l.digest
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database manifest {}: tile {} does not match its digest and size",
+                    desc.digest, l.digest
+                ),
+            ));
+        }
+        tile_data.insert(l.digest.clone(), data);
     }
     let listed: BTreeSet<&Digest> = config
         .databases
@@ -645,22 +713,23 @@ pub fn fetch_into_store(
             ),
         ));
     }
-    // The store keeps what the bundle's index names (prune walks it).
-    if !store.blob_exists(&m.config.digest)? {
-        store.push_blob(&m.config, &mut &config_bytes[..])?;
-    }
-    store.push_manifest(&desc.media_type, &manifest_bytes, None)?;
     Ok(Carried {
         config,
         tiles: m.layers,
+        tile_data,
+        manifest: desc.clone(),
+        manifest_bytes,
+        config_desc: m.config,
+        config_bytes,
     })
 }
 
 /// What [`prepare`] decided to write.
 pub struct Prepared {
     database: String,
-    cache_dir: PathBuf,
-    latest_path: PathBuf,
+    /// GOMODCACHE and GOPATH: nothing below them is a link ocigo follows.
+    gomodcache: PathBuf,
+    gopath: PathBuf,
     /// (path below the cache dir, bytes), tiles first.
     writes: Vec<(String, Vec<u8>)>,
     /// The new `latest`, when the trusted head moves forward.
@@ -681,19 +750,23 @@ fn conflict(db: &str, what: String, hint: &str) -> anyhow::Error {
 }
 
 /// Proves everything and decides what to write; writes nothing.
+/// `entries`: the module versions the bundle holds (its modules and its
+/// toolchains' module forms); every carried record must be the record of
+/// one of them and agree with its hashes.
 pub fn prepare(
     carried: &Carried,
-    store: &crate::store::Layout,
+    entries: &[SumInput],
     gomodcache: &Path,
     gopath: &Path,
 ) -> Result<Vec<Prepared>> {
+    check_config(&carried.config)?;
     let settings = gosumdb()?;
     let mut out = Vec::new();
     for db in &carried.config.databases {
         let skip = |why: String| Prepared {
             database: db.name.clone(),
-            cache_dir: PathBuf::new(),
-            latest_path: PathBuf::new(),
+            gomodcache: PathBuf::new(),
+            gopath: PathBuf::new(),
             writes: Vec::new(),
             latest: None,
             records: 0,
@@ -709,7 +782,14 @@ pub fn prepare(
             out.push(skip(format!("GOSUMDB names {}", verifier.name)));
             continue;
         }
-        out.push(prepare_one(db, verifier, store, gomodcache, gopath)?);
+        out.push(prepare_one(
+            db,
+            entries,
+            verifier,
+            &carried.tile_data,
+            gomodcache,
+            gopath,
+        )?);
     }
     Ok(out)
 }
@@ -721,17 +801,22 @@ fn note_tree(note: &[u8], v: &Verifier, what: &str) -> Result<TreeHead> {
 
 fn prepare_one(
     db: &Database,
+    entries: &[SumInput],
     v: &Verifier,
-    store: &crate::store::Layout,
+    tile_data: &HashMap<Digest, Vec<u8>>,
     gomodcache: &Path,
     gopath: &Path,
 ) -> Result<Prepared> {
     let name = &db.name;
-    let cache_dir = gomodcache.join("cache/download/sumdb").join(name);
-    let latest_path = gopath.join("pkg/sumdb").join(name).join("latest");
+    let cache_dir = gomodcache.join(cache_rel(name));
+    let latest_path = gopath.join(latest_rel(name)).join("latest");
+    // No link anywhere below GOMODCACHE and GOPATH on the way: a planted
+    // one is a conflict before anything is read or written.
+    real_dirs(gomodcache, &cache_rel(name))?;
+    real_dirs(gopath, &latest_rel(name))?;
     let bundle_tree = note_tree(db.tree.as_bytes(), v, "the bundle's signed tree")?;
     // The bundle's tiles, by path.
-    let mut ours: HashMap<String, PathBuf> = HashMap::new();
+    let mut ours: HashMap<String, &Vec<u8>> = HashMap::new();
     for t in &db.tiles {
         if Tile::parse(&t.path).is_none() {
             return Err(fail(
@@ -739,15 +824,25 @@ fn prepare_one(
                 format!("checksum database {name}: {:?} is not a tile path", t.path),
             ));
         }
-        ours.insert(t.path.clone(), store.blob_path(&t.digest));
+        let data = tile_data.get(&t.digest).ok_or_else(|| {
+            fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: tile {} is not among the manifest's layers",
+                    t.digest
+                ),
+            )
+        })?;
+        ours.insert(t.path.clone(), data);
     }
     let read_ours = |p: &str| -> Result<Option<Vec<u8>>> {
         match ours.get(p) {
-            Some(blob) => crate::fs::read_capped(blob, TILE_BYTES),
+            Some(data) => Ok(Some(data.to_vec())),
             None => Ok(None),
         }
     };
     let read_cached = |p: &str| -> Result<Option<Vec<u8>>> {
+        real_dirs(&cache_dir, Path::new(p).parent().unwrap_or(Path::new("")))?;
         crate::fs::read_capped(&cache_dir.join(p), TILE_BYTES)
     };
     // Tiles as the go command's cache will serve them once ours are
@@ -796,6 +891,41 @@ fn prepare_one(
             ));
         }
     }
+    // Each record is named for a module version of the bundle, holds that
+    // version's go.sum lines and nothing else, and agrees with its hashes:
+    // a genuine record of one module cannot be filed under another's name.
+    let by_name: HashMap<(&str, &str), &SumInput> = entries
+        .iter()
+        .map(|e| ((e.path.as_str(), e.version.as_str()), e))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for r in &db.records {
+        check_record_text(r)?;
+        let Some(e) = by_name.get(&(r.path.as_str(), r.version.as_str())) else {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: the bundle carries a record for {}@{}, which is not one of its modules",
+                    r.path, r.version
+                ),
+            ));
+        };
+        if !seen.insert((r.path.as_str(), r.version.as_str())) {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: the bundle carries two records for {}@{}",
+                    r.path, r.version
+                ),
+            ));
+        }
+        check_record_names(r)?;
+        check_lines(&r.text, e)?;
+    }
+    // 1b. Every carried tile is a tile of the bundle's tree, of the width
+    // that tree gives it, with the hashes the signed root proves: none is
+    // written unchecked.
+    check_carried_tiles(db, &bundle_tree, &own)?;
     // 2. The head the cache trusts now, if any.
     let old_latest = crate::fs::read_capped(&latest_path, MAX_NOTE_BYTES)?;
     let cache_tree = match &old_latest {
@@ -868,6 +998,7 @@ fn prepare_one(
             crate::gomod::escape_version(&r.version)?
         );
         let body = format!("{}\n{}\n{}", r.id, r.text, db.tree).into_bytes();
+        real_dirs(&cache_dir, Path::new(&rel).parent().expect("lookup/…"))?;
         match crate::fs::read_capped(&cache_dir.join(&rel), MAX_RECORD_BYTES)? {
             Some(existing) if !existing.is_empty() => {
                 let same = sumdb::parse_record(&existing)
@@ -970,6 +1101,16 @@ fn prepare_one(
                 format!("tile blob {} is missing from the store", t.digest),
             )
         })?;
+        let width = Tile::parse(&t.path).expect("checked above").w;
+        if data.len() as u64 != width * tlog::HASH_SIZE as u64 {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: tile {} is not {width} hashes long",
+                    t.path
+                ),
+            ));
+        }
         match read_cached(&t.path)? {
             Some(c) if c == data => {}
             Some(c) if !c.is_empty() => {
@@ -989,10 +1130,16 @@ fn prepare_one(
     }
     let records = record_files.len();
     writes.extend(record_files);
+    for (rel, _) in &writes {
+        real_dirs(
+            &cache_dir,
+            Path::new(rel).parent().expect("tile or lookup path"),
+        )?;
+    }
     Ok(Prepared {
         database: name.clone(),
-        cache_dir,
-        latest_path,
+        gomodcache: gomodcache.to_path_buf(),
+        gopath: gopath.to_path_buf(),
         writes,
         latest: final_note.filter(|_| moves),
         records,
@@ -1017,6 +1164,108 @@ fn check_record_text(r: &Record) -> Result<()> {
                 r.path, r.version
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Proves every tile `db` carries in its signed tree `tree` (`own` reads
+/// the bundle's tiles): each must be a tile the tree holds, exactly as
+/// wide as the tree makes it, and read back by a proof of all its hashes.
+fn check_carried_tiles(db: &Database, tree: &TreeHead, own: &tlog::GetTile<'_>) -> Result<()> {
+    let name = &db.name;
+    let mut indexes = Vec::new();
+    let mut carried = Vec::new();
+    for t in &db.tiles {
+        let tile = Tile::parse(&t.path).expect("checked above");
+        // The hashes of a level-L tile are those at hash level 8L.
+        let level = tile.l * tlog::HEIGHT;
+        let end = (tile.n.checked_mul(256).and_then(|x| x.checked_add(tile.w)))
+            .and_then(|e| e.checked_shl(level).filter(|s| s >> level == e));
+        if end.is_none_or(|e| e > tree.n) || t.size != tile.w * tlog::HASH_SIZE as u64 {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: the bundle carries {} ({} bytes), which is not a tile of its signed tree of {} records",
+                    t.path, t.size, tree.n
+                ),
+            ));
+        }
+        indexes.extend((0..tile.w).map(|i| tlog::stored_hash_index(level, tile.n * 256 + i)));
+        carried.push((tile, &t.path));
+    }
+    if indexes.is_empty() {
+        return Ok(());
+    }
+    let plan: BTreeSet<Tile> = tlog::plan(tree.n, &indexes)?.into_iter().collect();
+    for (tile, path) in &carried {
+        if !plan.contains(tile) {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database {name}: the bundle carries {path}, which its signed tree of {} records does not have at that width",
+                    tree.n
+                ),
+            ));
+        }
+    }
+    match tlog::read_hashes(tree.n, &tree.hash, &indexes, own).with_context(|| {
+        format!("checking the tiles the bundle carries for checksum database {name}")
+    })? {
+        Ok(_) => Ok(()),
+        Err(t) => Err(fail(
+            Kind::Integrity,
+            format!(
+                "checksum database {name}: the bundle lacks tile {} that proves the tiles it carries",
+                t.path()
+            ),
+        )),
+    }
+}
+
+/// The database's cache below GOMODCACHE.
+fn cache_rel(db: &str) -> PathBuf {
+    Path::new("cache/download/sumdb").join(db)
+}
+
+/// The directory of the trusted head below GOPATH.
+fn latest_rel(db: &str) -> PathBuf {
+    Path::new("pkg/sumdb").join(db)
+}
+
+/// Each directory from `root` down `rel` that exists is a real directory
+/// (not a link): [`Kind::Conflict`] otherwise. `root` itself may be a link.
+fn real_dirs(root: &Path, rel: &Path) -> Result<()> {
+    let mut d = root.to_path_buf();
+    for c in rel.components() {
+        d.push(c);
+        if !crate::fs::dir_exists(&d)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Every line of a carried record is a go.sum line of the module version
+/// it is filed under (`path version h1:…` or `path version/go.mod h1:…`).
+fn check_record_names(r: &Record) -> Result<()> {
+    let gomod = format!("{}/go.mod", r.version);
+    for l in r.text.lines() {
+        let mut f = l.split(' ');
+        let ok = match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(p), Some(ver), Some(h), None) => {
+                p == r.path && (ver == r.version || ver == gomod) && h.starts_with("h1:")
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database: the record filed under {}@{} holds a line for another module version: {:?}",
+                    r.path, r.version, l
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -1068,7 +1317,11 @@ pub fn install(p: &Prepared) -> Result<()> {
     for (rel, data) in &p.writes {
         let rel = Path::new(rel);
         let parent = rel.parent().expect("tile or lookup path");
-        let dir = crate::fs::ensure_dir(&p.cache_dir, parent, &mut created)?;
+        let dir = crate::fs::ensure_dir(
+            &p.gomodcache,
+            &cache_rel(&p.database).join(parent),
+            &mut created,
+        )?;
         let target = dir.join(rel.file_name().expect("a file name"));
         crate::fs::write_atomic(
             &target,
@@ -1080,10 +1333,7 @@ pub fn install(p: &Prepared) -> Result<()> {
         .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
     }
     if let Some(note) = &p.latest {
-        let dir = p.latest_path.parent().expect("a directory");
-        let root = dir.parent().expect("pkg/sumdb");
-        let dir =
-            crate::fs::ensure_dir(root, Path::new(dir.file_name().expect("db")), &mut created)?;
+        let dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
         crate::fs::write_atomic(
             &dir.join("latest"),
             ".ocigo-tmp-",
@@ -1130,4 +1380,55 @@ pub fn store_gathered(store: &crate::store::Layout, g: &Gathered) -> Result<(Des
         ROLE_SUMDB.to_string(),
     );
     Ok((desc, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str, version: &str, text: &str) -> Record {
+        Record {
+            path: path.into(),
+            version: version.into(),
+            id: 0,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_record_holds_only_the_lines_of_the_version_it_is_filed_under() {
+        let text = "example.com/a v1.0.0 h1:Zm9v\nexample.com/a v1.0.0/go.mod h1:YmFy\n";
+        check_record_names(&record("example.com/a", "v1.0.0", text)).unwrap();
+        for (path, version) in [
+            ("example.com/victim", "v1.0.0"),
+            ("example.com/a", "v1.0.1"),
+        ] {
+            let e = check_record_names(&record(path, version, text)).unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));
+            assert!(format!("{e:#}").contains("another module version"), "{e:#}");
+        }
+        let mixed = "example.com/a v1.0.0 h1:Zm9v\nexample.com/b v1.0.0/go.mod h1:YmFy\n";
+        assert!(check_record_names(&record("example.com/a", "v1.0.0", mixed)).is_err());
+    }
+
+    #[test]
+    fn a_database_listed_twice_is_refused() {
+        let db = Database {
+            name: "sum.golang.org".into(),
+            key: String::new(),
+            tree: String::new(),
+            records: Vec::new(),
+            tiles: Vec::new(),
+        };
+        let mut config = SumdbConfig {
+            format_version: FORMAT_VERSION,
+            databases: vec![db.clone()],
+            private: Vec::new(),
+        };
+        check_config(&config).unwrap();
+        config.databases.push(db);
+        let e = check_config(&config).unwrap_err();
+        assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));
+        assert!(format!("{e:#}").contains("listed more than once"), "{e:#}");
+    }
 }

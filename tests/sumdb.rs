@@ -417,6 +417,33 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         second["sumdb"]["tiles"].as_u64() > unjoined["sumdb"]["tiles"].as_u64(),
         "--sumdb-since carries more tiles: {second} {unjoined}"
     );
+    // An earlier bundle whose record id lies beyond its own tree (though
+    // inside the new one) is refused by pack.
+    let bad_since = s.join("l1-bad");
+    common::fixtures::copy_tree(&s.join("l1"), &bad_since);
+    rewrite_sumdb(&bad_since, |_, c, _| {
+        c["databases"][0]["records"][0]["id"] = 500.into();
+    });
+    let dest = format!("oci:{}:v1", s.join("l4").display());
+    let since_bad = format!("oci:{}:v1", bad_since.display());
+    let out = ocigo(
+        &s.join("store-pack"),
+        &[
+            "pack",
+            p2.to_str().unwrap(),
+            "-o",
+            &dest,
+            "--sumdb-since",
+            &since_bad,
+        ],
+        &pack_env,
+    );
+    assert_exit(&out, 3, "--sumdb-since with a record beyond its tree");
+    assert_mentions(
+        &stderr(&out),
+        &["earlier bundle's record lies outside its own tree"],
+        "--sumdb-since with a record beyond its tree",
+    );
     drop(db); // everything from here on is offline
 
     let key_only = db_key_only(&gosumdb);
@@ -644,10 +671,11 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> String {
 /// Rewrites the checksum-database manifest of the layout's only bundle,
 /// re-linking config, manifest, index and `index.json` with correct
 /// digests, so only ocigo's proofs can tell.
+/// Returns the new manifest's digest and its config's.
 fn rewrite_sumdb(
     layout: &Path,
     f: impl FnOnce(&Path, &mut serde_json::Value, &mut serde_json::Value),
-) {
+) -> (String, String) {
     let index_json_path = layout.join("index.json");
     let mut index_json: serde_json::Value =
         serde_json::from_slice(&fs::read(&index_json_path).unwrap()).unwrap();
@@ -671,15 +699,18 @@ fn rewrite_sumdb(
     .unwrap();
     f(layout, &mut config, &mut manifest);
     let config = serde_json::to_vec(&config).unwrap();
-    manifest["config"]["digest"] = put_blob(layout, &config).into();
+    let config_digest = put_blob(layout, &config);
+    manifest["config"]["digest"] = config_digest.clone().into();
     manifest["config"]["size"] = config.len().into();
     let manifest = serde_json::to_vec(&manifest).unwrap();
-    entry["digest"] = put_blob(layout, &manifest).into();
+    let manifest_digest = put_blob(layout, &manifest);
+    entry["digest"] = manifest_digest.clone().into();
     entry["size"] = manifest.len().into();
     let top = serde_json::to_vec(&top).unwrap();
     index_json["manifests"][0]["digest"] = put_blob(layout, &top).into();
     index_json["manifests"][0]["size"] = top.len().into();
     fs::write(&index_json_path, serde_json::to_vec(&index_json).unwrap()).unwrap();
+    (manifest_digest, config_digest)
 }
 
 #[test]
@@ -762,18 +793,51 @@ fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
             }),
             &["does not verify"],
         ),
+        (
+            "a genuine record filed under another module's name",
+            Box::new(|_, c, _| {
+                c["databases"][0]["records"][0]["path"] = "example.com/victim".into();
+            }),
+            &["example.com/victim@v1.0.0", "not one of its modules"],
+        ),
+        (
+            "a genuine record filed under another version",
+            Box::new(|_, c, _| {
+                c["databases"][0]["records"][0]["version"] = "v1.0.1".into();
+            }),
+            &["example.com/sa@v1.0.1", "not one of its modules"],
+        ),
+        (
+            "a tile beyond the signed tree that no proof reads",
+            Box::new(|layout, c, m| add_tile(layout, c, m, "tile/8/0/002", &[7u8; 8192])),
+            &["tile/8/0/002", "not a tile of its signed tree"],
+        ),
+        (
+            "a tile of a width the signed tree does not have",
+            Box::new(|layout, c, m| add_tile(layout, c, m, "tile/8/0/000.p/5", &[7u8; 160])),
+            &["tile/8/0/000.p/5", "does not have at that width"],
+        ),
+        (
+            "the database listed twice",
+            Box::new(|_, c, _| {
+                let db = c["databases"][0].clone();
+                c["databases"].as_array_mut().unwrap().push(db);
+            }),
+            &["sumdb.test", "listed more than once"],
+        ),
     ];
     for (what, tamper, needles) in cases {
         let layout = s.join(&format!("bad-{}", sha256_hex(what.as_bytes())));
         common::fixtures::copy_tree(&good, &layout);
-        rewrite_sumdb(&layout, tamper);
+        let (bad_manifest, bad_config) = rewrite_sumdb(&layout, tamper);
         let (gm, gp) = (
             s.dir(&format!("{}-gm", layout.display())),
             s.dir(&format!("{}-gp", layout.display())),
         );
         let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+        let store = s.join(&format!("{}-store", layout.display()));
         let out = ocigo_offline(
-            &s.join(&format!("{}-store", layout.display())),
+            &store,
             &[
                 "pull",
                 &format!("oci:{}:v1", layout.display()),
@@ -786,7 +850,70 @@ fn tampered_records_tiles_and_notes_are_refused_by_pull_with_nothing_written() {
         );
         assert_exit(&out, 3, what);
         assert_mentions(&stderr(&out), needles, what);
+        // Nothing unproven is kept in the store either.
+        for d in [&bad_manifest, &bad_config] {
+            let p = store
+                .join("blobs/sha256")
+                .join(d.strip_prefix("sha256:").unwrap());
+            assert!(!p.exists(), "{what}: {d} was stored before it was proven");
+        }
         assert_unchanged(&before_gm, &gm, what);
         assert_unchanged(&before_gp, &gp, what);
     }
+
+    // A link planted below GOPATH (or GOMODCACHE) is not followed: a
+    // conflict, nothing written there or where it points.
+    for (what, plant) in [
+        ("gopath", "pkg/sumdb"),
+        ("gomodcache", "cache/download/sumdb"),
+    ] {
+        let (gm, gp, elsewhere) = (
+            s.dir(&format!("link-{what}-gm")),
+            s.dir(&format!("link-{what}-gp")),
+            s.dir(&format!("link-{what}-elsewhere")),
+        );
+        let root = if what == "gopath" { &gp } else { &gm };
+        let link = root.join(plant);
+        fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let (before_gm, before_gp, before_else) =
+            (snapshot(&gm), snapshot(&gp), snapshot(&elsewhere));
+        let out = ocigo_offline(
+            &s.join(&format!("link-{what}-store")),
+            &[
+                "pull",
+                &format!("oci:{}:v1", good.display()),
+                "--gomodcache",
+                gm.to_str().unwrap(),
+                "--gopath",
+                gp.to_str().unwrap(),
+            ],
+            &[("GOSUMDB", &key_only)],
+        );
+        assert_exit(&out, 5, what);
+        assert_mentions(&stderr(&out), &[plant, "does not follow links"], what);
+        assert_unchanged(&before_gm, &gm, what);
+        assert_unchanged(&before_gp, &gp, what);
+        assert_unchanged(&before_else, &elsewhere, what);
+    }
+}
+
+/// Adds a tile to the config and the manifest's layers.
+fn add_tile(
+    layout: &Path,
+    c: &mut serde_json::Value,
+    m: &mut serde_json::Value,
+    path: &str,
+    data: &[u8],
+) {
+    let digest = put_blob(layout, data);
+    c["databases"][0]["tiles"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"path": path, "digest": digest, "size": data.len()}));
+    m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.ocigo.sumdb.tile.v1",
+        "digest": digest,
+        "size": data.len(),
+    }));
 }

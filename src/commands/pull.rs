@@ -229,6 +229,8 @@ fn pull_modules_from(
     // round trips per part in sequence; memory holds one window's configs.
     let window = g.concurrency().max(1);
     let mut next_part = 0;
+    // What the carried checksum-database records must be records of.
+    let mut sum_inputs: Vec<crate::sumdata::SumInput> = Vec::new();
     while next_part < outline.parts.len() {
         let count = window.min(outline.parts.len() - next_part);
         let parts = for_each_index(count, g.concurrency(), |k| {
@@ -268,6 +270,7 @@ fn pull_modules_from(
                 }
             }
             modules += part.modules.len();
+            sum_inputs.extend(crate::sumdata::inputs_of(&part.modules));
             progress.inc(part.modules.len() as u64);
         }
     }
@@ -294,8 +297,13 @@ fn pull_modules_from(
     let started = std::time::Instant::now();
     let sumdb_prepared = match &sumdb_desc {
         Some(desc) => {
-            let carried = crate::sumdata::fetch_into_store(src, &store, desc)?;
-            crate::sumdata::prepare(&carried, &store, &gomodcache, &gopath)?
+            let carried = crate::sumdata::fetch_carried(src, desc)?;
+            // The toolchains the bundle holds have records too.
+            sum_inputs.extend(super::toolchain::sum_inputs(src, &outline.top.descriptor)?);
+            let prepared = crate::sumdata::prepare(&carried, &sum_inputs, &gomodcache, &gopath)?;
+            // Proven: now the store keeps it.
+            carried.store_in(&store)?;
+            prepared
         }
         None => Vec::new(),
     };

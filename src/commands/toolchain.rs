@@ -130,12 +130,7 @@ pub(super) fn pack_into_store(
                 let m = fetch::fetch_module(version, os, arch, &tmp_dir)?;
                 // Its checksum-database record travels with it, so the
                 // go command can switch to it offline with GOSUMDB on.
-                sum_inputs.push(crate::sumdata::SumInput {
-                    path: tree::MODULE_PATH.to_string(),
-                    version: tree::module_version(version, os, arch),
-                    mod_hash: crate::gomod::hash_gomod(tree::MODULE_GO_MOD.as_bytes()),
-                    zip_hash: Some(m.h1.clone()),
-                });
+                sum_inputs.push(crate::sumdata::toolchain_input(version, os, arch, &m.h1));
                 let t = tree::from_module_zip(m.file.path(), version, os, arch, m.sha256.clone())?;
                 pack_tree(&t, Some((m.checked_with.clone(), m.h1.clone())))?;
             }
@@ -299,6 +294,26 @@ pub(super) fn contents(src: &dyn Repository, top: &Descriptor) -> Result<(bool, 
         .filter(|d| format::is_toolchain(d))
         .count();
     Ok((toolchains < index.manifests.len(), toolchains > 0))
+}
+
+/// The module forms of every toolchain `top` holds, as checksum-database
+/// inputs: the records a bundle carries for them must agree.
+pub(super) fn sum_inputs(
+    src: &dyn Repository,
+    top: &Descriptor,
+) -> Result<Vec<crate::sumdata::SumInput>> {
+    format::toolchain_entries(src, top)?
+        .iter()
+        .map(|d| {
+            let c = format::load_part(src, d)?.config;
+            Ok(crate::sumdata::toolchain_input(
+                &c.version,
+                &c.os,
+                &c.arch,
+                &c.module.hash,
+            ))
+        })
+        .collect()
 }
 
 /// Where `pull` puts a toolchain.
@@ -465,8 +480,11 @@ pub(super) fn pull_toolchain(
                     .transpose()?
                     .and_then(|i| i.manifests.into_iter().find(crate::sumdata::is_sumdb))
             {
-                let carried = crate::sumdata::fetch_into_store(src, &store, &desc)?;
-                sumdb = crate::sumdata::prepare(&carried, &store, dir, gopath)?;
+                let carried = crate::sumdata::fetch_carried(src, &desc)?;
+                let inputs = sum_inputs(src, top)?;
+                sumdb = crate::sumdata::prepare(&carried, &inputs, dir, gopath)?;
+                // Proven: now the store keeps it.
+                carried.store_in(&store)?;
             }
             let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
             let mut sumdb_installed = false;
