@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod policy;
 pub mod progress;
 pub mod registry;
+pub mod rfc3339;
 pub mod sbom;
 pub mod sign;
 pub mod store;
