@@ -105,6 +105,7 @@ for ((r = 1; r <= reps; r++)); do
 	done
 done
 
+# shellcheck disable=SC2086 # secs[] holds space-separated runs: split on purpose
 med() { median ${secs[$1]}; }
 {
 	echo "- closure: $modules module versions, $blobs blobs, $(human_bytes "$bytes")"
