@@ -707,16 +707,7 @@ impl Repository for RegistryRepository {
         bytes: &[u8],
         tag: Option<&str>,
     ) -> Result<Descriptor> {
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(fail(
-                Kind::Usage,
-                format!(
-                    "manifest is {} bytes; registries refuse manifests over {MAX_MANIFEST_BYTES} \
-                     bytes",
-                    bytes.len()
-                ),
-            ));
-        }
+        check_manifest_size(bytes)?;
         let desc = Descriptor::for_bytes(media_type, bytes);
         let reference = match tag {
             Some(t) => {
@@ -991,4 +982,19 @@ impl RegistryRepository {
         }
         Ok(resp)
     }
+}
+
+/// Registries refuse manifests over 4 MiB (distribution answers 400, and
+/// Harbor embeds the same limit): refused before anything is sent.
+pub(super) fn check_manifest_size(bytes: &[u8]) -> Result<()> {
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "manifest is {} bytes; registries refuse manifests over {MAX_MANIFEST_BYTES} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -23,6 +23,7 @@ use std::io::Read;
 use anyhow::Result;
 
 use super::auth::Access;
+use super::check_manifest_size;
 use super::client::SMALL_REQUEST_TIMEOUT;
 use super::url::{join_url, next_link};
 use super::{Payload, RegistryRepository};
@@ -157,16 +158,7 @@ impl RegistryRepository {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<(Descriptor, bool)> {
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(fail(
-                Kind::Usage,
-                format!(
-                    "manifest is {} bytes; registries refuse manifests over {MAX_MANIFEST_BYTES} \
-                     bytes",
-                    bytes.len()
-                ),
-            ));
-        }
+        check_manifest_size(bytes)?;
         let desc = Descriptor::for_bytes(media_type, bytes);
         let resp = self.put_manifest(media_type, bytes, &desc, desc.digest.as_str())?;
         let confirmed = resp.header("oci-subject").is_some();
