@@ -44,7 +44,11 @@ for spec in tags:
     tag, _, platform = spec.partition("@")
     top = blob(refs[tag]["digest"])
     for e in top.get("manifests", []):
-        p = e.get("platform", {})
+        # Toolchains only: the index also holds the checksum database's
+        # records (an entry without a platform).
+        if "platform" not in e:
+            continue
+        p = e["platform"]
         if platform and f'{p.get("os")}/{p.get("architecture")}' != platform:
             continue
         for l in blob(e["digest"])["layers"]:
@@ -75,7 +79,7 @@ layout = Path(sys.argv[1])
 blob = lambda d: json.loads((layout / "blobs/sha256" / d.split(":")[1]).read_text())
 refs = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in json.loads((layout / "index.json").read_text())["manifests"]}
 def layers(tag):
-    e = blob(refs[tag]["digest"])["manifests"][0]
+    e = next(m for m in blob(refs[tag]["digest"])["manifests"] if "platform" in m)
     return {l["digest"]: l for l in blob(blob(e["digest"])["config"]["digest"])["layers"]}
 a, b = layers(sys.argv[2]), layers(sys.argv[3])
 new = [l for d, l in b.items() if d not in a]
