@@ -16,6 +16,9 @@
 //! the tree the cache trusted before consistent with it, and every record
 //! the cache already holds still provable. Then the tiles, the records and
 //! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written.
+//! When the bundle's tree and the cache's cannot be joined (no proof
+//! either way), nothing is written and the data is reported skipped, with
+//! a hint; a proven fork is refused.
 //!
 //! Owns: gathering (pack), checking and installing (pull) that data. Must
 //! not: know about parts, zips or signatures; write anywhere but the
@@ -121,6 +124,9 @@ pub fn nosumdb_patterns() -> String {
 /// What pack gathered: the config, and the tiles' bytes by digest.
 pub struct Gathered {
     pub config: SumdbConfig,
+    /// The newest tree the lookups came with (the carried tree, the
+    /// database's head, may be newer); 0 when there were none.
+    pub lookups_tree: u64,
     pub tiles: Vec<(Descriptor, Vec<u8>)>,
 }
 
@@ -250,6 +256,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
                 databases: Vec::new(),
                 private,
             },
+            lookups_tree: 0,
             tiles: Vec::new(),
         }));
     }
@@ -275,12 +282,44 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
             ));
         }
     }
-    // 3. The newest tree any record (or earlier bundle) came with: every
-    // record is proven in it.
+    // 3. The database's current head (`<db>/latest`, as the go command
+    // reads it): when it is newer than every tree the records came with
+    // (a proxy answers lookups from its cache, signed in older trees),
+    // the bundle carries it, so that it joins caches that trust a tree
+    // newer than the lookups'. The lookups' trees are then proven
+    // prefixes of it, like earlier bundles'.
+    let head = match get_retrying(&fetch, "latest", MAX_NOTE_BYTES)? {
+        Some(n) => {
+            let what = format!("the tree head of {}", fetch.describe());
+            let t = note_tree(&n, &verifier, &what)?;
+            let n = String::from_utf8(n).map_err(|_| {
+                fail(
+                    Kind::Integrity,
+                    format!("checksum database: {what} is not UTF-8"),
+                )
+            })?;
+            Some((t, n))
+        }
+        None => None,
+    };
+    let lookups_n = fetched.iter().map(|(_, t, _)| t.n).max().unwrap_or(0);
+    if let Some((h, _)) = &head
+        && h.n > lookups_n
+    {
+        let mut seen = BTreeSet::new();
+        for (_, t, n) in &fetched {
+            if seen.insert(t.n) {
+                older.push((*t, n.clone(), Vec::new()));
+            }
+        }
+    }
+    // The newest tree any record, earlier bundle or the head came with:
+    // every record is proven in it.
     let (tree, note) = fetched
         .iter()
         .map(|(_, t, n)| (*t, n.clone()))
         .chain(older.iter().map(|(t, n, _)| (*t, n.clone())))
+        .chain(head)
         .max_by_key(|(t, _)| t.n)
         .expect("not empty");
     let leaves: Vec<u64> = fetched
@@ -357,7 +396,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
                 return Err(fail(
                     Kind::Integrity,
                     format!(
-                        "checksum database ({}): the earlier bundle's tree of {} records is not a prefix of the tree of {} records (a forked log)",
+                        "checksum database ({}): the tree of {} records (an earlier bundle's or a lookup's) is not a prefix of the tree of {} records (a forked log)",
                         fetch.describe(),
                         t.n,
                         tree.n
@@ -416,6 +455,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
             }],
             private,
         },
+        lookups_tree: lookups_n,
         tiles: blobs.into_values().collect(),
     }))
 }
@@ -737,8 +777,11 @@ pub struct Prepared {
     pub records: usize,
     pub tiles: usize,
     pub tree: u64,
-    /// Why nothing is installed (GOSUMDB off or another database).
+    /// Why nothing is installed (GOSUMDB off, another database, or a
+    /// bundle whose tree cannot be joined to the cache's).
     pub skipped: Option<String>,
+    /// What to do about it, when there is something to do.
+    pub hint: Option<String>,
 }
 
 fn conflict(db: &str, what: String, hint: &str) -> anyhow::Error {
@@ -773,6 +816,7 @@ pub fn prepare(
             tiles: 0,
             tree: 0,
             skipped: Some(why),
+            hint: None,
         };
         let Some((verifier, _)) = &settings else {
             out.push(skip("GOSUMDB=off".into()));
@@ -955,18 +999,32 @@ fn prepare_one(
         }
         _ => (bundle_tree, Some(db.tree.clone()), true),
     };
-    let missing = |t: Tile, what: &str| {
-        conflict(
-            name,
-            format!(
-                "the module cache trusts a tree of {} records and this bundle one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
-                cache_tree.map(|c| c.n).unwrap_or(0),
-                bundle_tree.n,
-                t.path(),
-                final_tree.n
-            ),
-            "pack the newer bundle with --sumdb-since naming the older one, pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath), or pull with GOSUMDB=off to leave the checksum database data out",
-        )
+    // No proof either way (a tile neither the bundle nor the cache holds):
+    // the modules still install (their own hashes and the bundle's digests
+    // vouch for them) and the checksum database data is left out, as with
+    // GOSUMDB=off; the cache stays as it was. A proven fork is refused.
+    let unjoined = |t: Tile, what: &str| Prepared {
+        database: name.clone(),
+        gomodcache: PathBuf::new(),
+        gopath: PathBuf::new(),
+        writes: Vec::new(),
+        latest: None,
+        records: 0,
+        tiles: 0,
+        tree: cache_tree.map(|c| c.n).unwrap_or(0),
+        skipped: Some(format!(
+            "the module cache trusts a tree of {} records and this bundle carries one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
+            cache_tree.map(|c| c.n).unwrap_or(0),
+            bundle_tree.n,
+            t.path(),
+            final_tree.n
+        )),
+        hint: Some(format!(
+            "the modules are installed and verified by their own hashes; the go command keeps checking new go.sum lines (go get, go mod tidy) against {name} online. \
+             To carry the data offline: pull a bundle packed later (pack carries the newest tree head the database serves), \
+             pack this one with --sumdb-since naming the bundle the cache was filled from, \
+             or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)"
+        )),
     };
     // 3. The older of the two trees must be in the newer.
     let older = if moves { cache_tree } else { Some(bundle_tree) };
@@ -984,7 +1042,7 @@ fn prepare_one(
                     ),
                 ));
             }
-            Err(t) => return Err(missing(t, "proving the two trees consistent")),
+            Err(t) => return Ok(unjoined(t, "proving the two trees consistent")),
         }
     }
     // 4. Every record, ours and those already cached, in the final tree.
@@ -1058,7 +1116,7 @@ fn prepare_one(
                             ),
                         ));
                     }
-                    Err(t) => return Err(missing(t, &format!("the cached {rel}"))),
+                    Err(t) => return Ok(unjoined(t, &format!("proving the cached {rel}"))),
                 }
             }
             notes_seen.insert(note.to_vec(), ());
@@ -1089,7 +1147,7 @@ fn prepare_one(
                     ),
                 ));
             }
-            Err(t) => return Err(missing(t, &format!("proving {what}"))),
+            Err(t) => return Ok(unjoined(t, &format!("proving {what}"))),
         }
     }
     // 5. Tiles the cache lacks (those it has must be the same bytes).
@@ -1146,6 +1204,7 @@ fn prepare_one(
         tiles,
         tree: final_tree.n,
         skipped: None,
+        hint: None,
     })
 }
 

@@ -289,6 +289,11 @@ struct FixtureDb {
 
 impl FixtureDb {
     fn start(proxy: &Path, fill: u32) -> FixtureDb {
+        Self::start_with(proxy, fill, &[])
+    }
+
+    /// `extra`: more flags (`-cache-lookups`).
+    fn start_with(proxy: &Path, fill: u32, extra: &[&str]) -> FixtureDb {
         use std::io::BufRead as _;
         let mut child = std::process::Command::new(fixture_bin())
             .args([
@@ -297,6 +302,7 @@ impl FixtureDb {
                 "-fill",
                 &fill.to_string(),
             ])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -384,8 +390,9 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         mods.push(m);
     }
     // 300 records before the first pack: the first bundle's tree has a
-    // full tile and a partial one.
-    let db = FixtureDb::start(&proxy, 300);
+    // full tile and a partial one. Lookups are answered from a cache, as
+    // proxy.golang.org answers them: signed in the tree of the first one.
+    let db = FixtureDb::start_with(&proxy, 300, &["-cache-lookups"]);
     let gosumdb = format!("{} {}", db.vkey, db.url);
     let proxy_url = format!("file://{}", proxy.display());
     let pack_env: Vec<(&str, &str)> = vec![
@@ -413,6 +420,12 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     assert_eq!(second["sumdb"]["tree_size"], 1002);
     let unjoined = pack(&p2, "l3", &[]);
     assert_eq!(unjoined["sumdb"]["tree_size"], 1002);
+    // p1 again: its lookup comes from the cache, signed in the tree of
+    // 301 records; pack carries the database's head instead (1002) and
+    // the tiles that prove the lookup's tree a prefix of it.
+    let repacked = pack(&p1, "l5", &[]);
+    assert_eq!(repacked["sumdb"]["lookups_tree_size"], 301, "{repacked}");
+    assert_eq!(repacked["sumdb"]["tree_size"], 1002, "{repacked}");
     assert!(
         second["sumdb"]["tiles"].as_u64() > unjoined["sumdb"]["tiles"].as_u64(),
         "--sumdb-since carries more tiles: {second} {unjoined}"
@@ -501,23 +514,109 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     }
 
     // Without --sumdb-since the newer bundle cannot join the older one's
-    // cache: refused, nothing written.
-    let (gm, gp) = (s.join("gm-refused"), s.join("gp-refused"));
+    // cache: its modules are installed, its checksum database data is
+    // left out with a warning, and the cache's database data and trusted
+    // head stay as they were.
+    let (gm, gp) = (s.join("gm-unjoined"), s.join("gp-unjoined"));
     assert_exit(&pull("l1", &gm, &gp), 0, "pull l1");
-    let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+    let sumdb_dir = gm.join("cache/download/sumdb");
+    let (before_db, before_gp) = (snapshot(&sumdb_dir), snapshot(&gp));
     let out = pull("l3", &gm, &gp);
     assert_exit(
         &out,
-        5,
+        0,
         "pull of a bundle that cannot join the cache's tree",
     );
     assert_mentions(
-        &stderr(&out),
-        &["sumdb.test", "301", "1002", "--sumdb-since"],
-        "unjoinable trees",
+        &common::ocigo::stdout(&out),
+        &[
+            "warning: checksum database sumdb.test: not installed",
+            "301",
+            "1002",
+            "which neither holds",
+        ],
+        "unjoinable trees (human output)",
     );
-    assert_unchanged(&before_gm, &gm, "GOMODCACHE after a refused pull");
-    assert_unchanged(&before_gp, &gp, "GOPATH after a refused pull");
+    assert_mentions(
+        &stderr(&out),
+        &["hint:", "--sumdb-since", "packed later"],
+        "unjoinable trees (hint)",
+    );
+    assert_unchanged(
+        &before_db,
+        &sumdb_dir,
+        "the checksum database cache after an unjoined pull",
+    );
+    assert_unchanged(&before_gp, &gp, "GOPATH after an unjoined pull");
+    let sb_zip = gm.join(format!(
+        "cache/download/{}/@v/{}.zip",
+        mods[1].path, mods[1].version
+    ));
+    assert!(sb_zip.is_file(), "{} was not installed", sb_zip.display());
+    // The same in --json: the reason in sumdb[].skipped.
+    let (gmj, gpj) = (s.join("gm-unjoined-json"), s.join("gp-unjoined-json"));
+    assert_exit(&pull("l1", &gmj, &gpj), 0, "pull l1");
+    let out = ocigo_offline(
+        &s.join("store-gm-unjoined-json"),
+        &[
+            "--json",
+            "pull",
+            &format!("oci:{}:v1", s.join("l3").display()),
+            "--gomodcache",
+            gmj.to_str().unwrap(),
+            "--gopath",
+            gpj.to_str().unwrap(),
+        ],
+        &pull_env,
+    );
+    assert_exit(&out, 0, "pull --json of an unjoinable bundle");
+    let j = json_ok(&out, "pull --json");
+    let skipped = j["sumdb"][0]["skipped"].as_str().unwrap_or_default();
+    assert!(
+        skipped.contains("301") && skipped.contains("1002"),
+        "sumdb[].skipped: {j}"
+    );
+    assert_eq!(j["sumdb"][0]["records_written"], 0, "{j}");
+    assert!(j["env"].get("GOPATH").is_none(), "{j}");
+
+    // A bundle that carries the database's head (pack read it through the
+    // proxy) joins that cache: the head moves to 1002, and the bundle
+    // packed without --sumdb-since joins it too; both modules build
+    // offline with an emptied go.sum.
+    let out = pull("l5", &gm, &gp);
+    assert_exit(&out, 0, "pull of the bundle carrying the head");
+    assert_mentions(
+        &common::ocigo::stdout(&out),
+        &[
+            "checksum database sumdb.test:",
+            "trusted tree of 1002 records",
+        ],
+        "the head carried",
+    );
+    let out = pull("l3", &gm, &gp);
+    assert_exit(&out, 0, "pull l3 again");
+    assert!(
+        !common::ocigo::stdout(&out).contains("not installed"),
+        "{}",
+        common::ocigo::stdout(&out)
+    );
+    for (p, m) in [(&p1, &mods[0]), (&p2, &mods[1])] {
+        fs::write(p.join("go.sum"), "").unwrap();
+        let (gms, gps) = (gm.display().to_string(), gp.display().to_string());
+        let px = format!("file://{gms}/cache/download");
+        let out = go_offline(
+            p,
+            &["build", "./..."],
+            &[
+                ("GOMODCACHE", &gms),
+                ("GOPATH", &gps),
+                ("GOPROXY", &px),
+                ("GOSUMDB", &key_only),
+                ("GOFLAGS", "-mod=mod"),
+            ],
+        );
+        assert_success(&out, &format!("offline build of {} after joining", m.path));
+    }
 }
 
 /// GOSUMDB without the URL: the go command must find everything in its

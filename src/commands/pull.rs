@@ -68,6 +68,10 @@ pub struct SumdbInstalled {
     /// Why nothing was installed (GOSUMDB off, another database).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// What to do when the data could be carried but was not (a tree that
+    /// cannot be joined to the cache's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub verify_seconds: f64,
 }
 
@@ -350,6 +354,7 @@ fn pull_modules_from(
             tiles_written: p.tiles,
             tree_size: p.tree,
             skipped: p.skipped.clone(),
+            hint: p.hint.clone(),
             verify_seconds,
         });
     }
@@ -377,6 +382,13 @@ fn pull_modules_from(
                     human,
                     "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
                     s.database, s.records_written, s.tiles_written, s.tree_size
+                );
+            }
+            Some(why) if s.hint.is_some() => {
+                let _ = writeln!(
+                    human,
+                    "warning: checksum database {}: not installed: {why}",
+                    s.database
                 );
             }
             Some(why) => {
@@ -418,6 +430,9 @@ fn pull_modules_from(
         sumdb,
     };
     let mut outcome = Outcome::ok(human, &report);
+    outcome
+        .hints
+        .extend(report.sumdb.iter().filter_map(|s| s.hint.clone()));
     if !conflicts.is_empty() {
         let _ = writeln!(
             outcome.human,

@@ -500,6 +500,12 @@ pub(super) fn pull_toolchain(
                         p.tiles,
                         p.tree
                     );
+                } else if let (Some(why), Some(hint)) = (&p.skipped, &p.hint) {
+                    let _ = writeln!(
+                        human,
+                        "warning: checksum database {}: not installed: {why}\n  {hint}",
+                        p.database()
+                    );
                 }
             }
             let mv = format!("{}@{}", tree::MODULE_PATH, config.module.version);

@@ -5,12 +5,15 @@
 // lines computed from a GOPROXY directory tree with dirhash, served over
 // HTTP on 127.0.0.1.
 //
-//	sumdbfixture -proxy DIR [-name sumdb.test] [-fill N]
+//	sumdbfixture -proxy DIR [-name sumdb.test] [-fill N] [-cache-lookups]
 //
 // Prints "VKEY <verifier key>" and "URL http://127.0.0.1:<port>" on
 // stdout, then serves until killed. GET /fill?n=N appends N filler
 // records (module example.net/filler, versions v0.0.<k>), so a test can
-// make the tree grow between two packs.
+// make the tree grow between two packs. With -cache-lookups, a lookup is
+// answered with the bytes of its first answer, signed in the tree of that
+// time, as proxy.golang.org answers lookups from its cache; /latest
+// always says the current head.
 package main
 
 import (
@@ -23,9 +26,11 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/mod/module"
@@ -38,6 +43,7 @@ func main() {
 	proxy := flag.String("proxy", "", "GOPROXY directory tree the modules' hashes are computed from")
 	name := flag.String("name", "sumdb.test", "database name")
 	fill := flag.Int("fill", 0, "filler records to add at start")
+	cacheLookups := flag.Bool("cache-lookups", false, "answer a lookup with its first answer, as a caching proxy does")
 	flag.Parse()
 	if *proxy == "" {
 		log.Fatal("-proxy is required")
@@ -88,7 +94,32 @@ func main() {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", sumdb.NewServer(ts))
+	server := sumdb.NewServer(ts)
+	var cmu sync.Mutex
+	cached := map[string][]byte{}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !*cacheLookups || !strings.HasPrefix(r.URL.Path, "/lookup/") {
+			server.ServeHTTP(w, r)
+			return
+		}
+		cmu.Lock()
+		body, ok := cached[r.URL.Path]
+		cmu.Unlock()
+		if !ok {
+			rec := httptest.NewRecorder()
+			server.ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK {
+				http.Error(w, rec.Body.String(), rec.Code)
+				return
+			}
+			body = rec.Body.Bytes()
+			cmu.Lock()
+			cached[r.URL.Path] = body
+			cmu.Unlock()
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		w.Write(body)
+	})
 	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
 		if err == nil {
