@@ -15,7 +15,9 @@
 //! will trust, with exactly the tiles the go command reads ([`tlog::plan`]),
 //! the tree the cache trusted before consistent with it, and every record
 //! the cache already holds still provable. Then the tiles, the records and
-//! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written.
+//! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written,
+//! under that file's lock as the go command takes it, deciding again if
+//! the head moved since it was read (it never moves back).
 //! When the bundle's tree and the cache's cannot be joined (no proof
 //! either way), nothing is written and the data is reported skipped, with
 //! a hint; a proven fork is refused.
@@ -774,6 +776,9 @@ pub struct Prepared {
     writes: Vec<(String, Vec<u8>)>,
     /// The new `latest`, when the trusted head moves forward.
     latest: Option<String>,
+    /// `latest` as it was when this was decided (`None`: absent or empty):
+    /// [`install`] writes only if it is still so.
+    seen_latest: Option<Vec<u8>>,
     pub records: usize,
     pub tiles: usize,
     pub tree: u64,
@@ -812,6 +817,7 @@ pub fn prepare(
             gopath: PathBuf::new(),
             writes: Vec::new(),
             latest: None,
+            seen_latest: None,
             records: 0,
             tiles: 0,
             tree: 0,
@@ -826,6 +832,16 @@ pub fn prepare(
             out.push(skip(format!("GOSUMDB names {}", verifier.name)));
             continue;
         }
+        // No link below GOMODCACHE and GOPATH on the way (a planted one is
+        // a conflict before anything is read or written); `latest` read
+        // under a shared lock, as the go command reads it: its writers
+        // rewrite it in place under the exclusive one.
+        real_dirs(gomodcache, &cache_rel(&db.name))?;
+        real_dirs(gopath, &latest_rel(&db.name))?;
+        let latest = crate::fs::read_capped_locked(
+            &gopath.join(latest_rel(&db.name)).join("latest"),
+            MAX_NOTE_BYTES,
+        )?;
         out.push(prepare_one(
             db,
             entries,
@@ -833,6 +849,7 @@ pub fn prepare(
             &carried.tile_data,
             gomodcache,
             gopath,
+            latest,
         )?);
     }
     Ok(out)
@@ -850,6 +867,7 @@ fn prepare_one(
     tile_data: &HashMap<Digest, Vec<u8>>,
     gomodcache: &Path,
     gopath: &Path,
+    old_latest: Option<Vec<u8>>,
 ) -> Result<Prepared> {
     let name = &db.name;
     let cache_dir = gomodcache.join(cache_rel(name));
@@ -970,8 +988,9 @@ fn prepare_one(
     // that tree gives it, with the hashes the signed root proves: none is
     // written unchecked.
     check_carried_tiles(db, &bundle_tree, &own)?;
-    // 2. The head the cache trusts now, if any.
-    let old_latest = crate::fs::read_capped(&latest_path, MAX_NOTE_BYTES)?;
+    // 2. The head the cache trusts now, if any (read by the caller: under
+    // a shared lock, or under install's exclusive one).
+    let old_latest = old_latest.filter(|l| !l.is_empty());
     let cache_tree = match &old_latest {
         Some(n) if !n.is_empty() => Some(
             note_tree(n, v, &format!("{}", latest_path.display())).map_err(|e| {
@@ -1009,6 +1028,7 @@ fn prepare_one(
         gopath: PathBuf::new(),
         writes: Vec::new(),
         latest: None,
+        seen_latest: None,
         records: 0,
         tiles: 0,
         tree: cache_tree.map(|c| c.n).unwrap_or(0),
@@ -1200,6 +1220,7 @@ fn prepare_one(
         gopath: gopath.to_path_buf(),
         writes,
         latest: final_note.filter(|_| moves),
+        seen_latest: old_latest,
         records,
         tiles,
         tree: final_tree.n,
@@ -1367,12 +1388,57 @@ impl Prepared {
     }
 }
 
-/// Writes what [`prepare`] decided: tiles, records, then the trusted head.
-pub fn install(p: &Prepared) -> Result<()> {
+/// Writes what [`prepare`] decided: tiles, records, then the trusted head,
+/// all under the exclusive lock of `latest` (the go command's
+/// `lockedfile.Edit` of it). If `latest` changed since [`prepare`] read it
+/// (a concurrent pull, or the go command), everything is decided again
+/// under the lock from what is there now, so the head never moves back
+/// and no record is left that the new head cannot prove. `carried` and
+/// `entries` are those given to [`prepare`]. Returns what was done.
+pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<Prepared> {
     if p.skipped.is_some() {
-        return Ok(());
+        return Ok(p);
     }
     let mut created = Vec::new();
+    let latest_dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
+    let latest_path = latest_dir.join("latest");
+    let lock = crate::fs::lock(
+        &latest_path,
+        crate::fs::LockMode::Exclusive,
+        crate::fs::Wait::Block,
+    )?
+    .expect("a blocking lock is taken");
+    let now = Some(lock.read_capped(&latest_path, MAX_NOTE_BYTES)?).filter(|l| !l.is_empty());
+    let p = if now == p.seen_latest {
+        p
+    } else {
+        let db = carried
+            .config
+            .databases
+            .iter()
+            .find(|d| d.name == p.database)
+            .expect("prepared from this config");
+        let (verifier, _) = gosumdb()?.expect("prepared with GOSUMDB on");
+        let again = prepare_one(
+            db,
+            entries,
+            &verifier,
+            &carried.tile_data,
+            &p.gomodcache,
+            &p.gopath,
+            now,
+        )
+        .with_context(|| {
+            format!(
+                "{} changed during the pull (another pull or the go command); checked again",
+                latest_path.display()
+            )
+        })?;
+        if again.skipped.is_some() {
+            return Ok(again);
+        }
+        again
+    };
     for (rel, data) in &p.writes {
         let rel = Path::new(rel);
         let parent = rel.parent().expect("tile or lookup path");
@@ -1392,16 +1458,10 @@ pub fn install(p: &Prepared) -> Result<()> {
         .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
     }
     if let Some(note) = &p.latest {
-        let dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
-        crate::fs::write_atomic(
-            &dir.join("latest"),
-            ".ocigo-tmp-",
-            note.as_bytes(),
-            0o644,
-            crate::fs::Durability::Synced,
-        )?;
+        lock.rewrite(&latest_path, note.as_bytes(), crate::fs::Durability::Synced)?;
     }
-    Ok(())
+    drop(lock);
+    Ok(p)
 }
 
 /// Stores the gathered tiles and config in `store` and pushes the

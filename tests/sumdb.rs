@@ -617,6 +617,71 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         );
         assert_success(&out, &format!("offline build of {} after joining", m.path));
     }
+
+    // Two pulls at once into one fresh cache, of bundles at two heads
+    // (301 and 1002, the newer joinable with --sumdb-since). A go command
+    // holds `latest` (empty: it has none yet) locked while both start, so
+    // both read it at once when it lets go; under its lock the later
+    // writer decides again from what the earlier wrote, and the head ends
+    // at 1002 whichever goes first (deciding on what it read first, the
+    // later one moved it back to 301 about every other round).
+    let newer_head = serde_json::from_slice::<serde_json::Value>(&blob(
+        &s.join("l2"),
+        sumdb_config_digest(&s.join("l2")).as_str(),
+    ))
+    .unwrap()["databases"][0]["tree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for round in 0..6 {
+        let (gm, gp) = (
+            s.join(&format!("gm-race{round}")),
+            s.join(&format!("gp-race{round}")),
+        );
+        let latest = gp.join("pkg/sumdb/sumdb.test/latest");
+        fs::create_dir_all(latest.parent().unwrap()).unwrap();
+        fs::write(&latest, "").unwrap();
+        let holder = common::ocigo::hold_flock(&latest);
+        let outs = std::thread::scope(|sc| {
+            let a = sc.spawn(|| pull("l1", &gm, &gp));
+            let b = sc.spawn(|| pull("l2", &gm, &gp));
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            drop(holder);
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        for (out, l) in outs.iter().zip(["l1", "l2"]) {
+            assert_exit(out, 0, &format!("concurrent pull of {l} (round {round})"));
+            assert!(
+                !common::ocigo::stdout(out).contains("not installed"),
+                "round {round}, {l}: {}",
+                common::ocigo::stdout(out)
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(&latest).unwrap(),
+            newer_head,
+            "round {round}: the trusted head after two concurrent pulls"
+        );
+    }
+}
+
+/// The digest of the checksum-database config of the bundle in `layout`.
+fn sumdb_config_digest(layout: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"].as_str().unwrap();
+    let top: serde_json::Value = serde_json::from_slice(&blob(layout, top)).unwrap();
+    let m = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == "application/vnd.ocigo.sumdb.v1")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m: serde_json::Value = serde_json::from_slice(&blob(layout, &m)).unwrap();
+    m["config"]["digest"].as_str().unwrap().to_string()
 }
 
 /// GOSUMDB without the URL: the go command must find everything in its

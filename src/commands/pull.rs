@@ -299,7 +299,7 @@ fn pull_modules_from(
         None => crate::sumdata::default_gopath()?,
     };
     let started = std::time::Instant::now();
-    let sumdb_prepared = match &sumdb_desc {
+    let (carried, sumdb_prepared) = match &sumdb_desc {
         Some(desc) => {
             let carried = crate::sumdata::fetch_carried(src, desc)?;
             // The toolchains the bundle holds have records too.
@@ -307,9 +307,9 @@ fn pull_modules_from(
             let prepared = crate::sumdata::prepare(&carried, &sum_inputs, &gomodcache, &gopath)?;
             // Proven: now the store keeps it.
             carried.store_in(&store)?;
-            prepared
+            (Some(carried), prepared)
         }
-        None => Vec::new(),
+        None => (None, Vec::new()),
     };
     let verify_seconds = started.elapsed().as_secs_f64();
     // Record the bundle in the store so `store list` shows it and prune keeps it.
@@ -346,8 +346,9 @@ fn pull_modules_from(
     }
     progress.finish();
     let mut sumdb = Vec::new();
-    for p in &sumdb_prepared {
-        crate::sumdata::install(p)?;
+    for p in sumdb_prepared {
+        let carried = carried.as_ref().expect("prepared from it");
+        let p = crate::sumdata::install(p, carried, &sum_inputs)?;
         sumdb.push(SumdbInstalled {
             database: p.database().to_string(),
             records_written: p.records,

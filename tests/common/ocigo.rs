@@ -608,3 +608,32 @@ pub fn remove_module(modcache: &Path, path: &str, version: &str) {
         fs::write(&list, kept).unwrap();
     }
 }
+
+/// An exclusive `flock` on `path` (as the go command's `lockedfile.Edit`
+/// takes it), held by a `flock(1)` process until the guard is dropped.
+pub struct FlockHolder(std::process::Child);
+
+pub fn hold_flock(path: &Path) -> FlockHolder {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new("flock")
+        .arg("--exclusive")
+        .arg(path)
+        .args(["-c", "echo locked; read _"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running flock(1)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked", "flock(1) did not take the lock");
+    FlockHolder(child)
+}
+
+impl Drop for FlockHolder {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
