@@ -1204,6 +1204,28 @@ fn store_list_and_prune() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // While a prune holds the store lock (here flock(1) holds it as prune
+    // does), list waits rather than read blobs being deleted (it showed
+    // them "unreadable"); then it lists what is there.
+    let held = common::ocigo::hold_flock(&store.join(".store.lock"));
+    let mut waiting = common::ocigo::ocigo_command(&[], &store, &["store", "list", "--json"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "store list finished while the store was locked for a prune"
+    );
+    drop(held);
+    let out = waiting.wait_with_output().unwrap();
+    let list = json_ok(&out, "ocigo store list after a prune let go");
+    assert_eq!(
+        list["entries"][0]["summary"]["modules"], packed["modules"],
+        "{list:#}"
+    );
+
     let out = ocigo(&store, &["store", "prune", "--all", "--json"], &[]);
     let pruned = json_ok(&out, "ocigo store prune --all");
     assert_eq!(pruned["forgotten"], serde_json::json!([dest]));
