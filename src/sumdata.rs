@@ -811,19 +811,7 @@ pub fn prepare(
     let settings = gosumdb()?;
     let mut out = Vec::new();
     for db in &carried.config.databases {
-        let skip = |why: String| Prepared {
-            database: db.name.clone(),
-            gomodcache: PathBuf::new(),
-            gopath: PathBuf::new(),
-            writes: Vec::new(),
-            latest: None,
-            seen_latest: None,
-            records: 0,
-            tiles: 0,
-            tree: 0,
-            skipped: Some(why),
-            hint: None,
-        };
+        let skip = |why: String| Prepared::skipped(&db.name, 0, why, None);
         let Some((verifier, _)) = &settings else {
             out.push(skip("GOSUMDB=off".into()));
             continue;
@@ -1022,29 +1010,24 @@ fn prepare_one(
     // the modules still install (their own hashes and the bundle's digests
     // vouch for them) and the checksum database data is left out, as with
     // GOSUMDB=off; the cache stays as it was. A proven fork is refused.
-    let unjoined = |t: Tile, what: &str| Prepared {
-        database: name.clone(),
-        gomodcache: PathBuf::new(),
-        gopath: PathBuf::new(),
-        writes: Vec::new(),
-        latest: None,
-        seen_latest: None,
-        records: 0,
-        tiles: 0,
-        tree: cache_tree.map(|c| c.n).unwrap_or(0),
-        skipped: Some(format!(
-            "the module cache trusts a tree of {} records and this bundle carries one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
-            cache_tree.map(|c| c.n).unwrap_or(0),
-            bundle_tree.n,
-            t.path(),
-            final_tree.n
-        )),
-        hint: Some(format!(
-            "the modules are installed and verified by their own hashes; the go command keeps checking new go.sum lines (go get, go mod tidy) against {name} online. \
-             To carry the data offline: pull a bundle packed later (pack carries the newest tree head the database serves), \
-             pack this one with --sumdb-since naming the bundle the cache was filled from, \
-             or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)"
-        )),
+    let unjoined = |t: Tile, what: &str| {
+        let cache_n = cache_tree.map(|c| c.n).unwrap_or(0);
+        Prepared::skipped(
+            name,
+            cache_n,
+            format!(
+                "the module cache trusts a tree of {cache_n} records and this bundle carries one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
+                bundle_tree.n,
+                t.path(),
+                final_tree.n
+            ),
+            Some(format!(
+                "the modules are installed and verified by their own hashes; the go command keeps checking new go.sum lines (go get, go mod tidy) against {name} online. \
+                 To carry the data offline: pull a bundle packed later (pack carries the newest tree head the database serves), \
+                 pack this one with --sumdb-since naming the bundle the cache was filled from, \
+                 or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)"
+            )),
+        )
     };
     // 3. The older of the two trees must be in the newer.
     let older = if moves { cache_tree } else { Some(bundle_tree) };
@@ -1385,6 +1368,24 @@ fn cached_records(cache_dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 impl Prepared {
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    /// Nothing to write for `database`, and why; `tree`: the tree the
+    /// cache trusts (0 if none or not read).
+    fn skipped(database: &str, tree: u64, why: String, hint: Option<String>) -> Prepared {
+        Prepared {
+            database: database.to_string(),
+            gomodcache: PathBuf::new(),
+            gopath: PathBuf::new(),
+            writes: Vec::new(),
+            latest: None,
+            seen_latest: None,
+            records: 0,
+            tiles: 0,
+            tree,
+            skipped: Some(why),
+            hint,
+        }
     }
 }
 
