@@ -15,8 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    build_file_proxy, copy_project, copy_tree, escape_path, fixture_env, fixture_modules,
-    semver_cmp, testdata_dir,
+    copy_project, copy_tree, escape_path, fixture_env, fixture_modules, semver_cmp, testdata_dir,
 };
 use common::go::{assert_success, go_offline};
 use common::ocigo::{
@@ -33,12 +32,7 @@ const PLATFORMS: [&str; 4] = ["--platform", "linux/amd64", "--platform", "window
 
 /// The fixture proxy, built once for this test binary.
 fn proxy() -> &'static Path {
-    static PROXY: OnceLock<PathBuf> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let dir = process_dir("proxy");
-        build_file_proxy(&dir);
-        dir
-    })
+    common::ocigo::fixture_proxy()
 }
 
 /// A new, empty, uniquely named directory below the scratch directory.

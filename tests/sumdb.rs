@@ -254,30 +254,9 @@ fn other_key(name: &str) -> String {
 
 /// tests/sumdbfixture built once per test binary into target/tmp.
 fn fixture_bin() -> &'static Path {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdbfixture");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let bin = target.join("sumdbfixture");
-        let partial = target.join(format!("sumdbfixture.{}.tmp", std::process::id()));
-        let modcache = target.join("gojudge-modcache");
-        let mut env: Vec<(&str, String)> = vec![
-            (
-                "GOFLAGS",
-                "-mod=readonly -modcacherw -buildvcs=false".into(),
-            ),
-            ("CGO_ENABLED", "0".into()),
-            ("GOMODCACHE", modcache.display().to_string()),
-        ];
-        if let Ok(p) = std::env::var("GOPROXY") {
-            env.push(("GOPROXY", p));
-        }
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = go(&dir, &["build", "-o", partial.to_str().unwrap(), "."], &env);
-        assert_success(&out, "building tests/sumdbfixture");
-        fs::rename(&partial, &bin).unwrap();
-        bin
-    })
+    static BIN: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    common::go::test_program(&BIN, "sumdbfixture", &[])
 }
 
 /// A running fixture database; killed on drop.
@@ -319,18 +298,8 @@ impl FixtureDb {
     /// Appends `n` filler records: the tree grows.
     fn fill(&self, n: u32) {
         let host = self.url.strip_prefix("http://").unwrap();
-        let mut c = std::net::TcpStream::connect(host).unwrap();
-        write!(
-            c,
-            "GET /fill?n={n} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        c.read_to_string(&mut resp).unwrap();
-        assert!(
-            resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
-            "{resp}"
-        );
+        let (status, body) = common::http::get(host, &format!("/fill?n={n}"));
+        assert!(status.contains(" 200 "), "{status}\n{body}");
     }
 }
 
