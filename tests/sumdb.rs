@@ -426,6 +426,13 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         &["earlier bundle's record lies outside its own tree"],
         "--sumdb-since with a record beyond its tree",
     );
+    // What a forked log would serve: a signed tree of 301 records with
+    // another hash.
+    let (status, forged) = common::http::get(
+        db.url.strip_prefix("http://").unwrap(),
+        "/forged-tree?n=301",
+    );
+    assert!(status.contains(" 200 "), "{status}\n{forged}");
     drop(db); // everything from here on is offline
 
     let key_only = db_key_only(&gosumdb);
@@ -547,6 +554,31 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     );
     assert_eq!(j["sumdb"][0]["records_written"], 0, "{j}");
     assert!(j["env"].get("GOPATH").is_none(), "{j}");
+
+    // A proven inconsistency stays a refusal (exit 3, nothing written), as
+    // the go command refuses it: a cache trusting the forged tree of 301
+    // records, against l1's tree of the same size (another hash), and
+    // against l2's, whose tiles prove the real tree of 301 records a prefix
+    // of it, not the forged one.
+    for (layout, needle) in [
+        ("l1", "same size and different hashes"),
+        ("l2", "is not a prefix of the tree of 1002 records"),
+    ] {
+        let (gmf, gpf) = (
+            s.dir(&format!("gm-fork-{layout}")),
+            s.dir(&format!("gp-fork-{layout}")),
+        );
+        let latest = gpf.join("pkg/sumdb/sumdb.test/latest");
+        fs::create_dir_all(latest.parent().unwrap()).unwrap();
+        fs::write(&latest, &forged).unwrap();
+        let (before_gm, before_gp) = (snapshot(&gmf), snapshot(&gpf));
+        let out = pull(layout, &gmf, &gpf);
+        let what = format!("pull of {layout} into a cache trusting a forked tree");
+        assert_exit(&out, 3, &what);
+        assert_mentions(&stderr(&out), &["sumdb.test", needle, "forked log"], &what);
+        assert_unchanged(&before_gm, &gmf, &what);
+        assert_unchanged(&before_gp, &gpf, &what);
+    }
 
     // A bundle that carries the database's head (pack read it through the
     // proxy) joins that cache: the head moves to 1002, and the bundle

@@ -13,7 +13,9 @@
 // make the tree grow between two packs. With -cache-lookups, a lookup is
 // answered with the bytes of its first answer, signed in the tree of that
 // time, as proxy.golang.org answers lookups from its cache; /latest
-// always says the current head.
+// always says the current head. GET /forged-tree?n=N answers a tree note
+// of N records with a hash no log has, signed with the database's key:
+// what a forked log would serve, for the tests that must refuse it.
 package main
 
 import (
@@ -37,6 +39,7 @@ import (
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/dirhash"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 func main() {
@@ -130,6 +133,24 @@ func main() {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+	})
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux.HandleFunc("/forged-tree", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		text := tlog.FormatTree(tlog.Tree{N: n, Hash: tlog.RecordHash([]byte("forged\n"))})
+		msg, err := note.Sign(&note.Note{Text: string(text)}, signer)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write(msg)
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
