@@ -1023,9 +1023,12 @@ fn prepare_one(
             ),
             Some(format!(
                 "the modules are installed and verified by their own hashes; the go command keeps checking new go.sum lines (go get, go mod tidy) against {name} online. \
-                 To carry the data offline: pull a bundle packed later (pack carries the newest tree head the database serves), \
-                 pack this one with --sumdb-since naming the bundle the cache was filled from, \
-                 or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)"
+                 To have the data offline: {}, or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)",
+                if moves {
+                    "if the cache was filled from an earlier bundle, pack this one again with --sumdb-since naming that bundle"
+                } else {
+                    "pull a bundle packed later (pack carries the newest tree head the database serves), or pack this one again with --sumdb-since naming the bundle the cache was filled from"
+                }
             )),
         )
     };

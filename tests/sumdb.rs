@@ -515,7 +515,7 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     );
     assert_mentions(
         &stderr(&out),
-        &["hint:", "--sumdb-since", "packed later"],
+        &["hint:", "--sumdb-since", "earlier bundle"],
         "unjoinable trees (hint)",
     );
     assert_unchanged(
@@ -554,6 +554,29 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     );
     assert_eq!(j["sumdb"][0]["records_written"], 0, "{j}");
     assert!(j["env"].get("GOPATH").is_none(), "{j}");
+
+    // The other way round, a bundle older than the cache's tree: the same,
+    // and the hint says a bundle packed later would join.
+    let (gmo, gpo) = (s.join("gm-older"), s.join("gp-older"));
+    assert_exit(&pull("l3", &gmo, &gpo), 0, "pull l3");
+    let before = snapshot(&gpo);
+    let out = pull("l1", &gmo, &gpo);
+    assert_exit(&out, 0, "pull of a bundle older than the cache's tree");
+    assert_mentions(
+        &common::ocigo::stdout(&out),
+        &[
+            "warning: checksum database sumdb.test: not installed",
+            "1002",
+            "301",
+        ],
+        "an older bundle (human output)",
+    );
+    assert_mentions(
+        &stderr(&out),
+        &["hint:", "packed later"],
+        "an older bundle (hint)",
+    );
+    assert_unchanged(&before, &gpo, "GOPATH after an older bundle's pull");
 
     // A proven inconsistency stays a refusal (exit 3, nothing written), as
     // the go command refuses it: a cache trusting the forged tree of 301
