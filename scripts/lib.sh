@@ -384,39 +384,102 @@ OCIGO_APT_PACKAGES=(docker-registry apache2-utils iproute2 strace time curl open
 COSIGN_VERSION=v2.4.1
 COSIGN_BIN_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ocigo-ci/bin
 
-# ensure_cosign: build the cosign CLI (for the interop tests) once into
-# COSIGN_BIN_DIR and export OCIGO_COSIGN. A preset OCIGO_COSIGN is kept.
-# Takes a few minutes the first time (it compiles cosign and its deps).
-ensure_cosign() {
-	if [[ -n ${OCIGO_COSIGN:-} ]]; then
-		[[ -x $OCIGO_COSIGN ]] || die "OCIGO_COSIGN=$OCIGO_COSIGN is not an executable"
-		export OCIGO_COSIGN
+# ensure_go_tool VAR NAME VERSION SOURCE: build a Go program once into
+# COSIGN_BIN_DIR/NAME-VERSION and export VAR, its path. A preset VAR is
+# kept (it must be an executable). SOURCE is a package path, built with
+# `go install SOURCE@VERSION` (the binary is named after its last
+# element), or a directory of this checkout, built there with `go build
+# -trimpath` (VERSION then names the build, e.g. a hash of its sources,
+# so an edit rebuilds it). One builder at a time; the others wait and
+# then find the binary. Needs the Go module proxy the first time.
+ensure_go_tool() {
+	local var=$1 name=$2 version=$3 src=$4
+	if [[ -n ${!var:-} ]]; then
+		[[ -x ${!var} ]] || die "$var=${!var} is not an executable"
+		export "${var?}"
 		return
 	fi
-	local bin=$COSIGN_BIN_DIR/cosign-$COSIGN_VERSION
+	local bin=$COSIGN_BIN_DIR/$name-$version
 	mkdir -p "$COSIGN_BIN_DIR"
 	(
-		# One builder at a time; the others wait and then find the binary.
 		exec 9>"$COSIGN_BIN_DIR/.lock"
 		flock 9
 		[[ -x $bin ]] && exit 0
-		command -v go >/dev/null || die "the go command is needed to build cosign"
-		log "building cosign $COSIGN_VERSION into $COSIGN_BIN_DIR (first time only, a few minutes)"
-		local gobin start
+		command -v go >/dev/null || die "the go command is needed to build $name"
+		log "building $name $version into $bin (first time only, up to a few minutes)"
+		local gobin start ok=true
 		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
 		start=$(now_ns)
-		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
-			go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" >&2; then
-			rm -rf "$gobin"
-			die "building cosign failed (needs the Go module proxy); set OCIGO_COSIGN to a cosign $COSIGN_VERSION binary instead"
+		if [[ $src == /* ]]; then
+			(cd "$src" && GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
+				go build -trimpath -o "$gobin/$name" .) >&2 || ok=false
+		else
+			GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
+				go install "$src@$version" >&2 || ok=false
 		fi
-		mv "$gobin/cosign" "$bin"
+		if [[ $ok == true && ! -e $gobin/$name ]]; then
+			mv "$gobin/$(basename "$src")" "$gobin/$name" || ok=false
+		fi
+		if [[ $ok == false ]]; then
+			rm -rf "$gobin"
+			die "building $name failed (needs the Go module proxy); set $var to a $name $version binary instead"
+		fi
+		mv "$gobin/$name" "$bin"
 		rm -rf "$gobin"
-		note "cosign built in $(secs_since "$start") s"
+		note "$name built in $(secs_since "$start") s"
 	) || exit
-	ln -sfn "cosign-$COSIGN_VERSION" "$COSIGN_BIN_DIR/cosign"
-	OCIGO_COSIGN=$bin
-	export OCIGO_COSIGN
+	printf -v "$var" '%s' "$bin"
+	export "${var?}"
+}
+
+# ensure_pip_venv VAR DIR DIST VERSION EXE [EXTRAS]: install DIST==VERSION
+# (with [EXTRAS]) from PyPI once into a venv of its own,
+# COSIGN_BIN_DIR/../DIR, and export VAR, the venv's bin/EXE. A preset VAR
+# is kept. A venv counts as complete once marked (`.complete`) or, for
+# one made before the mark, when it holds DIST at VERSION; a failed
+# install is removed.
+ensure_pip_venv() {
+	local var=$1 dir=$2 dist=$3 version=$4 exe=$5 extras=${6:-}
+	if [[ -n ${!var:-} ]]; then
+		[[ -x ${!var} ]] || die "$var=${!var} is not an executable"
+		export "${var?}"
+		return
+	fi
+	local venv
+	venv=$(dirname "$COSIGN_BIN_DIR")/$dir
+	mkdir -p "$COSIGN_BIN_DIR"
+	(
+		exec 9>"$COSIGN_BIN_DIR/.lock"
+		flock 9
+		if [[ -x $venv/bin/$exe ]]; then
+			[[ -f $venv/.complete ]] && exit 0
+			if [[ $("$venv/bin/python" -c 'import importlib.metadata as m, sys
+print(m.version(sys.argv[1]))' "$dist" 2>/dev/null) == "$version" ]]; then
+				touch "$venv/.complete"
+				exit 0
+			fi
+		fi
+		log "installing $dist $version into $venv (first time only)"
+		# Built in place (a venv's scripts name its path).
+		rm -rf "$venv"
+		if ! python3 -m venv "$venv" >&2 ||
+			! "$venv/bin/pip" install --quiet --disable-pip-version-check \
+				"$dist${extras:+[$extras]}==$version" >&2; then
+			rm -rf "$venv"
+			die "installing $dist failed (needs PyPI and python3-venv)"
+		fi
+		touch "$venv/.complete"
+	) || exit
+	printf -v "$var" '%s' "$venv/bin/$exe"
+	export "${var?}"
+}
+
+# ensure_cosign: the cosign CLI (for the interop tests), as OCIGO_COSIGN;
+# also linked as COSIGN_BIN_DIR/cosign.
+ensure_cosign() {
+	local preset=${OCIGO_COSIGN:-}
+	ensure_go_tool OCIGO_COSIGN cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
+	[[ -n $preset ]] || ln -sfn "cosign-$COSIGN_VERSION" "$COSIGN_BIN_DIR/cosign"
 }
 
 # cosign v3 (the current release line: bundles, OCI 1.1 referrers). The
@@ -425,46 +488,9 @@ ensure_cosign() {
 # COSIGN_V3_VERSION in tests/common/cosign.rs.
 COSIGN_V3_VERSION=v3.1.3
 
-# _go_install_cached NAME VERSION PACKAGE ENVVAR: build PACKAGE@VERSION
-# once into COSIGN_BIN_DIR/NAME-VERSION (one builder at a time; the others
-# wait and then find the binary) and print its path.
-_go_install_cached() {
-	local name=$1 version=$2 pkg=$3 var=$4
-	local bin=$COSIGN_BIN_DIR/$name-$version
-	mkdir -p "$COSIGN_BIN_DIR"
-	(
-		exec 9>"$COSIGN_BIN_DIR/.lock"
-		flock 9
-		[[ -x $bin ]] && exit 0
-		command -v go >/dev/null || die "the go command is needed to build $name"
-		log "building $name $version into $COSIGN_BIN_DIR (first time only, a few minutes)"
-		local gobin start
-		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
-		start=$(now_ns)
-		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
-			go install "$pkg@$version" >&2; then
-			rm -rf "$gobin"
-			die "building $name failed (needs the Go module proxy); set $var to a $name $version binary instead"
-		fi
-		mv "$gobin/$(basename "$pkg")" "$bin"
-		rm -rf "$gobin"
-		note "$name built in $(secs_since "$start") s"
-	) || exit
-	printf '%s\n' "$bin"
-}
-
-# ensure_cosign_v3: build the cosign v3 CLI once into COSIGN_BIN_DIR (as
-# cosign-VERSION) and export OCIGO_COSIGN_V3. A preset OCIGO_COSIGN_V3 is
-# kept. A few minutes the first time.
+# ensure_cosign_v3: the cosign v3 CLI, as OCIGO_COSIGN_V3.
 ensure_cosign_v3() {
-	if [[ -n ${OCIGO_COSIGN_V3:-} ]]; then
-		[[ -x $OCIGO_COSIGN_V3 ]] || die "OCIGO_COSIGN_V3=$OCIGO_COSIGN_V3 is not an executable"
-		export OCIGO_COSIGN_V3
-		return
-	fi
-	OCIGO_COSIGN_V3=$(_go_install_cached cosign "$COSIGN_V3_VERSION" \
-		github.com/sigstore/cosign/v3/cmd/cosign OCIGO_COSIGN_V3) || exit
-	export OCIGO_COSIGN_V3
+	ensure_go_tool OCIGO_COSIGN_V3 cosign "$COSIGN_V3_VERSION" github.com/sigstore/cosign/v3/cmd/cosign
 }
 
 # The test registry WITH the OCI 1.1 referrers API: tests/refregistry, a
@@ -480,34 +506,9 @@ refregistry_hash() {
 	cat "$d/main.go" "$d/go.mod" "$d/go.sum" | sha256sum | cut -c1-16
 }
 
-# ensure_refregistry: build tests/refregistry once into COSIGN_BIN_DIR (as
-# refregistry-HASH) and export OCIGO_REFREGISTRY. A preset
-# OCIGO_REFREGISTRY is kept. Needs the Go module proxy the first time.
+# ensure_refregistry: tests/refregistry, as OCIGO_REFREGISTRY.
 ensure_refregistry() {
-	if [[ -n ${OCIGO_REFREGISTRY:-} ]]; then
-		[[ -x $OCIGO_REFREGISTRY ]] || die "OCIGO_REFREGISTRY=$OCIGO_REFREGISTRY is not an executable"
-		export OCIGO_REFREGISTRY
-		return
-	fi
-	local bin
-	bin=$COSIGN_BIN_DIR/refregistry-$(refregistry_hash)
-	mkdir -p "$COSIGN_BIN_DIR"
-	(
-		exec 9>"$COSIGN_BIN_DIR/.lock"
-		flock 9
-		[[ -x $bin ]] && exit 0
-		command -v go >/dev/null || die "the go command is needed to build tests/refregistry"
-		log "building tests/refregistry into $bin"
-		local tmp=$bin.tmp.$$
-		if ! (cd "$OCIGO_ROOT/tests/refregistry" && GOTOOLCHAIN=local GOFLAGS=-modcacherw \
-			CGO_ENABLED=0 go build -trimpath -o "$tmp" .) >&2; then
-			rm -f "$tmp"
-			die "building tests/refregistry failed (needs the Go module proxy); set OCIGO_REFREGISTRY to its binary instead"
-		fi
-		mv "$tmp" "$bin"
-	) || exit
-	OCIGO_REFREGISTRY=$bin
-	export OCIGO_REFREGISTRY
+	ensure_go_tool OCIGO_REFREGISTRY refregistry "$(refregistry_hash)" "$OCIGO_ROOT/tests/refregistry"
 }
 
 # An independent CycloneDX validator for the SBOM tests: the CycloneDX
@@ -515,31 +516,10 @@ ensure_refregistry() {
 # pinned, in a venv of its own. Keep in step with tests/common/cyclonedx.rs.
 CYCLONEDX_LIB_VERSION=11.12.0
 
-# ensure_cyclonedx_validator: create the venv once under
-# ~/.cache/ocigo-ci/cyclonedx-python-lib-VERSION (pip from PyPI) and export
-# OCIGO_CYCLONEDX_PYTHON, its python. A preset OCIGO_CYCLONEDX_PYTHON is kept.
+# ensure_cyclonedx_validator: its python, as OCIGO_CYCLONEDX_PYTHON.
 ensure_cyclonedx_validator() {
-	if [[ -n ${OCIGO_CYCLONEDX_PYTHON:-} ]]; then
-		[[ -x $OCIGO_CYCLONEDX_PYTHON ]] || die "OCIGO_CYCLONEDX_PYTHON=$OCIGO_CYCLONEDX_PYTHON is not an executable"
-		export OCIGO_CYCLONEDX_PYTHON
-		return
-	fi
-	local venv
-	venv=$(dirname "$COSIGN_BIN_DIR")/cyclonedx-python-lib-$CYCLONEDX_LIB_VERSION
-	mkdir -p "$COSIGN_BIN_DIR"
-	(
-		exec 9>"$COSIGN_BIN_DIR/.lock"
-		flock 9
-		[[ -x $venv/bin/python && -f $venv/.complete ]] && exit 0
-		log "installing cyclonedx-python-lib $CYCLONEDX_LIB_VERSION into $venv"
-		rm -rf "$venv"
-		python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install -y python3-venv)"
-		"$venv/bin/pip" install -q "cyclonedx-python-lib[json-validation]==$CYCLONEDX_LIB_VERSION" >&2 ||
-			die "pip install cyclonedx-python-lib failed (needs PyPI)"
-		touch "$venv/.complete"
-	) || exit
-	OCIGO_CYCLONEDX_PYTHON=$venv/bin/python
-	export OCIGO_CYCLONEDX_PYTHON
+	ensure_pip_venv OCIGO_CYCLONEDX_PYTHON "cyclonedx-python-lib-$CYCLONEDX_LIB_VERSION" \
+		cyclonedx-python-lib "$CYCLONEDX_LIB_VERSION" python json-validation
 }
 
 # CNCF distribution v3: a second registry implementation for the tests.
@@ -547,37 +527,10 @@ ensure_cyclonedx_validator() {
 # Keep in step with DISTRIBUTION_V3_VERSION in tests/common/registry.rs.
 DISTRIBUTION_V3_VERSION=v3.1.2
 
-# ensure_distribution_v3: build distribution v3's `registry` once into
-# COSIGN_BIN_DIR (as registry-VERSION) and export OCIGO_REGISTRY_V3. A
-# preset OCIGO_REGISTRY_V3 is kept. A few minutes the first time.
+# ensure_distribution_v3: distribution v3's `registry`, as OCIGO_REGISTRY_V3.
 ensure_distribution_v3() {
-	if [[ -n ${OCIGO_REGISTRY_V3:-} ]]; then
-		[[ -x $OCIGO_REGISTRY_V3 ]] || die "OCIGO_REGISTRY_V3=$OCIGO_REGISTRY_V3 is not an executable"
-		export OCIGO_REGISTRY_V3
-		return
-	fi
-	local bin=$COSIGN_BIN_DIR/registry-$DISTRIBUTION_V3_VERSION
-	mkdir -p "$COSIGN_BIN_DIR"
-	(
-		exec 9>"$COSIGN_BIN_DIR/.lock"
-		flock 9
-		[[ -x $bin ]] && exit 0
-		command -v go >/dev/null || die "the go command is needed to build distribution v3"
-		log "building distribution $DISTRIBUTION_V3_VERSION into $COSIGN_BIN_DIR (first time only, a few minutes)"
-		local gobin start
-		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
-		start=$(now_ns)
-		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
-			go install "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_V3_VERSION" >&2; then
-			rm -rf "$gobin"
-			die "building distribution v3 failed (needs the Go module proxy); set OCIGO_REGISTRY_V3 to a registry $DISTRIBUTION_V3_VERSION binary instead"
-		fi
-		mv "$gobin/registry" "$bin"
-		rm -rf "$gobin"
-		note "distribution built in $(secs_since "$start") s"
-	) || exit
-	OCIGO_REGISTRY_V3=$bin
-	export OCIGO_REGISTRY_V3
+	ensure_go_tool OCIGO_REGISTRY_V3 registry "$DISTRIBUTION_V3_VERSION" \
+		github.com/distribution/distribution/v3/cmd/registry
 }
 
 # govulncheck, for the policy tests: they compare `ocigo policy check`'s
@@ -585,69 +538,19 @@ ensure_distribution_v3() {
 # `ocigo pull --vulndb` wrote. Keep in step with tests/policy.rs.
 GOVULNCHECK_VERSION=v1.9.0
 
-# ensure_govulncheck: build golang.org/x/vuln's govulncheck once into
-# COSIGN_BIN_DIR (as govulncheck-VERSION) and export OCIGO_GOVULNCHECK. A
-# preset OCIGO_GOVULNCHECK is kept.
+# ensure_govulncheck: golang.org/x/vuln's govulncheck, as OCIGO_GOVULNCHECK.
 ensure_govulncheck() {
-	if [[ -n ${OCIGO_GOVULNCHECK:-} ]]; then
-		[[ -x $OCIGO_GOVULNCHECK ]] || die "OCIGO_GOVULNCHECK=$OCIGO_GOVULNCHECK is not an executable"
-		export OCIGO_GOVULNCHECK
-		return
-	fi
-	local bin=$COSIGN_BIN_DIR/govulncheck-$GOVULNCHECK_VERSION
-	mkdir -p "$COSIGN_BIN_DIR"
-	(
-		exec 9>"$COSIGN_BIN_DIR/.lock"
-		flock 9
-		[[ -x $bin ]] && exit 0
-		command -v go >/dev/null || die "the go command is needed to build govulncheck"
-		log "building govulncheck $GOVULNCHECK_VERSION into $COSIGN_BIN_DIR (first time only)"
-		local gobin
-		gobin=$(mktemp -d "$COSIGN_BIN_DIR/.build.XXXXXX")
-		if ! GOBIN=$gobin GOTOOLCHAIN=local GOFLAGS=-modcacherw CGO_ENABLED=0 \
-			go install "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION" >&2; then
-			rm -rf "$gobin"
-			die "building govulncheck failed (needs the Go module proxy); set OCIGO_GOVULNCHECK to a govulncheck $GOVULNCHECK_VERSION binary instead"
-		fi
-		mv "$gobin/govulncheck" "$bin"
-		rm -rf "$gobin"
-	) || exit
-	OCIGO_GOVULNCHECK=$bin
-	export OCIGO_GOVULNCHECK
+	ensure_go_tool OCIGO_GOVULNCHECK govulncheck "$GOVULNCHECK_VERSION" golang.org/x/vuln/cmd/govulncheck
 }
 
 # check-jsonschema (PyPI), the independent validator the policy tests
 # check SARIF and JSON output with, in a venv cached beside the tools.
 CHECK_JSONSCHEMA_VERSION=0.39.0
 
-# ensure_check_jsonschema: install it once into
-# COSIGN_BIN_DIR/../venv-check-jsonschema-VERSION and export
-# OCIGO_CHECK_JSONSCHEMA (its executable). A preset one is kept.
+# ensure_check_jsonschema: its executable, as OCIGO_CHECK_JSONSCHEMA.
 ensure_check_jsonschema() {
-	if [[ -n ${OCIGO_CHECK_JSONSCHEMA:-} ]]; then
-		[[ -x $OCIGO_CHECK_JSONSCHEMA ]] || die "OCIGO_CHECK_JSONSCHEMA=$OCIGO_CHECK_JSONSCHEMA is not an executable"
-		export OCIGO_CHECK_JSONSCHEMA
-		return
-	fi
-	local venv
-	venv=$(dirname "$COSIGN_BIN_DIR")/venv-check-jsonschema-$CHECK_JSONSCHEMA_VERSION
-	mkdir -p "$COSIGN_BIN_DIR"
-	(
-		exec 9>"$COSIGN_BIN_DIR/.lock"
-		flock 9
-		[[ -x $venv/bin/check-jsonschema ]] && exit 0
-		log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION into $venv (first time only)"
-		# Built in place (a venv's scripts name its path); removed if it fails.
-		rm -rf "$venv"
-		if ! python3 -m venv "$venv" >&2 ||
-			! "$venv/bin/pip" install --quiet --disable-pip-version-check \
-				"check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2; then
-			rm -rf "$venv"
-			die "installing check-jsonschema failed (needs PyPI and python3-venv)"
-		fi
-	) || exit
-	OCIGO_CHECK_JSONSCHEMA=$venv/bin/check-jsonschema
-	export OCIGO_CHECK_JSONSCHEMA
+	ensure_pip_venv OCIGO_CHECK_JSONSCHEMA "venv-check-jsonschema-$CHECK_JSONSCHEMA_VERSION" \
+		check-jsonschema "$CHECK_JSONSCHEMA_VERSION" check-jsonschema
 }
 
 # ensure_script_deps: what the scripts (demo, realworld, bench,

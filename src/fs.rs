@@ -18,6 +18,9 @@
 //! - Write by temp + rename beside the target ([`AtomicFile`]), with an
 //!   explicit mode (never tempfile's 0600 by accident) and an explicit
 //!   [`Durability`]; new files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`.
+//!   The one exception is a small file another program edits in place
+//!   under a `flock` (the go command's `$GOPATH/pkg/sumdb/<db>/latest`):
+//!   [`Lock::rewrite`] rewrites it in place under the same lock.
 //! - A link, FIFO, socket or device (or a directory where a file belongs,
 //!   or the other way round) at a path ocigo reads or writes is
 //!   [`Kind::Conflict`] (exit 5), named in the message; nothing is written
@@ -773,6 +776,53 @@ impl Lock {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// The locked file's content, from its start, at most `limit` bytes
+    /// ([`Kind::Integrity`] past it). `path` is for messages.
+    pub fn read_capped(&self, path: &Path, limit: u64) -> Result<Vec<u8>> {
+        use std::io::Seek as _;
+        let mut f = &self.file;
+        f.seek(io::SeekFrom::Start(0))
+            .with_context(|| format!("reading {}", path.display()))?;
+        read_file_capped(
+            self.file
+                .try_clone()
+                .with_context(|| format!("reading {}", path.display()))?,
+            path,
+            limit,
+        )
+    }
+
+    /// Replaces the locked file's content in place (truncate, write, then
+    /// `fsync` if `durability` asks), as the go command's
+    /// `lockedfile.Edit` users do: its lock holders and readers keep
+    /// seeing the one file they lock (a rename would leave them a stale
+    /// one). For small files that change only under this lock.
+    pub fn rewrite(&self, path: &Path, data: &[u8], durability: Durability) -> Result<()> {
+        use std::io::Seek as _;
+        let mut f = &self.file;
+        let r = (|| -> io::Result<()> {
+            f.set_len(0)?;
+            f.seek(io::SeekFrom::Start(0))?;
+            f.write_all(data)?;
+            if durability == Durability::Synced {
+                f.sync_data()?;
+            }
+            Ok(())
+        })();
+        r.with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// [`read_capped`] under a shared `flock` (as the go command's
+/// `lockedfile.Read`), so a writer holding the exclusive lock is never
+/// seen half-way. Creates nothing: `Ok(None)` if absent.
+pub fn read_capped_locked(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    flock(&file, path, LockMode::Shared, Wait::Block)?;
+    read_file_capped(file, path, limit).map(Some)
 }
 
 /// Takes a `flock` on `path`, creating it (mode 0666 less the umask, as the

@@ -15,7 +15,12 @@
 //! will trust, with exactly the tiles the go command reads ([`tlog::plan`]),
 //! the tree the cache trusted before consistent with it, and every record
 //! the cache already holds still provable. Then the tiles, the records and
-//! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written.
+//! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written,
+//! under that file's lock as the go command takes it, deciding again if
+//! the head moved since it was read (it never moves back).
+//! When the bundle's tree and the cache's cannot be joined (no proof
+//! either way), nothing is written and the data is reported skipped, with
+//! a hint; a proven fork is refused.
 //!
 //! Owns: gathering (pack), checking and installing (pull) that data. Must
 //! not: know about parts, zips or signatures; write anywhere but the
@@ -121,6 +126,9 @@ pub fn nosumdb_patterns() -> String {
 /// What pack gathered: the config, and the tiles' bytes by digest.
 pub struct Gathered {
     pub config: SumdbConfig,
+    /// The newest tree the lookups came with (the carried tree, the
+    /// database's head, may be newer); 0 when there were none.
+    pub lookups_tree: u64,
     pub tiles: Vec<(Descriptor, Vec<u8>)>,
 }
 
@@ -250,6 +258,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
                 databases: Vec::new(),
                 private,
             },
+            lookups_tree: 0,
             tiles: Vec::new(),
         }));
     }
@@ -275,12 +284,44 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
             ));
         }
     }
-    // 3. The newest tree any record (or earlier bundle) came with: every
-    // record is proven in it.
+    // 3. The database's current head (`<db>/latest`, as the go command
+    // reads it): when it is newer than every tree the records came with
+    // (a proxy answers lookups from its cache, signed in older trees),
+    // the bundle carries it, so that it joins caches that trust a tree
+    // newer than the lookups'. The lookups' trees are then proven
+    // prefixes of it, like earlier bundles'.
+    let head = match get_retrying(&fetch, "latest", MAX_NOTE_BYTES)? {
+        Some(n) => {
+            let what = format!("the tree head of {}", fetch.describe());
+            let t = note_tree(&n, &verifier, &what)?;
+            let n = String::from_utf8(n).map_err(|_| {
+                fail(
+                    Kind::Integrity,
+                    format!("checksum database: {what} is not UTF-8"),
+                )
+            })?;
+            Some((t, n))
+        }
+        None => None,
+    };
+    let lookups_n = fetched.iter().map(|(_, t, _)| t.n).max().unwrap_or(0);
+    if let Some((h, _)) = &head
+        && h.n > lookups_n
+    {
+        let mut seen = BTreeSet::new();
+        for (_, t, n) in &fetched {
+            if seen.insert(t.n) {
+                older.push((*t, n.clone(), Vec::new()));
+            }
+        }
+    }
+    // The newest tree any record, earlier bundle or the head came with:
+    // every record is proven in it.
     let (tree, note) = fetched
         .iter()
         .map(|(_, t, n)| (*t, n.clone()))
         .chain(older.iter().map(|(t, n, _)| (*t, n.clone())))
+        .chain(head)
         .max_by_key(|(t, _)| t.n)
         .expect("not empty");
     let leaves: Vec<u64> = fetched
@@ -357,7 +398,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
                 return Err(fail(
                     Kind::Integrity,
                     format!(
-                        "checksum database ({}): the earlier bundle's tree of {} records is not a prefix of the tree of {} records (a forked log)",
+                        "checksum database ({}): the tree of {} records (an earlier bundle's or a lookup's) is not a prefix of the tree of {} records (a forked log)",
                         fetch.describe(),
                         t.n,
                         tree.n
@@ -416,6 +457,7 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
             }],
             private,
         },
+        lookups_tree: lookups_n,
         tiles: blobs.into_values().collect(),
     }))
 }
@@ -734,11 +776,17 @@ pub struct Prepared {
     writes: Vec<(String, Vec<u8>)>,
     /// The new `latest`, when the trusted head moves forward.
     latest: Option<String>,
+    /// `latest` as it was when this was decided (`None`: absent or empty):
+    /// [`install`] writes only if it is still so.
+    seen_latest: Option<Vec<u8>>,
     pub records: usize,
     pub tiles: usize,
     pub tree: u64,
-    /// Why nothing is installed (GOSUMDB off or another database).
+    /// Why nothing is installed (GOSUMDB off, another database, or a
+    /// bundle whose tree cannot be joined to the cache's).
     pub skipped: Option<String>,
+    /// What to do about it, when there is something to do.
+    pub hint: Option<String>,
 }
 
 fn conflict(db: &str, what: String, hint: &str) -> anyhow::Error {
@@ -763,17 +811,7 @@ pub fn prepare(
     let settings = gosumdb()?;
     let mut out = Vec::new();
     for db in &carried.config.databases {
-        let skip = |why: String| Prepared {
-            database: db.name.clone(),
-            gomodcache: PathBuf::new(),
-            gopath: PathBuf::new(),
-            writes: Vec::new(),
-            latest: None,
-            records: 0,
-            tiles: 0,
-            tree: 0,
-            skipped: Some(why),
-        };
+        let skip = |why: String| Prepared::skipped(&db.name, 0, why, None);
         let Some((verifier, _)) = &settings else {
             out.push(skip("GOSUMDB=off".into()));
             continue;
@@ -782,6 +820,16 @@ pub fn prepare(
             out.push(skip(format!("GOSUMDB names {}", verifier.name)));
             continue;
         }
+        // No link below GOMODCACHE and GOPATH on the way (a planted one is
+        // a conflict before anything is read or written); `latest` read
+        // under a shared lock, as the go command reads it: its writers
+        // rewrite it in place under the exclusive one.
+        real_dirs(gomodcache, &cache_rel(&db.name))?;
+        real_dirs(gopath, &latest_rel(&db.name))?;
+        let latest = crate::fs::read_capped_locked(
+            &gopath.join(latest_rel(&db.name)).join("latest"),
+            MAX_NOTE_BYTES,
+        )?;
         out.push(prepare_one(
             db,
             entries,
@@ -789,6 +837,7 @@ pub fn prepare(
             &carried.tile_data,
             gomodcache,
             gopath,
+            latest,
         )?);
     }
     Ok(out)
@@ -806,6 +855,7 @@ fn prepare_one(
     tile_data: &HashMap<Digest, Vec<u8>>,
     gomodcache: &Path,
     gopath: &Path,
+    old_latest: Option<Vec<u8>>,
 ) -> Result<Prepared> {
     let name = &db.name;
     let cache_dir = gomodcache.join(cache_rel(name));
@@ -926,8 +976,9 @@ fn prepare_one(
     // that tree gives it, with the hashes the signed root proves: none is
     // written unchecked.
     check_carried_tiles(db, &bundle_tree, &own)?;
-    // 2. The head the cache trusts now, if any.
-    let old_latest = crate::fs::read_capped(&latest_path, MAX_NOTE_BYTES)?;
+    // 2. The head the cache trusts now, if any (read by the caller: under
+    // a shared lock, or under install's exclusive one).
+    let old_latest = old_latest.filter(|l| !l.is_empty());
     let cache_tree = match &old_latest {
         Some(n) if !n.is_empty() => Some(
             note_tree(n, v, &format!("{}", latest_path.display())).map_err(|e| {
@@ -955,17 +1006,30 @@ fn prepare_one(
         }
         _ => (bundle_tree, Some(db.tree.clone()), true),
     };
-    let missing = |t: Tile, what: &str| {
-        conflict(
+    // No proof either way (a tile neither the bundle nor the cache holds):
+    // the modules still install (their own hashes and the bundle's digests
+    // vouch for them) and the checksum database data is left out, as with
+    // GOSUMDB=off; the cache stays as it was. A proven fork is refused.
+    let unjoined = |t: Tile, what: &str| {
+        let cache_n = cache_tree.map(|c| c.n).unwrap_or(0);
+        Prepared::skipped(
             name,
+            cache_n,
             format!(
-                "the module cache trusts a tree of {} records and this bundle one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
-                cache_tree.map(|c| c.n).unwrap_or(0),
+                "the module cache trusts a tree of {cache_n} records and this bundle carries one of {}; {what} needs tile {} of the tree of {} records, which neither holds",
                 bundle_tree.n,
                 t.path(),
                 final_tree.n
             ),
-            "pack the newer bundle with --sumdb-since naming the older one, pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath), or pull with GOSUMDB=off to leave the checksum database data out",
+            Some(format!(
+                "the modules are installed and verified by their own hashes; the go command keeps checking new go.sum lines (go get, go mod tidy) against {name} online. \
+                 To have the data offline: {}, or pull into another GOMODCACHE and GOPATH (--gomodcache, --gopath)",
+                if moves {
+                    "if the cache was filled from an earlier bundle, pack this one again with --sumdb-since naming that bundle"
+                } else {
+                    "pull a bundle packed later (pack carries the newest tree head the database serves), or pack this one again with --sumdb-since naming the bundle the cache was filled from"
+                }
+            )),
         )
     };
     // 3. The older of the two trees must be in the newer.
@@ -984,7 +1048,7 @@ fn prepare_one(
                     ),
                 ));
             }
-            Err(t) => return Err(missing(t, "proving the two trees consistent")),
+            Err(t) => return Ok(unjoined(t, "proving the two trees consistent")),
         }
     }
     // 4. Every record, ours and those already cached, in the final tree.
@@ -1058,7 +1122,7 @@ fn prepare_one(
                             ),
                         ));
                     }
-                    Err(t) => return Err(missing(t, &format!("the cached {rel}"))),
+                    Err(t) => return Ok(unjoined(t, &format!("proving the cached {rel}"))),
                 }
             }
             notes_seen.insert(note.to_vec(), ());
@@ -1089,7 +1153,7 @@ fn prepare_one(
                     ),
                 ));
             }
-            Err(t) => return Err(missing(t, &format!("proving {what}"))),
+            Err(t) => return Ok(unjoined(t, &format!("proving {what}"))),
         }
     }
     // 5. Tiles the cache lacks (those it has must be the same bytes).
@@ -1142,10 +1206,12 @@ fn prepare_one(
         gopath: gopath.to_path_buf(),
         writes,
         latest: final_note.filter(|_| moves),
+        seen_latest: old_latest,
         records,
         tiles,
         tree: final_tree.n,
         skipped: None,
+        hint: None,
     })
 }
 
@@ -1306,14 +1372,77 @@ impl Prepared {
     pub fn database(&self) -> &str {
         &self.database
     }
+
+    /// Nothing to write for `database`, and why; `tree`: the tree the
+    /// cache trusts (0 if none or not read).
+    fn skipped(database: &str, tree: u64, why: String, hint: Option<String>) -> Prepared {
+        Prepared {
+            database: database.to_string(),
+            gomodcache: PathBuf::new(),
+            gopath: PathBuf::new(),
+            writes: Vec::new(),
+            latest: None,
+            seen_latest: None,
+            records: 0,
+            tiles: 0,
+            tree,
+            skipped: Some(why),
+            hint,
+        }
+    }
 }
 
-/// Writes what [`prepare`] decided: tiles, records, then the trusted head.
-pub fn install(p: &Prepared) -> Result<()> {
+/// Writes what [`prepare`] decided: tiles, records, then the trusted head,
+/// all under the exclusive lock of `latest` (the go command's
+/// `lockedfile.Edit` of it). If `latest` changed since [`prepare`] read it
+/// (a concurrent pull, or the go command), everything is decided again
+/// under the lock from what is there now, so the head never moves back
+/// and no record is left that the new head cannot prove. `carried` and
+/// `entries` are those given to [`prepare`]. Returns what was done.
+pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<Prepared> {
     if p.skipped.is_some() {
-        return Ok(());
+        return Ok(p);
     }
     let mut created = Vec::new();
+    let latest_dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
+    let latest_path = latest_dir.join("latest");
+    let lock = crate::fs::lock(
+        &latest_path,
+        crate::fs::LockMode::Exclusive,
+        crate::fs::Wait::Block,
+    )?
+    .expect("a blocking lock is taken");
+    let now = Some(lock.read_capped(&latest_path, MAX_NOTE_BYTES)?).filter(|l| !l.is_empty());
+    let p = if now == p.seen_latest {
+        p
+    } else {
+        let db = carried
+            .config
+            .databases
+            .iter()
+            .find(|d| d.name == p.database)
+            .expect("prepared from this config");
+        let (verifier, _) = gosumdb()?.expect("prepared with GOSUMDB on");
+        let again = prepare_one(
+            db,
+            entries,
+            &verifier,
+            &carried.tile_data,
+            &p.gomodcache,
+            &p.gopath,
+            now,
+        )
+        .with_context(|| {
+            format!(
+                "{} changed during the pull (another pull or the go command); checked again",
+                latest_path.display()
+            )
+        })?;
+        if again.skipped.is_some() {
+            return Ok(again);
+        }
+        again
+    };
     for (rel, data) in &p.writes {
         let rel = Path::new(rel);
         let parent = rel.parent().expect("tile or lookup path");
@@ -1333,16 +1462,10 @@ pub fn install(p: &Prepared) -> Result<()> {
         .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
     }
     if let Some(note) = &p.latest {
-        let dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
-        crate::fs::write_atomic(
-            &dir.join("latest"),
-            ".ocigo-tmp-",
-            note.as_bytes(),
-            0o644,
-            crate::fs::Durability::Synced,
-        )?;
+        lock.rewrite(&latest_path, note.as_bytes(), crate::fs::Durability::Synced)?;
     }
-    Ok(())
+    drop(lock);
+    Ok(p)
 }
 
 /// Stores the gathered tiles and config in `store` and pushes the

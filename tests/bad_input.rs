@@ -13,18 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::fixtures::{
-    FIXTURE_TIME, build_file_proxy, copy_project, copy_tree, fixture_env, fixture_modules,
-};
+use common::fixtures::{FIXTURE_TIME, copy_project, copy_tree, fixture_env, fixture_modules};
 use common::ocigo::{
-    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, ocigo, process_dir,
-    remove_module, snapshot, split_error, stderr,
+    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, module_entry, ocigo,
+    process_dir, push_bundle, remove_module, snapshot, split_error, stderr,
 };
 use common::registry::TestRegistry;
-use ocigo::artifact::{
-    self, FORMAT_VERSION, MEDIA_TYPE_MODULE_ZIP, MainModule, ModuleEntry, ModulesConfig,
-    SplitLimits, ZipRef,
-};
+use ocigo::artifact::{self, MEDIA_TYPE_MODULE_ZIP, ModuleEntry, ZipRef};
 use ocigo::gomod::{ModuleVersion, hash_gomod, hash_zip_entries};
 use ocigo::oci::{Digest, Manifest, Repository};
 use ocigo::store::Layout;
@@ -43,12 +38,7 @@ fn s(p: &Path) -> String {
 
 /// The fixture proxy, built once for this test binary.
 fn proxy() -> &'static Path {
-    static PROXY: OnceLock<PathBuf> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let dir = process_dir("proxy");
-        build_file_proxy(&dir);
-        dir
-    })
+    common::ocigo::fixture_proxy()
 }
 
 /// The fixture project packed once into an OCI layout (`<dir>`, tag v1).
@@ -371,43 +361,15 @@ fn evil_bundle(sc: &Scratch, evil: ModuleEntry) -> String {
         .unwrap();
     let zip_file = sc.join("testonly.zip");
     fs::write(&zip_file, testonly.zip_bytes()).unwrap();
-    let mv = ModuleVersion {
-        path: testonly.path.clone(),
-        version: testonly.version.clone(),
-    };
-    let h1 = ocigo::gomod::check_zip(&zip_file, &mv, "test").unwrap().h1;
-    let desc = layout
-        .ingest_file(&zip_file, MEDIA_TYPE_MODULE_ZIP)
-        .unwrap();
     let go_mod = String::from_utf8(testonly.go_mod()).unwrap();
-    let good = ModuleEntry {
-        path: testonly.path.clone(),
-        version: testonly.version.clone(),
-        info: Some(format!(
-            r#"{{"Version":"{}","Time":"{FIXTURE_TIME}"}}"#,
-            testonly.version
-        )),
-        mod_hash: hash_gomod(go_mod.as_bytes()),
+    let good = module_entry(
+        &layout,
+        &zip_file,
+        &testonly.path,
+        &testonly.version,
         go_mod,
-        zip: Some(ZipRef {
-            hash: h1,
-            layer: desc.digest,
-            size: desc.size,
-        }),
-    };
-    let config = ModulesConfig {
-        format_version: FORMAT_VERSION,
-        main_modules: vec![MainModule {
-            path: "example.com/project".into(),
-            go_version: Some("1.22".into()),
-        }],
-        platforms: vec!["linux/amd64".into()],
-        created: None,
-        modules: vec![good, evil],
-    };
-    let built = artifact::build(config, SplitLimits::default()).unwrap();
-    artifact::push_built(&layout, &built, Some("v1")).unwrap();
-    format!("oci:{}:v1", s(&disk))
+    );
+    push_bundle(&layout, &disk, vec![good, evil])
 }
 
 /// Packs `entries` as the zip of the evil module, with an h1 over exactly

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 
-use common::fixtures::{build_file_proxy, copy_project, fixture_env};
+use common::fixtures::{copy_project, fixture_env};
 use common::ocigo::{
     Scratch, assert_exit, assert_json_key_style, assert_mentions, assert_unchanged, json_ok, ocigo,
     ocigo_command, process_dir, snapshot, split_error, stderr, stdout,
@@ -28,13 +28,9 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// The fixture proxy, built once for this test binary.
 fn proxy() -> &'static Path {
-    static PROXY: OnceLock<PathBuf> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let dir = process_dir("proxy");
-        build_file_proxy(&dir);
-        dir
-    })
+    common::ocigo::fixture_proxy()
 }
 
 /// The fixture project, copied once for this test binary.

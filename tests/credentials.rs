@@ -20,7 +20,7 @@ use common::ocigo::{
     Scratch, assert_exit, assert_unchanged, ocigo_command, snapshot, stderr, stdout,
 };
 use common::registry::{TEST_HOST_NAME, TestRegistry, TokenConfig};
-use ocigo::oci::{Descriptor, MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST, Repository};
+use ocigo::oci::{Descriptor, Repository};
 use ocigo::registry::{RegistryOptions, RegistryRepository};
 use ocigo::store::Layout;
 
@@ -56,6 +56,22 @@ impl Captured {
             }
         }
     }
+}
+
+/// Neither the given secrets nor any token `reg`'s token service issued
+/// (nor the robot's basic credentials) appear in what `seen` captured.
+fn assert_no_secrets(seen: &Captured, reg: &TestRegistry, given: &[&str]) {
+    let mut secrets: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+    secrets.extend(
+        reg.token_service
+            .as_ref()
+            .unwrap()
+            .issued
+            .lock()
+            .unwrap()
+            .clone(),
+    );
+    seen.assert_no_secrets(ROBOT, &secrets);
 }
 
 /// `ocigo ARGS` with `stdin` fed in, HOME a scratch directory (no
@@ -96,29 +112,13 @@ fn layout(sc: &Scratch, layer_bytes: usize) -> (String, Descriptor) {
 
 /// [`layout`] with one layer per size given (each different).
 fn layout_of(sc: &Scratch, layer_sizes: &[usize]) -> (String, Descriptor) {
-    let dir = sc.join("layout");
-    let layout = Layout::open_or_create(&dir).unwrap();
-    let mut layers = Vec::new();
-    for (i, size) in layer_sizes.iter().enumerate() {
-        let layer: Vec<u8> = common::ocigo::noise_text(*size, 7 + i as u64);
-        let layer_desc = Descriptor::for_bytes("application/octet-stream", &layer);
-        layout.push_blob(&layer_desc, &mut &layer[..]).unwrap();
-        layers.push(layer_desc);
-    }
-    let cfg = Descriptor::for_bytes(MEDIA_TYPE_EMPTY, b"{}");
-    layout.push_blob(&cfg, &mut &b"{}"[..]).unwrap();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "artifactType": "application/x.ocigo.test",
-        "config": cfg,
-        "layers": layers,
-    })
-    .to_string();
-    let desc = layout
-        .push_manifest(MEDIA_TYPE_MANIFEST, manifest.as_bytes(), Some("v1"))
-        .unwrap();
-    (format!("oci:{}:v1", dir.display()), desc)
+    let layers: Vec<Vec<u8>> = layer_sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| common::ocigo::noise_text(*size, 7 + i as u64))
+        .collect();
+    let layers: Vec<&[u8]> = layers.iter().map(|l| &l[..]).collect();
+    common::ocigo::artifact_layout(&sc.join("layout"), &layers)
 }
 
 /// What `host/team/mods:v1` resolves to, read with `user:pass` given directly.
@@ -245,17 +245,7 @@ fn login_then_push_with_no_other_credential_source_then_logout() {
     seen.keep(&out);
     assert_exit(&out, 4, "push after logout");
 
-    let mut secrets = vec![PASSWORD.to_string(), "not-the-password".to_string()];
-    secrets.extend(
-        reg.token_service
-            .as_ref()
-            .unwrap()
-            .issued
-            .lock()
-            .unwrap()
-            .clone(),
-    );
-    seen.assert_no_secrets(ROBOT, &secrets);
+    assert_no_secrets(&seen, &reg, &[PASSWORD, "not-the-password"]);
 }
 
 #[test]
@@ -430,31 +420,21 @@ fn login_stores_through_the_credential_helper_and_logout_erases() {
     );
     assert_unchanged(&before, &docker, "docker config after a helper failure");
 
-    let mut secrets = vec![PASSWORD.to_string()];
-    secrets.extend(
-        reg.token_service
-            .as_ref()
-            .unwrap()
-            .issued
-            .lock()
-            .unwrap()
-            .clone(),
-    );
-    seen.assert_no_secrets(ROBOT, &secrets);
+    assert_no_secrets(&seen, &reg, &[PASSWORD]);
 }
 
-/// A push through a slow uplink (256 KiB/s: a 1 MiB layer takes 4 s) to a
-/// Harbor-shaped registry whose tokens last 2 s. `honest`: the token
-/// service says so (`expires_in`), and the client refreshes before using an
-/// expired token; otherwise it claims 30 minutes, the registry answers the
-/// stale token with 401 in the middle of the push, and the client fetches a
-/// new one and carries on.
-fn push_outlives_its_token(honest: bool) {
+/// A Harbor-shaped registry whose tokens the registry accepts for 2 s
+/// (the token service claims `expires_in` if given, else the truth),
+/// reached by name (TEST_HOST_NAME) only through a CONNECT proxy whose
+/// uplink carries `upload_rate` bytes a second. Returns the registry, the
+/// proxy (keep it alive) and the registry's `host:port` by that name.
+fn harbor_behind_slow_uplink(
+    expires_in: Option<u64>,
+    upload_rate: u64,
+) -> (TestRegistry, ConnectProxy, String) {
     let mut cfg = TokenConfig::harbor(ROBOT, PASSWORD);
     cfg.lifetime = 2;
-    if !honest {
-        cfg.expires_in = Some(1800);
-    }
+    cfg.expires_in = expires_in;
     cfg.realm_host = Some(TEST_HOST_NAME.to_string());
     let reg = TestRegistry::start_harbor(cfg);
     let token_addr = reg.token_service.as_ref().unwrap().addr.clone();
@@ -467,29 +447,50 @@ fn push_outlives_its_token(honest: bool) {
     ];
     let proxy = ConnectProxy::start_throttled(
         move |t| routes.iter().find(|(h, _)| h == t).map(|(_, a)| a.clone()),
-        Some(256 * 1024),
+        Some(upload_rate),
     );
-    let sc = Scratch::new();
-    let mut seen = Captured::default();
-    let docker = sc.dir("docker");
-    let proxy_env = proxy.addr.clone();
-    let env = [("HTTP_PROXY", proxy_env.as_str())];
+    (reg, proxy, reg_host)
+}
+
+/// `ocigo login` to `reg_host` as the robot (password on stdin).
+fn login_through(
+    sc: &Scratch,
+    docker: &Path,
+    reg_host: &str,
+    env: &[(&str, &str)],
+    seen: &mut Captured,
+) {
     let out = run(
-        &sc,
-        &docker,
+        sc,
+        docker,
         &[
             "login",
-            &reg_host,
+            reg_host,
             "--plain-http",
             "-u",
             ROBOT,
             "--password-stdin",
         ],
         PASSWORD,
-        &env,
+        env,
     );
     seen.keep(&out);
     assert_exit(&out, 0, "login through the proxy");
+}
+
+/// A push through a slow uplink (256 KiB/s: a 1 MiB layer takes 4 s) to a
+/// Harbor-shaped registry whose tokens last 2 s. `honest`: the token
+/// service says so (`expires_in`), and the client refreshes before using an
+/// expired token; otherwise it claims 30 minutes, the registry answers the
+/// stale token with 401 in the middle of the push, and the client fetches a
+/// new one and carries on.
+fn push_outlives_its_token(honest: bool) {
+    let (reg, proxy, reg_host) = harbor_behind_slow_uplink((!honest).then_some(1800), 256 * 1024);
+    let sc = Scratch::new();
+    let mut seen = Captured::default();
+    let docker = sc.dir("docker");
+    let env = [("HTTP_PROXY", proxy.addr.as_str())];
+    login_through(&sc, &docker, &reg_host, &env, &mut seen);
     let (src, desc) = layout(&sc, 1024 * 1024);
     let dest = format!("{reg_host}/team/mods:v1");
     let tokens_before = reg
@@ -534,17 +535,7 @@ fn push_outlives_its_token(honest: bool) {
         .filter(|s| s.contains("repository:team/mods:") && s.contains("push"))
         .count();
     assert!(push_tokens >= 2, "the token was refreshed: {asked:?}");
-    let mut secrets = vec![PASSWORD.to_string()];
-    secrets.extend(
-        reg.token_service
-            .as_ref()
-            .unwrap()
-            .issued
-            .lock()
-            .unwrap()
-            .clone(),
-    );
-    seen.assert_no_secrets(ROBOT, &secrets);
+    assert_no_secrets(&seen, &reg, &[PASSWORD]);
 }
 
 #[test]
@@ -568,44 +559,12 @@ fn harbor_tokens_refused_mid_push_are_fetched_again_after_the_401() {
 /// source's.
 #[test]
 fn harbor_token_refused_mid_upload_restarts_the_upload_with_a_new_token() {
-    let mut cfg = TokenConfig::harbor(ROBOT, PASSWORD);
-    cfg.lifetime = 2;
-    cfg.expires_in = Some(1800);
-    cfg.realm_host = Some(TEST_HOST_NAME.to_string());
-    let reg = TestRegistry::start_harbor(cfg);
-    let token_addr = reg.token_service.as_ref().unwrap().addr.clone();
-    let port = |a: &str| a.rsplit_once(':').unwrap().1.to_string();
-    let reg_host = format!("{TEST_HOST_NAME}:{}", port(&reg.addr));
-    let token_host = format!("{TEST_HOST_NAME}:{}", port(&token_addr));
-    let routes = [
-        (reg_host.clone(), reg.addr.clone()),
-        (token_host, token_addr),
-    ];
-    let proxy = ConnectProxy::start_throttled(
-        move |t| routes.iter().find(|(h, _)| h == t).map(|(_, a)| a.clone()),
-        Some(1024 * 1024),
-    );
+    let (reg, proxy, reg_host) = harbor_behind_slow_uplink(Some(1800), 1024 * 1024);
     let sc = Scratch::new();
     let mut seen = Captured::default();
     let docker = sc.dir("docker");
-    let proxy_env = proxy.addr.clone();
-    let env = [("HTTP_PROXY", proxy_env.as_str())];
-    let out = run(
-        &sc,
-        &docker,
-        &[
-            "login",
-            &reg_host,
-            "--plain-http",
-            "-u",
-            ROBOT,
-            "--password-stdin",
-        ],
-        PASSWORD,
-        &env,
-    );
-    seen.keep(&out);
-    assert_exit(&out, 0, "login through the proxy");
+    let env = [("HTTP_PROXY", proxy.addr.as_str())];
+    login_through(&sc, &docker, &reg_host, &env, &mut seen);
     let sizes = [512 * 1024, 1536 * 1024, 640 * 1024, 1280 * 1024, 768 * 1024];
     let (src, desc) = layout_of(&sc, &sizes);
     let dest = format!("{reg_host}/team/mods:v1");
@@ -662,17 +621,7 @@ fn harbor_token_refused_mid_upload_restarts_the_upload_with_a_new_token() {
             std::fs::read(storage.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap();
         assert_eq!(Descriptor::for_bytes(&l.media_type, &data).digest, l.digest);
     }
-    let mut secrets = vec![PASSWORD.to_string()];
-    secrets.extend(
-        reg.token_service
-            .as_ref()
-            .unwrap()
-            .issued
-            .lock()
-            .unwrap()
-            .clone(),
-    );
-    seen.assert_no_secrets(ROBOT, &secrets);
+    assert_no_secrets(&seen, &reg, &[PASSWORD]);
 }
 
 #[test]
@@ -702,17 +651,7 @@ fn identity_token_is_exchanged_with_the_refresh_token_grant() {
     seen.keep(&out);
     assert_exit(&out, 4, "push with a wrong identity token");
     assert!(stderr(&out).contains("identity token"), "{}", stderr(&out));
-    let mut secrets = vec![refresh.to_string(), "wrong-refresh-token-77".to_string()];
-    secrets.extend(
-        reg.token_service
-            .as_ref()
-            .unwrap()
-            .issued
-            .lock()
-            .unwrap()
-            .clone(),
-    );
-    seen.assert_no_secrets(ROBOT, &secrets);
+    assert_no_secrets(&seen, &reg, &[refresh, "wrong-refresh-token-77"]);
 }
 
 #[test]
@@ -770,15 +709,5 @@ fn podman_auth_json_is_read_when_the_docker_config_has_nothing() {
     );
     seen.keep(&out);
     assert_exit(&out, 0, "push with REGISTRY_AUTH_FILE");
-    let mut secrets = vec![PASSWORD.to_string()];
-    secrets.extend(
-        reg.token_service
-            .as_ref()
-            .unwrap()
-            .issued
-            .lock()
-            .unwrap()
-            .clone(),
-    );
-    seen.assert_no_secrets(ROBOT, &secrets);
+    assert_no_secrets(&seen, &reg, &[PASSWORD]);
 }

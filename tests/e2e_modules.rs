@@ -15,8 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{
-    build_file_proxy, copy_project, copy_tree, escape_path, fixture_env, fixture_modules,
-    semver_cmp, testdata_dir,
+    copy_project, copy_tree, escape_path, fixture_env, fixture_modules, semver_cmp, testdata_dir,
 };
 use common::go::{assert_success, go_offline};
 use common::ocigo::{
@@ -33,12 +32,7 @@ const PLATFORMS: [&str; 4] = ["--platform", "linux/amd64", "--platform", "window
 
 /// The fixture proxy, built once for this test binary.
 fn proxy() -> &'static Path {
-    static PROXY: OnceLock<PathBuf> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let dir = process_dir("proxy");
-        build_file_proxy(&dir);
-        dir
-    })
+    common::ocigo::fixture_proxy()
 }
 
 /// A new, empty, uniquely named directory below the scratch directory.
@@ -1202,6 +1196,28 @@ fn store_list_and_prune() {
         String::from_utf8_lossy(&out.stdout).contains("example.com/shared@"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+
+    // While a prune holds the store lock (here flock(1) holds it as prune
+    // does), list waits rather than read blobs being deleted (it showed
+    // them "unreadable"); then it lists what is there.
+    let held = common::ocigo::hold_flock(&store.join(".store.lock"));
+    let mut waiting = common::ocigo::ocigo_command(&[], &store, &["store", "list", "--json"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "store list finished while the store was locked for a prune"
+    );
+    drop(held);
+    let out = waiting.wait_with_output().unwrap();
+    let list = json_ok(&out, "ocigo store list after a prune let go");
+    assert_eq!(
+        list["entries"][0]["summary"]["modules"], packed["modules"],
+        "{list:#}"
     );
 
     let out = ocigo(&store, &["store", "prune", "--all", "--json"], &[]);

@@ -154,13 +154,7 @@ fn toolchain_parts(layout: &Path, tag: &str) -> (Index, Vec<(Manifest, Toolchain
 
 fn run(cmd: &mut Command, what: &str) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::go::assert_success(&out, what);
     out
 }
 

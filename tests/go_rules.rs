@@ -28,53 +28,7 @@ fn s(p: &Path) -> &str {
 /// the first time); a failed build fails the test with its output.
 fn gojudge() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gojudge");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let bin = target.join("gojudge");
-        let partial = target.join(format!("gojudge.{}.tmp", std::process::id()));
-        let modcache = target.join("gojudge-modcache");
-        let mut cmd = common::go::go_command(
-            &[],
-            &dir,
-            &["build", "-o", s(&partial), "."],
-            &[
-                // go.sum is complete and checked in: nothing may change it.
-                ("GOFLAGS", "-mod=readonly -modcacherw -buildvcs=false"),
-                ("CGO_ENABLED", "0"),
-                ("GOMODCACHE", s(&modcache)),
-            ],
-        );
-        for pass in [
-            "GOPROXY",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            if let Some(v) = std::env::var_os(pass) {
-                cmd.env(pass, v);
-            }
-        }
-        let out = cmd.output().map_err(|e| format!("cannot run go: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "building tests/gojudge failed ({:?}):\n{}{}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        std::fs::rename(&partial, &bin)
-            .map_err(|e| format!("rename {}: {e}", partial.display()))?;
-        Ok(bin)
-    });
-    match built {
-        Ok(bin) => bin,
-        Err(e) => panic!("{e}"),
-    }
+    common::go::test_program(&BIN, "gojudge", &[])
 }
 
 /// Sends every request to one gojudge process and returns its answers,

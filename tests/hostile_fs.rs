@@ -23,17 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixtures::{FIXTURE_TIME, escape_path, semver_cmp};
+use common::fixtures::{escape_path, semver_cmp};
 use common::go::go_offline;
 use common::ocigo::{
-    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, ocigo_command, snapshot,
-    stderr,
+    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, module_entry, ocigo_command,
+    push_bundle, snapshot, stderr,
 };
-use ocigo::artifact::{
-    self, FORMAT_VERSION, MEDIA_TYPE_MODULE_ZIP, MainModule, ModuleEntry, ModulesConfig,
-    SplitLimits, ZipRef,
-};
-use ocigo::gomod::{ModuleVersion, hash_gomod};
 use ocigo::oci::Repository;
 use ocigo::store::Layout;
 
@@ -111,45 +106,17 @@ fn bundle(work: &Path, disk: &Path, specs: &[Spec]) -> String {
         let zip_file = work.join(format!("zip-{i}.zip"));
         fs::create_dir_all(work).unwrap();
         fs::write(&zip_file, zip_of(sp)).unwrap();
-        let mv = ModuleVersion {
-            path: sp.path.clone(),
-            version: sp.version.clone(),
-        };
-        let h1 = ocigo::gomod::check_zip(&zip_file, &mv, "test").unwrap().h1;
-        let desc = layout
-            .ingest_file(&zip_file, MEDIA_TYPE_MODULE_ZIP)
-            .unwrap();
-        fs::remove_file(&zip_file).unwrap();
         let go_mod = String::from_utf8(sp.files[0].1.clone()).unwrap();
-        modules.push(ModuleEntry {
-            path: sp.path.clone(),
-            version: sp.version.clone(),
-            info: Some(format!(
-                r#"{{"Version":"{}","Time":"{FIXTURE_TIME}"}}"#,
-                sp.version
-            )),
-            mod_hash: hash_gomod(go_mod.as_bytes()),
+        modules.push(module_entry(
+            &layout,
+            &zip_file,
+            &sp.path,
+            &sp.version,
             go_mod,
-            zip: Some(ZipRef {
-                hash: h1,
-                layer: desc.digest,
-                size: desc.size,
-            }),
-        });
+        ));
+        fs::remove_file(&zip_file).unwrap();
     }
-    let config = ModulesConfig {
-        format_version: FORMAT_VERSION,
-        main_modules: vec![MainModule {
-            path: "example.com/project".into(),
-            go_version: Some("1.22".into()),
-        }],
-        platforms: vec!["linux/amd64".into()],
-        created: None,
-        modules,
-    };
-    let built = artifact::build(config, SplitLimits::default()).unwrap();
-    artifact::push_built(&layout, &built, Some("v1")).unwrap();
-    format!("oci:{}:v1", s(disk))
+    push_bundle(&layout, disk, modules)
 }
 
 /// The module zip of `sp`: every file under `path@version/`.

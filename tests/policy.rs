@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::fixtures::{build_file_proxy, copy_project, fixture_env};
+use common::fixtures::{copy_project, fixture_env};
 use common::ocigo::{
     Scratch, assert_exit, assert_mentions, json_ok, ocigo, process_dir, split_error, stderr, stdout,
 };
@@ -568,13 +568,9 @@ fn expected_hits() -> Vec<(String, String)> {
     ]
 }
 
+/// The fixture proxy, built once for this test binary.
 fn fixture_proxy() -> &'static Path {
-    static PROXY: OnceLock<PathBuf> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let dir = process_dir("proxy");
-        build_file_proxy(&dir);
-        dir
-    })
+    common::ocigo::fixture_proxy()
 }
 
 /// The fixture project, packed once: (project dir, layout reference).

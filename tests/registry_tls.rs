@@ -18,9 +18,8 @@ use std::process::Command;
 use common::http::ConnectProxy;
 use common::ocigo::{Scratch, assert_exit, ocigo, ocigo_command, stderr};
 use common::registry::{TEST_HOST_NAME, TestPki, TestRegistry};
-use ocigo::oci::{Descriptor, MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST, Repository};
+use ocigo::oci::{Descriptor, Repository};
 use ocigo::registry::{RegistryOptions, RegistryRepository};
-use ocigo::store::Layout;
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -29,25 +28,7 @@ fn s(p: &Path) -> String {
 /// A small artifact (empty config, one layer) in an OCI layout, tag v1.
 /// Returns the `oci:DIR:v1` reference and the manifest descriptor.
 fn small_layout(sc: &Scratch) -> (String, Descriptor) {
-    let dir = sc.join("layout");
-    let layout = Layout::open_or_create(&dir).unwrap();
-    let layer = b"ocigo over TLS";
-    let layer_desc = Descriptor::for_bytes("application/octet-stream", layer);
-    layout.push_blob(&layer_desc, &mut &layer[..]).unwrap();
-    let cfg = Descriptor::for_bytes(MEDIA_TYPE_EMPTY, b"{}");
-    layout.push_blob(&cfg, &mut &b"{}"[..]).unwrap();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "artifactType": "application/x.ocigo.test",
-        "config": cfg,
-        "layers": [layer_desc],
-    })
-    .to_string();
-    let desc = layout
-        .push_manifest(MEDIA_TYPE_MANIFEST, manifest.as_bytes(), Some("v1"))
-        .unwrap();
-    (format!("oci:{}:v1", s(&dir)), desc)
+    common::ocigo::artifact_layout(&sc.join("layout"), &[b"ocigo over TLS"])
 }
 
 /// What the registry holds as `team/mods:v1`, read over TLS with `ca`.

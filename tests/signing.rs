@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::fixtures;
 use common::registry::{Kind as RegistryKind, TestRegistry};
 use ocigo::oci::{Descriptor, Repository};
 use ocigo::registry::{RegistryOptions, RegistryRepository};
@@ -37,13 +36,7 @@ fn ocigo(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::go::assert_success(out, what);
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -69,30 +62,7 @@ fn cosign_cmd(dir: &Path, args: &[&str]) -> Output {
 
 /// A module bundle of the fixture project, packed once into an OCI layout.
 fn bundle_layout() -> &'static Path {
-    static LAYOUT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let tmp = tempfile::tempdir().unwrap();
-            let proxy = tmp.path().join("proxy");
-            fixtures::build_file_proxy(&proxy);
-            let project = fixtures::copy_project(tmp.path());
-            let layout = tmp.path().join("layout");
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocigo"));
-            cmd.arg("pack")
-                .arg(&project)
-                .arg("-o")
-                .arg(format!("oci:{}:v1", layout.display()))
-                .env("OCIGO_STORE", tmp.path().join("store"))
-                .env("GOMODCACHE", tmp.path().join("unused-modcache"))
-                .env("GOENV", "off")
-                .env_remove("GOFLAGS");
-            for (k, v) in fixtures::fixture_env(&proxy) {
-                cmd.env(k, v);
-            }
-            ok(&cmd.output().unwrap(), "pack fixture project");
-            (tmp, layout)
-        })
-        .1
+    common::ocigo::fixture_bundle_layout()
 }
 
 struct Setup {
@@ -308,60 +278,11 @@ fn cosign_interop(kind: RegistryKind) {
 /// under target/tmp); a failed build fails the test, with its output.
 fn containers_policy() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containers-policy");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let bin = target.join("containers-policy");
-        let partial = target.join(format!("containers-policy.{}.tmp", std::process::id()));
-        let modcache = target.join("containers-policy-modcache");
-        let mut cmd = common::go::go_command(
-            &[],
-            &dir,
-            &[
-                "build",
-                "-tags",
-                "containers_image_openpgp",
-                "-o",
-                s(&partial),
-                ".",
-            ],
-            &[
-                // go.sum is complete and checked in: nothing may change it.
-                ("GOFLAGS", "-mod=readonly -modcacherw -buildvcs=false"),
-                ("CGO_ENABLED", "0"),
-                ("GOMODCACHE", s(&modcache)),
-            ],
-        );
-        for pass in [
-            "GOPROXY",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            if let Some(v) = std::env::var_os(pass) {
-                cmd.env(pass, v);
-            }
-        }
-        let out = cmd.output().map_err(|e| format!("cannot run go: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "building tests/containers-policy failed ({:?}):\n{}{}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        std::fs::rename(&partial, &bin)
-            .map_err(|e| format!("rename {}: {e}", partial.display()))?;
-        Ok(bin)
-    });
-    match built {
-        Ok(bin) => bin,
-        Err(e) => panic!("{e}"),
-    }
+    common::go::test_program(
+        &BIN,
+        "containers-policy",
+        &["-tags", "containers_image_openpgp"],
+    )
 }
 
 #[test]

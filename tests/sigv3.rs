@@ -9,7 +9,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use base64::Engine as _;
 use common::fixtures;
@@ -28,34 +27,7 @@ const COSIGN_HTTP: [&str; 2] = [
 
 /// A module bundle of the fixture project, packed once into an OCI layout.
 fn bundle_layout() -> &'static Path {
-    static LAYOUT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let tmp = tempfile::tempdir().unwrap();
-            let proxy = tmp.path().join("proxy");
-            fixtures::build_file_proxy(&proxy);
-            let project = fixtures::copy_project(tmp.path());
-            let layout = tmp.path().join("layout");
-            let dest = format!("oci:{}:v1", layout.display());
-            let mut env: Vec<(String, String)> = fixtures::fixture_env(&proxy)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            env.push((
-                "GOMODCACHE".into(),
-                tmp.path().join("unused").display().to_string(),
-            ));
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let out = ocigo(
-                &tmp.path().join("store"),
-                &["pack", project.to_str().unwrap(), "-o", &dest],
-                &env,
-            );
-            assert_exit(&out, 0, "pack the fixture project");
-            (tmp, layout)
-        })
-        .1
+    common::ocigo::fixture_bundle_layout()
 }
 
 struct Setup {

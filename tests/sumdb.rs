@@ -254,30 +254,9 @@ fn other_key(name: &str) -> String {
 
 /// tests/sumdbfixture built once per test binary into target/tmp.
 fn fixture_bin() -> &'static Path {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdbfixture");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let bin = target.join("sumdbfixture");
-        let partial = target.join(format!("sumdbfixture.{}.tmp", std::process::id()));
-        let modcache = target.join("gojudge-modcache");
-        let mut env: Vec<(&str, String)> = vec![
-            (
-                "GOFLAGS",
-                "-mod=readonly -modcacherw -buildvcs=false".into(),
-            ),
-            ("CGO_ENABLED", "0".into()),
-            ("GOMODCACHE", modcache.display().to_string()),
-        ];
-        if let Ok(p) = std::env::var("GOPROXY") {
-            env.push(("GOPROXY", p));
-        }
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = go(&dir, &["build", "-o", partial.to_str().unwrap(), "."], &env);
-        assert_success(&out, "building tests/sumdbfixture");
-        fs::rename(&partial, &bin).unwrap();
-        bin
-    })
+    static BIN: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    common::go::test_program(&BIN, "sumdbfixture", &[])
 }
 
 /// A running fixture database; killed on drop.
@@ -289,6 +268,11 @@ struct FixtureDb {
 
 impl FixtureDb {
     fn start(proxy: &Path, fill: u32) -> FixtureDb {
+        Self::start_with(proxy, fill, &[])
+    }
+
+    /// `extra`: more flags (`-cache-lookups`).
+    fn start_with(proxy: &Path, fill: u32, extra: &[&str]) -> FixtureDb {
         use std::io::BufRead as _;
         let mut child = std::process::Command::new(fixture_bin())
             .args([
@@ -297,6 +281,7 @@ impl FixtureDb {
                 "-fill",
                 &fill.to_string(),
             ])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -313,18 +298,8 @@ impl FixtureDb {
     /// Appends `n` filler records: the tree grows.
     fn fill(&self, n: u32) {
         let host = self.url.strip_prefix("http://").unwrap();
-        let mut c = std::net::TcpStream::connect(host).unwrap();
-        write!(
-            c,
-            "GET /fill?n={n} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        c.read_to_string(&mut resp).unwrap();
-        assert!(
-            resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
-            "{resp}"
-        );
+        let (status, body) = common::http::get(host, &format!("/fill?n={n}"));
+        assert!(status.contains(" 200 "), "{status}\n{body}");
     }
 }
 
@@ -384,8 +359,9 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         mods.push(m);
     }
     // 300 records before the first pack: the first bundle's tree has a
-    // full tile and a partial one.
-    let db = FixtureDb::start(&proxy, 300);
+    // full tile and a partial one. Lookups are answered from a cache, as
+    // proxy.golang.org answers them: signed in the tree of the first one.
+    let db = FixtureDb::start_with(&proxy, 300, &["-cache-lookups"]);
     let gosumdb = format!("{} {}", db.vkey, db.url);
     let proxy_url = format!("file://{}", proxy.display());
     let pack_env: Vec<(&str, &str)> = vec![
@@ -413,6 +389,12 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     assert_eq!(second["sumdb"]["tree_size"], 1002);
     let unjoined = pack(&p2, "l3", &[]);
     assert_eq!(unjoined["sumdb"]["tree_size"], 1002);
+    // p1 again: its lookup comes from the cache, signed in the tree of
+    // 301 records; pack carries the database's head instead (1002) and
+    // the tiles that prove the lookup's tree a prefix of it.
+    let repacked = pack(&p1, "l5", &[]);
+    assert_eq!(repacked["sumdb"]["lookups_tree_size"], 301, "{repacked}");
+    assert_eq!(repacked["sumdb"]["tree_size"], 1002, "{repacked}");
     assert!(
         second["sumdb"]["tiles"].as_u64() > unjoined["sumdb"]["tiles"].as_u64(),
         "--sumdb-since carries more tiles: {second} {unjoined}"
@@ -444,6 +426,13 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         &["earlier bundle's record lies outside its own tree"],
         "--sumdb-since with a record beyond its tree",
     );
+    // What a forked log would serve: a signed tree of 301 records with
+    // another hash.
+    let (status, forged) = common::http::get(
+        db.url.strip_prefix("http://").unwrap(),
+        "/forged-tree?n=301",
+    );
+    assert!(status.contains(" 200 "), "{status}\n{forged}");
     drop(db); // everything from here on is offline
 
     let key_only = db_key_only(&gosumdb);
@@ -501,23 +490,222 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     }
 
     // Without --sumdb-since the newer bundle cannot join the older one's
-    // cache: refused, nothing written.
-    let (gm, gp) = (s.join("gm-refused"), s.join("gp-refused"));
+    // cache: its modules are installed, its checksum database data is
+    // left out with a warning, and the cache's database data and trusted
+    // head stay as they were.
+    let (gm, gp) = (s.join("gm-unjoined"), s.join("gp-unjoined"));
     assert_exit(&pull("l1", &gm, &gp), 0, "pull l1");
-    let (before_gm, before_gp) = (snapshot(&gm), snapshot(&gp));
+    let sumdb_dir = gm.join("cache/download/sumdb");
+    let (before_db, before_gp) = (snapshot(&sumdb_dir), snapshot(&gp));
     let out = pull("l3", &gm, &gp);
     assert_exit(
         &out,
-        5,
+        0,
         "pull of a bundle that cannot join the cache's tree",
     );
     assert_mentions(
-        &stderr(&out),
-        &["sumdb.test", "301", "1002", "--sumdb-since"],
-        "unjoinable trees",
+        &common::ocigo::stdout(&out),
+        &[
+            "warning: checksum database sumdb.test: not installed",
+            "301",
+            "1002",
+            "which neither holds",
+        ],
+        "unjoinable trees (human output)",
     );
-    assert_unchanged(&before_gm, &gm, "GOMODCACHE after a refused pull");
-    assert_unchanged(&before_gp, &gp, "GOPATH after a refused pull");
+    assert_mentions(
+        &stderr(&out),
+        &["hint:", "--sumdb-since", "earlier bundle"],
+        "unjoinable trees (hint)",
+    );
+    assert_unchanged(
+        &before_db,
+        &sumdb_dir,
+        "the checksum database cache after an unjoined pull",
+    );
+    assert_unchanged(&before_gp, &gp, "GOPATH after an unjoined pull");
+    let sb_zip = gm.join(format!(
+        "cache/download/{}/@v/{}.zip",
+        mods[1].path, mods[1].version
+    ));
+    assert!(sb_zip.is_file(), "{} was not installed", sb_zip.display());
+    // The same in --json: the reason in sumdb[].skipped.
+    let (gmj, gpj) = (s.join("gm-unjoined-json"), s.join("gp-unjoined-json"));
+    assert_exit(&pull("l1", &gmj, &gpj), 0, "pull l1");
+    let out = ocigo_offline(
+        &s.join("store-gm-unjoined-json"),
+        &[
+            "--json",
+            "pull",
+            &format!("oci:{}:v1", s.join("l3").display()),
+            "--gomodcache",
+            gmj.to_str().unwrap(),
+            "--gopath",
+            gpj.to_str().unwrap(),
+        ],
+        &pull_env,
+    );
+    assert_exit(&out, 0, "pull --json of an unjoinable bundle");
+    let j = json_ok(&out, "pull --json");
+    let skipped = j["sumdb"][0]["skipped"].as_str().unwrap_or_default();
+    assert!(
+        skipped.contains("301") && skipped.contains("1002"),
+        "sumdb[].skipped: {j}"
+    );
+    assert_eq!(j["sumdb"][0]["records_written"], 0, "{j}");
+    assert!(j["env"].get("GOPATH").is_none(), "{j}");
+
+    // The other way round, a bundle older than the cache's tree: the same,
+    // and the hint says a bundle packed later would join.
+    let (gmo, gpo) = (s.join("gm-older"), s.join("gp-older"));
+    assert_exit(&pull("l3", &gmo, &gpo), 0, "pull l3");
+    let before = snapshot(&gpo);
+    let out = pull("l1", &gmo, &gpo);
+    assert_exit(&out, 0, "pull of a bundle older than the cache's tree");
+    assert_mentions(
+        &common::ocigo::stdout(&out),
+        &[
+            "warning: checksum database sumdb.test: not installed",
+            "1002",
+            "301",
+        ],
+        "an older bundle (human output)",
+    );
+    assert_mentions(
+        &stderr(&out),
+        &["hint:", "packed later"],
+        "an older bundle (hint)",
+    );
+    assert_unchanged(&before, &gpo, "GOPATH after an older bundle's pull");
+
+    // A proven inconsistency stays a refusal (exit 3, nothing written), as
+    // the go command refuses it: a cache trusting the forged tree of 301
+    // records, against l1's tree of the same size (another hash), and
+    // against l2's, whose tiles prove the real tree of 301 records a prefix
+    // of it, not the forged one.
+    for (layout, needle) in [
+        ("l1", "same size and different hashes"),
+        ("l2", "is not a prefix of the tree of 1002 records"),
+    ] {
+        let (gmf, gpf) = (
+            s.dir(&format!("gm-fork-{layout}")),
+            s.dir(&format!("gp-fork-{layout}")),
+        );
+        let latest = gpf.join("pkg/sumdb/sumdb.test/latest");
+        fs::create_dir_all(latest.parent().unwrap()).unwrap();
+        fs::write(&latest, &forged).unwrap();
+        let (before_gm, before_gp) = (snapshot(&gmf), snapshot(&gpf));
+        let out = pull(layout, &gmf, &gpf);
+        let what = format!("pull of {layout} into a cache trusting a forked tree");
+        assert_exit(&out, 3, &what);
+        assert_mentions(&stderr(&out), &["sumdb.test", needle, "forked log"], &what);
+        assert_unchanged(&before_gm, &gmf, &what);
+        assert_unchanged(&before_gp, &gpf, &what);
+    }
+
+    // A bundle that carries the database's head (pack read it through the
+    // proxy) joins that cache: the head moves to 1002, and the bundle
+    // packed without --sumdb-since joins it too; both modules build
+    // offline with an emptied go.sum.
+    let out = pull("l5", &gm, &gp);
+    assert_exit(&out, 0, "pull of the bundle carrying the head");
+    assert_mentions(
+        &common::ocigo::stdout(&out),
+        &[
+            "checksum database sumdb.test:",
+            "trusted tree of 1002 records",
+        ],
+        "the head carried",
+    );
+    let out = pull("l3", &gm, &gp);
+    assert_exit(&out, 0, "pull l3 again");
+    assert!(
+        !common::ocigo::stdout(&out).contains("not installed"),
+        "{}",
+        common::ocigo::stdout(&out)
+    );
+    for (p, m) in [(&p1, &mods[0]), (&p2, &mods[1])] {
+        fs::write(p.join("go.sum"), "").unwrap();
+        let (gms, gps) = (gm.display().to_string(), gp.display().to_string());
+        let px = format!("file://{gms}/cache/download");
+        let out = go_offline(
+            p,
+            &["build", "./..."],
+            &[
+                ("GOMODCACHE", &gms),
+                ("GOPATH", &gps),
+                ("GOPROXY", &px),
+                ("GOSUMDB", &key_only),
+                ("GOFLAGS", "-mod=mod"),
+            ],
+        );
+        assert_success(&out, &format!("offline build of {} after joining", m.path));
+    }
+
+    // Two pulls at once into one fresh cache, of bundles at two heads
+    // (301 and 1002, the newer joinable with --sumdb-since). A go command
+    // holds `latest` (empty: it has none yet) locked while both start, so
+    // both read it at once when it lets go; under its lock the later
+    // writer decides again from what the earlier wrote, and the head ends
+    // at 1002 whichever goes first (deciding on what it read first, the
+    // later one moved it back to 301 about every other round).
+    let newer_head = serde_json::from_slice::<serde_json::Value>(&blob(
+        &s.join("l2"),
+        sumdb_config_digest(&s.join("l2")).as_str(),
+    ))
+    .unwrap()["databases"][0]["tree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for round in 0..6 {
+        let (gm, gp) = (
+            s.join(&format!("gm-race{round}")),
+            s.join(&format!("gp-race{round}")),
+        );
+        let latest = gp.join("pkg/sumdb/sumdb.test/latest");
+        fs::create_dir_all(latest.parent().unwrap()).unwrap();
+        fs::write(&latest, "").unwrap();
+        let holder = common::ocigo::hold_flock(&latest);
+        let outs = std::thread::scope(|sc| {
+            let a = sc.spawn(|| pull("l1", &gm, &gp));
+            let b = sc.spawn(|| pull("l2", &gm, &gp));
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            drop(holder);
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        for (out, l) in outs.iter().zip(["l1", "l2"]) {
+            assert_exit(out, 0, &format!("concurrent pull of {l} (round {round})"));
+            assert!(
+                !common::ocigo::stdout(out).contains("not installed"),
+                "round {round}, {l}: {}",
+                common::ocigo::stdout(out)
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(&latest).unwrap(),
+            newer_head,
+            "round {round}: the trusted head after two concurrent pulls"
+        );
+    }
+}
+
+/// The digest of the checksum-database config of the bundle in `layout`.
+fn sumdb_config_digest(layout: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"].as_str().unwrap();
+    let top: serde_json::Value = serde_json::from_slice(&blob(layout, top)).unwrap();
+    let m = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == "application/vnd.ocigo.sumdb.v1")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m: serde_json::Value = serde_json::from_slice(&blob(layout, &m)).unwrap();
+    m["config"]["digest"].as_str().unwrap().to_string()
 }
 
 /// GOSUMDB without the URL: the go command must find everything in its

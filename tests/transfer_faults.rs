@@ -205,16 +205,7 @@ fn walk_files(root: &Path) -> Vec<String> {
 
 /// The registry's tag list of `repo`, as text ("" when unknown).
 fn reqwest_tags(addr: &str, repo: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        c,
-        "GET /v2/{repo}/tags/list HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    common::http::get(addr, &format!("/v2/{repo}/tags/list")).1
 }
 
 /// `--chunk-size` sends blobs larger than the size as PATCH chunks (the

@@ -69,6 +69,9 @@ pub struct PackReport {
 pub struct SumdbPacked {
     pub database: Option<String>,
     pub tree_size: u64,
+    /// The newest tree the records' lookups came with: older than
+    /// `tree_size` when the database's head was newer (it is carried).
+    pub lookups_tree_size: u64,
     pub records: usize,
     pub tiles: usize,
     /// Bytes of the config and the tiles.
@@ -224,6 +227,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
                 .and_then(|d| crate::gomod::sumdb::parse_tree(d.tree.split("\n\n").next()?).ok())
                 .map(|t| t.n)
                 .unwrap_or(0),
+            lookups_tree_size: gathered.lookups_tree,
             records: db.map(|d| d.records.len()).unwrap_or(0),
             tiles: gathered.tiles.len(),
             bytes,

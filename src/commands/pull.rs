@@ -68,6 +68,10 @@ pub struct SumdbInstalled {
     /// Why nothing was installed (GOSUMDB off, another database).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// What to do when the data could be carried but was not (a tree that
+    /// cannot be joined to the cache's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub verify_seconds: f64,
 }
 
@@ -295,7 +299,7 @@ fn pull_modules_from(
         None => crate::sumdata::default_gopath()?,
     };
     let started = std::time::Instant::now();
-    let sumdb_prepared = match &sumdb_desc {
+    let (carried, sumdb_prepared) = match &sumdb_desc {
         Some(desc) => {
             let carried = crate::sumdata::fetch_carried(src, desc)?;
             // The toolchains the bundle holds have records too.
@@ -303,9 +307,9 @@ fn pull_modules_from(
             let prepared = crate::sumdata::prepare(&carried, &sum_inputs, &gomodcache, &gopath)?;
             // Proven: now the store keeps it.
             carried.store_in(&store)?;
-            prepared
+            (Some(carried), prepared)
         }
-        None => Vec::new(),
+        None => (None, Vec::new()),
     };
     let verify_seconds = started.elapsed().as_secs_f64();
     // Record the bundle in the store so `store list` shows it and prune keeps it.
@@ -342,14 +346,16 @@ fn pull_modules_from(
     }
     progress.finish();
     let mut sumdb = Vec::new();
-    for p in &sumdb_prepared {
-        crate::sumdata::install(p)?;
+    for p in sumdb_prepared {
+        let carried = carried.as_ref().expect("prepared from it");
+        let p = crate::sumdata::install(p, carried, &sum_inputs)?;
         sumdb.push(SumdbInstalled {
             database: p.database().to_string(),
             records_written: p.records,
             tiles_written: p.tiles,
             tree_size: p.tree,
             skipped: p.skipped.clone(),
+            hint: p.hint.clone(),
             verify_seconds,
         });
     }
@@ -377,6 +383,13 @@ fn pull_modules_from(
                     human,
                     "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
                     s.database, s.records_written, s.tiles_written, s.tree_size
+                );
+            }
+            Some(why) if s.hint.is_some() => {
+                let _ = writeln!(
+                    human,
+                    "warning: checksum database {}: not installed: {why}",
+                    s.database
                 );
             }
             Some(why) => {
@@ -418,6 +431,9 @@ fn pull_modules_from(
         sumdb,
     };
     let mut outcome = Outcome::ok(human, &report);
+    outcome
+        .hints
+        .extend(report.sumdb.iter().filter_map(|s| s.hint.clone()));
     if !conflicts.is_empty() {
         let _ = writeln!(
             outcome.human,

@@ -49,6 +49,9 @@ pub struct StoreReport {
 
 pub fn store_list(g: &Global, list_modules: bool) -> Result<Outcome> {
     let store = g.open_store()?;
+    // Shared, like pack and pull: a prune (exclusive) is not deleting the
+    // blobs this reads, and waits for it to finish.
+    let _store_in_use = store.use_lock()?;
     let (blobs, bytes) = store.usage()?;
     let mut entries = Vec::new();
     for (name, d) in store.refs()? {

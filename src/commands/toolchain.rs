@@ -473,6 +473,7 @@ pub(super) fn pull_toolchain(
         ToolchainTarget::ModCache { dir, sumdb_gopath } => {
             // The record and tiles are proven before anything is written.
             let mut sumdb = Vec::new();
+            let mut carried_inputs = None;
             if let Some(gopath) = sumdb_gopath
                 && let Some(desc) = top_bytes
                     .is_index()
@@ -485,11 +486,13 @@ pub(super) fn pull_toolchain(
                 sumdb = crate::sumdata::prepare(&carried, &inputs, dir, gopath)?;
                 // Proven: now the store keeps it.
                 carried.store_in(&store)?;
+                carried_inputs = Some((carried, inputs));
             }
             let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
             let mut sumdb_installed = false;
-            for p in &sumdb {
-                crate::sumdata::install(p)?;
+            for p in sumdb {
+                let (carried, inputs) = carried_inputs.as_ref().expect("prepared from it");
+                let p = crate::sumdata::install(p, carried, inputs)?;
                 if p.skipped.is_none() {
                     sumdb_installed = true;
                     let _ = writeln!(
@@ -499,6 +502,12 @@ pub(super) fn pull_toolchain(
                         p.records,
                         p.tiles,
                         p.tree
+                    );
+                } else if let (Some(why), Some(hint)) = (&p.skipped, &p.hint) {
+                    let _ = writeln!(
+                        human,
+                        "warning: checksum database {}: not installed: {why}\n  {hint}",
+                        p.database()
                     );
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// A persistent build cache shared by all tests (`target/tmp/gocache`):
 /// the go build cache is safe for concurrent use and only speeds builds up.
@@ -85,4 +86,69 @@ pub fn assert_failure(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The Go program in `tests/<name>` (gojudge, containers-policy,
+/// sumdbfixture), built once per test binary into `target/tmp/<name>`
+/// with `go build <extra> -o …` (its go.sum complete and checked in:
+/// `-mod=readonly`), modules downloaded through the Go module proxy (the
+/// caller's GOPROXY and proxy variables) into `target/tmp/<name>-modcache`
+/// the first time. `cell` is the caller's own static, so a failed build
+/// is tried once and fails every test that needs it, with its output.
+pub fn test_program(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    name: &str,
+    extra: &[&str],
+) -> &'static Path {
+    let built = cell.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(name);
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let bin = target.join(name);
+        let partial = target.join(format!("{name}.{}.tmp", std::process::id()));
+        let modcache = target.join(format!("{name}-modcache"));
+        let mut args = vec!["build"];
+        args.extend_from_slice(extra);
+        args.extend(["-o", partial.to_str().expect("UTF-8 path"), "."]);
+        let mut cmd = go_command(
+            &[],
+            &dir,
+            &args,
+            &[
+                ("GOFLAGS", "-mod=readonly -modcacherw -buildvcs=false"),
+                ("CGO_ENABLED", "0"),
+                ("GOMODCACHE", modcache.to_str().expect("UTF-8 path")),
+            ],
+        );
+        for pass in [
+            "GOPROXY",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            if let Some(v) = std::env::var_os(pass) {
+                cmd.env(pass, v);
+            }
+        }
+        let out = cmd.output().map_err(|e| format!("cannot run go: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building tests/{name} failed ({:?}):\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::rename(&partial, &bin)
+            .map_err(|e| format!("rename {}: {e}", partial.display()))?;
+        Ok(bin)
+    });
+    match built {
+        Ok(bin) => bin,
+        Err(e) => panic!("{e}"),
+    }
 }

@@ -3,7 +3,8 @@
 //! request per connection with `Connection: close`; [`serve_faults`] keeps
 //! connections alive and can misbehave as no real registry can be made to
 //! (never answer, stall mid-body, trickle, cut a body short), for the
-//! network-deadline tests.
+//! network-deadline tests. [`get`] is the plainest client, for asking a
+//! test server something outside the protocol under test.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -416,4 +417,24 @@ fn tunnel(
     let _ = up.shutdown(std::net::Shutdown::Write);
     let _ = t.join();
     Ok(())
+}
+
+/// `GET path` from `addr` (`host:port`) with `Connection: close`: the
+/// status line and the body (an HTTP/1.0 request, so the body comes
+/// unchunked).
+pub fn get(addr: &str, path: &str) -> (String, String) {
+    use std::io::Read as _;
+    let mut c = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        c,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }

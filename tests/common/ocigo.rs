@@ -270,6 +270,17 @@ extern "C" fn remove_at_exit() {
     }
 }
 
+/// The fixture proxy (`fixtures::build_file_proxy`), built once per test
+/// binary in a [`process_dir`].
+pub fn fixture_proxy() -> &'static Path {
+    static PROXY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROXY.get_or_init(|| {
+        let dir = process_dir("proxy");
+        super::fixtures::build_file_proxy(&dir);
+        dir
+    })
+}
+
 /// A directory that lives as long as the test process (for state shared
 /// through a `OnceLock`): removed when the process exits normally.
 pub fn process_dir(prefix: &str) -> PathBuf {
@@ -607,4 +618,151 @@ pub fn remove_module(modcache: &Path, path: &str, version: &str) {
             .collect();
         fs::write(&list, kept).unwrap();
     }
+}
+
+/// An exclusive `flock` on `path` (as the go command's `lockedfile.Edit`
+/// takes it), held by a `flock(1)` process until the guard is dropped.
+pub struct FlockHolder(std::process::Child);
+
+pub fn hold_flock(path: &Path) -> FlockHolder {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new("flock")
+        .arg("--exclusive")
+        .arg(path)
+        .args(["-c", "echo locked; read _"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running flock(1)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked", "flock(1) did not take the lock");
+    FlockHolder(child)
+}
+
+impl Drop for FlockHolder {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// The fixture project (`fixtures::copy_project`, its modules from a
+/// `fixtures::build_file_proxy`), packed once per test binary into an OCI
+/// layout; returns the layout's directory (tag v1).
+pub fn fixture_bundle_layout() -> &'static Path {
+    static LAYOUT: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    &LAYOUT
+        .get_or_init(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let proxy = tmp.path().join("proxy");
+            super::fixtures::build_file_proxy(&proxy);
+            let project = super::fixtures::copy_project(tmp.path());
+            let layout = tmp.path().join("layout");
+            let dest = format!("oci:{}:v1", layout.display());
+            let mut env = super::fixtures::fixture_env(&proxy);
+            env.push((
+                "GOMODCACHE".into(),
+                tmp.path().join("unused").display().to_string(),
+            ));
+            let env = super::go::env_refs(&env);
+            let out = ocigo(
+                &tmp.path().join("store"),
+                &["pack", project.to_str().unwrap(), "-o", &dest],
+                &env,
+            );
+            assert_exit(&out, 0, "pack the fixture project");
+            (tmp, layout)
+        })
+        .1
+}
+
+/// A small artifact in a new OCI layout at `dir`, tagged v1: an empty
+/// config and one `application/octet-stream` layer per entry of
+/// `layers`, artifactType `application/x.ocigo.test`. Returns the
+/// `oci:DIR:v1` reference and the manifest's descriptor.
+pub fn artifact_layout(dir: &Path, layers: &[&[u8]]) -> (String, ::ocigo::oci::Descriptor) {
+    use ::ocigo::oci::{Descriptor, MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST, Repository as _};
+    let layout = ::ocigo::store::Layout::open_or_create(dir).unwrap();
+    let mut descs = Vec::new();
+    for layer in layers {
+        let desc = Descriptor::for_bytes("application/octet-stream", layer);
+        layout.push_blob(&desc, &mut &layer[..]).unwrap();
+        descs.push(desc);
+    }
+    let cfg = Descriptor::for_bytes(MEDIA_TYPE_EMPTY, b"{}");
+    layout.push_blob(&cfg, &mut &b"{}"[..]).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "artifactType": "application/x.ocigo.test",
+        "config": cfg,
+        "layers": descs,
+    })
+    .to_string();
+    let desc = layout
+        .push_manifest(MEDIA_TYPE_MANIFEST, manifest.as_bytes(), Some("v1"))
+        .unwrap();
+    (format!("oci:{}:v1", dir.display()), desc)
+}
+
+/// The module entry of `path@version` whose zip is `zip_file` (checked and
+/// hashed as pull checks it, then stored in `layout` as its zip layer),
+/// with `go_mod` and a `.info` at [`FIXTURE_TIME`]: for bundles built by
+/// hand (see [`push_bundle`]).
+pub fn module_entry(
+    layout: &::ocigo::store::Layout,
+    zip_file: &Path,
+    path: &str,
+    version: &str,
+    go_mod: String,
+) -> ::ocigo::artifact::ModuleEntry {
+    let mv = ::ocigo::gomod::ModuleVersion {
+        path: path.to_string(),
+        version: version.to_string(),
+    };
+    let h1 = ::ocigo::gomod::check_zip(zip_file, &mv, "test").unwrap().h1;
+    let desc = layout
+        .ingest_file(zip_file, ::ocigo::artifact::MEDIA_TYPE_MODULE_ZIP)
+        .unwrap();
+    ::ocigo::artifact::ModuleEntry {
+        path: path.to_string(),
+        version: version.to_string(),
+        info: Some(format!(
+            r#"{{"Version":"{version}","Time":"{FIXTURE_TIME}"}}"#
+        )),
+        mod_hash: ::ocigo::gomod::hash_gomod(go_mod.as_bytes()),
+        go_mod,
+        zip: Some(::ocigo::artifact::ZipRef {
+            hash: h1,
+            layer: desc.digest,
+            size: desc.size,
+        }),
+    }
+}
+
+/// A bundle of `modules` (main module example.com/project, go 1.22,
+/// linux/amd64) pushed into `layout` at `disk`, tagged v1; returns
+/// `oci:<disk>:v1`.
+pub fn push_bundle(
+    layout: &::ocigo::store::Layout,
+    disk: &Path,
+    modules: Vec<::ocigo::artifact::ModuleEntry>,
+) -> String {
+    use ::ocigo::artifact::{self, MainModule, ModulesConfig};
+    let config = ModulesConfig {
+        format_version: artifact::FORMAT_VERSION,
+        main_modules: vec![MainModule {
+            path: "example.com/project".into(),
+            go_version: Some("1.22".into()),
+        }],
+        platforms: vec!["linux/amd64".into()],
+        created: None,
+        modules,
+    };
+    let built = artifact::build(config, artifact::SplitLimits::default()).unwrap();
+    artifact::push_built(layout, &built, Some("v1")).unwrap();
+    format!("oci:{}:v1", disk.display())
 }

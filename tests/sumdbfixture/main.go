@@ -5,12 +5,17 @@
 // lines computed from a GOPROXY directory tree with dirhash, served over
 // HTTP on 127.0.0.1.
 //
-//	sumdbfixture -proxy DIR [-name sumdb.test] [-fill N]
+//	sumdbfixture -proxy DIR [-name sumdb.test] [-fill N] [-cache-lookups]
 //
 // Prints "VKEY <verifier key>" and "URL http://127.0.0.1:<port>" on
 // stdout, then serves until killed. GET /fill?n=N appends N filler
 // records (module example.net/filler, versions v0.0.<k>), so a test can
-// make the tree grow between two packs.
+// make the tree grow between two packs. With -cache-lookups, a lookup is
+// answered with the bytes of its first answer, signed in the tree of that
+// time, as proxy.golang.org answers lookups from its cache; /latest
+// always says the current head. GET /forged-tree?n=N answers a tree note
+// of N records with a hash no log has, signed with the database's key:
+// what a forked log would serve, for the tests that must refuse it.
 package main
 
 import (
@@ -23,21 +28,25 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/dirhash"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 func main() {
 	proxy := flag.String("proxy", "", "GOPROXY directory tree the modules' hashes are computed from")
 	name := flag.String("name", "sumdb.test", "database name")
 	fill := flag.Int("fill", 0, "filler records to add at start")
+	cacheLookups := flag.Bool("cache-lookups", false, "answer a lookup with its first answer, as a caching proxy does")
 	flag.Parse()
 	if *proxy == "" {
 		log.Fatal("-proxy is required")
@@ -88,7 +97,32 @@ func main() {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", sumdb.NewServer(ts))
+	server := sumdb.NewServer(ts)
+	var cmu sync.Mutex
+	cached := map[string][]byte{}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !*cacheLookups || !strings.HasPrefix(r.URL.Path, "/lookup/") {
+			server.ServeHTTP(w, r)
+			return
+		}
+		cmu.Lock()
+		body, ok := cached[r.URL.Path]
+		cmu.Unlock()
+		if !ok {
+			rec := httptest.NewRecorder()
+			server.ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK {
+				http.Error(w, rec.Body.String(), rec.Code)
+				return
+			}
+			body = rec.Body.Bytes()
+			cmu.Lock()
+			cached[r.URL.Path] = body
+			cmu.Unlock()
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		w.Write(body)
+	})
 	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
 		if err == nil {
@@ -99,6 +133,24 @@ func main() {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+	})
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux.HandleFunc("/forged-tree", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		text := tlog.FormatTree(tlog.Tree{N: n, Hash: tlog.RecordHash([]byte("forged\n"))})
+		msg, err := note.Sign(&note.Note{Text: string(text)}, signer)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write(msg)
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
