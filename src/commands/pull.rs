@@ -210,7 +210,12 @@ fn pull_modules_from(
     // only what no running pack or pull may still need.
     let _store_in_use = store.use_lock()?;
     let outline = artifact::open(src, top)?;
-    // install creates GOMODCACHE only once everything is verified.
+    // Trees are extracted as their zips are verified, into a private
+    // staging directory in GOMODCACHE, and moved into place only once the
+    // whole bundle is verified; dropped on any error before that, it
+    // removes them (and GOMODCACHE, if this pull created it).
+    let staging = install::Staging::new(&gomodcache);
+    let staging = (!args.no_extract).then_some(&staging);
 
     // 1. Every part, a window at a time, holding only small state between windows:
     // fetch what the store lacks (the store checks each digest as it
@@ -263,7 +268,7 @@ fn pull_modules_from(
         for part in parts {
             part.store_in(&store, &top.digest)?;
             let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
-            let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;
+            let checked = install::verify(&gomodcache, &items, args.jobs, &quiet, staging)?;
             for (entry, checked) in part.modules.iter().zip(checked) {
                 if let (true, Some(z)) = (checked, &entry.zip) {
                     zips_checked.insert(z.layer.clone());
@@ -331,7 +336,7 @@ fn pull_modules_from(
             &zips_checked,
             !args.no_extract,
         );
-        let r = install::install(&gomodcache, &items, args.jobs, &quiet)?;
+        let r = install::install(&gomodcache, &items, args.jobs, &quiet, staging)?;
         report.installed += r.installed;
         report.already_present += r.already_present;
         report.conflicts.extend(r.conflicts);

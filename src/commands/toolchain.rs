@@ -587,7 +587,7 @@ fn install_module_form(
         zip_checked: false,
         extract: true,
     }];
-    let report = install::install(gomodcache, &items, jobs, &g.progress())?;
+    let report = install::install(gomodcache, &items, jobs, &g.progress(), None)?;
     drop(tmp);
     if let Some(c) = report.conflicts.first() {
         return Err(fail(
