@@ -297,7 +297,11 @@ fn plan(
     staging: Option<&Staging>,
 ) -> Result<Plan> {
     progress.start("verifying", items.len() as u64);
-    let each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
+    // Biggest zips first: they take longest to check (and extract), and
+    // starting them last would leave one thread working alone at the end.
+    let mut each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
+    each_alone
+        .sort_by_key(|g| std::cmp::Reverse(items[g[0]].entry.zip.as_ref().map_or(0, |z| z.size)));
     let plan = run_parallel(&each_alone, items.len(), jobs, |i| {
         let item = &items[i];
         let mv = ModuleVersion {

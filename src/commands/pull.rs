@@ -265,15 +265,26 @@ fn pull_modules_from(
         })?;
         blobs_fetched += missing.len();
         bytes_fetched += missing.iter().map(|l| l.size).sum::<u64>();
-        for part in parts {
+        // The window's modules verified (and their trees staged) in one
+        // go, so that `--jobs` threads share all its zips, not one part's.
+        for part in &parts {
             part.store_in(&store, &top.digest)?;
-            let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
-            let checked = install::verify(&gomodcache, &items, args.jobs, &quiet, staging)?;
-            for (entry, checked) in part.modules.iter().zip(checked) {
-                if let (true, Some(z)) = (checked, &entry.zip) {
-                    zips_checked.insert(z.layer.clone());
-                }
+        }
+        let entries: Vec<&ModuleEntry> = parts.iter().flat_map(|p| p.modules.iter()).collect();
+        let items = install_items(
+            &store,
+            entries.iter().copied(),
+            &zips_checked,
+            !args.no_extract,
+        );
+        let checked = install::verify(&gomodcache, &items, args.jobs, &quiet, staging)?;
+        drop(items);
+        for (entry, checked) in entries.iter().zip(checked) {
+            if let (true, Some(z)) = (checked, &entry.zip) {
+                zips_checked.insert(z.layer.clone());
             }
+        }
+        for part in &parts {
             modules += part.modules.len();
             sum_inputs.extend(crate::sumdata::inputs_of(&part.modules));
             progress.inc(part.modules.len() as u64);
