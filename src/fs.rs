@@ -578,6 +578,12 @@ pub fn create_dir_new(path: &Path) -> Result<()> {
     fs::create_dir(path).with_context(|| format!("creating {}", path.display()))
 }
 
+/// [`create_dir_new`], with the I/O error as it is (`AlreadyExists`,
+/// `NotFound`) for a caller that handles those.
+pub fn create_dir_new_io(path: &Path) -> io::Result<()> {
+    fs::create_dir(path)
+}
+
 /// An exclusive `flock` on a directory ocigo made (through a handle opened
 /// without following links), released when dropped.
 #[derive(Debug)]
