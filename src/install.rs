@@ -5,10 +5,15 @@
 //! .zip,.ziphash}`) and the extracted trees. Everything is verified before
 //! the first byte is written: hashes and zip rules, every name against the
 //! file system's limits, and every path the install will write, remove or
-//! read (a link, FIFO, socket or device there is a conflict, exit 5). Then
-//! each module is written on its own by temp + rename, the extracted tree
-//! renamed into place, and `.ziphash` (the go command's "this module is
-//! complete" marker) written last. `list` is updated once per module path
+//! read (a link, FIFO, socket or device there is a conflict, exit 5). A
+//! zip is inflated once: [`verify`] extracts it while it checks it, into a
+//! private [`Staging`] directory (`GOMODCACHE/cache/.ocigo-stage-*`, removed
+//! with every tree in it and every directory it created if anything fails
+//! before the install). Then each module is written on its own by temp +
+//! rename, the staged tree renamed into place, and `.ziphash` (the go
+//! command's "this module is complete" marker) written last. Below a
+//! directory that does not exist (or that this run made) nothing is
+//! looked at: a new GOMODCACHE costs no `stat` per file. `list` is updated once per module path
 //! per pull, before any of that path's markers. A killed install leaves
 //! only leftovers that the next run removes; a failed one also removes the
 //! directories it created. Every file-system call goes through
@@ -872,18 +877,33 @@ fn install_one(
         return Ok(true);
     }
 
+    let mut from_stage = false;
     if let Some(staged) = staging.and_then(|s| s.take(mv)) {
         // Extracted (and checked) while the bundle was verified: moved into
         // place, its top directory made read-only once there (a directory
-        // moves to another parent only while it is writable).
-        let placed = crate::fs::rename(&staged, &paths.tree)
-            .and_then(|()| crate::fs::chmod_dir(&paths.tree, 0o555));
-        if let Err(e) = placed {
-            let _ = crate::fs::remove_tree(&staged);
-            let _ = crate::fs::remove_tree(&paths.tree);
-            return Err(e);
+        // moves to another parent only while it is writable). A GOMODCACHE
+        // spread over file systems cannot take the move: extracted again.
+        match crate::fs::rename(&staged, &paths.tree) {
+            Ok(()) => {
+                from_stage = true;
+                if let Err(e) = crate::fs::chmod_dir(&paths.tree, 0o555) {
+                    let _ = crate::fs::remove_tree(&paths.tree);
+                    return Err(e);
+                }
+            }
+            Err(e) => {
+                let _ = crate::fs::remove_tree(&staged);
+                let cross_device = e
+                    .root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.raw_os_error() == Some(libc::EXDEV));
+                if !cross_device {
+                    return Err(e);
+                }
+            }
         }
-    } else {
+    }
+    if !from_stage {
         // The go command removes `<dir>.tmp-*` itself; use the same prefix.
         let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
         let placed = extract(blob, mv, &tmp)
