@@ -615,6 +615,41 @@ pub fn lock_dir(path: &Path, wait: Wait) -> Result<Option<DirLock>> {
     }
 }
 
+/// [`create_temp_dir`], returned locked ([`lock_dir`]) for as long as the
+/// caller holds the guard. Between the `mkdir` and the lock another
+/// process may take the new directory for a dead one and remove it: the
+/// lock is only kept once the path still names the directory locked
+/// (same device and inode); otherwise another is made.
+pub fn create_locked_temp_dir(parent: &Path, prefix: &str) -> Result<(PathBuf, DirLock)> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..100 {
+        let path = create_temp_dir(parent, prefix)?;
+        let lock = match lock_dir(&path, Wait::Block) {
+            Ok(lock) => lock.expect("a blocking lock is granted"),
+            Err(e)
+                if e.root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on the descriptor the lock owns, into a valid out-pointer.
+        cvt(unsafe { libc::fstat(lock._dir.fd.as_raw_fd(), &mut st) })
+            .with_context(|| format!("reading {}", path.display()))?;
+        match lstat(&path)? {
+            Some(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => return Ok((path, lock)),
+            _ => continue,
+        }
+    }
+    Err(anyhow::anyhow!(
+        "could not make a directory of its own in {}: another process kept removing them",
+        parent.display()
+    ))
+}
+
 /// Creates a new file (`O_CREAT|O_EXCL|O_NOFOLLOW`) with `mode`, for
 /// writing. Anything already at `path`, a dangling link included, is an
 /// `AlreadyExists` I/O error.
@@ -1099,6 +1134,43 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_locked_temp_dir_survives_a_reaper_of_unlocked_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Removes every directory nobody holds, as a pull does with
+            // staging directories of killed pulls.
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (name, _) in list_dir(d.path()).unwrap() {
+                        let p = d.path().join(name);
+                        if let Ok(Some(lock)) = lock_dir(&p, Wait::Try) {
+                            let _ = remove_tree(&p);
+                            drop(lock);
+                        }
+                    }
+                }
+            });
+            // Stops the reaper however this thread ends (a failed
+            // assertion must fail the test, not hang it).
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
+            for _ in 0..500 {
+                let (p, lock) = create_locked_temp_dir(d.path(), ".stage-").unwrap();
+                fs::write(p.join("f"), b"x").unwrap();
+                std::thread::yield_now();
+                assert!(p.join("f").exists(), "a held directory was removed");
+                drop(lock);
+            }
+        });
     }
 
     #[test]

@@ -162,9 +162,7 @@ impl Staging {
             inner.created.extend(made);
             let parent = parent?;
             remove_dead_stages(&parent)?;
-            let dir = crate::fs::create_temp_dir(&parent, STAGE_PREFIX)?;
-            let lock = crate::fs::lock_dir(&dir, Wait::Block)?.expect("a blocking lock is granted");
-            inner.dir = Some((dir, lock));
+            inner.dir = Some(crate::fs::create_locked_temp_dir(&parent, STAGE_PREFIX)?);
         }
         inner.next += 1;
         let tree = inner
@@ -252,7 +250,19 @@ fn remove_dead_stages(parent: &Path) -> Result<()> {
             continue;
         }
         let dir = parent.join(&name);
-        if let Some(lock) = crate::fs::lock_dir(&dir, Wait::Try)? {
+        let locked = match crate::fs::lock_dir(&dir, Wait::Try) {
+            Ok(locked) => locked,
+            // Removed meanwhile by another pull that found it dead.
+            Err(e)
+                if e.root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(lock) = locked {
             crate::fs::remove_tree(&dir).with_context(|| {
                 format!("removing the leftover staging directory {}", dir.display())
             })?;
@@ -867,7 +877,9 @@ fn install_one(
         &paths.tmp_prefix("zip"),
         DOWNLOAD_FILE_MODE,
     )?;
-    copy_buffered(&mut src, out.file(), &mut vec![0; IO_BUFFER])
+    // File to file: std copies in the kernel (`copy_file_range`), no
+    // buffer in between.
+    io::copy(&mut src, out.file())
         .with_context(|| format!("writing {}", paths.file("zip").display()))?;
     out.commit(Durability::Relaxed)?;
     if !item.extract {
