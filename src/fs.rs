@@ -353,6 +353,7 @@ pub fn list_dir(path: &Path) -> Result<Vec<(OsString, fs::FileType)>> {
 /// A directory opened with `O_NOFOLLOW|O_DIRECTORY`: operations on its
 /// entries go through the handle (`*at` calls), so swapping a path
 /// component for a link cannot redirect them.
+#[derive(Debug)]
 struct Dir {
     fd: OwnedFd,
     path: PathBuf,
@@ -573,6 +574,85 @@ pub fn create_temp_dir(parent: &Path, prefix: &str) -> Result<PathBuf> {
     }
 }
 
+/// Creates the directory `path` (mode 0777 less the umask), which must not
+/// exist: for directories inside a new directory ocigo made itself, where
+/// nothing needs checking first. `mkdir` never follows a link.
+pub fn create_dir_new(path: &Path) -> Result<()> {
+    fs::create_dir(path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// [`create_dir_new`], with the I/O error as it is (`AlreadyExists`,
+/// `NotFound`) for a caller that handles those.
+pub fn create_dir_new_io(path: &Path) -> io::Result<()> {
+    fs::create_dir(path)
+}
+
+/// An exclusive `flock` on a directory ocigo made (through a handle opened
+/// without following links), released when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as this guard is dropped"]
+pub struct DirLock {
+    _dir: Dir,
+}
+
+/// Takes an exclusive `flock` on the real directory `path`; with
+/// [`Wait::Try`], `Ok(None)` if another holder has it. A link there is
+/// [`Kind::Conflict`].
+pub fn lock_dir(path: &Path, wait: Wait) -> Result<Option<DirLock>> {
+    let dir = Dir::open(path)?;
+    let mut op = libc::LOCK_EX;
+    if wait == Wait::Try {
+        op |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock on a descriptor owned by `dir`, which outlives the call.
+        if unsafe { libc::flock(dir.fd.as_raw_fd(), op) } == 0 {
+            return Ok(Some(DirLock { _dir: dir }));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock if wait == Wait::Try => return Ok(None),
+            _ => return Err(err).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+}
+
+/// [`create_temp_dir`], returned locked ([`lock_dir`]) for as long as the
+/// caller holds the guard. Between the `mkdir` and the lock another
+/// process may take the new directory for a dead one and remove it: the
+/// lock is only kept once the path still names the directory locked
+/// (same device and inode); otherwise another is made.
+pub fn create_locked_temp_dir(parent: &Path, prefix: &str) -> Result<(PathBuf, DirLock)> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..100 {
+        let path = create_temp_dir(parent, prefix)?;
+        let lock = match lock_dir(&path, Wait::Block) {
+            Ok(lock) => lock.expect("a blocking lock is granted"),
+            Err(e)
+                if e.root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on the descriptor the lock owns, into a valid out-pointer.
+        cvt(unsafe { libc::fstat(lock._dir.fd.as_raw_fd(), &mut st) })
+            .with_context(|| format!("reading {}", path.display()))?;
+        match lstat(&path)? {
+            Some(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => return Ok((path, lock)),
+            _ => continue,
+        }
+    }
+    Err(anyhow::anyhow!(
+        "could not make a directory of its own in {}: another process kept removing them",
+        parent.display()
+    ))
+}
+
 /// Creates a new file (`O_CREAT|O_EXCL|O_NOFOLLOW`) with `mode`, for
 /// writing. Anything already at `path`, a dangling link included, is an
 /// `AlreadyExists` I/O error.
@@ -610,11 +690,26 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32, what: &str) -> Re
     Ok(())
 }
 
+/// A name part no other process guesses: one `getrandom` per process (not
+/// per temporary file, thousands in a pull), then a counter mixed into it
+/// (splitmix64, a bijection, so no two calls of one process repeat before
+/// the 48 bits kept wrap). `O_EXCL` still refuses any name that exists.
 fn random_suffix() -> String {
     use rand_core::RngCore;
-    let mut bytes = [0u8; TMP_RANDOM_LEN / 2];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| rand_core::OsRng.next_u64());
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    hex::encode(&z.to_be_bytes()[..TMP_RANDOM_LEN / 2])
 }
 
 fn sync_dir(dir: &Path) {
@@ -1089,6 +1184,43 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_locked_temp_dir_survives_a_reaper_of_unlocked_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Removes every directory nobody holds, as a pull does with
+            // staging directories of killed pulls.
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (name, _) in list_dir(d.path()).unwrap() {
+                        let p = d.path().join(name);
+                        if let Ok(Some(lock)) = lock_dir(&p, Wait::Try) {
+                            let _ = remove_tree(&p);
+                            drop(lock);
+                        }
+                    }
+                }
+            });
+            // Stops the reaper however this thread ends (a failed
+            // assertion must fail the test, not hang it).
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
+            for _ in 0..500 {
+                let (p, lock) = create_locked_temp_dir(d.path(), ".stage-").unwrap();
+                fs::write(p.join("f"), b"x").unwrap();
+                std::thread::yield_now();
+                assert!(p.join("f").exists(), "a held directory was removed");
+                drop(lock);
+            }
+        });
     }
 
     #[test]

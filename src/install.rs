@@ -5,10 +5,15 @@
 //! .zip,.ziphash}`) and the extracted trees. Everything is verified before
 //! the first byte is written: hashes and zip rules, every name against the
 //! file system's limits, and every path the install will write, remove or
-//! read (a link, FIFO, socket or device there is a conflict, exit 5). Then
-//! each module is written on its own by temp + rename, the extracted tree
-//! renamed into place, and `.ziphash` (the go command's "this module is
-//! complete" marker) written last. `list` is updated once per module path
+//! read (a link, FIFO, socket or device there is a conflict, exit 5). A
+//! zip is inflated once: [`verify`] extracts it while it checks it, into a
+//! private [`Staging`] directory (`GOMODCACHE/cache/.ocigo-stage-*`, removed
+//! with every tree in it and every directory it created if anything fails
+//! before the install). Then each module is written on its own by temp +
+//! rename, the staged tree renamed into place, and `.ziphash` (the go
+//! command's "this module is complete" marker) written last. Below a
+//! directory that does not exist (or that this run made) nothing is
+//! looked at: a new GOMODCACHE costs no `stat` per file. `list` is updated once per module path
 //! per pull, before any of that path's markers. A killed install leaves
 //! only leftovers that the next run removes; a failed one also removes the
 //! directories it created. Every file-system call goes through
@@ -113,6 +118,160 @@ impl Paths {
     }
 }
 
+/// Where a pull extracts module trees while it verifies them, before it
+/// installs anything: one private directory per pull,
+/// `GOMODCACHE/cache/.ocigo-stage-<random>/` (0700, a name neither a module
+/// path nor the go command uses), holding one tree per module, each moved
+/// into place by [`install`] under that module's lock. The pull holds an
+/// `flock` on the directory: a later pull removes a staging directory
+/// nobody holds (left by a killed pull), never one in use. Dropped, it
+/// removes every tree not moved into place and every directory it created
+/// (GOMODCACHE itself included) that is empty again: a refused pull
+/// leaves GOMODCACHE as it was.
+pub struct Staging {
+    cache: PathBuf,
+    inner: Mutex<StagingInner>,
+}
+
+#[derive(Default)]
+struct StagingInner {
+    /// The staging directory and its lock, once a tree needs it.
+    dir: Option<(PathBuf, crate::fs::DirLock)>,
+    /// Directories created for it (GOMODCACHE, `cache`), outermost first.
+    created: Vec<PathBuf>,
+    trees: HashMap<ModuleVersion, PathBuf>,
+    next: usize,
+}
+
+const STAGE_PREFIX: &str = ".ocigo-stage-";
+
+impl Staging {
+    pub fn new(cache: &Path) -> Staging {
+        Staging {
+            cache: cache.to_path_buf(),
+            inner: Mutex::new(StagingInner::default()),
+        }
+    }
+
+    /// A new empty directory for one module's tree.
+    fn new_tree_dir(&self) -> Result<PathBuf> {
+        let mut inner = self.inner.lock().expect("not poisoned");
+        if inner.dir.is_none() {
+            let mut made = Vec::new();
+            let parent = crate::fs::ensure_dir(&self.cache, Path::new("cache"), &mut made);
+            inner.created.extend(made);
+            let parent = parent?;
+            remove_dead_stages(&parent)?;
+            inner.dir = Some(crate::fs::create_locked_temp_dir(&parent, STAGE_PREFIX)?);
+        }
+        inner.next += 1;
+        let tree = inner
+            .dir
+            .as_ref()
+            .expect("made above")
+            .0
+            .join(inner.next.to_string());
+        crate::fs::create_dir_new(&tree)?;
+        Ok(tree)
+    }
+
+    /// Checks the zip at `blob` (zip rules, h1 against `want`), extracting
+    /// it into a new tree of this staging directory as it goes. On failure
+    /// the tree is removed.
+    fn stage(
+        &self,
+        mv: &ModuleVersion,
+        blob: &Path,
+        layer: &crate::oci::Digest,
+        want: &str,
+    ) -> Result<()> {
+        let tree = self.new_tree_dir()?;
+        let mut writer = TreeWriter::new(&tree);
+        let checked = {
+            let mut sink = |rel: &str| writer.create(rel);
+            gomod::check_zip_into(blob, mv, &format!("layer {layer}"), Some(&mut sink))
+        };
+        let checked = checked.and_then(|summary| {
+            if summary.h1 == want {
+                Ok(())
+            } else {
+                Err(fail(
+                    Kind::Integrity,
+                    format!(
+                        "module zip for {mv} (layer {layer}) hashes to {}, but the bundle says {want}",
+                        summary.h1
+                    ),
+                ))
+            }
+        });
+        let placed = match checked {
+            Ok(()) => make_read_only(&tree, writer.into_dirs(), false),
+            Err(e) => Err(blame_local_copy(blob, layer).unwrap_or(e)),
+        };
+        match placed {
+            Ok(()) => {
+                let mut inner = self.inner.lock().expect("not poisoned");
+                inner.trees.insert(mv.clone(), tree);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = crate::fs::remove_tree(&tree);
+                Err(e)
+            }
+        }
+    }
+
+    /// The staged tree of `mv`, now the caller's to move (or remove).
+    fn take(&self, mv: &ModuleVersion) -> Option<PathBuf> {
+        self.inner.lock().expect("not poisoned").trees.remove(mv)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        for tree in inner.trees.values() {
+            let _ = crate::fs::remove_tree(tree);
+        }
+        if let Some((dir, lock)) = inner.dir.take() {
+            let _ = crate::fs::remove_tree(&dir);
+            drop(lock);
+        }
+        crate::fs::remove_empty_dirs(&inner.created);
+    }
+}
+
+/// Removes staging directories of pulls that are gone (killed): those
+/// whose lock nobody holds. Anything else of that name (a link, a file) is
+/// not ocigo's and is left alone.
+fn remove_dead_stages(parent: &Path) -> Result<()> {
+    for (name, ft) in crate::fs::list_dir(parent)? {
+        if !ft.is_dir() || !name.to_string_lossy().starts_with(STAGE_PREFIX) {
+            continue;
+        }
+        let dir = parent.join(&name);
+        let locked = match crate::fs::lock_dir(&dir, Wait::Try) {
+            Ok(locked) => locked,
+            // Removed meanwhile by another pull that found it dead.
+            Err(e)
+                if e.root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(lock) = locked {
+            crate::fs::remove_tree(&dir).with_context(|| {
+                format!("removing the leftover staging directory {}", dir.display())
+            })?;
+            drop(lock);
+        }
+    }
+    Ok(())
+}
+
 /// What an interrupted install of one version left, found before the
 /// install started and removed under that version's lock.
 #[derive(Default)]
@@ -125,13 +284,18 @@ struct Leftovers {
 /// whether its zip has been checked (h1, zip rules) because the module is
 /// not in the cache yet. A pull verifies a whole bundle this way, part by part,
 /// before it installs any part.
+///
+/// With `staging`, the zip of each such module that is extracted is
+/// extracted in the same pass, into a private directory of `staging`, to
+/// be moved into place by [`install`] (a zip is inflated once per pull).
 pub fn verify(
     cache: &Path,
     items: &[InstallItem],
     jobs: usize,
     progress: &Progress,
+    staging: Option<&Staging>,
 ) -> Result<Vec<bool>> {
-    Ok(plan(cache, items, jobs, progress)?
+    Ok(plan(cache, items, jobs, progress, staging)?
         .iter()
         .zip(items)
         .map(|((_, _, state), item)| matches!(state, State::Needed) && item.entry.zip.is_some())
@@ -140,9 +304,19 @@ pub fn verify(
 
 type Plan = Vec<(ModuleVersion, Paths, State)>;
 
-fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -> Result<Plan> {
+fn plan(
+    cache: &Path,
+    items: &[InstallItem],
+    jobs: usize,
+    progress: &Progress,
+    staging: Option<&Staging>,
+) -> Result<Plan> {
     progress.start("verifying", items.len() as u64);
-    let each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
+    // Biggest zips first: they take longest to check (and extract), and
+    // starting them last would leave one thread working alone at the end.
+    let mut each_alone: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
+    each_alone
+        .sort_by_key(|g| std::cmp::Reverse(items[g[0]].entry.zip.as_ref().map_or(0, |z| z.size)));
     let plan = run_parallel(&each_alone, items.len(), jobs, |i| {
         let item = &items[i];
         let mv = ModuleVersion {
@@ -159,11 +333,17 @@ fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -
             })
             .with_context(|| format!("module {mv} in the bundle"))?;
         check_names(cache, &paths, &mv)?;
-        check_dirs(cache, &paths.download_dir)?;
-        check_dirs(cache, paths.tree_parent())?;
-        let state = state_of(item.entry, &paths, item.extract)?;
+        // Below a directory that does not exist nothing does: no file
+        // there needs a look (a new or mostly empty GOMODCACHE).
+        let download_dir_exists = check_dirs(cache, &paths.download_dir)?;
+        let tree_parent_exists = check_dirs(cache, paths.tree_parent())?;
+        let state = if download_dir_exists {
+            state_of(item.entry, &paths, item.extract)?
+        } else {
+            State::Needed
+        };
         match state {
-            State::Needed => check_targets(&paths)?,
+            State::Needed => check_targets(&paths, download_dir_exists, tree_parent_exists)?,
             State::Present if item.entry.info.is_some() => {
                 crate::fs::regular_file_exists(&paths.file("info"))?;
             }
@@ -178,6 +358,7 @@ fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -
             &paths,
             item,
             matches!(state, State::Needed) && !item.zip_checked,
+            staging.filter(|_| item.extract),
         )?;
         progress.inc(1);
         Ok((mv, paths, state))
@@ -196,13 +377,17 @@ fn plan(cache: &Path, items: &[InstallItem], jobs: usize, progress: &Progress) -
 /// Nothing is written (not even GOMODCACHE created) until every item is
 /// verified and every path it will touch checked. If writing fails, the
 /// directories this call created and left empty are removed again.
+///
+/// With `staging` (given to [`verify`] before), the trees extracted there
+/// are moved into place instead of being extracted again.
 pub fn install(
     cache: &Path,
     items: &[InstallItem],
     jobs: usize,
     progress: &Progress,
+    staging: Option<&Staging>,
 ) -> Result<InstallReport> {
-    let plan = plan(cache, items, jobs, progress)?;
+    let plan = plan(cache, items, jobs, progress, None)?;
     let leftovers = find_leftovers(&plan, items)?;
 
     let mut by_path: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -216,7 +401,7 @@ pub fn install(
     let each_group: Vec<Vec<usize>> = (0..groups.len()).map(|g| vec![g]).collect();
     let written = run_parallel(&each_group, groups.len(), jobs, |g| {
         install_group(
-            cache, &groups[g], &plan, items, &leftovers, &created, progress,
+            cache, &groups[g], &plan, items, &leftovers, &created, progress, staging,
         )
     });
     progress.finish();
@@ -250,6 +435,7 @@ pub fn install(
 /// commit markers (so a complete module is always listed), then checked
 /// once more at the end (a go command may have rewritten it meanwhile from
 /// the `.mod` files it saw). Returns, per version, whether it was written.
+#[allow(clippy::too_many_arguments)]
 fn install_group(
     cache: &Path,
     group: &[usize],
@@ -258,6 +444,7 @@ fn install_group(
     leftovers: &[Leftovers],
     created: &Mutex<Vec<PathBuf>>,
     progress: &Progress,
+    staging: Option<&Staging>,
 ) -> Result<Vec<bool>> {
     let mut wrote = vec![false; group.len()];
     let needed: Vec<&str> = group
@@ -302,7 +489,7 @@ fn install_group(
                     .with_context(|| format!("adding .info of {mv} to {}", cache.display()))?,
                 State::Conflict(_) => {}
                 State::Needed => {
-                    wrote[k] = install_one(mv, paths, item, &leftovers[i])
+                    wrote[k] = install_one(mv, paths, item, &leftovers[i], staging)
                         .with_context(|| format!("installing {mv} into {}", cache.display()))?;
                     progress.inc(1);
                 }
@@ -338,6 +525,7 @@ fn verify_entry(
     paths: &Paths,
     item: &InstallItem,
     check_zip: bool,
+    staging: Option<&Staging>,
 ) -> Result<()> {
     let entry = item.entry;
     let mod_hash = gomod::hash_gomod(entry.go_mod.as_bytes());
@@ -375,6 +563,12 @@ fn verify_entry(
     match (&entry.zip, &item.zip_blob) {
         _ if !check_zip => {}
         (Some(z), Some(blob)) => {
+            if let Some(staging) = staging {
+                // Names first: nothing is written for a zip naming something
+                // too long for the file system.
+                check_entry_names(cache, mv, paths, blob)?;
+                return staging.stage(mv, blob, &z.layer, &z.hash);
+            }
             let checked = gomod::check_zip(blob, mv, &format!("layer {}", z.layer)).and_then(|summary| {
                 if summary.h1 == z.hash {
                     Ok(())
@@ -476,27 +670,34 @@ fn check_entry_names(cache: &Path, mv: &ModuleVersion, paths: &Paths, blob: &Pat
 
 /// Every directory from `cache` down to `dir` that exists must be a real
 /// directory: a link there (or a file) is [`Kind::Conflict`].
-fn check_dirs(cache: &Path, dir: &Path) -> Result<()> {
+/// Returns whether `dir` exists.
+fn check_dirs(cache: &Path, dir: &Path) -> Result<bool> {
     let rel = dir.strip_prefix(cache).expect("below the cache");
     let mut d = cache.to_path_buf();
     for c in rel.components() {
         d.push(c);
         if !crate::fs::dir_exists(&d)? {
-            break;
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Every file the install of a needed module writes, removes or locks is
 /// absent or a regular file, and its tree (if an incomplete one is there)
 /// holds only regular files and directories.
-fn check_targets(paths: &Paths) -> Result<()> {
-    for ext in ["lock", "info", "mod", "zip", "ziphash", "partial"] {
-        crate::fs::regular_file_exists(&paths.file(ext))?;
+/// Files in a directory that does not exist are not looked at.
+fn check_targets(paths: &Paths, download_dir_exists: bool, tree_parent_exists: bool) -> Result<()> {
+    if download_dir_exists {
+        for ext in ["lock", "info", "mod", "zip", "ziphash", "partial"] {
+            crate::fs::regular_file_exists(&paths.file(ext))?;
+        }
+        crate::fs::regular_file_exists(&paths.download_dir.join("list"))?;
     }
-    crate::fs::regular_file_exists(&paths.download_dir.join("list"))?;
-    crate::fs::check_tree(&paths.tree)
+    if tree_parent_exists {
+        crate::fs::check_tree(&paths.tree)?;
+    }
+    Ok(())
 }
 
 /// Finds what interrupted installs of the needed versions left: ocigo's
@@ -622,6 +823,7 @@ fn install_one(
     paths: &Paths,
     item: &InstallItem,
     leftovers: &Leftovers,
+    staging: Option<&Staging>,
 ) -> Result<bool> {
     let entry = item.entry;
     // The go command's own per-version lock: a go process fetching the same
@@ -675,7 +877,9 @@ fn install_one(
         &paths.tmp_prefix("zip"),
         DOWNLOAD_FILE_MODE,
     )?;
-    copy_buffered(&mut src, out.file(), &mut vec![0; IO_BUFFER])
+    // File to file: std copies in the kernel (`copy_file_range`), no
+    // buffer in between.
+    io::copy(&mut src, out.file())
         .with_context(|| format!("writing {}", paths.file("zip").display()))?;
     out.commit(Durability::Relaxed)?;
     if !item.extract {
@@ -685,14 +889,42 @@ fn install_one(
         return Ok(true);
     }
 
-    // The go command removes `<dir>.tmp-*` itself; use the same prefix.
-    let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
-    let placed = extract(blob, mv, &tmp)
-        .and_then(|dirs| make_read_only(&tmp, dirs))
-        .and_then(|()| crate::fs::rename(&tmp, &paths.tree));
-    if let Err(e) = placed {
-        let _ = crate::fs::remove_tree(&tmp);
-        return Err(e);
+    let mut from_stage = false;
+    if let Some(staged) = staging.and_then(|s| s.take(mv)) {
+        // Extracted (and checked) while the bundle was verified: moved into
+        // place, its top directory made read-only once there (a directory
+        // moves to another parent only while it is writable). A GOMODCACHE
+        // spread over file systems cannot take the move: extracted again.
+        match crate::fs::rename(&staged, &paths.tree) {
+            Ok(()) => {
+                from_stage = true;
+                if let Err(e) = crate::fs::chmod_dir(&paths.tree, 0o555) {
+                    let _ = crate::fs::remove_tree(&paths.tree);
+                    return Err(e);
+                }
+            }
+            Err(e) => {
+                let _ = crate::fs::remove_tree(&staged);
+                let cross_device = e
+                    .root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.raw_os_error() == Some(libc::EXDEV));
+                if !cross_device {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    if !from_stage {
+        // The go command removes `<dir>.tmp-*` itself; use the same prefix.
+        let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
+        let placed = extract(blob, mv, &tmp)
+            .and_then(|dirs| make_read_only(&tmp, dirs, true))
+            .and_then(|()| crate::fs::rename(&tmp, &paths.tree));
+        if let Err(e) = placed {
+            let _ = crate::fs::remove_tree(&tmp);
+            return Err(e);
+        }
     }
     crate::fs::remove_file(&paths.file("partial"))?;
     write_download_file(paths, "ziphash", Some(&zip.hash))?;
@@ -749,7 +981,7 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
     let mut archive = zip::ZipArchive::new(zipcheck::ZipFileReader::new(file))
         .map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
     let prefix = format!("{}@{}/", mv.path, mv.version);
-    let mut made_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut tree = TreeWriter::new(dest);
     let mut buffer = vec![0; IO_BUFFER];
     for i in 0..archive.len() {
         let mut entry = archive
@@ -771,22 +1003,8 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
         zipcheck::check_file_path(&name)
             .map_err(|why| fail(Kind::Integrity, format!("zip of {mv}: {name:?}: {why}")))?;
         let target = dest.join(&name);
-        if let Some(parent) = target.parent()
-            && parent != dest
-            && !made_dirs.contains(parent)
-        {
-            let rel = parent.strip_prefix(dest).expect("below dest");
-            crate::fs::ensure_dir(dest, rel, &mut Vec::new())?;
-            let mut d = parent;
-            while d != dest && made_dirs.insert(d.to_path_buf()) {
-                d = d.parent().expect("below dest");
-            }
-        }
         let declared = entry.size();
-        // Created read-only (0444, as the go command leaves module files);
-        // the open file stays writable.
-        let mut out = crate::fs::create_new(&target, 0o444)
-            .with_context(|| format!("creating {}", target.display()))?;
+        let mut out = tree.create(&name)?;
         let n = copy_buffered(&mut (&mut entry).take(declared + 1), &mut out, &mut buffer)
             .with_context(|| format!("extracting {name} of {mv}"))?;
         if n != declared {
@@ -798,7 +1016,52 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
         out.flush()
             .with_context(|| format!("writing {}", target.display()))?;
     }
-    Ok(made_dirs)
+    Ok(tree.into_dirs())
+}
+
+/// Writes the files of a new module tree into `dest`, a directory this
+/// run just made (empty, private): parents are made with one `mkdir` each
+/// the first time a name needs them, with no look first; files are
+/// created `O_EXCL|O_NOFOLLOW` with their final mode, 0444 (the open file
+/// stays writable), so nothing is chmod-ed afterwards but directories.
+struct TreeWriter<'a> {
+    dest: &'a Path,
+    /// Directories made below `dest`, relative to it.
+    dirs: HashSet<PathBuf>,
+}
+
+impl<'a> TreeWriter<'a> {
+    fn new(dest: &'a Path) -> TreeWriter<'a> {
+        TreeWriter {
+            dest,
+            dirs: HashSet::new(),
+        }
+    }
+
+    /// Creates the file `rel` (a name the zip rules accepted).
+    fn create(&mut self, rel: &str) -> Result<fs::File> {
+        let rel = Path::new(rel);
+        if let Some(parent) = rel.parent()
+            && !parent.as_os_str().is_empty()
+            && !self.dirs.contains(parent)
+        {
+            let mut d = PathBuf::new();
+            for c in parent.components() {
+                d.push(c);
+                if self.dirs.insert(d.clone()) {
+                    crate::fs::create_dir_new(&self.dest.join(&d))?;
+                }
+            }
+        }
+        let target = self.dest.join(rel);
+        crate::fs::create_new(&target, 0o444)
+            .with_context(|| format!("creating {}", target.display()))
+    }
+
+    /// The directories made, as paths below `dest`.
+    fn into_dirs(self) -> HashSet<PathBuf> {
+        self.dirs.into_iter().map(|d| self.dest.join(d)).collect()
+    }
 }
 
 /// Reads and writes in large chunks: installs are syscall-bound.
@@ -826,10 +1089,13 @@ fn copy_buffered(r: &mut impl Read, w: &mut impl Write, buffer: &mut [u8]) -> io
 
 /// Directories 0555 as the go command leaves them (files are already 0444),
 /// deepest first, from the list extraction made rather than a second walk.
-fn make_read_only(root: &Path, dirs: HashSet<PathBuf>) -> Result<()> {
+/// The root too if `with_root`.
+fn make_read_only(root: &Path, dirs: HashSet<PathBuf>, with_root: bool) -> Result<()> {
     let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    dirs.push(root.to_path_buf());
+    if with_root {
+        dirs.push(root.to_path_buf());
+    }
     for d in &dirs {
         // Through a handle opened without following links: only
         // directories this install created, inside its own new directory.

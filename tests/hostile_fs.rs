@@ -99,6 +99,11 @@ fn spec(path: &str, version: &str, extra: &[(&str, &[u8])]) -> Spec {
 /// Builds a self-consistent bundle of `specs` (each with a zip layer) in a
 /// new OCI layout at `disk`, tagged v1, and returns `oci:<disk>:v1`.
 fn bundle(work: &Path, disk: &Path, specs: &[Spec]) -> String {
+    bundle_with_bad_h1(work, disk, specs, None)
+}
+
+/// [`bundle`], with the h1 of the module at `bad` (if any) not its zip's.
+fn bundle_with_bad_h1(work: &Path, disk: &Path, specs: &[Spec], bad: Option<usize>) -> String {
     let layout = Layout::open_or_create(disk).unwrap();
     let mut modules = Vec::with_capacity(specs.len());
     for (i, sp) in specs.iter().enumerate() {
@@ -107,13 +112,11 @@ fn bundle(work: &Path, disk: &Path, specs: &[Spec]) -> String {
         fs::create_dir_all(work).unwrap();
         fs::write(&zip_file, zip_of(sp)).unwrap();
         let go_mod = String::from_utf8(sp.files[0].1.clone()).unwrap();
-        modules.push(module_entry(
-            &layout,
-            &zip_file,
-            &sp.path,
-            &sp.version,
-            go_mod,
-        ));
+        let mut entry = module_entry(&layout, &zip_file, &sp.path, &sp.version, go_mod);
+        if bad == Some(i) {
+            entry.zip.as_mut().expect("a zip layer").hash = format!("h1:{}=", "A".repeat(43));
+        }
+        modules.push(entry);
         fs::remove_file(&zip_file).unwrap();
     }
     push_bundle(&layout, disk, modules)
@@ -805,6 +808,146 @@ fn new_layout_files_are_0644() {
         }
     }
     assert!(snapshot(&disk).0.contains_key("/index.json"));
+}
+
+// ---------------------------------------------------------------- 4a. staged trees
+
+/// Pull extracts each zip into a private staging directory as it checks
+/// it. A bundle whose last module fails its h1 check (after the bigger
+/// zips before it were staged: `--jobs 1`, biggest first, seen under
+/// strace) exits 3 naming the module, and leaves GOMODCACHE byte for byte
+/// as it was: no staged tree, no staging directory, and a GOMODCACHE that
+/// did not exist is not created (nor its missing parent).
+#[test]
+fn a_bundle_failing_late_leaves_nothing_of_the_trees_it_staged() {
+    assert!(
+        Path::new("/usr/bin/strace").exists(),
+        "this test needs strace: apt-get install -y strace"
+    );
+    let sc = Scratch::new();
+    let work = sc.join("bundle");
+    let big: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("sub{}/f{i}.go", i % 3), vec![b'x'; 4000 + i]))
+        .collect();
+    let big: Vec<(&str, &[u8])> = big
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let specs = vec![
+        spec("example.com/big1", "v1.0.0", &big),
+        spec("example.com/big2", "v1.2.3", &big),
+        spec(
+            "example.com/small",
+            "v0.1.0",
+            &[("s.go", b"package small\n")],
+        ),
+    ];
+    let src = bundle_with_bad_h1(&work, &work.join("disk"), &specs, Some(2));
+    let store = sc.join("store");
+
+    // GOMODCACHE (and its parent) absent.
+    let modcache = sc.join("absent/modcache");
+    let log = sc.join("strace.log");
+    let strace = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=openat,mkdir",
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+    ];
+    let out = ocigo_command(
+        &strace,
+        &store,
+        &["pull", "--jobs", "1", &src, "--gomodcache", &s(&modcache)],
+        &[],
+    )
+    .output()
+    .expect("run strace ocigo pull");
+    assert_exit(&out, 3, "pull of a bundle whose last module fails h1");
+    assert_mentions(
+        &stderr(&out),
+        &["example.com/small@v0.1.0", "hashes to"],
+        "the h1 failure",
+    );
+    let log = fs::read_to_string(&log).unwrap();
+    let staged = log
+        .lines()
+        .filter(|l| l.contains(".ocigo-stage-") && l.contains("/f19.go") && l.contains("O_CREAT"))
+        .count();
+    assert_eq!(staged, 2, "both big trees were staged first:\n{log}");
+    assert!(
+        !sc.join("absent").exists(),
+        "a refused pull left {} behind",
+        sc.join("absent").display()
+    );
+
+    // GOMODCACHE present, with `cache/` and an unrelated module.
+    let modcache = sc.dir("modcache");
+    fs::create_dir_all(modcache.join("cache/download/example.com/other/@v")).unwrap();
+    fs::write(
+        modcache.join("cache/download/example.com/other/@v/list"),
+        b"v1.0.0\n",
+    )
+    .unwrap();
+    fs::write(modcache.join("cache/download/keep"), b"keep\n").unwrap();
+    let before = snapshot(&modcache);
+    let out = ocigo_command(
+        &[],
+        &store,
+        &["pull", "--jobs", "1", &src, "--gomodcache", &s(&modcache)],
+        &[],
+    )
+    .output()
+    .expect("run ocigo pull");
+    assert_exit(&out, 3, "pull into an existing GOMODCACHE");
+    assert_unchanged(&before, &modcache, "GOMODCACHE after a late h1 failure");
+}
+
+/// A staging directory a killed pull left (nobody holds its lock) is
+/// removed by the next pull, read-only directories and all; one a running
+/// pull holds (locked) is left alone.
+#[test]
+fn staging_left_by_a_killed_pull_is_removed_and_a_live_one_kept() {
+    let sc = Scratch::new();
+    let src = two_module_bundle(&sc.join("bundle"));
+    let modcache = sc.dir("modcache");
+    let dead = modcache.join("cache/.ocigo-stage-0123456789ab");
+    fs::create_dir_all(dead.join("1/sub")).unwrap();
+    fs::write(dead.join("1/sub/f.go"), b"x").unwrap();
+    fs::set_permissions(dead.join("1/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+    let live = modcache.join("cache/.ocigo-stage-ba9876543210");
+    fs::create_dir_all(live.join("1")).unwrap();
+    fs::write(live.join("1/g.go"), b"y").unwrap();
+    let held = fs::File::open(&live).unwrap();
+    // SAFETY: flock on a descriptor `held` owns for the whole test.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    let live_before = snapshot(&live);
+
+    let out = ocigo_command(
+        &[],
+        &sc.join("store"),
+        &["pull", "--json", &src, "--gomodcache", &s(&modcache)],
+        &[],
+    )
+    .output()
+    .expect("run ocigo pull");
+    let report = json_ok(&out, "pull beside leftover staging directories");
+    assert_eq!(report["installed"], 2, "{report:#}");
+    assert!(!dead.exists(), "the dead staging directory was left");
+    assert_unchanged(&live_before, &live, "the live staging directory");
+    let stages: Vec<String> = fs::read_dir(modcache.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ocigo-stage-"))
+        .collect();
+    assert_eq!(stages, vec![".ocigo-stage-ba9876543210".to_string()]);
+    drop(held);
 }
 
 // ---------------------------------------------------------------- 4b. failures while writing

@@ -214,7 +214,12 @@ fn pull_modules_from(
     // only what no running pack or pull may still need.
     let _store_in_use = store.use_lock()?;
     let outline = artifact::open(src, top)?;
-    // install creates GOMODCACHE only once everything is verified.
+    // Trees are extracted as their zips are verified, into a private
+    // staging directory in GOMODCACHE, and moved into place only once the
+    // whole bundle is verified; dropped on any error before that, it
+    // removes them (and GOMODCACHE, if this pull created it).
+    let staging = install::Staging::new(&gomodcache);
+    let staging = (!args.no_extract).then_some(&staging);
 
     // 1. Every part, a window at a time, holding only small state between windows:
     // fetch what the store lacks (the store checks each digest as it
@@ -264,15 +269,26 @@ fn pull_modules_from(
         })?;
         blobs_fetched += missing.len();
         bytes_fetched += missing.iter().map(|l| l.size).sum::<u64>();
-        for part in parts {
+        // The window's modules verified (and their trees staged) in one
+        // go, so that `--jobs` threads share all its zips, not one part's.
+        for part in &parts {
             part.store_in(&store, &top.digest)?;
-            let items = install_items(&store, &part.modules, &zips_checked, !args.no_extract);
-            let checked = install::verify(&gomodcache, &items, args.jobs, &quiet)?;
-            for (entry, checked) in part.modules.iter().zip(checked) {
-                if let (true, Some(z)) = (checked, &entry.zip) {
-                    zips_checked.insert(z.layer.clone());
-                }
+        }
+        let entries: Vec<&ModuleEntry> = parts.iter().flat_map(|p| p.modules.iter()).collect();
+        let items = install_items(
+            &store,
+            entries.iter().copied(),
+            &zips_checked,
+            !args.no_extract,
+        );
+        let checked = install::verify(&gomodcache, &items, args.jobs, &quiet, staging)?;
+        drop(items);
+        for (entry, checked) in entries.iter().zip(checked) {
+            if let (true, Some(z)) = (checked, &entry.zip) {
+                zips_checked.insert(z.layer.clone());
             }
+        }
+        for part in &parts {
             modules += part.modules.len();
             sum_inputs.extend(crate::sumdata::inputs_of(&part.modules));
             progress.inc(part.modules.len() as u64);
@@ -335,7 +351,7 @@ fn pull_modules_from(
             &zips_checked,
             !args.no_extract,
         );
-        let r = install::install(&gomodcache, &items, args.jobs, &quiet)?;
+        let r = install::install(&gomodcache, &items, args.jobs, &quiet, staging)?;
         report.installed += r.installed;
         report.already_present += r.already_present;
         report.conflicts.extend(r.conflicts);

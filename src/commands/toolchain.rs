@@ -353,7 +353,7 @@ pub struct ToolchainPullReport {
 /// toolchain manifest so prune keeps it.
 pub(super) fn pull_toolchain(
     g: &Global,
-    src: &dyn Repository,
+    src: &(dyn Repository + Sync),
     top: &Descriptor,
     platform: Option<&str>,
     target: &ToolchainTarget,
@@ -386,12 +386,15 @@ pub(super) fn pull_toolchain(
     }
     let bytes_fetched: u64 = missing.iter().map(|l| l.size).sum();
     progress.start_bytes("fetching", bytes_fetched);
-    for l in &missing {
+    // Several at once: a toolchain is ~140 layers, and each is hashed as
+    // the store writes it.
+    crate::parallel::for_each_index(missing.len(), g.concurrency(), |i| {
+        let l = &missing[i];
         let mut r = src.fetch_blob(l)?;
         store
             .push_blob(l, &mut progress.reader(&mut r))
-            .with_context(|| format!("fetching layer {} from {}", l.digest, src.location()))?;
-    }
+            .with_context(|| format!("fetching layer {} from {}", l.digest, src.location()))
+    })?;
     progress.finish();
     if !store.blob_exists(&part.config_descriptor.digest)? {
         store.push_blob(&part.config_descriptor, &mut &part.config_bytes[..])?;
@@ -412,6 +415,7 @@ pub(super) fn pull_toolchain(
             descriptor: d,
             info,
             path: store.blob_path(&d.digest),
+            just_verified: missing.iter().any(|m| m.digest == d.digest),
         })
         .collect();
     let config = &part.config;
@@ -596,7 +600,7 @@ fn install_module_form(
         zip_checked: false,
         extract: true,
     }];
-    let report = install::install(gomodcache, &items, jobs, &g.progress())?;
+    let report = install::install(gomodcache, &items, jobs, &g.progress(), None)?;
     drop(tmp);
     if let Some(c) = report.conflicts.first() {
         return Err(fail(

@@ -27,7 +27,7 @@ pub use escape::{escape_path, escape_version, unescape};
 pub use gosum::GoSum;
 pub use hash::{hash_dir, hash_gomod, hash_zip_entries};
 pub use paths::check_module_version;
-pub use zipcheck::{ZipSummary, check_zip};
+pub use zipcheck::{ZipSummary, check_zip, check_zip_into};
 
 /// A module version: `golang.org/x/mod v0.17.0`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

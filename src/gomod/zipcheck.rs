@@ -21,8 +21,11 @@
 //! reader see differently, encryption, or a CRC-32 of zero on a non-empty
 //! file (Go skips the check, the zip crate does not) is refused.
 //!
-//! Owns: reading and judging a zip. Must not: write anywhere (extraction is
-//! `install`, which reads the same entries through the zip crate).
+//! Owns: reading and judging a zip. Must not: write anywhere itself. A
+//! caller that extracts ([`check_zip_into`], used by `install`) gets each
+//! file's bytes as they are hashed, through a handle the caller opened, so
+//! a zip is inflated once; whatever it wrote counts only once this check
+//! returns `Ok` and the h1 matches.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -68,6 +71,28 @@ const DESCRIPTOR_SIGNATURE: u32 = 0x0807_4b50;
 /// Checks a module zip against the Go zip rules and returns its h1 hash.
 /// `where_` names the zip in errors (a layer digest, a cache path).
 pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Result<ZipSummary> {
+    check_zip_into(zip_path, module, where_, None)
+}
+
+/// Where [`check_zip_into`] writes each file's bytes: called with the
+/// file's name relative to the module root (already checked against every
+/// name rule, and only after every name of the zip has been), it returns
+/// the open file to write them to.
+pub type Sink<'a> = &'a mut dyn FnMut(&str) -> Result<File>;
+
+/// Reads and writes entries in chunks this big (installs are syscall-bound).
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// [`check_zip`] that also hands every file's content, as it is hashed, to
+/// `sink` (extraction in the same pass as the check). The caller must
+/// treat what was written as unverified until this returns `Ok` and the
+/// h1 is the expected one.
+pub fn check_zip_into(
+    zip_path: &Path,
+    module: &ModuleVersion,
+    where_: &str,
+    mut sink: Option<Sink>,
+) -> Result<ZipSummary> {
     // The module itself is checked below; until then it may hold anything.
     let shown = module.to_string();
     let shown = if shown.chars().any(char::is_control) {
@@ -227,6 +252,11 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
     // dirhash.HashZip: every record's name, each with the content of the
     // last record of that name (here all names are unique but directories).
     let mut sums: HashMap<&[u8], [u8; 32]> = HashMap::with_capacity(index.len());
+    let mut buffer = if sink.is_some() {
+        vec![0; COPY_BUFFER]
+    } else {
+        vec![0; 64 * 1024]
+    };
     for (&name, &i) in &index {
         let display = String::from_utf8_lossy(name);
         let sum = if name.ends_with(b"/") {
@@ -266,8 +296,29 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
             // Read at most one byte past the declared size: a lying header
             // cannot make us inflate without bound.
             let mut hasher = Sha256::new();
-            let n = io::copy(&mut (&mut entry).take(declared + 1), &mut hasher)
-                .map_err(|e| refuse(&display, format!("cannot decompress: {e}")))?;
+            let mut out = match sink.as_mut() {
+                Some(sink) => {
+                    // Checked above: every name is UTF-8 below the prefix.
+                    let rel = name
+                        .strip_prefix(prefix.as_bytes())
+                        .and_then(|rel| std::str::from_utf8(rel).ok())
+                        .ok_or_else(|| refuse(&display, "malformed file path".into()))?;
+                    Some(sink(rel)?)
+                }
+                None => None,
+            };
+            let n = copy_hashing(
+                &mut (&mut entry).take(declared + 1),
+                &mut hasher,
+                out.as_mut(),
+                &mut buffer,
+            )
+            .map_err(|e| match e {
+                CopyError::Read(e) => refuse(&display, format!("cannot decompress: {e}")),
+                CopyError::Write(e) => {
+                    anyhow::Error::new(e).context(format!("extracting {display} of {shown}"))
+                }
+            })?;
             if n > declared {
                 return Err(refuse(
                     &display,
@@ -293,6 +344,41 @@ pub fn check_zip(zip_path: &Path, module: &ModuleVersion, where_: &str) -> Resul
     Ok(ZipSummary {
         h1: hash_zip_entries(&mut hashed)?,
     })
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `r` into `hasher` and, if given, `out`; returns the bytes read.
+fn copy_hashing(
+    r: &mut impl Read,
+    hasher: &mut Sha256,
+    mut out: Option<&mut File>,
+    buffer: &mut [u8],
+) -> std::result::Result<u64, CopyError> {
+    use std::io::Write;
+    let mut total = 0;
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match r.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buffer[..filled]);
+        if let Some(out) = out.as_mut() {
+            out.write_all(&buffer[..filled]).map_err(CopyError::Write)?;
+        }
+        total += filled as u64;
+    }
 }
 
 /// archive/zip's `findBodyOffset`: a local file header must be at `at`.

@@ -40,6 +40,9 @@ pub struct LayerFile<'a> {
     pub descriptor: &'a Descriptor,
     pub info: &'a LayerInfo,
     pub path: PathBuf,
+    /// The store checked this blob against its digest in this very run
+    /// (it was just fetched): read without hashing it a second time.
+    pub just_verified: bool,
 }
 
 /// What [`for_each_entry`] calls: name, mode, and a reader for regular
@@ -50,12 +53,16 @@ type EntryFn<'f> = dyn FnMut(&str, u32, Option<&mut dyn Read>) -> Result<()> + '
 fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
     let what = format!("toolchain layer {}", layer.descriptor.digest);
     let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
-    let verified = VerifyingReader::new(
-        io::BufReader::with_capacity(1 << 16, file),
-        layer.descriptor,
-        what.clone(),
-    );
-    let decoder = zstd::Decoder::with_buffer(io::BufReader::with_capacity(1 << 16, verified))
+    let blob: Box<dyn Read> = if layer.just_verified {
+        Box::new(file)
+    } else {
+        Box::new(VerifyingReader::new(
+            io::BufReader::with_capacity(1 << 16, file),
+            layer.descriptor,
+            what.clone(),
+        ))
+    };
+    let decoder = zstd::Decoder::with_buffer(io::BufReader::with_capacity(1 << 16, blob))
         .context("starting zstd")?;
     let mut limited = Bounded {
         inner: decoder,
@@ -341,14 +348,13 @@ fn extract_all(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                let mut created = Vec::new();
                 loop {
                     if first_error.lock().expect("not poisoned").is_some() {
                         return;
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { return };
-                    if let Err(e) = extract_layer(tmp, &layers[i], &mut created) {
+                    if let Err(e) = extract_layer(tmp, &layers[i]) {
                         first_error.lock().expect("not poisoned").get_or_insert(e);
                         return;
                     }
@@ -381,20 +387,20 @@ fn extract_all(
     Ok(())
 }
 
-fn extract_layer(root: &Path, layer: &LayerFile, created: &mut Vec<PathBuf>) -> Result<()> {
+fn extract_layer(root: &Path, layer: &LayerFile) -> Result<()> {
     let mut made: HashSet<String> = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
     for_each_entry(layer, &mut |name, mode, content| {
         let Some(r) = content else {
             if made.insert(name.to_string()) {
-                crate::fs::ensure_dir(root, Path::new(name), created)?;
+                make_dir(root, name)?;
             }
             return Ok(());
         };
         if let Some((parent, _)) = name.rsplit_once('/')
             && !made.contains(parent)
         {
-            crate::fs::ensure_dir(root, Path::new(parent), created)?;
+            make_dir(root, parent)?;
             made.insert(parent.to_string());
         }
         let path = root.join(name);
@@ -428,6 +434,37 @@ fn extract_layer(root: &Path, layer: &LayerFile, created: &mut Vec<PathBuf>) -> 
         }
         Ok(())
     })
+}
+
+/// Makes `root/name` a directory inside the new private tree `root`: one
+/// `mkdir` when its parent is there (the common case: no look first);
+/// its parents first when it is not; and when something is already there
+/// (another layer's worker made it), an `lstat` to be sure it is a real
+/// directory. Never follows a link.
+fn make_dir(root: &Path, name: &str) -> Result<()> {
+    let path = root.join(name);
+    match crate::fs::create_dir_new_io(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if crate::fs::dir_exists(&path)? {
+                Ok(())
+            } else {
+                Err(crate::fs::wrong_type(
+                    &path,
+                    "not a directory",
+                    "a directory",
+                ))
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match name.rsplit_once('/') {
+            Some((parent, _)) => {
+                make_dir(root, parent)?;
+                make_dir(root, name)
+            }
+            None => Err(e).with_context(|| format!("creating {}", path.display())),
+        },
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 /// The module form, built: a zip at `path` with its h1 and sha256.
