@@ -825,6 +825,18 @@ pub fn read_capped_locked(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
     read_file_capped(file, path, limit).map(Some)
 }
 
+/// A shared `flock` on `path`, opened read-only and created not: for a
+/// holder that will not write it (the go command's `lockedfile.Read`), so
+/// neither a read-only directory nor a file owned by another user stops
+/// it. `Ok(None)` if absent; not a regular file: [`Kind::Conflict`].
+pub fn lock_existing_shared(path: &Path) -> Result<Option<Lock>> {
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    flock(&file, path, LockMode::Shared, Wait::Block)?;
+    Ok(Some(Lock { file }))
+}
+
 /// Takes a `flock` on `path`, creating it (mode 0666 less the umask, as the
 /// go command does) if absent. With [`Wait::Try`] it returns `Ok(None)` at
 /// once if a conflicting lock is held. `flock` locks belong to an open file

@@ -1392,80 +1392,110 @@ impl Prepared {
     }
 }
 
-/// Writes what [`prepare`] decided: tiles, records, then the trusted head,
-/// all under the exclusive lock of `latest` (the go command's
-/// `lockedfile.Edit` of it). If `latest` changed since [`prepare`] read it
-/// (a concurrent pull, or the go command), everything is decided again
-/// under the lock from what is there now, so the head never moves back
-/// and no record is left that the new head cannot prove. `carried` and
-/// `entries` are those given to [`prepare`]. Returns what was done.
+/// Writes what [`prepare`] decided: tiles, records, then the trusted head.
+/// As the go command does: when the head moves, under the exclusive lock
+/// of `latest` (its `lockedfile.Edit`); when it does not, under a shared
+/// lock of the existing file, creating and opening nothing for writing
+/// below GOPATH (its `lockedfile.Read`); with nothing to write, no lock.
+/// If `latest` changed since [`prepare`] read it (a concurrent pull, or
+/// the go command), everything is decided again under the lock from what is there now, so
+/// the head never moves back and no record is left that the new head
+/// cannot prove. `carried` and `entries` are those given to [`prepare`].
+/// Returns what was done.
 pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<Prepared> {
-    if p.skipped.is_some() {
+    let mut p = p;
+    let latest_path = p.gopath.join(latest_rel(&p.database)).join("latest");
+    // Each round decides again from a head that moved forward; the head
+    // never moves back, so this ends; the bound only guards against a
+    // writer that keeps rewriting `latest`.
+    for _ in 0..16 {
+        if p.skipped.is_some() || (p.writes.is_empty() && p.latest.is_none()) {
+            return Ok(p);
+        }
+        let moves = p.latest.is_some();
+        let mut created = Vec::new();
+        let lock = if moves {
+            crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
+            Some(
+                crate::fs::lock(
+                    &latest_path,
+                    crate::fs::LockMode::Exclusive,
+                    crate::fs::Wait::Block,
+                )?
+                .expect("a blocking lock is taken"),
+            )
+        } else {
+            crate::fs::lock_existing_shared(&latest_path)?
+        };
+        let now = match &lock {
+            Some(l) => Some(l.read_capped(&latest_path, MAX_NOTE_BYTES)?),
+            None => None,
+        }
+        .filter(|l| !l.is_empty());
+        if now != p.seen_latest {
+            let db = carried
+                .config
+                .databases
+                .iter()
+                .find(|d| d.name == p.database)
+                .expect("prepared from this config");
+            let (verifier, _) = gosumdb()?.expect("prepared with GOSUMDB on");
+            let again = prepare_one(
+                db,
+                entries,
+                &verifier,
+                &carried.tile_data,
+                &p.gomodcache,
+                &p.gopath,
+                now,
+            )
+            .with_context(|| {
+                format!(
+                    "the checksum database cache of {} changed during the pull (another pull or the go command); checked again",
+                    p.database
+                )
+            })?;
+            p = again;
+            // Under a shared lock, a decision to move the head is taken
+            // again under the exclusive one.
+            if p.latest.is_some() && !moves {
+                continue;
+            }
+            if p.skipped.is_some() || (p.writes.is_empty() && p.latest.is_none()) {
+                return Ok(p);
+            }
+        }
+        for (rel, data) in &p.writes {
+            let rel = Path::new(rel);
+            let parent = rel.parent().expect("tile or lookup path");
+            let dir = crate::fs::ensure_dir(
+                &p.gomodcache,
+                &cache_rel(&p.database).join(parent),
+                &mut created,
+            )?;
+            let target = dir.join(rel.file_name().expect("a file name"));
+            crate::fs::write_atomic(
+                &target,
+                ".ocigo-tmp-",
+                data,
+                0o644,
+                crate::fs::Durability::Relaxed,
+            )
+            .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
+        }
+        if let (Some(note), Some(lock)) = (&p.latest, &lock) {
+            lock.rewrite(&latest_path, note.as_bytes(), crate::fs::Durability::Synced)?;
+        }
+        drop(lock);
         return Ok(p);
     }
-    let mut created = Vec::new();
-    let latest_dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
-    let latest_path = latest_dir.join("latest");
-    let lock = crate::fs::lock(
-        &latest_path,
-        crate::fs::LockMode::Exclusive,
-        crate::fs::Wait::Block,
-    )?
-    .expect("a blocking lock is taken");
-    let now = Some(lock.read_capped(&latest_path, MAX_NOTE_BYTES)?).filter(|l| !l.is_empty());
-    let p = if now == p.seen_latest {
-        p
-    } else {
-        let db = carried
-            .config
-            .databases
-            .iter()
-            .find(|d| d.name == p.database)
-            .expect("prepared from this config");
-        let (verifier, _) = gosumdb()?.expect("prepared with GOSUMDB on");
-        let again = prepare_one(
-            db,
-            entries,
-            &verifier,
-            &carried.tile_data,
-            &p.gomodcache,
-            &p.gopath,
-            now,
-        )
-        .with_context(|| {
-            format!(
-                "{} changed during the pull (another pull or the go command); checked again",
-                latest_path.display()
-            )
-        })?;
-        if again.skipped.is_some() {
-            return Ok(again);
-        }
-        again
-    };
-    for (rel, data) in &p.writes {
-        let rel = Path::new(rel);
-        let parent = rel.parent().expect("tile or lookup path");
-        let dir = crate::fs::ensure_dir(
-            &p.gomodcache,
-            &cache_rel(&p.database).join(parent),
-            &mut created,
-        )?;
-        let target = dir.join(rel.file_name().expect("a file name"));
-        crate::fs::write_atomic(
-            &target,
-            ".ocigo-tmp-",
-            data,
-            0o644,
-            crate::fs::Durability::Relaxed,
-        )
-        .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
-    }
-    if let Some(note) = &p.latest {
-        lock.rewrite(&latest_path, note.as_bytes(), crate::fs::Durability::Synced)?;
-    }
-    drop(lock);
-    Ok(p)
+    Err(fail(
+        Kind::Conflict,
+        format!(
+            "{} kept changing during the pull; nothing more was written",
+            latest_path.display()
+        ),
+    ))
 }
 
 /// Stores the gathered tiles and config in `store` and pushes the

@@ -687,6 +687,61 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
             "round {round}: the trusted head after two concurrent pulls"
         );
     }
+
+    // A pull that leaves the head alone opens nothing below GOPATH for
+    // writing, as the go command: with GOPATH read-only, re-pulling l2
+    // (nothing to write) and pulling the older l1 into its cache (its
+    // record, proven in the head l2 set, added to GOMODCACHE) succeed.
+    let (gmr, gpr) = (s.join("gm-ro"), s.join("gp-ro"));
+    assert_exit(&pull("l2", &gmr, &gpr), 0, "pull l2");
+    let latest = gpr.join("pkg/sumdb/sumdb.test/latest");
+    let head_before = fs::read(&latest).unwrap();
+    let before_gp = snapshot(&gpr);
+    let ro = [
+        "unshare",
+        "-m",
+        "-n",
+        "--",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" \"$0\" && exec \"$@\"",
+        gpr.to_str().unwrap(),
+    ];
+    for (layout, records) in [("l2", "0 records"), ("l1", "1 records")] {
+        let what = format!("pull {layout} with GOPATH read-only");
+        let out = common::ocigo::ocigo_command(
+            &ro,
+            &s.join("store-gm-ro"),
+            &[
+                "pull",
+                &format!("oci:{}:v1", s.join(layout).display()),
+                "--gomodcache",
+                gmr.to_str().unwrap(),
+                "--gopath",
+                gpr.to_str().unwrap(),
+            ],
+            &pull_env,
+        )
+        .output()
+        .unwrap();
+        assert_exit(&out, 0, &what);
+        assert_mentions(
+            &common::ocigo::stdout(&out),
+            &[
+                "checksum database sumdb.test:",
+                records,
+                "trusted tree of 1002",
+            ],
+            &what,
+        );
+    }
+    assert_eq!(fs::read(&latest).unwrap(), head_before);
+    assert_unchanged(&before_gp, &gpr, "a read-only GOPATH");
+    assert!(
+        gmr.join("cache/download/sumdb/sumdb.test/lookup/example.com/sa@v1.0.0")
+            .is_file(),
+        "l1's record was not added"
+    );
 }
 
 /// The digest of the checksum-database config of the bundle in `layout`.
