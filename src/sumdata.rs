@@ -779,6 +779,11 @@ pub struct Prepared {
     /// `latest` as it was when this was decided (`None`: absent or empty):
     /// [`install`] writes only if it is still so.
     seen_latest: Option<Vec<u8>>,
+    /// The cached records (paths below the cache dir) proven in the final
+    /// tree: when the head moves, [`install`] writes only if the cache
+    /// still holds exactly these (a pull that leaves the head alone may
+    /// add records proven in the old head only).
+    seen_records: BTreeSet<String>,
     pub records: usize,
     pub tiles: usize,
     pub tree: u64,
@@ -1088,7 +1093,9 @@ fn prepare_one(
         ));
     }
     let mut notes_seen: HashMap<Vec<u8>, ()> = HashMap::new();
+    let mut seen_records = BTreeSet::new();
     for (rel, body) in cached_records(&cache_dir)? {
+        seen_records.insert(rel.clone());
         let (id, text, note) = sumdb::parse_record(&body).ok_or_else(|| {
             conflict(
                 name,
@@ -1207,6 +1214,7 @@ fn prepare_one(
         writes,
         latest: final_note.filter(|_| moves),
         seen_latest: old_latest,
+        seen_records,
         records,
         tiles,
         tree: final_tree.n,
@@ -1383,6 +1391,7 @@ impl Prepared {
             writes: Vec::new(),
             latest: None,
             seen_latest: None,
+            seen_records: BTreeSet::new(),
             records: 0,
             tiles: 0,
             tree,
@@ -1398,13 +1407,15 @@ impl Prepared {
 /// lock of the existing file, creating and opening nothing for writing
 /// below GOPATH (its `lockedfile.Read`); with nothing to write, no lock.
 /// If `latest` changed since [`prepare`] read it (a concurrent pull, or
-/// the go command), everything is decided again under the lock from what is there now, so
+/// the go command), or, when the head moves, the cached records did,
+/// everything is decided again under the lock from what is there now, so
 /// the head never moves back and no record is left that the new head
 /// cannot prove. `carried` and `entries` are those given to [`prepare`].
 /// Returns what was done.
 pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<Prepared> {
     let mut p = p;
     let latest_path = p.gopath.join(latest_rel(&p.database)).join("latest");
+    let cache_dir = p.gomodcache.join(cache_rel(&p.database));
     // Each round decides again from a head that moved forward; the head
     // never moves back, so this ends; the bound only guards against a
     // writer that keeps rewriting `latest`.
@@ -1432,7 +1443,14 @@ pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<P
             None => None,
         }
         .filter(|l| !l.is_empty());
-        if now != p.seen_latest {
+        let same = now == p.seen_latest
+            && (!moves
+                || cached_records(&cache_dir)?
+                    .into_iter()
+                    .map(|(rel, _)| rel)
+                    .collect::<BTreeSet<_>>()
+                    == p.seen_records);
+        if !same {
             let db = carried
                 .config
                 .databases

@@ -382,6 +382,14 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     let first = pack(&p1, "l1", &[]);
     assert_eq!(first["sumdb"]["database"], "sumdb.test", "{first}");
     assert_eq!(first["sumdb"]["tree_size"], 301);
+    // A record proven in that tree of 301 records only (a filler's, in
+    // the first tile, which no bundle here carries), as a writer that
+    // leaves the trusted head alone adds it.
+    let (status, filler_record) = common::http::get(
+        db.url.strip_prefix("http://").unwrap(),
+        "/lookup/example.net/filler@v0.0.5",
+    );
+    assert!(status.contains(" 200 "), "{status}\n{filler_record}");
     // Weeks later: the log has grown by 700 records.
     db.fill(700);
     let since = format!("oci:{}:v1", s.join("l1").display());
@@ -687,6 +695,51 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
             "round {round}: the trusted head after two concurrent pulls"
         );
     }
+
+    // A pull moving the head (l2: 301 to 1002) lists the cached records,
+    // installs its modules, then waits for `latest`; meanwhile a writer
+    // that leaves the head alone adds a record proven in the old head
+    // only. The mover decides again under its lock: that record cannot
+    // be proven in 1002, so the head stays at 301 and l2's data is
+    // skipped (moving it would leave a record the head cannot prove).
+    let (gml, gpl) = (s.join("gm-late-record"), s.join("gp-late-record"));
+    assert_exit(&pull("l1", &gml, &gpl), 0, "pull l1");
+    let latest = gpl.join("pkg/sumdb/sumdb.test/latest");
+    let head_before = fs::read(&latest).unwrap();
+    let sb_zip = gml.join(format!(
+        "cache/download/{}/@v/{}.zip",
+        mods[1].path, mods[1].version
+    ));
+    let late = gml.join("cache/download/sumdb/sumdb.test/lookup/example.net/filler@v0.0.5");
+    let holder = common::ocigo::hold_flock_shared(&latest);
+    let out = std::thread::scope(|sc| {
+        let h = sc.spawn(|| pull("l2", &gml, &gpl));
+        // Its modules are installed after its checksum data was decided.
+        let t0 = std::time::Instant::now();
+        while !sb_zip.is_file() && t0.elapsed() < std::time::Duration::from_secs(120) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(sb_zip.is_file(), "l2's modules were never installed");
+        fs::create_dir_all(late.parent().unwrap()).unwrap();
+        fs::write(&late, &filler_record).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(holder);
+        h.join().unwrap()
+    });
+    assert_exit(&out, 0, "a head-moving pull racing a record writer");
+    assert_mentions(
+        &common::ocigo::stdout(&out),
+        &[
+            "warning: checksum database sumdb.test: not installed",
+            "filler@v0.0.5",
+        ],
+        "a record added during the pull",
+    );
+    assert_eq!(
+        fs::read(&latest).unwrap(),
+        head_before,
+        "the trusted head after a record it alone proves was added"
+    );
 
     // A pull that leaves the head alone opens nothing below GOPATH for
     // writing, as the go command: with GOPATH read-only, re-pulling l2
