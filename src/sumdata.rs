@@ -674,11 +674,28 @@ fn read_manifest(
     Ok((m, config, fetched.bytes, bytes))
 }
 
-/// What the schema cannot say: one entry per database (a second entry of
+/// What the schema cannot say: each name a checksum database's name as
+/// `golang.org/x/mod/sumdb/note` accepts a verifier name (not empty, no
+/// white space, no `+`), and no control character either (it is printed
+/// and is a directory name); one entry per database (a second entry of
 /// the same name could move the trusted head back).
 fn check_config(config: &SumdbConfig) -> Result<()> {
     let mut names = BTreeSet::new();
     for db in &config.databases {
+        if db.name.is_empty()
+            || db
+                .name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "the bundle names a checksum database {:?}, which is not a database name (empty, or with white space, '+' or a control character)",
+                    crate::text::field(&db.name)
+                ),
+            ));
+        }
         if !names.insert(db.name.as_str()) {
             return Err(fail(
                 Kind::Integrity,
@@ -1597,6 +1614,22 @@ mod tests {
             private: Vec::new(),
         };
         check_config(&config).unwrap();
+        for bad in [
+            "",
+            "sum.golang.org\n  export GOFLAGS=-insecure",
+            "sum golang.org",
+            "sum.golang.org+033de0ae",
+            "sum.golang.org\u{1b}[2J",
+            "sum.golang.org\u{85}",
+        ] {
+            let mut c = config.clone();
+            c.databases[0].name = bad.into();
+            let e = check_config(&c).unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity), "{bad:?}");
+            let msg = format!("{e:#}");
+            assert!(msg.contains("not a database name"), "{msg}");
+            assert!(!msg.chars().any(|c| c.is_control()), "{msg:?}");
+        }
         config.databases.push(db);
         let e = check_config(&config).unwrap_err();
         assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));

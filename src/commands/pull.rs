@@ -382,21 +382,26 @@ fn pull_modules_from(
                 let _ = writeln!(
                     human,
                     "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
-                    s.database, s.records_written, s.tiles_written, s.tree_size
+                    crate::text::field(&s.database),
+                    s.records_written,
+                    s.tiles_written,
+                    s.tree_size
                 );
             }
             Some(why) if s.hint.is_some() => {
                 let _ = writeln!(
                     human,
-                    "warning: checksum database {}: not installed: {why}",
-                    s.database
+                    "warning: checksum database {}: not installed: {}",
+                    crate::text::field(&s.database),
+                    crate::text::field(why)
                 );
             }
             Some(why) => {
                 let _ = writeln!(
                     human,
-                    "checksum database {}: not installed ({why})",
-                    s.database
+                    "checksum database {}: not installed ({})",
+                    crate::text::field(&s.database),
+                    crate::text::field(why)
                 );
             }
         }
