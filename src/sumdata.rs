@@ -315,6 +315,30 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
             }
         }
     }
+    // One hash per tree size among the trees the records, earlier bundles
+    // and the head came with: two signed trees of one size with different
+    // hashes are a forked log (the rest proves each tree a prefix of the
+    // newest, and keeps one tree per size).
+    let mut by_size: BTreeMap<u64, Hash> = BTreeMap::new();
+    for t in fetched
+        .iter()
+        .map(|(_, t, _)| *t)
+        .chain(older.iter().map(|(t, _, _)| *t))
+        .chain(head.iter().map(|(t, _)| *t))
+    {
+        if let Some(h) = by_size.insert(t.n, t.hash)
+            && h != t.hash
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database ({}): two signed trees of {} records with different hashes (a forked log); nothing was packed",
+                    fetch.describe(),
+                    t.n
+                ),
+            ));
+        }
+    }
     // The newest tree any record, earlier bundle or the head came with:
     // every record is proven in it.
     let (tree, note) = fetched

@@ -797,6 +797,61 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     );
 }
 
+#[test]
+fn pack_refuses_a_lookup_signed_in_a_forked_tree_of_the_heads_size() {
+    let s = Scratch::new();
+    let (src, proxy) = (s.dir("src"), s.dir("proxy"));
+    let path = "example.com/sa";
+    let m = common::ocigo::write_module_source(
+        &src,
+        path,
+        "v1.0.0",
+        &[
+            ("go.mod", format!("module {path}\n\ngo 1.21\n").as_bytes()),
+            (
+                "m.go",
+                b"package sa\n\nfunc Hello() string { return \"sa\" }\n",
+            ),
+        ],
+    );
+    common::ocigo::add_to_proxy(&proxy, &m);
+    let db = FixtureDb::start_with(&proxy, 3, &["-cache-lookups"]);
+    let host = db.url.strip_prefix("http://").unwrap();
+    // The lookup (cached by the fixture, signed in the tree of 4 records),
+    // then re-signed in a forged tree of 4 records: the head the database
+    // serves has that size and the real hash.
+    let (status, body) = common::http::get(host, "/lookup/example.com/sa@v1.0.0");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    assert!(body.contains("\n4\n"), "{body}");
+    let (status, body) = common::http::get(host, "/fork-lookup?path=/lookup/example.com/sa@v1.0.0");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    let gosumdb = format!("{} {}", db.vkey, db.url);
+    let proxy_url = format!("file://{}", proxy.display());
+    let p = small_project(&s, "p", &m);
+    let layout = s.join("l");
+    let out = ocigo(
+        &s.join("store"),
+        &[
+            "pack",
+            p.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}:v1", layout.display()),
+        ],
+        &[
+            ("GOPROXY", &proxy_url),
+            ("GOSUMDB", &gosumdb),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    assert_exit(&out, 3, "pack with a lookup signed in a forked tree");
+    assert_mentions(
+        &stderr(&out),
+        &["two signed trees of 4 records", "forked log"],
+        "pack with a lookup signed in a forked tree",
+    );
+    assert!(!layout.join("index.json").exists(), "nothing was written");
+}
+
 /// The digest of the checksum-database config of the bundle in `layout`.
 fn sumdb_config_digest(layout: &Path) -> String {
     let index: serde_json::Value =
