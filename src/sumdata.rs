@@ -872,10 +872,9 @@ pub fn prepare(
         // rewrite it in place under the exclusive one.
         real_dirs(gomodcache, &cache_rel(&db.name))?;
         real_dirs(gopath, &latest_rel(&db.name))?;
-        let latest = crate::fs::read_capped_locked(
-            &gopath.join(latest_rel(&db.name)).join("latest"),
-            MAX_NOTE_BYTES,
-        )?;
+        let latest_path = gopath.join(latest_rel(&db.name)).join("latest");
+        let latest = crate::fs::read_capped_locked(&latest_path, MAX_NOTE_BYTES)
+            .map_err(|e| oversized_latest(&db.name, &latest_path, e))?;
         out.push(prepare_one(
             db,
             entries,
@@ -887,6 +886,20 @@ pub fn prepare(
         )?);
     }
     Ok(out)
+}
+
+/// A `latest` too large to be a tree note is local state gone wrong, as an
+/// unsigned one is: a conflict with the same way out ([`Kind::Integrity`]
+/// is the size check's own kind; other errors pass through).
+fn oversized_latest(db: &str, path: &Path, e: anyhow::Error) -> anyhow::Error {
+    if crate::error::kind_of(&e) != Some(Kind::Integrity) {
+        return e;
+    }
+    conflict(
+        db,
+        format!("{} does not hold a tree head: {e:#}", path.display()),
+        "the go command refuses it too: remove it (it is re-created) or use another GOPATH (--gopath)",
+    )
 }
 
 fn note_tree(note: &[u8], v: &Verifier, what: &str) -> Result<TreeHead> {
@@ -1480,7 +1493,10 @@ pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<P
             crate::fs::lock_existing_shared(&latest_path)?
         };
         let now = match &lock {
-            Some(l) => Some(l.read_capped(&latest_path, MAX_NOTE_BYTES)?),
+            Some(l) => Some(
+                l.read_capped(&latest_path, MAX_NOTE_BYTES)
+                    .map_err(|e| oversized_latest(&p.database, &latest_path, e))?,
+            ),
             None => None,
         }
         .filter(|l| !l.is_empty());

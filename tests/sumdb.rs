@@ -790,6 +790,23 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     }
     assert_eq!(fs::read(&latest).unwrap(), head_before);
     assert_unchanged(&before_gp, &gpr, "a read-only GOPATH");
+
+    // A `latest` too large to be a tree note is local state gone wrong,
+    // as an unsigned one: exit 5 with the way out, nothing written.
+    let (gmb, gpb) = (s.dir("gm-big-latest"), s.dir("gp-big-latest"));
+    let latest = gpb.join("pkg/sumdb/sumdb.test/latest");
+    fs::create_dir_all(latest.parent().unwrap()).unwrap();
+    fs::write(&latest, vec![b'x'; 17 << 10]).unwrap();
+    let (before_gm, before_gp) = (snapshot(&gmb), snapshot(&gpb));
+    let out = pull("l1", &gmb, &gpb);
+    assert_exit(&out, 5, "pull into a GOPATH with an oversized latest");
+    assert_mentions(
+        &stderr(&out),
+        &["does not hold a tree head", "over the", "remove it"],
+        "an oversized latest",
+    );
+    assert_unchanged(&before_gm, &gmb, "GOMODCACHE after an oversized latest");
+    assert_unchanged(&before_gp, &gpb, "GOPATH after an oversized latest");
     assert!(
         gmr.join("cache/download/sumdb/sumdb.test/lookup/example.com/sa@v1.0.0")
             .is_file(),
