@@ -715,7 +715,7 @@ fn check_config(config: &SumdbConfig) -> Result<()> {
             return Err(fail(
                 Kind::Integrity,
                 format!(
-                    "the bundle names a checksum database {:?}, which is not a database name (empty, or with white space, '+' or a control character)",
+                    "the bundle names a checksum database \"{}\", which is not a database name (empty, or with white space, '+' or a control character)",
                     crate::text::field(&db.name)
                 ),
             ));
