@@ -16,8 +16,10 @@
 //! the tree the cache trusted before consistent with it, and every record
 //! the cache already holds still provable. Then the tiles, the records and
 //! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written,
-//! under that file's lock as the go command takes it, deciding again if
-//! the head moved since it was read (it never moves back).
+//! under that file's lock as the go command takes it (exclusive when the
+//! head moves, shared otherwise), deciding again if the head (or, when it
+//! moves, the cached records) changed since they were read (it never
+//! moves back).
 //! When the bundle's tree and the cache's cannot be joined (no proof
 //! either way), nothing is written and the data is reported skipped, with
 //! a hint; a proven fork is refused.
