@@ -722,7 +722,6 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
         assert!(sb_zip.is_file(), "l2's modules were never installed");
         fs::create_dir_all(late.parent().unwrap()).unwrap();
         fs::write(&late, &filler_record).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
         drop(holder);
         h.join().unwrap()
     });
