@@ -893,8 +893,22 @@ impl Lock {
     /// `lockedfile.Edit` users do: its lock holders and readers keep
     /// seeing the one file they lock (a rename would leave them a stale
     /// one). For small files that change only under this lock.
+    /// A file with another hard link is refused ([`Kind::Conflict`]):
+    /// writing it would write the other name too.
     pub fn rewrite(&self, path: &Path, data: &[u8], durability: Durability) -> Result<()> {
         use std::io::Seek as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = self
+            .file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?;
+        if meta.nlink() > 1 {
+            return Err(wrong_type(
+                path,
+                &format!("a file with {} hard links", meta.nlink()),
+                "a file of its own (one link)",
+            ));
+        }
         let mut f = &self.file;
         let r = (|| -> io::Result<()> {
             f.set_len(0)?;
@@ -918,6 +932,18 @@ pub fn read_capped_locked(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
     };
     flock(&file, path, LockMode::Shared, Wait::Block)?;
     read_file_capped(file, path, limit).map(Some)
+}
+
+/// A shared `flock` on `path`, opened read-only and created not: for a
+/// holder that will not write it (the go command's `lockedfile.Read`), so
+/// neither a read-only directory nor a file owned by another user stops
+/// it. `Ok(None)` if absent; not a regular file: [`Kind::Conflict`].
+pub fn lock_existing_shared(path: &Path) -> Result<Option<Lock>> {
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    flock(&file, path, LockMode::Shared, Wait::Block)?;
+    Ok(Some(Lock { file }))
 }
 
 /// Takes a `flock` on `path`, creating it (mode 0666 less the umask, as the
@@ -1071,6 +1097,31 @@ mod tests {
         let c = CString::new(p.as_os_str().as_bytes()).unwrap();
         // SAFETY: valid path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn rewrite_refuses_a_file_with_another_hard_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (latest, other) = (dir.path().join("latest"), dir.path().join("other"));
+        fs::write(&other, b"someone else's").unwrap();
+        fs::hard_link(&other, &latest).unwrap();
+        let held = lock(&latest, LockMode::Exclusive, Wait::Block)
+            .unwrap()
+            .unwrap();
+        let e = held
+            .rewrite(&latest, b"new head", Durability::Relaxed)
+            .unwrap_err();
+        assert_eq!(kind_of(&e), Some(Kind::Conflict), "{e:#}");
+        assert!(format!("{e:#}").contains("2 hard links"), "{e:#}");
+        assert_eq!(fs::read(&other).unwrap(), b"someone else's");
+        drop(held);
+        fs::remove_file(&other).unwrap();
+        let held = lock(&latest, LockMode::Exclusive, Wait::Block)
+            .unwrap()
+            .unwrap();
+        held.rewrite(&latest, b"new head", Durability::Relaxed)
+            .unwrap();
+        assert_eq!(fs::read(&latest).unwrap(), b"new head");
     }
 
     #[test]

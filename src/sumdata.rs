@@ -16,8 +16,10 @@
 //! the tree the cache trusted before consistent with it, and every record
 //! the cache already holds still provable. Then the tiles, the records and
 //! last the trusted tree head (`$GOPATH/pkg/sumdb/<db>/latest`) are written,
-//! under that file's lock as the go command takes it, deciding again if
-//! the head moved since it was read (it never moves back).
+//! under that file's lock as the go command takes it (exclusive when the
+//! head moves, shared otherwise), deciding again if the head (or, when it
+//! moves, the cached records) changed since they were read (it never
+//! moves back).
 //! When the bundle's tree and the cache's cannot be joined (no proof
 //! either way), nothing is written and the data is reported skipped, with
 //! a hint; a proven fork is refused.
@@ -313,6 +315,30 @@ pub fn gather(entries: &[SumInput], jobs: usize, since: &[Since]) -> Result<Opti
             if seen.insert(t.n) {
                 older.push((*t, n.clone(), Vec::new()));
             }
+        }
+    }
+    // One hash per tree size among the trees the records, earlier bundles
+    // and the head came with: two signed trees of one size with different
+    // hashes are a forked log (the rest proves each tree a prefix of the
+    // newest, and keeps one tree per size).
+    let mut by_size: BTreeMap<u64, Hash> = BTreeMap::new();
+    for t in fetched
+        .iter()
+        .map(|(_, t, _)| *t)
+        .chain(older.iter().map(|(t, _, _)| *t))
+        .chain(head.iter().map(|(t, _)| *t))
+    {
+        if let Some(h) = by_size.insert(t.n, t.hash)
+            && h != t.hash
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "checksum database ({}): two signed trees of {} records with different hashes (a forked log); nothing was packed",
+                    fetch.describe(),
+                    t.n
+                ),
+            ));
         }
     }
     // The newest tree any record, earlier bundle or the head came with:
@@ -674,11 +700,28 @@ fn read_manifest(
     Ok((m, config, fetched.bytes, bytes))
 }
 
-/// What the schema cannot say: one entry per database (a second entry of
+/// What the schema cannot say: each name a checksum database's name as
+/// `golang.org/x/mod/sumdb/note` accepts a verifier name (not empty, no
+/// white space, no `+`), and no control character either (it is printed
+/// and is a directory name); one entry per database (a second entry of
 /// the same name could move the trusted head back).
 fn check_config(config: &SumdbConfig) -> Result<()> {
     let mut names = BTreeSet::new();
     for db in &config.databases {
+        if db.name.is_empty()
+            || db
+                .name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "the bundle names a checksum database \"{}\", which is not a database name (empty, or with white space, '+' or a control character)",
+                    crate::text::field(&db.name)
+                ),
+            ));
+        }
         if !names.insert(db.name.as_str()) {
             return Err(fail(
                 Kind::Integrity,
@@ -779,6 +822,11 @@ pub struct Prepared {
     /// `latest` as it was when this was decided (`None`: absent or empty):
     /// [`install`] writes only if it is still so.
     seen_latest: Option<Vec<u8>>,
+    /// The cached records (paths below the cache dir) proven in the final
+    /// tree: when the head moves, [`install`] writes only if the cache
+    /// still holds exactly these (a pull that leaves the head alone may
+    /// add records proven in the old head only).
+    seen_records: BTreeSet<String>,
     pub records: usize,
     pub tiles: usize,
     pub tree: u64,
@@ -826,10 +874,9 @@ pub fn prepare(
         // rewrite it in place under the exclusive one.
         real_dirs(gomodcache, &cache_rel(&db.name))?;
         real_dirs(gopath, &latest_rel(&db.name))?;
-        let latest = crate::fs::read_capped_locked(
-            &gopath.join(latest_rel(&db.name)).join("latest"),
-            MAX_NOTE_BYTES,
-        )?;
+        let latest_path = gopath.join(latest_rel(&db.name)).join("latest");
+        let latest = crate::fs::read_capped_locked(&latest_path, MAX_NOTE_BYTES)
+            .map_err(|e| oversized_latest(&db.name, &latest_path, e))?;
         out.push(prepare_one(
             db,
             entries,
@@ -841,6 +888,20 @@ pub fn prepare(
         )?);
     }
     Ok(out)
+}
+
+/// A `latest` too large to be a tree note is local state gone wrong, as an
+/// unsigned one is: a conflict with the same way out ([`Kind::Integrity`]
+/// is the size check's own kind; other errors pass through).
+fn oversized_latest(db: &str, path: &Path, e: anyhow::Error) -> anyhow::Error {
+    if crate::error::kind_of(&e) != Some(Kind::Integrity) {
+        return e;
+    }
+    conflict(
+        db,
+        format!("{} does not hold a tree head: {e:#}", path.display()),
+        "the go command refuses it too: remove it (it is re-created) or use another GOPATH (--gopath)",
+    )
 }
 
 fn note_tree(note: &[u8], v: &Verifier, what: &str) -> Result<TreeHead> {
@@ -1088,7 +1149,9 @@ fn prepare_one(
         ));
     }
     let mut notes_seen: HashMap<Vec<u8>, ()> = HashMap::new();
+    let mut seen_records = BTreeSet::new();
     for (rel, body) in cached_records(&cache_dir)? {
+        seen_records.insert(rel.clone());
         let (id, text, note) = sumdb::parse_record(&body).ok_or_else(|| {
             conflict(
                 name,
@@ -1207,6 +1270,7 @@ fn prepare_one(
         writes,
         latest: final_note.filter(|_| moves),
         seen_latest: old_latest,
+        seen_records,
         records,
         tiles,
         tree: final_tree.n,
@@ -1383,6 +1447,7 @@ impl Prepared {
             writes: Vec::new(),
             latest: None,
             seen_latest: None,
+            seen_records: BTreeSet::new(),
             records: 0,
             tiles: 0,
             tree,
@@ -1392,80 +1457,122 @@ impl Prepared {
     }
 }
 
-/// Writes what [`prepare`] decided: tiles, records, then the trusted head,
-/// all under the exclusive lock of `latest` (the go command's
-/// `lockedfile.Edit` of it). If `latest` changed since [`prepare`] read it
-/// (a concurrent pull, or the go command), everything is decided again
-/// under the lock from what is there now, so the head never moves back
-/// and no record is left that the new head cannot prove. `carried` and
-/// `entries` are those given to [`prepare`]. Returns what was done.
+/// Writes what [`prepare`] decided: tiles, records, then the trusted head.
+/// As the go command does: when the head moves, under the exclusive lock
+/// of `latest` (its `lockedfile.Edit`); when it does not, under a shared
+/// lock of the existing file, creating and opening nothing for writing
+/// below GOPATH (its `lockedfile.Read`); with nothing to write, no lock.
+/// If `latest` changed since [`prepare`] read it (a concurrent pull, or
+/// the go command), or, when the head moves, the cached records did,
+/// everything is decided again under the lock from what is there now, so
+/// the head never moves back and no record is left that the new head
+/// cannot prove. `carried` and `entries` are those given to [`prepare`].
+/// Returns what was done.
 pub fn install(p: Prepared, carried: &Carried, entries: &[SumInput]) -> Result<Prepared> {
-    if p.skipped.is_some() {
+    let mut p = p;
+    let latest_path = p.gopath.join(latest_rel(&p.database)).join("latest");
+    let cache_dir = p.gomodcache.join(cache_rel(&p.database));
+    // Each round decides again from a head that moved forward; the head
+    // never moves back, so this ends; the bound only guards against a
+    // writer that keeps rewriting `latest`.
+    for _ in 0..16 {
+        if p.skipped.is_some() || (p.writes.is_empty() && p.latest.is_none()) {
+            return Ok(p);
+        }
+        let moves = p.latest.is_some();
+        let mut created = Vec::new();
+        let lock = if moves {
+            crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
+            Some(
+                crate::fs::lock(
+                    &latest_path,
+                    crate::fs::LockMode::Exclusive,
+                    crate::fs::Wait::Block,
+                )?
+                .expect("a blocking lock is taken"),
+            )
+        } else {
+            crate::fs::lock_existing_shared(&latest_path)?
+        };
+        let now = match &lock {
+            Some(l) => Some(
+                l.read_capped(&latest_path, MAX_NOTE_BYTES)
+                    .map_err(|e| oversized_latest(&p.database, &latest_path, e))?,
+            ),
+            None => None,
+        }
+        .filter(|l| !l.is_empty());
+        let same = now == p.seen_latest
+            && (!moves
+                || cached_records(&cache_dir)?
+                    .into_iter()
+                    .map(|(rel, _)| rel)
+                    .collect::<BTreeSet<_>>()
+                    == p.seen_records);
+        if !same {
+            let db = carried
+                .config
+                .databases
+                .iter()
+                .find(|d| d.name == p.database)
+                .expect("prepared from this config");
+            let (verifier, _) = gosumdb()?.expect("prepared with GOSUMDB on");
+            let again = prepare_one(
+                db,
+                entries,
+                &verifier,
+                &carried.tile_data,
+                &p.gomodcache,
+                &p.gopath,
+                now,
+            )
+            .with_context(|| {
+                format!(
+                    "the checksum database cache of {} changed during the pull (another pull or the go command); checked again",
+                    p.database
+                )
+            })?;
+            p = again;
+            // Under a shared lock, a decision to move the head is taken
+            // again under the exclusive one.
+            if p.latest.is_some() && !moves {
+                continue;
+            }
+            if p.skipped.is_some() || (p.writes.is_empty() && p.latest.is_none()) {
+                return Ok(p);
+            }
+        }
+        for (rel, data) in &p.writes {
+            let rel = Path::new(rel);
+            let parent = rel.parent().expect("tile or lookup path");
+            let dir = crate::fs::ensure_dir(
+                &p.gomodcache,
+                &cache_rel(&p.database).join(parent),
+                &mut created,
+            )?;
+            let target = dir.join(rel.file_name().expect("a file name"));
+            crate::fs::write_atomic(
+                &target,
+                ".ocigo-tmp-",
+                data,
+                0o644,
+                crate::fs::Durability::Relaxed,
+            )
+            .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
+        }
+        if let (Some(note), Some(lock)) = (&p.latest, &lock) {
+            lock.rewrite(&latest_path, note.as_bytes(), crate::fs::Durability::Synced)?;
+        }
+        drop(lock);
         return Ok(p);
     }
-    let mut created = Vec::new();
-    let latest_dir = crate::fs::ensure_dir(&p.gopath, &latest_rel(&p.database), &mut created)?;
-    let latest_path = latest_dir.join("latest");
-    let lock = crate::fs::lock(
-        &latest_path,
-        crate::fs::LockMode::Exclusive,
-        crate::fs::Wait::Block,
-    )?
-    .expect("a blocking lock is taken");
-    let now = Some(lock.read_capped(&latest_path, MAX_NOTE_BYTES)?).filter(|l| !l.is_empty());
-    let p = if now == p.seen_latest {
-        p
-    } else {
-        let db = carried
-            .config
-            .databases
-            .iter()
-            .find(|d| d.name == p.database)
-            .expect("prepared from this config");
-        let (verifier, _) = gosumdb()?.expect("prepared with GOSUMDB on");
-        let again = prepare_one(
-            db,
-            entries,
-            &verifier,
-            &carried.tile_data,
-            &p.gomodcache,
-            &p.gopath,
-            now,
-        )
-        .with_context(|| {
-            format!(
-                "{} changed during the pull (another pull or the go command); checked again",
-                latest_path.display()
-            )
-        })?;
-        if again.skipped.is_some() {
-            return Ok(again);
-        }
-        again
-    };
-    for (rel, data) in &p.writes {
-        let rel = Path::new(rel);
-        let parent = rel.parent().expect("tile or lookup path");
-        let dir = crate::fs::ensure_dir(
-            &p.gomodcache,
-            &cache_rel(&p.database).join(parent),
-            &mut created,
-        )?;
-        let target = dir.join(rel.file_name().expect("a file name"));
-        crate::fs::write_atomic(
-            &target,
-            ".ocigo-tmp-",
-            data,
-            0o644,
-            crate::fs::Durability::Relaxed,
-        )
-        .with_context(|| format!("writing the checksum database cache of {}", p.database))?;
-    }
-    if let Some(note) = &p.latest {
-        lock.rewrite(&latest_path, note.as_bytes(), crate::fs::Durability::Synced)?;
-    }
-    drop(lock);
-    Ok(p)
+    Err(fail(
+        Kind::Conflict,
+        format!(
+            "{} kept changing during the pull; nothing more was written",
+            latest_path.display()
+        ),
+    ))
 }
 
 /// Stores the gathered tiles and config in `store` and pushes the
@@ -1549,6 +1656,22 @@ mod tests {
             private: Vec::new(),
         };
         check_config(&config).unwrap();
+        for bad in [
+            "",
+            "sum.golang.org\n  export GOFLAGS=-insecure",
+            "sum golang.org",
+            "sum.golang.org+033de0ae",
+            "sum.golang.org\u{1b}[2J",
+            "sum.golang.org\u{85}",
+        ] {
+            let mut c = config.clone();
+            c.databases[0].name = bad.into();
+            let e = check_config(&c).unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity), "{bad:?}");
+            let msg = format!("{e:#}");
+            assert!(msg.contains("not a database name"), "{msg}");
+            assert!(!msg.chars().any(|c| c.is_control()), "{msg:?}");
+        }
         config.databases.push(db);
         let e = check_config(&config).unwrap_err();
         assert_eq!(crate::error::kind_of(&e), Some(Kind::Integrity));

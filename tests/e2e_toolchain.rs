@@ -903,6 +903,96 @@ fn gotoolchain_switches_up_and_down_offline_with_toolchains_in_gomodcache() {
         &[],
     );
     assert_exit(&out, 0, "pull the older release");
+    // Into the newer release's cache, its checksum database data cannot
+    // join that cache's tree: the module form is installed, the data
+    // skipped, and pull says so and prints the GONOSUMDB that lets the go
+    // command switch to it (not GOSUMDB=off, not "carries no record").
+    let (mc_both, gp_both) = (s.join("gomodcache-both"), s.join("gopath-both"));
+    // (its checksum database cache and trusted head; not its toolchain)
+    common::fixtures::copy_tree(
+        &mc.join("cache/download/sumdb"),
+        &mc_both.join("cache/download/sumdb"),
+    );
+    common::fixtures::copy_tree(&gp, &gp_both);
+    let pull_both = |json: bool| {
+        let mut args = vec![
+            "pull",
+            &old_layout,
+            "--gomodcache",
+            mc_both.to_str().unwrap(),
+            "--gopath",
+            gp_both.to_str().unwrap(),
+        ];
+        if json {
+            args.insert(0, "--json");
+        }
+        ocigo(&p.store, &args, &[])
+    };
+    let latest_before = fs::read(gp_both.join("pkg/sumdb/sum.golang.org/latest")).unwrap();
+    let out = pull_both(false);
+    assert_exit(&out, 0, "pull the older release into the newer's cache");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            "warning: checksum database sum.golang.org: not installed",
+            "export GONOSUMDB=golang.org/toolchain",
+            "holding the toolchain's record was not installed",
+        ],
+        "a toolchain whose record was skipped",
+    );
+    for wrong in [
+        "GOSUMDB=off",
+        "carries no",
+        "GOPATH=",
+        "stays at its default",
+    ] {
+        assert!(!stdout(&out).contains(wrong), "{wrong}: {}", stdout(&out));
+    }
+    assert_eq!(
+        fs::read(gp_both.join("pkg/sumdb/sum.golang.org/latest")).unwrap(),
+        latest_before
+    );
+    let out = pull_both(true);
+    assert_exit(&out, 0, "pull --json of the skipped toolchain");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = if j["toolchain"].is_object() {
+        &j["toolchain"]
+    } else {
+        &j
+    };
+    assert!(
+        t["sumdb_skipped"].as_str().is_some_and(|s| !s.is_empty())
+            && t["sumdb_hint"].as_str().is_some_and(|s| !s.is_empty()),
+        "{j}"
+    );
+    assert!(
+        t["env"]
+            .to_string()
+            .contains("[\"GONOSUMDB\",\"golang.org/toolchain\"]"),
+        "{j}"
+    );
+    // The go command switches to it with that environment, offline.
+    let proxy_both = format!("file://{}/cache/download", mc_both.display());
+    let env_both = [
+        ("GOMODCACHE", mc_both.to_str().unwrap()),
+        ("GOPROXY", proxy_both.as_str()),
+        ("GOPATH", gp_both.to_str().unwrap()),
+        ("GONOSUMDB", "golang.org/toolchain"),
+        ("GOTOOLCHAIN", OLD),
+    ];
+    let v = run(
+        &mut go_offline(
+            Path::new("/usr/local/go/bin/go"),
+            s.path(),
+            &["version"],
+            &env_both,
+        ),
+        "go version (switch with GONOSUMDB)",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {OLD} linux/amd64\n")
+    );
 
     // The .ziphash is the checksum database's record (the go command's own download).
     let cache = toolchain_proxy().strip_prefix("file://").unwrap();

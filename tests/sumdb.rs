@@ -382,6 +382,14 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
     let first = pack(&p1, "l1", &[]);
     assert_eq!(first["sumdb"]["database"], "sumdb.test", "{first}");
     assert_eq!(first["sumdb"]["tree_size"], 301);
+    // A record proven in that tree of 301 records only (a filler's, in
+    // the first tile, which no bundle here carries), as a writer that
+    // leaves the trusted head alone adds it.
+    let (status, filler_record) = common::http::get(
+        db.url.strip_prefix("http://").unwrap(),
+        "/lookup/example.net/filler@v0.0.5",
+    );
+    assert!(status.contains(" 200 "), "{status}\n{filler_record}");
     // Weeks later: the log has grown by 700 records.
     db.fill(700);
     let since = format!("oci:{}:v1", s.join("l1").display());
@@ -687,6 +695,177 @@ fn bundles_packed_at_two_tree_sizes_verify_in_one_cache_in_either_order() {
             "round {round}: the trusted head after two concurrent pulls"
         );
     }
+
+    // A pull moving the head (l2: 301 to 1002) lists the cached records,
+    // installs its modules, then waits for `latest`; meanwhile a writer
+    // that leaves the head alone adds a record proven in the old head
+    // only. The mover decides again under its lock: that record cannot
+    // be proven in 1002, so the head stays at 301 and l2's data is
+    // skipped (moving it would leave a record the head cannot prove).
+    let (gml, gpl) = (s.join("gm-late-record"), s.join("gp-late-record"));
+    assert_exit(&pull("l1", &gml, &gpl), 0, "pull l1");
+    let latest = gpl.join("pkg/sumdb/sumdb.test/latest");
+    let head_before = fs::read(&latest).unwrap();
+    let sb_zip = gml.join(format!(
+        "cache/download/{}/@v/{}.zip",
+        mods[1].path, mods[1].version
+    ));
+    let late = gml.join("cache/download/sumdb/sumdb.test/lookup/example.net/filler@v0.0.5");
+    let holder = common::ocigo::hold_flock_shared(&latest);
+    let out = std::thread::scope(|sc| {
+        let h = sc.spawn(|| pull("l2", &gml, &gpl));
+        // Its modules are installed after its checksum data was decided.
+        let t0 = std::time::Instant::now();
+        while !sb_zip.is_file() && t0.elapsed() < std::time::Duration::from_secs(120) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(sb_zip.is_file(), "l2's modules were never installed");
+        fs::create_dir_all(late.parent().unwrap()).unwrap();
+        fs::write(&late, &filler_record).unwrap();
+        drop(holder);
+        h.join().unwrap()
+    });
+    assert_exit(&out, 0, "a head-moving pull racing a record writer");
+    assert_mentions(
+        &common::ocigo::stdout(&out),
+        &[
+            "warning: checksum database sumdb.test: not installed",
+            "filler@v0.0.5",
+        ],
+        "a record added during the pull",
+    );
+    assert_eq!(
+        fs::read(&latest).unwrap(),
+        head_before,
+        "the trusted head after a record it alone proves was added"
+    );
+
+    // A pull that leaves the head alone opens nothing below GOPATH for
+    // writing, as the go command: with GOPATH read-only, re-pulling l2
+    // (nothing to write) and pulling the older l1 into its cache (its
+    // record, proven in the head l2 set, added to GOMODCACHE) succeed.
+    let (gmr, gpr) = (s.join("gm-ro"), s.join("gp-ro"));
+    assert_exit(&pull("l2", &gmr, &gpr), 0, "pull l2");
+    let latest = gpr.join("pkg/sumdb/sumdb.test/latest");
+    let head_before = fs::read(&latest).unwrap();
+    let before_gp = snapshot(&gpr);
+    let ro = [
+        "unshare",
+        "-m",
+        "-n",
+        "--",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" \"$0\" && exec \"$@\"",
+        gpr.to_str().unwrap(),
+    ];
+    for (layout, records) in [("l2", "0 records"), ("l1", "1 records")] {
+        let what = format!("pull {layout} with GOPATH read-only");
+        let out = common::ocigo::ocigo_command(
+            &ro,
+            &s.join("store-gm-ro"),
+            &[
+                "pull",
+                &format!("oci:{}:v1", s.join(layout).display()),
+                "--gomodcache",
+                gmr.to_str().unwrap(),
+                "--gopath",
+                gpr.to_str().unwrap(),
+            ],
+            &pull_env,
+        )
+        .output()
+        .unwrap();
+        assert_exit(&out, 0, &what);
+        assert_mentions(
+            &common::ocigo::stdout(&out),
+            &[
+                "checksum database sumdb.test:",
+                records,
+                "trusted tree of 1002",
+            ],
+            &what,
+        );
+    }
+    assert_eq!(fs::read(&latest).unwrap(), head_before);
+    assert_unchanged(&before_gp, &gpr, "a read-only GOPATH");
+
+    // A `latest` too large to be a tree note is local state gone wrong,
+    // as an unsigned one: exit 5 with the way out, nothing written.
+    let (gmb, gpb) = (s.dir("gm-big-latest"), s.dir("gp-big-latest"));
+    let latest = gpb.join("pkg/sumdb/sumdb.test/latest");
+    fs::create_dir_all(latest.parent().unwrap()).unwrap();
+    fs::write(&latest, vec![b'x'; 17 << 10]).unwrap();
+    let (before_gm, before_gp) = (snapshot(&gmb), snapshot(&gpb));
+    let out = pull("l1", &gmb, &gpb);
+    assert_exit(&out, 5, "pull into a GOPATH with an oversized latest");
+    assert_mentions(
+        &stderr(&out),
+        &["does not hold a tree head", "over the", "remove it"],
+        "an oversized latest",
+    );
+    assert_unchanged(&before_gm, &gmb, "GOMODCACHE after an oversized latest");
+    assert_unchanged(&before_gp, &gpb, "GOPATH after an oversized latest");
+    assert!(
+        gmr.join("cache/download/sumdb/sumdb.test/lookup/example.com/sa@v1.0.0")
+            .is_file(),
+        "l1's record was not added"
+    );
+}
+
+#[test]
+fn pack_refuses_a_lookup_signed_in_a_forked_tree_of_the_heads_size() {
+    let s = Scratch::new();
+    let (src, proxy) = (s.dir("src"), s.dir("proxy"));
+    let path = "example.com/sa";
+    let m = common::ocigo::write_module_source(
+        &src,
+        path,
+        "v1.0.0",
+        &[
+            ("go.mod", format!("module {path}\n\ngo 1.21\n").as_bytes()),
+            (
+                "m.go",
+                b"package sa\n\nfunc Hello() string { return \"sa\" }\n",
+            ),
+        ],
+    );
+    common::ocigo::add_to_proxy(&proxy, &m);
+    let db = FixtureDb::start_with(&proxy, 3, &["-cache-lookups"]);
+    let host = db.url.strip_prefix("http://").unwrap();
+    // The lookup (cached by the fixture, signed in the tree of 4 records),
+    // then re-signed in a forged tree of 4 records: the head the database
+    // serves has that size and the real hash.
+    let (status, body) = common::http::get(host, "/lookup/example.com/sa@v1.0.0");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    assert!(body.contains("\n4\n"), "{body}");
+    let (status, body) = common::http::get(host, "/fork-lookup?path=/lookup/example.com/sa@v1.0.0");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    let gosumdb = format!("{} {}", db.vkey, db.url);
+    let proxy_url = format!("file://{}", proxy.display());
+    let p = small_project(&s, "p", &m);
+    let layout = s.join("l");
+    let out = ocigo(
+        &s.join("store"),
+        &[
+            "pack",
+            p.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}:v1", layout.display()),
+        ],
+        &[
+            ("GOPROXY", &proxy_url),
+            ("GOSUMDB", &gosumdb),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    assert_exit(&out, 3, "pack with a lookup signed in a forked tree");
+    assert_mentions(
+        &stderr(&out),
+        &["two signed trees of 4 records", "forked log"],
+        "pack with a lookup signed in a forked tree",
+    );
+    assert!(!layout.join("index.json").exists(), "nothing was written");
 }
 
 /// The digest of the checksum-database config of the bundle in `layout`.

@@ -163,11 +163,10 @@ fn pull_from(
             None => toolchain::ToolchainTarget::ModCache {
                 dir: gomodcache_of(args)?,
                 // A bundle's pull already installed the records (the
-                // toolchain's among them).
-                sumdb_gopath: if outcome.is_some() {
-                    None
-                } else {
-                    Some(gopath_of(args)?)
+                // toolchain's among them), or said why not.
+                sumdb: match &outcome {
+                    Some(o) => bundle_sumdb(&o.json),
+                    None => toolchain::ToolchainSumdb::Install(gopath_of(args)?),
                 },
             },
         };
@@ -198,6 +197,29 @@ fn pull_from(
         }
     }
     Ok(outcome.expect("a bundle holds modules or a toolchain"))
+}
+
+/// What the module pull's report (`sumdb[]`) says of the checksum
+/// database data it installed: none installed is skipped, with its reason.
+fn bundle_sumdb(json: &serde_json::Value) -> toolchain::ToolchainSumdb {
+    let dbs = json["sumdb"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    if dbs.iter().any(|d| d["skipped"].is_null()) {
+        return toolchain::ToolchainSumdb::ByBundle {
+            skipped: None,
+            hint: None,
+        };
+    }
+    match dbs.first() {
+        Some(d) => toolchain::ToolchainSumdb::ByBundle {
+            skipped: text(&d["skipped"]),
+            hint: text(&d["hint"]),
+        },
+        None => toolchain::ToolchainSumdb::ByBundle {
+            skipped: Some("the bundle carries no checksum database data".into()),
+            hint: None,
+        },
+    }
 }
 
 fn pull_modules_from(
@@ -398,21 +420,26 @@ fn pull_modules_from(
                 let _ = writeln!(
                     human,
                     "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
-                    s.database, s.records_written, s.tiles_written, s.tree_size
+                    crate::text::field(&s.database),
+                    s.records_written,
+                    s.tiles_written,
+                    s.tree_size
                 );
             }
             Some(why) if s.hint.is_some() => {
                 let _ = writeln!(
                     human,
-                    "warning: checksum database {}: not installed: {why}",
-                    s.database
+                    "warning: checksum database {}: not installed: {}",
+                    crate::text::field(&s.database),
+                    crate::text::field(why)
                 );
             }
             Some(why) => {
                 let _ = writeln!(
                     human,
-                    "checksum database {}: not installed ({why})",
-                    s.database
+                    "checksum database {}: not installed ({})",
+                    crate::text::field(&s.database),
+                    crate::text::field(why)
                 );
             }
         }

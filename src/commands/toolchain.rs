@@ -318,18 +318,30 @@ pub(super) fn sum_inputs(
 
 /// Where `pull` puts a toolchain.
 pub enum ToolchainTarget {
-    Goroot {
-        dir: PathBuf,
-        force: bool,
-    },
-    ModCache {
-        dir: PathBuf,
-        /// Install the artifact's checksum-database data too, with the
-        /// trusted head under this GOPATH (`None`: a module bundle in the
-        /// same pull installs it).
-        sumdb_gopath: Option<PathBuf>,
+    Goroot { dir: PathBuf, force: bool },
+    ModCache { dir: PathBuf, sumdb: ToolchainSumdb },
+}
+
+/// Who installs the checksum-database data that holds the toolchain's
+/// record, for a pull into a module cache.
+pub enum ToolchainSumdb {
+    /// This step, with the trusted head under this GOPATH.
+    Install(PathBuf),
+    /// A module bundle's pull just before, in the same run: `skipped` is
+    /// why its data (the toolchain's record among it) was not installed,
+    /// `hint` what to do about it (as in its `sumdb[]` report).
+    ByBundle {
+        skipped: Option<String>,
+        hint: Option<String>,
     },
 }
+
+/// What the go command needs to switch to a toolchain in a module cache
+/// whose checksum database does not hold its record: with GOPROXY one
+/// `file://` URL, it checks `golang.org/toolchain` against the database
+/// unless GOSUMDB is off or GONOSUMDB matches it (cmd/go modfetch
+/// `useSumDB`); this keeps every other module checked.
+pub const TOOLCHAIN_NOSUMDB: &str = "golang.org/toolchain";
 
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -346,6 +358,13 @@ pub struct ToolchainPullReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module_installed: Option<bool>,
     pub env: Vec<(String, String)>,
+    /// Into a module cache: why the checksum-database data holding the
+    /// toolchain's record was not installed (then `env` sets GONOSUMDB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sumdb_skipped: Option<String>,
+    /// What to do about it, when there is something to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sumdb_hint: Option<String>,
 }
 
 /// Installs the toolchain for `platform` (default: the host's) from the
@@ -429,6 +448,8 @@ pub(super) fn pull_toolchain(
         module: None,
         module_installed: None,
         env: Vec::new(),
+        sumdb_skipped: None,
+        sumdb_hint: None,
     };
     let mut human = String::new();
     match target {
@@ -474,7 +495,11 @@ pub(super) fn pull_toolchain(
             );
             report.goroot = Some(r);
         }
-        ToolchainTarget::ModCache { dir, sumdb_gopath } => {
+        ToolchainTarget::ModCache { dir, sumdb: by } => {
+            let sumdb_gopath = match by {
+                ToolchainSumdb::Install(gopath) => Some(gopath),
+                ToolchainSumdb::ByBundle { .. } => None,
+            };
             // The record and tiles are proven before anything is written.
             let mut sumdb = Vec::new();
             let mut carried_inputs = None;
@@ -494,6 +519,18 @@ pub(super) fn pull_toolchain(
             }
             let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
             let mut sumdb_installed = false;
+            let mut not_installed: Option<(String, Option<String>)> = match by {
+                ToolchainSumdb::Install(_) => None,
+                ToolchainSumdb::ByBundle { skipped, hint } => {
+                    skipped.clone().map(|s| (s, hint.clone()))
+                }
+            };
+            if sumdb_gopath.is_some() && sumdb.is_empty() {
+                not_installed = Some((
+                    "this artifact carries no checksum database data".into(),
+                    None,
+                ));
+            }
             for p in sumdb {
                 let (carried, inputs) = carried_inputs.as_ref().expect("prepared from it");
                 let p = crate::sumdata::install(p, carried, inputs)?;
@@ -502,18 +539,26 @@ pub(super) fn pull_toolchain(
                     let _ = writeln!(
                         human,
                         "checksum database {}: {} records and {} tiles written, trusted tree of {} records",
-                        p.database(),
+                        crate::text::field(p.database()),
                         p.records,
                         p.tiles,
                         p.tree
                     );
-                } else if let (Some(why), Some(hint)) = (&p.skipped, &p.hint) {
-                    let _ = writeln!(
-                        human,
-                        "warning: checksum database {}: not installed: {why}\n  {hint}",
-                        p.database()
-                    );
+                } else if let Some(why) = &p.skipped {
+                    if let Some(hint) = &p.hint {
+                        let _ = writeln!(
+                            human,
+                            "warning: checksum database {}: not installed: {}\n  {}",
+                            crate::text::field(p.database()),
+                            crate::text::field(why),
+                            crate::text::field(hint)
+                        );
+                    }
+                    not_installed.get_or_insert((why.clone(), p.hint.clone()));
                 }
+            }
+            if sumdb_installed {
+                not_installed = None;
             }
             let mv = format!("{}@{}", tree::MODULE_PATH, config.module.version);
             let _ = writeln!(
@@ -534,15 +579,17 @@ pub(super) fn pull_toolchain(
                     format!("file://{}/cache/download", dir.display()),
                 ),
             ];
-            match (sumdb_installed, sumdb_gopath) {
-                (true, Some(gopath)) => {
+            match (&not_installed, sumdb_gopath) {
+                (None, Some(gopath)) => {
                     report
                         .env
                         .push(("GOPATH".into(), gopath.display().to_string()));
                 }
-                // A module bundle in the same pull installed the records.
-                (_, None) => {}
-                (false, Some(_)) => report.env.push(("GOSUMDB".into(), "off".into())),
+                // The module bundle's pull printed its GOPATH.
+                (None, None) => {}
+                (Some(_), _) => report
+                    .env
+                    .push(("GONOSUMDB".into(), TOOLCHAIN_NOSUMDB.into())),
             }
             report
                 .env
@@ -551,10 +598,21 @@ pub(super) fn pull_toolchain(
             for (k, v) in &report.env {
                 let _ = writeln!(human, "  export {k}={}", shell_quote(v));
             }
-            if sumdb_installed || sumdb_gopath.is_none() {
-                human.push_str("(GOSUMDB stays at its default: the toolchain's checksum-database record is in the cache)\n");
-            } else {
-                human.push_str("(the go command checks toolchain downloads against the checksum database, and this artifact carries no record of it)\n");
+            match &not_installed {
+                None => human.push_str("(GOSUMDB stays at its default: the toolchain's checksum-database record is in the cache)\n"),
+                Some((why, _)) => {
+                    let _ = writeln!(
+                        human,
+                        "(the checksum database data holding the toolchain's record was not installed: {}. \
+                         The go command checks toolchain downloads against the checksum database unless GONOSUMDB matches {TOOLCHAIN_NOSUMDB}; \
+                         ocigo checked the toolchain's h1 against the artifact, and every other module is still checked)",
+                        crate::text::field(why)
+                    );
+                }
+            }
+            if let Some((why, hint)) = not_installed {
+                report.sumdb_skipped = Some(why);
+                report.sumdb_hint = hint;
             }
             report.module = Some(mv);
             report.module_installed = Some(installed);

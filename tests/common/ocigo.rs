@@ -620,14 +620,25 @@ pub fn remove_module(modcache: &Path, path: &str, version: &str) {
     }
 }
 
-/// An exclusive `flock` on `path` (as the go command's `lockedfile.Edit`
-/// takes it), held by a `flock(1)` process until the guard is dropped.
+/// A `flock` on `path`, held by a `flock(1)` process until the guard is
+/// dropped.
 pub struct FlockHolder(std::process::Child);
 
+/// An exclusive `flock` on `path` (as the go command's `lockedfile.Edit`
+/// takes it).
 pub fn hold_flock(path: &Path) -> FlockHolder {
+    hold_flock_as(path, "--exclusive")
+}
+
+/// A shared `flock` on `path` (as the go command's `lockedfile.Read`).
+pub fn hold_flock_shared(path: &Path) -> FlockHolder {
+    hold_flock_as(path, "--shared")
+}
+
+fn hold_flock_as(path: &Path, mode: &str) -> FlockHolder {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new("flock")
-        .arg("--exclusive")
+        .arg(mode)
         .arg(path)
         .args(["-c", "echo locked; read _"])
         .stdin(std::process::Stdio::piped())

@@ -10,7 +10,7 @@
 // Prints "VKEY <verifier key>" and "URL http://127.0.0.1:<port>" on
 // stdout, then serves until killed. GET /fill?n=N appends N filler
 // records (module example.net/filler, versions v0.0.<k>), so a test can
-// make the tree grow between two packs. With -cache-lookups, a lookup is
+// make the tree grow between two packs (/fork-lookup: see below). With -cache-lookups, a lookup is
 // answered with the bytes of its first answer, signed in the tree of that
 // time, as proxy.golang.org answers lookups from its cache; /latest
 // always says the current head. GET /forged-tree?n=N answers a tree note
@@ -151,6 +151,33 @@ func main() {
 			return
 		}
 		w.Write(msg)
+	})
+	// With -cache-lookups: GET /fork-lookup?path=/lookup/M@V re-signs the
+	// cached answer for M@V in a forged tree of the same size (another
+	// hash), as a forked log would serve it.
+	mux.HandleFunc("/fork-lookup", func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Query().Get("path")
+		cmu.Lock()
+		defer cmu.Unlock()
+		body, ok := cached[p]
+		i := strings.Index(string(body), "go.sum database tree\n")
+		if !ok || i < 0 {
+			http.Error(w, "no cached lookup "+p, http.StatusNotFound)
+			return
+		}
+		t, err := tlog.ParseTree(body[i:])
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		text := tlog.FormatTree(tlog.Tree{N: t.N, Hash: tlog.RecordHash([]byte("forged\n"))})
+		msg, err := note.Sign(&note.Note{Text: string(text)}, signer)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		cached[p] = append(append([]byte{}, body[:i]...), msg...)
+		fmt.Fprintln(w, "ok")
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
