@@ -533,20 +533,7 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     if !dir_exists(path)? {
         return Ok(());
     }
-    fn empty(dir: &Dir) -> Result<()> {
-        dir.chmod(0o700)?;
-        for name in dir.entries()? {
-            let mode = dir.child_mode(&name)?;
-            if mode & libc::S_IFMT == libc::S_IFDIR {
-                empty(&dir.open_child(&name)?)?;
-                dir.unlink_child(&name, true)?;
-            } else {
-                dir.unlink_child(&name, false)?;
-            }
-        }
-        Ok(())
-    }
-    empty(&Dir::open(path)?)?;
+    empty_tree(&Dir::open(path)?)?;
     fs::remove_dir(path).with_context(|| format!("removing {}", path.display()))
 }
 
@@ -592,7 +579,164 @@ pub fn create_dir_new_io(path: &Path) -> io::Result<()> {
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as this guard is dropped"]
 pub struct DirLock {
-    _dir: Dir,
+    handle: DirHandle,
+}
+
+impl DirLock {
+    /// The locked directory's handle: everything done inside it goes
+    /// through this, never through its path again.
+    pub fn handle(&self) -> &DirHandle {
+        &self.handle
+    }
+}
+
+/// A directory ocigo made (or checked), held open (`O_NOFOLLOW`) so that
+/// everything done inside it is relative to the handle (`mkdirat`,
+/// `openat`, `fchmod`, `unlinkat`, `renameat`): renaming the directory
+/// away and planting a link or another directory at its path redirects
+/// nothing. Relative names given to it are names this run chose (or that
+/// the zip rules accepted) below a directory only this run writes; its
+/// last component is never followed. Paths are short, so a deep tree in a
+/// long GOMODCACHE needs no more than the name the tree ends up at.
+#[derive(Debug)]
+pub struct DirHandle {
+    dir: Dir,
+}
+
+impl DirHandle {
+    /// Opens the real directory `path` (a link there is [`Kind::Conflict`]).
+    pub fn open(path: &Path) -> Result<DirHandle> {
+        Ok(DirHandle {
+            dir: Dir::open(path)?,
+        })
+    }
+
+    /// The path it was opened at, for messages only.
+    pub fn path(&self) -> &Path {
+        &self.dir.path
+    }
+
+    fn rel_cstr(&self, rel: &Path, what: &str) -> Result<CString> {
+        cstr(rel.as_os_str())
+            .with_context(|| format!("{what} {}", self.dir.path.join(rel).display()))
+    }
+
+    /// `mkdirat`: a new directory `rel` (mode 0700; never follows a link
+    /// at `rel`, fails if anything is there).
+    pub fn create_dir(&self, rel: &Path) -> Result<()> {
+        let c = self.rel_cstr(rel, "creating")?;
+        // SAFETY: valid descriptor and NUL-terminated name.
+        cvt(unsafe { libc::mkdirat(self.dir.fd.as_raw_fd(), c.as_ptr(), 0o700) })
+            .with_context(|| format!("creating {}", self.dir.path.join(rel).display()))?;
+        Ok(())
+    }
+
+    /// A new file `rel` for writing, `O_CREAT|O_EXCL|O_NOFOLLOW`, `mode`.
+    pub fn create_file(&self, rel: &Path, mode: u32) -> Result<File> {
+        let c = self.rel_cstr(rel, "creating")?;
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("creating {}", self.dir.path.join(rel).display()));
+        }
+        // SAFETY: a descriptor just returned by openat, owned by no one else.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Opens the directory `rel` inside (empty: this one) without following
+    /// a link at it.
+    fn open_rel(&self, rel: &Path) -> Result<Dir> {
+        if rel.as_os_str().is_empty() {
+            // SAFETY: dup of a valid descriptor.
+            let fd = unsafe { libc::fcntl(self.dir.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            return Dir::from_fd(fd, self.dir.path.clone());
+        }
+        self.dir.open_child(rel.as_os_str())
+    }
+
+    /// `fchmod` of the directory `rel` inside (empty: this one) through a
+    /// handle opened without following links.
+    pub fn chmod_dir(&self, rel: &Path, mode: u32) -> Result<()> {
+        self.open_rel(rel)?.chmod(mode)
+    }
+
+    /// Removes the tree `name` inside as [`remove_tree`] does, through
+    /// handles only. Absent is fine.
+    pub fn remove_tree(&self, name: &OsStr) -> Result<()> {
+        let dir = match self.dir.open_child(name) {
+            Ok(dir) => dir,
+            Err(e)
+                if e.root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        empty_tree(&dir)?;
+        self.dir.unlink_child(name, true)
+    }
+
+    /// Empties this directory through its handle (it stays, empty, 0700).
+    pub fn empty(&self) -> Result<()> {
+        empty_tree(&self.dir)
+    }
+
+    /// Removes the entry `name` of this directory (a file, a link or an
+    /// empty directory) without following it.
+    pub fn unlink(&self, name: &OsStr, dir: bool) -> Result<()> {
+        self.dir.unlink_child(name, dir)
+    }
+
+    /// `renameat`: moves `name` inside this directory to `to_name` inside
+    /// `to` (as rename(2): an empty directory there is replaced, anything
+    /// else fails). The raw I/O error is kept (`EXDEV`).
+    pub fn rename_to(&self, name: &OsStr, to: &DirHandle, to_name: &OsStr) -> Result<()> {
+        let what = || {
+            format!(
+                "moving {} to {}",
+                self.dir.path.join(name).display(),
+                to.dir.path.join(to_name).display()
+            )
+        };
+        let from = cstr(name).with_context(what)?;
+        let dest = cstr(to_name).with_context(what)?;
+        // SAFETY: valid descriptors and NUL-terminated names.
+        cvt(unsafe {
+            libc::renameat(
+                self.dir.fd.as_raw_fd(),
+                from.as_ptr(),
+                to.dir.fd.as_raw_fd(),
+                dest.as_ptr(),
+            )
+        })
+        .with_context(what)?;
+        Ok(())
+    }
+}
+
+/// Makes `dir` writable and removes everything in it, through handles.
+fn empty_tree(dir: &Dir) -> Result<()> {
+    dir.chmod(0o700)?;
+    for name in dir.entries()? {
+        let mode = dir.child_mode(&name)?;
+        if mode & libc::S_IFMT == libc::S_IFDIR {
+            empty_tree(&dir.open_child(&name)?)?;
+            dir.unlink_child(&name, true)?;
+        } else {
+            dir.unlink_child(&name, false)?;
+        }
+    }
+    Ok(())
 }
 
 /// Takes an exclusive `flock` on the real directory `path`; with
@@ -607,7 +751,9 @@ pub fn lock_dir(path: &Path, wait: Wait) -> Result<Option<DirLock>> {
     loop {
         // SAFETY: flock on a descriptor owned by `dir`, which outlives the call.
         if unsafe { libc::flock(dir.fd.as_raw_fd(), op) } == 0 {
-            return Ok(Some(DirLock { _dir: dir }));
+            return Ok(Some(DirLock {
+                handle: DirHandle { dir },
+            }));
         }
         let err = io::Error::last_os_error();
         match err.kind() {
@@ -640,7 +786,7 @@ pub fn create_locked_temp_dir(parent: &Path, prefix: &str) -> Result<(PathBuf, D
         };
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat on the descriptor the lock owns, into a valid out-pointer.
-        cvt(unsafe { libc::fstat(lock._dir.fd.as_raw_fd(), &mut st) })
+        cvt(unsafe { libc::fstat(lock.handle.dir.fd.as_raw_fd(), &mut st) })
             .with_context(|| format!("reading {}", path.display()))?;
         match lstat(&path)? {
             Some(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => return Ok((path, lock)),

@@ -23,10 +23,11 @@
 
 use crate::parallel::run_parallel;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -135,12 +136,30 @@ pub struct Staging {
 
 #[derive(Default)]
 struct StagingInner {
-    /// The staging directory and its lock, once a tree needs it.
-    dir: Option<(PathBuf, crate::fs::DirLock)>,
+    /// The staging directory, once a tree needs it.
+    dir: Option<Arc<StageDir>>,
     /// Directories created for it (GOMODCACHE, `cache`), outermost first.
     created: Vec<PathBuf>,
-    trees: HashMap<ModuleVersion, PathBuf>,
+    /// Staged trees: names inside the staging directory.
+    trees: HashMap<ModuleVersion, OsString>,
     next: usize,
+}
+
+/// The staging directory, reached only through handles: `parent` is
+/// `GOMODCACHE/cache`, `lock` holds the directory itself (locked) whose
+/// name in `parent` is `name`. Someone who can write `cache` may rename
+/// the directory away and plant a link or a directory of their own at its
+/// path: nothing here goes through that path again.
+struct StageDir {
+    parent: crate::fs::DirHandle,
+    name: OsString,
+    lock: crate::fs::DirLock,
+}
+
+impl StageDir {
+    fn dir(&self) -> &crate::fs::DirHandle {
+        self.lock.handle()
+    }
 }
 
 const STAGE_PREFIX: &str = ".ocigo-stage-";
@@ -153,8 +172,9 @@ impl Staging {
         }
     }
 
-    /// A new empty directory for one module's tree.
-    fn new_tree_dir(&self) -> Result<PathBuf> {
+    /// A new empty directory for one module's tree: the staging directory
+    /// and the tree's name inside it.
+    fn new_tree_dir(&self) -> Result<(Arc<StageDir>, OsString)> {
         let mut inner = self.inner.lock().expect("not poisoned");
         if inner.dir.is_none() {
             let mut made = Vec::new();
@@ -162,17 +182,20 @@ impl Staging {
             inner.created.extend(made);
             let parent = parent?;
             remove_dead_stages(&parent)?;
-            inner.dir = Some(crate::fs::create_locked_temp_dir(&parent, STAGE_PREFIX)?);
+            let parent_handle = crate::fs::DirHandle::open(&parent)?;
+            let (path, lock) = crate::fs::create_locked_temp_dir(&parent, STAGE_PREFIX)?;
+            inner.dir = Some(Arc::new(StageDir {
+                parent: parent_handle,
+                name: path.file_name().expect("named").to_os_string(),
+                lock,
+            }));
         }
         inner.next += 1;
-        let tree = inner
-            .dir
-            .as_ref()
-            .expect("made above")
-            .0
-            .join(inner.next.to_string());
-        crate::fs::create_dir_new(&tree)?;
-        Ok(tree)
+        let name = OsString::from(inner.next.to_string());
+        let dir = Arc::clone(inner.dir.as_ref().expect("made above"));
+        drop(inner);
+        dir.dir().create_dir(Path::new(&name))?;
+        Ok((dir, name))
     }
 
     /// Checks the zip at `blob` (zip rules, h1 against `want`), extracting
@@ -185,8 +208,8 @@ impl Staging {
         layer: &crate::oci::Digest,
         want: &str,
     ) -> Result<()> {
-        let tree = self.new_tree_dir()?;
-        let mut writer = TreeWriter::new(&tree);
+        let (dir, name) = self.new_tree_dir()?;
+        let mut writer = TreeWriter::new(dir.dir(), Path::new(&name));
         let checked = {
             let mut sink = |rel: &str| writer.create(rel);
             gomod::check_zip_into(blob, mv, &format!("layer {layer}"), Some(&mut sink))
@@ -205,37 +228,75 @@ impl Staging {
             }
         });
         let placed = match checked {
-            Ok(()) => make_read_only(&tree, writer.into_dirs(), false),
+            Ok(()) => make_read_only(dir.dir(), writer.into_dirs(), None),
             Err(e) => Err(blame_local_copy(blob, layer).unwrap_or(e)),
         };
         match placed {
             Ok(()) => {
                 let mut inner = self.inner.lock().expect("not poisoned");
-                inner.trees.insert(mv.clone(), tree);
+                inner.trees.insert(mv.clone(), name);
                 Ok(())
             }
             Err(e) => {
-                let _ = crate::fs::remove_tree(&tree);
+                let _ = dir.dir().remove_tree(&name);
                 Err(e)
             }
         }
     }
 
-    /// The staged tree of `mv`, now the caller's to move (or remove).
-    fn take(&self, mv: &ModuleVersion) -> Option<PathBuf> {
-        self.inner.lock().expect("not poisoned").trees.remove(mv)
+    /// Moves the staged tree of `mv` to `to` (absent; its parent a real
+    /// directory) and makes its top read-only: `Ok(true)`. `Ok(false)`
+    /// when nothing is staged for `mv` or the move crosses file systems
+    /// (the staged tree is then removed).
+    fn place(&self, mv: &ModuleVersion, to: &Path) -> Result<bool> {
+        let (dir, name) = {
+            let mut inner = self.inner.lock().expect("not poisoned");
+            let Some(name) = inner.trees.remove(mv) else {
+                return Ok(false);
+            };
+            (
+                Arc::clone(inner.dir.as_ref().expect("trees live in it")),
+                name,
+            )
+        };
+        let to_name = to.file_name().expect("named");
+        let moved = crate::fs::DirHandle::open(to.parent().expect("tree has a parent")).and_then(
+            |parent| {
+                dir.dir().rename_to(&name, &parent, to_name)?;
+                Ok(parent)
+            },
+        );
+        match moved {
+            Ok(parent) => {
+                // A directory moves to another parent only while it is
+                // writable: made read-only once there.
+                if let Err(e) = parent.chmod_dir(Path::new(to_name), 0o555) {
+                    let _ = parent.remove_tree(to_name);
+                    return Err(e);
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = dir.dir().remove_tree(&name);
+                let cross_device = e
+                    .root_cause()
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.raw_os_error() == Some(libc::EXDEV));
+                if cross_device { Ok(false) } else { Err(e) }
+            }
+        }
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-        for tree in inner.trees.values() {
-            let _ = crate::fs::remove_tree(tree);
-        }
-        if let Some((dir, lock)) = inner.dir.take() {
-            let _ = crate::fs::remove_tree(&dir);
-            drop(lock);
+        if let Some(dir) = inner.dir.take() {
+            // Through the handles: whatever is at the staging path now is
+            // not looked at; only an empty directory there is removed.
+            let _ = dir.dir().empty();
+            let _ = dir.parent.unlink(&dir.name, true);
+            drop(dir);
         }
         crate::fs::remove_empty_dirs(&inner.created);
     }
@@ -889,37 +950,21 @@ fn install_one(
         return Ok(true);
     }
 
-    let mut from_stage = false;
-    if let Some(staged) = staging.and_then(|s| s.take(mv)) {
-        // Extracted (and checked) while the bundle was verified: moved into
-        // place, its top directory made read-only once there (a directory
-        // moves to another parent only while it is writable). A GOMODCACHE
-        // spread over file systems cannot take the move: extracted again.
-        match crate::fs::rename(&staged, &paths.tree) {
-            Ok(()) => {
-                from_stage = true;
-                if let Err(e) = crate::fs::chmod_dir(&paths.tree, 0o555) {
-                    let _ = crate::fs::remove_tree(&paths.tree);
-                    return Err(e);
-                }
-            }
-            Err(e) => {
-                let _ = crate::fs::remove_tree(&staged);
-                let cross_device = e
-                    .root_cause()
-                    .downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.raw_os_error() == Some(libc::EXDEV));
-                if !cross_device {
-                    return Err(e);
-                }
-            }
-        }
-    }
+    // Extracted (and checked) while the bundle was verified: moved into
+    // place. A GOMODCACHE spread over file systems cannot take the move:
+    // extracted again.
+    let from_stage = match staging {
+        Some(staging) => staging.place(mv, &paths.tree)?,
+        None => false,
+    };
     if !from_stage {
         // The go command removes `<dir>.tmp-*` itself; use the same prefix.
         let tmp = crate::fs::create_temp_dir(paths.tree_parent(), &paths.tree_tmp_prefix())?;
-        let placed = extract(blob, mv, &tmp)
-            .and_then(|dirs| make_read_only(&tmp, dirs, true))
+        let placed = crate::fs::DirHandle::open(&tmp)
+            .and_then(|dest| {
+                let dirs = extract(blob, mv, &dest)?;
+                make_read_only(&dest, dirs, Some(Path::new("")))
+            })
             .and_then(|()| crate::fs::rename(&tmp, &paths.tree));
         if let Err(e) = placed {
             let _ = crate::fs::remove_tree(&tmp);
@@ -976,12 +1021,16 @@ fn write_download_file(paths: &Paths, ext: &str, content: Option<&str>) -> Resul
 /// still refusing any name that is not a clean relative path and any entry
 /// that holds more than it declares.
 /// Returns the directories it created below `dest`.
-fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<PathBuf>> {
+fn extract(
+    zip_path: &Path,
+    mv: &ModuleVersion,
+    dest: &crate::fs::DirHandle,
+) -> Result<HashSet<PathBuf>> {
     let file = crate::fs::open_regular_required(zip_path, "module zip")?;
     let mut archive = zip::ZipArchive::new(zipcheck::ZipFileReader::new(file))
         .map_err(|e| fail(Kind::Integrity, format!("zip of {mv}: {e}")))?;
     let prefix = format!("{}@{}/", mv.path, mv.version);
-    let mut tree = TreeWriter::new(dest);
+    let mut tree = TreeWriter::new(dest, Path::new(""));
     let mut buffer = vec![0; IO_BUFFER];
     for i in 0..archive.len() {
         let mut entry = archive
@@ -1002,7 +1051,7 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
         }
         zipcheck::check_file_path(&name)
             .map_err(|why| fail(Kind::Integrity, format!("zip of {mv}: {name:?}: {why}")))?;
-        let target = dest.join(&name);
+        let target = dest.path().join(&name);
         let declared = entry.size();
         let mut out = tree.create(&name)?;
         let n = copy_buffered(&mut (&mut entry).take(declared + 1), &mut out, &mut buffer)
@@ -1019,21 +1068,24 @@ fn extract(zip_path: &Path, mv: &ModuleVersion, dest: &Path) -> Result<HashSet<P
     Ok(tree.into_dirs())
 }
 
-/// Writes the files of a new module tree into `dest`, a directory this
-/// run just made (empty, private): parents are made with one `mkdir` each
-/// the first time a name needs them, with no look first; files are
-/// created `O_EXCL|O_NOFOLLOW` with their final mode, 0444 (the open file
-/// stays writable), so nothing is chmod-ed afterwards but directories.
+/// Writes the files of a new module tree into `base` inside `dest`, a
+/// directory this run just made (empty, private), through `dest`'s handle:
+/// parents are made with one `mkdirat` each the first time a name needs
+/// them, with no look first; files are created `O_EXCL|O_NOFOLLOW` with
+/// their final mode, 0444 (the open file stays writable), so nothing is
+/// chmod-ed afterwards but directories.
 struct TreeWriter<'a> {
-    dest: &'a Path,
-    /// Directories made below `dest`, relative to it.
+    dest: &'a crate::fs::DirHandle,
+    base: &'a Path,
+    /// Directories made below `base`, relative to it.
     dirs: HashSet<PathBuf>,
 }
 
 impl<'a> TreeWriter<'a> {
-    fn new(dest: &'a Path) -> TreeWriter<'a> {
+    fn new(dest: &'a crate::fs::DirHandle, base: &'a Path) -> TreeWriter<'a> {
         TreeWriter {
             dest,
+            base,
             dirs: HashSet::new(),
         }
     }
@@ -1049,18 +1101,16 @@ impl<'a> TreeWriter<'a> {
             for c in parent.components() {
                 d.push(c);
                 if self.dirs.insert(d.clone()) {
-                    crate::fs::create_dir_new(&self.dest.join(&d))?;
+                    self.dest.create_dir(&self.base.join(&d))?;
                 }
             }
         }
-        let target = self.dest.join(rel);
-        crate::fs::create_new(&target, 0o444)
-            .with_context(|| format!("creating {}", target.display()))
+        self.dest.create_file(&self.base.join(rel), 0o444)
     }
 
-    /// The directories made, as paths below `dest`.
+    /// The directories made, as paths relative to `dest`.
     fn into_dirs(self) -> HashSet<PathBuf> {
-        self.dirs.into_iter().map(|d| self.dest.join(d)).collect()
+        self.dirs.into_iter().map(|d| self.base.join(d)).collect()
     }
 }
 
@@ -1088,19 +1138,21 @@ fn copy_buffered(r: &mut impl Read, w: &mut impl Write, buffer: &mut [u8]) -> io
 }
 
 /// Directories 0555 as the go command leaves them (files are already 0444),
-/// deepest first, from the list extraction made rather than a second walk.
-/// The root too if `with_root`.
-fn make_read_only(root: &Path, dirs: HashSet<PathBuf>, with_root: bool) -> Result<()> {
+/// deepest first, from the list extraction made rather than a second walk
+/// (paths relative to `dest`). Then `root` too, if given.
+fn make_read_only(
+    dest: &crate::fs::DirHandle,
+    dirs: HashSet<PathBuf>,
+    root: Option<&Path>,
+) -> Result<()> {
     let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    if with_root {
-        dirs.push(root.to_path_buf());
-    }
+    dirs.extend(root.map(Path::to_path_buf));
     for d in &dirs {
-        // Through a handle opened without following links: only
+        // Through handles opened without following links: only
         // directories this install created, inside its own new directory.
-        crate::fs::chmod_dir(d, 0o555)
-            .with_context(|| format!("making {} read-only", d.display()))?;
+        dest.chmod_dir(d, 0o555)
+            .with_context(|| format!("making {} read-only", dest.path().join(d).display()))?;
     }
     Ok(())
 }
@@ -1187,6 +1239,81 @@ pub fn default_gomodcache() -> Result<PathBuf> {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+
+    /// A staging directory renamed away and replaced by a link to another
+    /// tree after it was made: nothing is written, chmod-ed, moved or
+    /// removed through the link.
+    #[test]
+    fn staging_never_goes_through_its_path_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("modcache");
+        let victim = d.path().join("victim");
+        for n in ["1", "2", "3"] {
+            fs::create_dir_all(victim.join(n)).unwrap();
+            fs::write(victim.join(n).join("keep"), b"keep").unwrap();
+            fs::set_permissions(victim.join(n), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let staging = Staging::new(&cache);
+        let mv = |v: &str| ModuleVersion {
+            path: "example.com/m".into(),
+            version: v.into(),
+        };
+        let (dir, one) = staging.new_tree_dir().unwrap();
+        assert_eq!(one, "1");
+        let stage = dir.dir().path().to_path_buf();
+        drop(dir);
+        staging
+            .inner
+            .lock()
+            .unwrap()
+            .trees
+            .insert(mv("v1.0.0"), one);
+        fs::rename(&stage, d.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&victim, &stage).unwrap();
+
+        // Written into the real staging directory, not the link's target.
+        let (dir, two) = staging.new_tree_dir().unwrap();
+        let mut w = TreeWriter::new(dir.dir(), Path::new(&two));
+        w.create("a/b/f").unwrap().write_all(b"x").unwrap();
+        make_read_only(dir.dir(), w.into_dirs(), Some(Path::new(&two))).unwrap();
+        staging
+            .inner
+            .lock()
+            .unwrap()
+            .trees
+            .insert(mv("v1.0.1"), two);
+        assert!(d.path().join("moved/2/a/b/f").is_file());
+        // Moved from the real staging directory.
+        fs::create_dir(cache.join("dest")).unwrap();
+        assert!(
+            staging
+                .place(&mv("v1.0.0"), &cache.join("dest/m@v1.0.0"))
+                .unwrap()
+        );
+        assert!(!d.path().join("moved/1").exists());
+        drop(dir);
+        // Removed from the real staging directory only.
+        drop(staging);
+        for n in ["1", "2", "3"] {
+            assert_eq!(fs::read(victim.join(n).join("keep")).unwrap(), b"keep");
+            let mode = fs::metadata(victim.join(n)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o755, "{n} chmod-ed through the link");
+        }
+        assert!(
+            fs::symlink_metadata(&stage)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            fs::read_dir(d.path().join("moved"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert!(cache.join("dest/m@v1.0.0").is_dir());
+    }
 
     #[test]
     fn run_parallel_keeps_order_within_groups_and_reports_errors() {
