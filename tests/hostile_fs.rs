@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use common::fixtures::{escape_path, semver_cmp};
 use common::go::go_offline;
 use common::ocigo::{
-    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, module_entry, ocigo_command,
-    push_bundle, snapshot, stderr,
+    Scratch, assert_exit, assert_mentions, assert_unchanged, json_ok, module_entry, ocigo,
+    ocigo_command, push_bundle, snapshot, stderr,
 };
 use ocigo::oci::Repository;
 use ocigo::store::Layout;
@@ -1045,4 +1045,95 @@ fn a_failure_while_writing_leaves_only_leftovers() {
         );
     }
     assert!(failed >= 8, "only {failed} renames in a pull");
+}
+
+/// Review #2: a zip check proves something about one module version and
+/// h1, not about a layer. Module `aaa` (its own part, verified first)
+/// carries an empty zip layer, valid for any module; module `zzz`, in a
+/// later window, names the same layer with its genuine h1. The layer was
+/// checked once, for `aaa`: it must be checked again for `zzz` (and fail
+/// h1), not trusted and installed as an empty tree under `zzz`'s genuine
+/// `.ziphash`.
+#[test]
+fn a_layer_checked_for_one_module_is_checked_again_for_another() {
+    use ocigo::artifact::{self, MainModule, ModulesConfig, SplitLimits};
+    let sc = Scratch::new();
+    let work = sc.dir("work");
+    let disk = work.join("disk");
+    let layout = Layout::open_or_create(&disk).unwrap();
+    let empty_zip = work.join("empty.zip");
+    fs::write(
+        &empty_zip,
+        zip::ZipWriter::new(std::io::Cursor::new(Vec::new()))
+            .finish()
+            .unwrap()
+            .into_inner(),
+    )
+    .unwrap();
+    let a = module_entry(
+        &layout,
+        &empty_zip,
+        "example.com/aaa",
+        "v1.0.0",
+        "module example.com/aaa\n".into(),
+    );
+    let z_spec = spec("example.com/zzz", "v1.0.0", &[("z.go", b"package z\n")]);
+    let z_zip = work.join("z.zip");
+    fs::write(&z_zip, zip_of(&z_spec)).unwrap();
+    let mut z = module_entry(
+        &layout,
+        &z_zip,
+        "example.com/zzz",
+        "v1.0.0",
+        String::from_utf8(z_spec.files[0].1.clone()).unwrap(),
+    );
+    let genuine = z.zip.as_ref().unwrap().hash.clone();
+    let za = z.zip.as_mut().unwrap();
+    za.layer = a.zip.as_ref().unwrap().layer.clone();
+    za.size = a.zip.as_ref().unwrap().size;
+    let config = ModulesConfig {
+        format_version: artifact::FORMAT_VERSION,
+        main_modules: vec![MainModule {
+            path: "example.com/project".into(),
+            go_version: Some("1.22".into()),
+        }],
+        platforms: vec!["linux/amd64".into()],
+        created: None,
+        modules: vec![a, z],
+    };
+    // One module per part, one part per window (`--concurrency 1`).
+    let limits = SplitLimits {
+        max_modules: 1,
+        paths_per_part: 1,
+        ..SplitLimits::default()
+    };
+    let built = artifact::build(config, limits).unwrap();
+    assert!(built.parts.len() >= 2, "one part per module");
+    artifact::push_built(&layout, &built, Some("v1")).unwrap();
+    let src = format!("oci:{}:v1", disk.display());
+
+    let modcache = sc.dir("modcache");
+    fs::write(modcache.join("keep"), b"keep").unwrap();
+    let before = snapshot(&modcache);
+    let out = ocigo(
+        &sc.join("store"),
+        &[
+            "pull",
+            "--concurrency",
+            "1",
+            "--jobs",
+            "1",
+            &src,
+            "--gomodcache",
+            &s(&modcache),
+        ],
+        &[],
+    );
+    assert_exit(&out, 3, "pull of a module naming another module's layer");
+    assert_mentions(
+        &stderr(&out),
+        &["example.com/zzz@v1.0.0", "hashes to", &genuine],
+        "the h1 failure of the second module",
+    );
+    assert_unchanged(&before, &modcache, "a refused pull");
 }

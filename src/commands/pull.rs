@@ -79,10 +79,27 @@ pub struct SumdbInstalled {
 /// parts) while giving `--jobs` threads enough to share.
 const INSTALL_BATCH: usize = 2048;
 
+/// What a zip check proved: that the zip of this layer holds a valid
+/// module zip of this module version hashing to this h1. A layer is
+/// content-addressed, but another entry may name the same layer with
+/// another module version or h1: its zip is checked again.
+type CheckedZip = (Digest, String, String, String);
+
+fn checked_zip_key(entry: &ModuleEntry) -> Option<CheckedZip> {
+    entry.zip.as_ref().map(|z| {
+        (
+            z.layer.clone(),
+            entry.path.clone(),
+            entry.version.clone(),
+            z.hash.clone(),
+        )
+    })
+}
+
 fn install_items<'a>(
     store: &crate::store::Layout,
     entries: impl IntoIterator<Item = &'a ModuleEntry>,
-    zips_checked: &HashSet<Digest>,
+    zips_checked: &HashSet<CheckedZip>,
     extract: bool,
 ) -> Vec<InstallItem<'a>> {
     entries
@@ -90,10 +107,7 @@ fn install_items<'a>(
         .map(|entry| InstallItem {
             entry,
             zip_blob: entry.zip.as_ref().map(|z| store.blob_path(&z.layer)),
-            zip_checked: entry
-                .zip
-                .as_ref()
-                .is_some_and(|z| zips_checked.contains(&z.layer)),
+            zip_checked: checked_zip_key(entry).is_some_and(|k| zips_checked.contains(&k)),
             extract,
         })
         .collect()
@@ -250,7 +264,7 @@ fn pull_modules_from(
     // Every layer is fetched and digest-checked, even for modules the cache
     // already holds, so a corrupt bundle is never accepted.
     let mut checker = artifact::PartChecker::new(&outline);
-    let mut zips_checked: HashSet<Digest> = HashSet::new();
+    let mut zips_checked: HashSet<CheckedZip> = HashSet::new();
     let mut layers_seen: HashSet<Digest> = HashSet::new();
     let (mut modules, mut blobs_fetched, mut bytes_fetched) = (0usize, 0usize, 0u64);
     progress.start("verifying", outline.counts.map(|c| c.0).unwrap_or(0));
@@ -306,8 +320,8 @@ fn pull_modules_from(
         let checked = install::verify(&gomodcache, &items, args.jobs, &quiet, staging)?;
         drop(items);
         for (entry, checked) in entries.iter().zip(checked) {
-            if let (true, Some(z)) = (checked, &entry.zip) {
-                zips_checked.insert(z.layer.clone());
+            if let (true, Some(k)) = (checked, checked_zip_key(entry)) {
+                zips_checked.insert(k);
             }
         }
         for part in &parts {
