@@ -574,13 +574,19 @@ pub fn create_dir_new_io(path: &Path) -> io::Result<()> {
     fs::create_dir(path)
 }
 
-/// An exclusive `flock` on a directory ocigo made (through a handle opened
-/// without following links), released when dropped.
+/// A private directory ocigo made, held by an exclusive `flock` on the
+/// regular file [`DIR_LOCK_FILE`] inside it (a file, not the directory:
+/// on NFS a file lock is seen by every host, the way the go command's
+/// `lockedfile` relies on), released when dropped.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as this guard is dropped"]
 pub struct DirLock {
     handle: DirHandle,
+    _lock: File,
 }
+
+/// The lock file inside a [`DirLock`]ed directory.
+pub const DIR_LOCK_FILE: &str = "lock";
 
 impl DirLock {
     /// The locked directory's handle: everything done inside it goes
@@ -739,64 +745,103 @@ fn empty_tree(dir: &Dir) -> Result<()> {
     Ok(())
 }
 
-/// Takes an exclusive `flock` on the real directory `path`; with
-/// [`Wait::Try`], `Ok(None)` if another holder has it. A link there is
-/// [`Kind::Conflict`].
-pub fn lock_dir(path: &Path, wait: Wait) -> Result<Option<DirLock>> {
-    let dir = Dir::open(path)?;
-    let mut op = libc::LOCK_EX;
-    if wait == Wait::Try {
-        op |= libc::LOCK_NB;
+/// [`create_temp_dir`], returned locked ([`DirLock`]) for as long as the
+/// caller holds the guard. The lock file is created under another name,
+/// locked, then renamed to [`DIR_LOCK_FILE`]: a reaper ([`reap_dead_dir`])
+/// never finds the directory with a lock file nobody holds.
+pub fn create_locked_temp_dir(parent: &Path, prefix: &str) -> Result<(PathBuf, DirLock)> {
+    let path = create_temp_dir(parent, prefix)?;
+    let handle = DirHandle::open(&path)?;
+    let new = Path::new(".lock-new");
+    let c = handle.rel_cstr(new, "creating")?;
+    // SAFETY: valid descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            handle.dir.fd.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("creating {}", path.join(new).display()));
     }
-    loop {
-        // SAFETY: flock on a descriptor owned by `dir`, which outlives the call.
-        if unsafe { libc::flock(dir.fd.as_raw_fd(), op) } == 0 {
-            return Ok(Some(DirLock {
-                handle: DirHandle { dir },
-            }));
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock if wait == Wait::Try => return Ok(None),
-            _ => return Err(err).with_context(|| format!("locking {}", path.display())),
-        }
-    }
+    // SAFETY: a descriptor just returned by openat, owned by no one else.
+    let lock = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    flock(&lock, &path.join(new), LockMode::Exclusive, Wait::Block)?;
+    handle.rename_to(new.as_os_str(), &handle, OsStr::new(DIR_LOCK_FILE))?;
+    Ok((
+        path,
+        DirLock {
+            handle,
+            _lock: lock,
+        },
+    ))
 }
 
-/// [`create_temp_dir`], returned locked ([`lock_dir`]) for as long as the
-/// caller holds the guard. Between the `mkdir` and the lock another
-/// process may take the new directory for a dead one and remove it: the
-/// lock is only kept once the path still names the directory locked
-/// (same device and inode); otherwise another is made.
-pub fn create_locked_temp_dir(parent: &Path, prefix: &str) -> Result<(PathBuf, DirLock)> {
+/// Removes `parent`'s entry `name` if it is a directory left by a process
+/// that is gone: a real directory owned by this user, holding a regular
+/// [`DIR_LOCK_FILE`] that nobody holds. Anything else (a link, another
+/// user's directory, one without the file, one in use) is left alone:
+/// `Ok(false)`. Everything goes through handles.
+pub fn reap_dead_dir(parent: &DirHandle, name: &OsStr) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
-    for _ in 0..100 {
-        let path = create_temp_dir(parent, prefix)?;
-        let lock = match lock_dir(&path, Wait::Block) {
-            Ok(lock) => lock.expect("a blocking lock is granted"),
-            Err(e)
-                if e.root_cause()
-                    .downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat on the descriptor the lock owns, into a valid out-pointer.
-        cvt(unsafe { libc::fstat(lock.handle.dir.fd.as_raw_fd(), &mut st) })
-            .with_context(|| format!("reading {}", path.display()))?;
-        match lstat(&path)? {
-            Some(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => return Ok((path, lock)),
-            _ => continue,
-        }
+    let not_found = |e: &anyhow::Error| {
+        e.root_cause()
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+    };
+    let dir = match parent.dir.open_child(name) {
+        Ok(dir) => dir,
+        Err(e) if not_found(&e) => return Ok(false),
+        // A link or not a directory: not ours.
+        Err(e) if crate::error::kind_of(&e) == Some(Kind::Conflict) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a valid descriptor into a valid out-pointer.
+    cvt(unsafe { libc::fstat(dir.fd.as_raw_fd(), &mut st) })
+        .with_context(|| format!("reading {}", dir.path.display()))?;
+    // SAFETY: geteuid cannot fail.
+    if st.st_uid != unsafe { libc::geteuid() } {
+        return Ok(false);
     }
-    Err(anyhow::anyhow!(
-        "could not make a directory of its own in {}: another process kept removing them",
-        parent.display()
-    ))
+    let lock_path = dir.path.join(DIR_LOCK_FILE);
+    let c = cstr(OsStr::new(DIR_LOCK_FILE)).expect("no NUL");
+    // SAFETY: valid descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.fd.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ELOOP | libc::EISDIR | libc::ENXIO) => Ok(false),
+            _ => Err(e).with_context(|| format!("opening {}", lock_path.display())),
+        };
+    }
+    // SAFETY: a descriptor just returned by openat, owned by no one else.
+    let lock = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let meta = lock
+        .metadata()
+        .with_context(|| format!("reading {}", lock_path.display()))?;
+    if !meta.file_type().is_file() || meta.uid() != st.st_uid {
+        return Ok(false);
+    }
+    if !flock(&lock, &lock_path, LockMode::Exclusive, Wait::Try)? {
+        return Ok(false);
+    }
+    empty_tree(&dir)?;
+    match parent.dir.unlink_child(name, true) {
+        Ok(()) => Ok(true),
+        // Reaped meanwhile by another process that held the lock first.
+        Err(e) if not_found(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates a new file (`O_CREAT|O_EXCL|O_NOFOLLOW`) with `mode`, for
@@ -1392,12 +1437,9 @@ mod tests {
             // staging directories of killed pulls.
             s.spawn(|| {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let parent = DirHandle::open(d.path()).unwrap();
                     for (name, _) in list_dir(d.path()).unwrap() {
-                        let p = d.path().join(name);
-                        if let Ok(Some(lock)) = lock_dir(&p, Wait::Try) {
-                            let _ = remove_tree(&p);
-                            drop(lock);
-                        }
+                        let _ = reap_dead_dir(&parent, &name);
                     }
                 }
             });
@@ -1418,6 +1460,47 @@ mod tests {
                 drop(lock);
             }
         });
+    }
+
+    #[test]
+    fn only_dead_locked_dirs_of_this_user_are_reaped() {
+        let d = tempfile::tempdir().unwrap();
+        let parent = DirHandle::open(d.path()).unwrap();
+        let (live, live_lock) = create_locked_temp_dir(d.path(), ".s-").unwrap();
+        let (dead, dead_lock) = create_locked_temp_dir(d.path(), ".s-").unwrap();
+        fs::create_dir(dead.join("t")).unwrap();
+        fs::write(dead.join("t/f"), b"x").unwrap();
+        fs::set_permissions(dead.join("t"), fs::Permissions::from_mode(0o555)).unwrap();
+        drop(dead_lock);
+        // No lock file: not known to be ocigo's.
+        let bare = d.path().join(".s-bare");
+        fs::create_dir(&bare).unwrap();
+        // A link to a dead directory elsewhere: not followed.
+        let other = tempfile::tempdir().unwrap();
+        let (elsewhere, elsewhere_lock) = create_locked_temp_dir(other.path(), ".s-").unwrap();
+        drop(elsewhere_lock);
+        std::os::unix::fs::symlink(&elsewhere, d.path().join(".s-link")).unwrap();
+        // A lock file that is a link: not opened.
+        let linked = d.path().join(".s-linked");
+        fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join(DIR_LOCK_FILE), linked.join(DIR_LOCK_FILE))
+            .unwrap();
+
+        let name = |p: &Path| p.file_name().unwrap().to_os_string();
+        assert!(!reap_dead_dir(&parent, &name(&live)).unwrap());
+        assert!(reap_dead_dir(&parent, &name(&dead)).unwrap());
+        assert!(!dead.exists());
+        for p in [&bare, &d.path().join(".s-link"), &linked] {
+            assert!(
+                !reap_dead_dir(&parent, &name(p)).unwrap(),
+                "{}",
+                p.display()
+            );
+        }
+        assert!(live.join(DIR_LOCK_FILE).is_file());
+        assert!(bare.is_dir() && linked.is_dir() && elsewhere.join(DIR_LOCK_FILE).is_file());
+        assert!(!reap_dead_dir(&parent, OsStr::new(".s-absent")).unwrap());
+        drop(live_lock);
     }
 
     #[test]

@@ -124,8 +124,11 @@ impl Paths {
 /// `GOMODCACHE/cache/.ocigo-stage-<random>/` (0700, a name neither a module
 /// path nor the go command uses), holding one tree per module, each moved
 /// into place by [`install`] under that module's lock. The pull holds an
-/// `flock` on the directory: a later pull removes a staging directory
-/// nobody holds (left by a killed pull), never one in use. Dropped, it
+/// `flock` on the file `lock` inside it: a later pull, once its bundle is
+/// verified, removes a staging directory of this user whose lock nobody
+/// holds (left by a killed pull, [`remove_dead_stages`]), never one in
+/// use. Everything inside goes through the directory's handle, never its
+/// path. Dropped, it
 /// removes every tree not moved into place and every directory it created
 /// (GOMODCACHE itself included) that is empty again: a refused pull
 /// leaves GOMODCACHE as it was.
@@ -181,7 +184,6 @@ impl Staging {
             let parent = crate::fs::ensure_dir(&self.cache, Path::new("cache"), &mut made);
             inner.created.extend(made);
             let parent = parent?;
-            remove_dead_stages(&parent)?;
             let parent_handle = crate::fs::DirHandle::open(&parent)?;
             let (path, lock) = crate::fs::create_locked_temp_dir(&parent, STAGE_PREFIX)?;
             inner.dir = Some(Arc::new(StageDir {
@@ -302,35 +304,43 @@ impl Drop for Staging {
     }
 }
 
-/// Removes staging directories of pulls that are gone (killed): those
-/// whose lock nobody holds. Anything else of that name (a link, a file) is
-/// not ocigo's and is left alone.
-fn remove_dead_stages(parent: &Path) -> Result<()> {
-    for (name, ft) in crate::fs::list_dir(parent)? {
-        if !ft.is_dir() || !name.to_string_lossy().starts_with(STAGE_PREFIX) {
+/// Removes staging directories of pulls that are gone (killed) from
+/// `GOMODCACHE/cache`: real directories named `.ocigo-stage-*` owned by
+/// this user whose lock file nobody holds ([`crate::fs::reap_dead_dir`]).
+/// Anything else of that name is not ocigo's (or not this user's) and is
+/// left alone. Best effort: what cannot be removed is returned as
+/// warnings, never fails the pull. Called once a bundle is verified, so a
+/// refused pull changes nothing.
+pub fn remove_dead_stages(cache: &Path) -> Vec<String> {
+    let parent = cache.join("cache");
+    let mut warnings = Vec::new();
+    let listed = match crate::fs::dir_exists(&parent) {
+        Ok(true) => {
+            crate::fs::DirHandle::open(&parent).and_then(|h| Ok((crate::fs::list_dir(&parent)?, h)))
+        }
+        Ok(false) => return warnings,
+        Err(e) => Err(e),
+    };
+    let (entries, handle) = match listed {
+        Ok(x) => x,
+        Err(e) => {
+            warnings.push(format!("looking for leftover staging directories: {e:#}"));
+            return warnings;
+        }
+    };
+    for (name, ft) in entries {
+        use std::os::unix::ffi::OsStrExt;
+        if !ft.is_dir() || !name.as_bytes().starts_with(STAGE_PREFIX.as_bytes()) {
             continue;
         }
-        let dir = parent.join(&name);
-        let locked = match crate::fs::lock_dir(&dir, Wait::Try) {
-            Ok(locked) => locked,
-            // Removed meanwhile by another pull that found it dead.
-            Err(e)
-                if e.root_cause()
-                    .downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-            {
-                None
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(lock) = locked {
-            crate::fs::remove_tree(&dir).with_context(|| {
-                format!("removing the leftover staging directory {}", dir.display())
-            })?;
-            drop(lock);
+        if let Err(e) = crate::fs::reap_dead_dir(&handle, &name) {
+            warnings.push(format!(
+                "could not remove the leftover staging directory {}: {e:#}",
+                parent.join(&name).display()
+            ));
         }
     }
-    Ok(())
+    warnings
 }
 
 /// What an interrupted install of one version left, found before the

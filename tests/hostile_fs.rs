@@ -908,9 +908,11 @@ fn a_bundle_failing_late_leaves_nothing_of_the_trees_it_staged() {
     assert_unchanged(&before, &modcache, "GOMODCACHE after a late h1 failure");
 }
 
-/// A staging directory a killed pull left (nobody holds its lock) is
-/// removed by the next pull, read-only directories and all; one a running
-/// pull holds (locked) is left alone.
+/// A staging directory a killed pull left (nobody holds its lock file) is
+/// removed by the next pull that verifies its bundle, read-only
+/// directories and all; one a running pull holds (its lock file locked)
+/// is left alone, and so is one without a lock file (not known to be
+/// ocigo's). A refused pull removes nothing.
 #[test]
 fn staging_left_by_a_killed_pull_is_removed_and_a_live_one_kept() {
     let sc = Scratch::new();
@@ -918,18 +920,46 @@ fn staging_left_by_a_killed_pull_is_removed_and_a_live_one_kept() {
     let modcache = sc.dir("modcache");
     let dead = modcache.join("cache/.ocigo-stage-0123456789ab");
     fs::create_dir_all(dead.join("1/sub")).unwrap();
+    fs::write(dead.join("lock"), b"").unwrap();
     fs::write(dead.join("1/sub/f.go"), b"x").unwrap();
     fs::set_permissions(dead.join("1/sub"), fs::Permissions::from_mode(0o555)).unwrap();
     let live = modcache.join("cache/.ocigo-stage-ba9876543210");
     fs::create_dir_all(live.join("1")).unwrap();
     fs::write(live.join("1/g.go"), b"y").unwrap();
-    let held = fs::File::open(&live).unwrap();
+    fs::write(live.join("lock"), b"").unwrap();
+    let held = fs::File::open(live.join("lock")).unwrap();
     // SAFETY: flock on a descriptor `held` owns for the whole test.
     assert_eq!(
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
         0
     );
+    let bare = modcache.join("cache/.ocigo-stage-00000000bare");
+    fs::create_dir_all(bare.join("1")).unwrap();
     let live_before = snapshot(&live);
+
+    // Refused: nothing is reaped.
+    let work = sc.join("bad");
+    let bad = bundle_with_bad_h1(
+        &work,
+        &work.join("disk"),
+        &[spec(
+            "example.com/bad",
+            "v1.0.0",
+            &[("b.go", b"package b\n")],
+        )],
+        Some(0),
+    );
+    let before = snapshot(&modcache);
+    let out = ocigo_command(
+        &[],
+        &sc.join("store"),
+        &["pull", &bad, "--gomodcache", &s(&modcache)],
+        &[],
+    )
+    .output()
+    .expect("run ocigo pull");
+    assert_exit(&out, 3, "pull of a bad bundle beside leftover staging");
+    assert_unchanged(&before, &modcache, "GOMODCACHE after a refused pull");
 
     let out = ocigo_command(
         &[],
@@ -943,12 +973,19 @@ fn staging_left_by_a_killed_pull_is_removed_and_a_live_one_kept() {
     assert_eq!(report["installed"], 2, "{report:#}");
     assert!(!dead.exists(), "the dead staging directory was left");
     assert_unchanged(&live_before, &live, "the live staging directory");
-    let stages: Vec<String> = fs::read_dir(modcache.join("cache"))
+    let mut stages: Vec<String> = fs::read_dir(modcache.join("cache"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".ocigo-stage-"))
         .collect();
-    assert_eq!(stages, vec![".ocigo-stage-ba9876543210".to_string()]);
+    stages.sort();
+    assert_eq!(
+        stages,
+        vec![
+            ".ocigo-stage-00000000bare".to_string(),
+            ".ocigo-stage-ba9876543210".to_string()
+        ]
+    );
     drop(held);
 }
 

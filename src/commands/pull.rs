@@ -367,6 +367,12 @@ fn pull_modules_from(
     // Record the bundle in the store so `store list` shows it and prune keeps it.
     outline.store_top(&store, Some(&src_ref.to_string()))?;
 
+    // The bundle is verified: staging directories of killed pulls are
+    // removed now (never by a pull that is refused), best effort.
+    for warning in install::remove_dead_stages(&gomodcache) {
+        eprintln!("warning: {}", crate::text::field(&warning));
+    }
+
     // 2. Install, a batch of parts at a time, read back from the store
     // (digest-checked again); zips checked in step 1 are not checked twice.
     let mut report = InstallReport::default();
