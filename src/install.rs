@@ -146,6 +146,8 @@ struct StagingInner {
     /// Staged trees: names inside the staging directory.
     trees: HashMap<ModuleVersion, OsString>,
     next: usize,
+    /// Whether `cache/` is on GOMODCACHE's file system, once known.
+    same_device: Option<bool>,
 }
 
 /// The staging directory, reached only through handles: `parent` is
@@ -173,6 +175,27 @@ impl Staging {
             cache: cache.to_path_buf(),
             inner: Mutex::new(StagingInner::default()),
         }
+    }
+
+    /// Whether trees staged in `GOMODCACHE/cache` can be renamed into
+    /// GOMODCACHE: both on one file system (`st_dev`), or not there yet
+    /// (then made on one). If not (a separate mount), nothing is staged and
+    /// each tree is extracted in place at install, as without staging,
+    /// rather than staged, refused by the rename (`EXDEV`) and extracted
+    /// again.
+    fn usable(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let mut inner = self.inner.lock().expect("not poisoned");
+        *inner.same_device.get_or_insert_with(|| {
+            // The root is trusted as given (it may be a link: `root/.`
+            // is what it names); `cache/` is not followed.
+            let root = crate::fs::lstat(&self.cache.join(".")).ok().flatten();
+            let cache = crate::fs::lstat(&self.cache.join("cache")).ok().flatten();
+            match (root, cache) {
+                (Some(root), Some(cache)) => root.dev() == cache.dev(),
+                _ => true,
+            }
+        })
     }
 
     /// A new empty directory for one module's tree: the staging directory
@@ -634,7 +657,7 @@ fn verify_entry(
     match (&entry.zip, &item.zip_blob) {
         _ if !check_zip => {}
         (Some(z), Some(blob)) => {
-            if let Some(staging) = staging {
+            if let Some(staging) = staging.filter(|s| s.usable()) {
                 // Names first: nothing is written for a zip naming something
                 // too long for the file system.
                 check_entry_names(cache, mv, paths, blob)?;
