@@ -4,7 +4,9 @@
 //! `install` writes into GOMODCACHE.
 //!
 //! Every layer is read through its digest (a corrupt store copy fails the
-//! install), decompressed no further than the tar length its config
+//! install) unless the store checked that very blob against its digest
+//! earlier in the same run (it was just fetched: `just_verified`), then
+//! decompressed no further than the tar length its config
 //! declares (zstd bombs), and every entry checked: plain relative names
 //! only, regular files and directories only (no links of either kind, no
 //! devices or FIFOs), modes 0644/0755, no name twice. Nothing is written
