@@ -881,10 +881,15 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32, what: &str) -> Re
     Ok(())
 }
 
-/// A name part no other process guesses: one `getrandom` per process (not
-/// per temporary file, thousands in a pull), then a counter mixed into it
-/// (splitmix64, a bijection, so no two calls of one process repeat before
-/// the 48 bits kept wrap). `O_EXCL` still refuses any name that exists.
+/// A name part that rarely collides: one 64-bit `getrandom` seed per
+/// process (not per temporary file, thousands in a pull), then a counter
+/// mixed into it by splitmix64, of which 48 bits (12 hex digits,
+/// [`TMP_RANDOM_LEN`]) are kept. Not secret and not one-to-one: the 48
+/// bits kept may repeat, and whoever sees one name can predict the next.
+/// Nothing relies on either: every temporary name is created with
+/// `O_EXCL` (`mkdir` fails on an existing name) and the caller retries
+/// with the next name, so a guessed or repeated name costs a retry, never
+/// a shared file.
 fn random_suffix() -> String {
     use rand_core::RngCore;
     use std::sync::OnceLock;
