@@ -285,12 +285,17 @@ impl Staging {
             )
         };
         let to_name = to.file_name().expect("named");
-        let moved = crate::fs::DirHandle::open(to.parent().expect("tree has a parent")).and_then(
-            |parent| {
-                dir.dir().rename_to(&name, &parent, to_name)?;
-                Ok(parent)
-            },
-        );
+        let mut to_parent = to.parent().expect("tree has a parent").to_path_buf();
+        if to_parent == self.cache {
+            // A module path with no slash: its tree is right in GOMODCACHE,
+            // which is trusted as given and may be a link (`root/.` is what
+            // it names).
+            to_parent.push(".");
+        }
+        let moved = crate::fs::DirHandle::open(&to_parent).and_then(|parent| {
+            dir.dir().rename_to(&name, &parent, to_name)?;
+            Ok(parent)
+        });
         match moved {
             Ok(parent) => {
                 // A directory moves to another parent only while it is
@@ -1346,6 +1351,31 @@ mod tests {
                 .is_none()
         );
         assert!(cache.join("dest/m@v1.0.0").is_dir());
+    }
+
+    /// A module path with no slash has its tree right in GOMODCACHE, which
+    /// may be a link: the staged tree is moved into what it names.
+    #[test]
+    fn a_staged_tree_moves_into_a_gomodcache_that_is_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let cache = d.path().join("link");
+        std::os::unix::fs::symlink(&real, &cache).unwrap();
+        let staging = Staging::new(&cache);
+        let mv = ModuleVersion {
+            path: "example.com".into(),
+            version: "v1.0.0".into(),
+        };
+        let (dir, name) = staging.new_tree_dir().unwrap();
+        drop(dir);
+        staging.inner.lock().unwrap().trees.insert(mv.clone(), name);
+        assert!(
+            staging
+                .place(&mv, &cache.join("example.com@v1.0.0"))
+                .unwrap()
+        );
+        assert!(real.join("example.com@v1.0.0").is_dir());
     }
 
     #[test]
