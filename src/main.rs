@@ -398,6 +398,11 @@ enum PackWhat {
         /// Pack a local GOROOT (version from DIR/VERSION, platform from DIR/bin/go env).
         #[arg(long, value_name = "DIR")]
         from_goroot: Option<PathBuf>,
+        /// Store bin/ and pkg/tool/ as deltas against the same platform of REF, a toolchain
+        /// artifact of an earlier release (packed without --delta-from); its layers the
+        /// deltas use are listed in the manifest too. Platforms REF lacks get full layers.
+        #[arg(long, value_name = "REF")]
+        delta_from: Option<String>,
         #[command(flatten)]
         sign: SignFlags,
         #[command(flatten)]
@@ -637,6 +642,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     from_archive,
                     sha256,
                     from_goroot,
+                    delta_from,
                     sign,
                     registry: _,
                 }),
@@ -669,6 +675,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     platforms,
                     dest: output,
                     sign: sign.into_sign_with(),
+                    delta_from,
                 },
             )
         }

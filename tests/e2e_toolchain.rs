@@ -1138,7 +1138,10 @@ fn craft(
             files,
             bytes,
             tar_bytes: declared_tar.unwrap_or(tar_bytes.len() as u64),
+            delta_from: vec![],
         }],
+        base_version: None,
+        bases: vec![],
     };
     let built = format::build_manifest(&config, &[d.size]);
     l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])

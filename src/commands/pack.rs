@@ -184,6 +184,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             &store,
             &super::toolchain::ToolchainSource::Proxy { version },
             &closure.platforms,
+            None,
         )?;
         toolchains = packed;
         sum_inputs.extend(inputs);

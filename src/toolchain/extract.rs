@@ -11,6 +11,13 @@
 //! outside the temporary directory until all of it passed; on failure the
 //! temporary directory is removed and the target is as it was.
 //!
+//! A delta platform (format v2) is installed the same way: its base layers
+//! are first extracted (checked like any layer) into a scratch directory of
+//! their own beside the target (or in the store, for the module zip),
+//! each delta entry is decoded against its base file there (see `delta`
+//! for the bounds and the SHA-256 check), and the scratch directory is
+//! removed before anything is renamed into place.
+//!
 //! Owns: the GOROOT layout and building the module zip. Must not: fetch,
 //! or write GOMODCACHE itself (that is `install`). Every file-system call
 //! on GOROOT goes through [`crate::fs`].
@@ -26,6 +33,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use super::delta;
 use super::format::{LayerInfo, ToolchainConfig};
 use super::tree::{self, MODULE_PATH};
 use crate::error::{Kind, fail, kind_of};
@@ -33,6 +41,7 @@ use crate::oci::{Descriptor, VerifyingReader};
 
 const TMP_PREFIX: &str = ".ocigo-goroot-tmp-";
 const OLD_PREFIX: &str = ".ocigo-goroot-old-";
+const BASE_PREFIX: &str = ".ocigo-goroot-base-";
 
 /// A layer to read: its descriptor (digest, compressed size), its config
 /// entry (tar length) and where the verified blob is on disk.
@@ -46,8 +55,12 @@ pub struct LayerFile<'a> {
 /// files (`None` for directories).
 type EntryFn<'f> = dyn FnMut(&str, u32, Option<&mut dyn Read>) -> Result<()> + 'f;
 
-/// Calls `f` for each entry of a layer, after checking it.
-fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
+/// Calls `f` for each entry of a layer, after checking it; a delta layer's
+/// entries are decoded against the files under `base_dir`.
+fn for_each_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut EntryFn) -> Result<()> {
+    if layer.info.is_delta() {
+        return for_each_delta_entry(layer, base_dir, f);
+    }
     let what = format!("toolchain layer {}", layer.descriptor.digest);
     let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
     let verified = VerifyingReader::new(
@@ -146,6 +159,121 @@ fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
     }
     let mut rest = limited.inner.finish();
     io::copy(&mut rest, &mut io::sink()).map_err(classify)?;
+    Ok(())
+}
+
+/// [`for_each_entry`] of a delta layer: an uncompressed tar of zstd frames.
+fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut EntryFn) -> Result<()> {
+    let what = format!("toolchain delta layer {}", layer.descriptor.digest);
+    let Some(base_dir) = base_dir else {
+        return Err(fail(
+            Kind::Integrity,
+            format!("{what} has no base layers to be decoded against"),
+        ));
+    };
+    if layer.descriptor.size != layer.info.tar_bytes {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "{what} is {} bytes; its config declares {}",
+                layer.descriptor.size, layer.info.tar_bytes
+            ),
+        ));
+    }
+    let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
+    let verified = VerifyingReader::new(
+        io::BufReader::with_capacity(1 << 16, file),
+        layer.descriptor,
+        what.clone(),
+    );
+    let mut limited = Bounded {
+        inner: verified,
+        left: layer.info.tar_bytes,
+        what: &what,
+    };
+    let classify = |e: io::Error| -> anyhow::Error {
+        if crate::oci::io_error_is_integrity(&e) {
+            crate::oci::classify_io(e, || format!("reading {what}"))
+        } else {
+            fail(Kind::Integrity, format!("{what} is not a valid layer: {e}"))
+        }
+    };
+    {
+        let mut ar = tar::Archive::new(&mut limited);
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for entry in ar.entries().map_err(classify)? {
+            let mut entry = entry.map_err(classify)?;
+            let raw = entry.path_bytes().into_owned();
+            let name = std::str::from_utf8(&raw).map_err(|_| {
+                fail(
+                    Kind::Integrity,
+                    format!("{what} has a name that is not UTF-8"),
+                )
+            })?;
+            let refuse = |m: &str| {
+                fail(
+                    Kind::Integrity,
+                    format!("{what}: entry {name:?} refused: {m}"),
+                )
+            };
+            tree::check_name(name).map_err(|m| refuse(&m.to_string()))?;
+            if !delta::is_platform_file(name) {
+                return Err(refuse(
+                    "a delta layer holds only files under bin/ and pkg/tool/",
+                ));
+            }
+            let kind = entry.header().entry_type();
+            if !kind.is_file() {
+                return Err(refuse(&format!("{}, not a regular file", describe(kind))));
+            }
+            let mode = entry.header().mode().map_err(classify)? & 0o7777;
+            if mode != 0o644 && mode != 0o755 {
+                return Err(refuse(&format!("mode {mode:o}, not 0644 or 0755")));
+            }
+            let info = delta::entry_info(&mut entry, name, &what)?;
+            files += 1;
+            bytes += info.size;
+            if files > layer.info.files || bytes > layer.info.bytes {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("{what} holds more than its config declares"),
+                ));
+            }
+            let base = if info.uses_base {
+                match crate::fs::read_capped(&base_dir.join(name), delta::MAX_BASE_BYTES)? {
+                    Some(b) => Some(b),
+                    None => {
+                        return Err(refuse("its base layers have no file of that name"));
+                    }
+                }
+            } else {
+                None
+            };
+            let name = name.to_string();
+            let mut r =
+                delta::decoder(&mut entry, base.as_deref(), &info, &name).map_err(classify)?;
+            f(&name, mode, Some(&mut r))?;
+            // Every caller reads to the end (where the hash is checked); make sure.
+            io::copy(&mut r, &mut io::sink())
+                .map_err(|e| fail(Kind::Integrity, format!("{what}: {e}")))?;
+        }
+        if files != layer.info.files || bytes != layer.info.bytes {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "{what} holds {files} files, {bytes} bytes; its config declares {}, {}",
+                    layer.info.files, layer.info.bytes
+                ),
+            ));
+        }
+    }
+    io::copy(&mut limited, &mut io::sink()).map_err(classify)?;
+    if limited.left != 0 {
+        return Err(fail(
+            Kind::Integrity,
+            format!("{what} is shorter than its config declares"),
+        ));
+    }
     Ok(())
 }
 
@@ -252,6 +380,7 @@ pub fn install_goroot(
     dir: &Path,
     config: &ToolchainConfig,
     layers: &[LayerFile],
+    bases: &[LayerFile],
     force: bool,
     jobs: usize,
 ) -> Result<GorootReport> {
@@ -288,7 +417,10 @@ pub fn install_goroot(
     let mut created_parents = Vec::new();
     crate::fs::ensure_dir(parent, Path::new(""), &mut created_parents)?;
     let tmp = crate::fs::create_temp_dir(parent, TMP_PREFIX)?;
-    let result = extract_all(&tmp, config, layers, jobs).and_then(|()| {
+    let result = with_bases(parent, BASE_PREFIX, bases, jobs, |base_dir| {
+        extract_all(&tmp, config, layers, base_dir, jobs)
+    })
+    .and_then(|()| {
         crate::fs::chmod_dir(&tmp, 0o755)?;
         match state {
             Existing::Absent => rename(&tmp, dir),
@@ -326,10 +458,32 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
     crate::fs::rename(from, to)
 }
 
-fn extract_all(
-    tmp: &Path,
-    config: &ToolchainConfig,
+/// Runs `f` with the base layers (if any) extracted into a new scratch
+/// directory in `parent`, removed afterwards whatever happened.
+fn with_bases<T>(
+    parent: &Path,
+    prefix: &str,
+    bases: &[LayerFile],
+    jobs: usize,
+    f: impl FnOnce(Option<&Path>) -> Result<T>,
+) -> Result<T> {
+    if bases.is_empty() {
+        return f(None);
+    }
+    let scratch = crate::fs::create_temp_dir(parent, prefix)?;
+    let result = extract_layers(&scratch, bases, None, jobs).and_then(|()| f(Some(&scratch)));
+    let removed = crate::fs::remove_tree(&scratch);
+    let out = result?;
+    removed?;
+    Ok(out)
+}
+
+/// Extracts every layer into `root` (a directory this process made), in
+/// parallel, `jobs` at once; delta layers are decoded against `base_dir`.
+pub fn extract_layers(
+    root: &Path,
     layers: &[LayerFile],
+    base_dir: Option<&Path>,
     jobs: usize,
 ) -> Result<()> {
     // Largest layers first, so one big layer does not finish last alone.
@@ -348,7 +502,7 @@ fn extract_all(
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { return };
-                    if let Err(e) = extract_layer(tmp, &layers[i], &mut created) {
+                    if let Err(e) = extract_layer(root, &layers[i], base_dir, &mut created) {
                         first_error.lock().expect("not poisoned").get_or_insert(e);
                         return;
                     }
@@ -356,9 +510,20 @@ fn extract_all(
             });
         }
     });
-    if let Some(e) = first_error.into_inner().expect("not poisoned") {
-        return Err(e);
+    match first_error.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
+}
+
+fn extract_all(
+    tmp: &Path,
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    base_dir: Option<&Path>,
+    jobs: usize,
+) -> Result<()> {
+    extract_layers(tmp, layers, base_dir, jobs)?;
     let exe = if config.os == "windows" { ".exe" } else { "" };
     let go = tmp.join(format!("bin/go{exe}"));
     if !crate::fs::regular_file_exists(&go)? {
@@ -381,10 +546,15 @@ fn extract_all(
     Ok(())
 }
 
-fn extract_layer(root: &Path, layer: &LayerFile, created: &mut Vec<PathBuf>) -> Result<()> {
+fn extract_layer(
+    root: &Path,
+    layer: &LayerFile,
+    base_dir: Option<&Path>,
+    created: &mut Vec<PathBuf>,
+) -> Result<()> {
     let mut made: HashSet<String> = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
-    for_each_entry(layer, &mut |name, mode, content| {
+    for_each_entry(layer, base_dir, &mut |name, mode, content| {
         let Some(r) = content else {
             if made.insert(name.to_string()) {
                 crate::fs::ensure_dir(root, Path::new(name), created)?;
@@ -440,9 +610,24 @@ pub struct ModuleZip {
 
 /// Builds the `golang.org/toolchain` module zip from the layers into a new
 /// temporary file in `tmp_dir`, and checks its h1 against the config's.
+/// Base layers (a delta platform) are extracted into a scratch directory
+/// in `tmp_dir` while it is built.
 pub fn build_module_zip(
     config: &ToolchainConfig,
     layers: &[LayerFile],
+    bases: &[LayerFile],
+    tmp_dir: &Path,
+    jobs: usize,
+) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
+    with_bases(tmp_dir, ".ocigo-toolchain-base-", bases, jobs, |base_dir| {
+        module_zip(config, layers, base_dir, tmp_dir)
+    })
+}
+
+fn module_zip(
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    base_dir: Option<&Path>,
     tmp_dir: &Path,
 ) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
     let prefix = format!("{MODULE_PATH}@{}/", config.module.version);
@@ -460,7 +645,7 @@ pub fn build_module_zip(
     let mut seen = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
     for layer in layers {
-        for_each_entry(layer, &mut |name, _mode, content| {
+        for_each_entry(layer, base_dir, &mut |name, _mode, content| {
             let Some(r) = content else { return Ok(()) };
             let Some(mname) = tree::module_name(name) else {
                 return Ok(());

@@ -3,6 +3,14 @@
 //! index whose entries carry their `platform`. Schema:
 //! `schemas/toolchain-config.v1.schema.json`.
 //!
+//! Format v2 (`schemas/toolchain-config.v2.schema.json`) is the delta form
+//! of a platform (`pack toolchain --delta-from`): some layers are delta
+//! layers (see `delta`) whose `deltaFrom` names the earlier release's full
+//! layers they are decoded against; those base layers are listed in the
+//! config's `bases` and, after the config's own layers, in the manifest
+//! (so the artifact is self-contained). Bases are never extracted as
+//! such. A full platform stays v1, byte for byte.
+//!
 //! Owns: the JSON of configs, manifests and the index, built
 //! deterministically, and reading them back with every cross-reference and
 //! bound checked. Must not: do I/O other than through the
@@ -27,6 +35,8 @@ pub const MEDIA_TYPE_LAYER: &str = "application/vnd.ocigo.toolchain.layer.v1.tar
 /// On each manifest and index entry: the Go version (`go1.26.8`).
 pub const ANNOTATION_VERSION: &str = "dev.ocigo.toolchain.version";
 pub const FORMAT_VERSION: u32 = 1;
+/// A platform with delta layers.
+pub const FORMAT_VERSION_DELTA: u32 = 2;
 /// Bounds checked before anything is fetched.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
 const MAX_LAYERS: usize = 4096;
@@ -59,6 +69,24 @@ pub struct LayerInfo {
     pub bytes: u64,
     /// Exact length of the uncompressed tar stream: decompression stops there.
     pub tar_bytes: u64,
+    /// A delta layer (format v2): the digests of the base layers (in the
+    /// config's `bases`) its frames are decoded against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta_from: Vec<Digest>,
+}
+
+impl LayerInfo {
+    pub fn is_delta(&self) -> bool {
+        !self.delta_from.is_empty()
+    }
+    /// The layer's media type in the manifest.
+    pub fn media_type(&self) -> &'static str {
+        if self.is_delta() {
+            super::delta::MEDIA_TYPE_DELTA
+        } else {
+            MEDIA_TYPE_LAYER
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +105,13 @@ pub struct ToolchainConfig {
     pub files: u64,
     pub bytes: u64,
     pub layers: Vec<LayerInfo>,
+    /// Format v2: the release the delta layers were made against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<String>,
+    /// Format v2: the base release's full layers the delta layers use (in
+    /// the manifest after `layers`; not extracted, not in the totals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<LayerInfo>,
 }
 
 impl ToolchainConfig {
@@ -87,11 +122,65 @@ impl ToolchainConfig {
     /// What the JSON schema cannot check.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(fail(Kind::Integrity, format!("toolchain config: {m}")));
-        if self.format_version != FORMAT_VERSION {
+        check_format_version(self.format_version)?;
+        let delta = self.format_version == FORMAT_VERSION_DELTA;
+        let any_delta = self.layers.iter().any(LayerInfo::is_delta);
+        if !delta && (any_delta || !self.bases.is_empty() || self.base_version.is_some()) {
             return bad(format!(
-                "format version {} is not supported by this ocigo (it reads {FORMAT_VERSION}); upgrade ocigo",
-                self.format_version
+                "format version {FORMAT_VERSION} names delta layers or bases; only version {FORMAT_VERSION_DELTA} may"
             ));
+        }
+        if delta {
+            let Some(base) = self
+                .base_version
+                .as_deref()
+                .filter(|v| tree::is_go_version(v))
+            else {
+                return bad("a delta config has no base version (a Go release)".into());
+            };
+            if base == self.version {
+                return bad(format!("{base} is made against itself"));
+            }
+            if !any_delta || self.bases.is_empty() || self.bases.len() > MAX_LAYERS {
+                return bad(format!(
+                    "a delta config with {} bases and no delta layer",
+                    self.bases.len()
+                ));
+            }
+            let mut used = vec![false; self.bases.len()];
+            for l in &self.layers {
+                for d in &l.delta_from {
+                    let Some(k) = self.bases.iter().position(|b| &b.digest == d) else {
+                        return bad(format!(
+                            "delta layer {} names base {d}, which is not among its bases",
+                            l.digest
+                        ));
+                    };
+                    used[k] = true;
+                }
+            }
+            if let Some(k) = used.iter().position(|u| !u) {
+                return bad(format!(
+                    "base layer {} is used by no delta layer",
+                    self.bases[k].digest
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for b in &self.bases {
+                if b.is_delta() || !seen.insert(&b.digest) {
+                    return bad(format!(
+                        "base layer {} is listed twice or is itself a delta",
+                        b.digest
+                    ));
+                }
+            }
+            let files: u64 = self.bases.iter().map(|l| l.files).sum();
+            let bytes: u64 = self.bases.iter().map(|l| l.bytes).sum();
+            if files > MAX_FILES || bytes > MAX_TOTAL_BYTES {
+                return bad(format!(
+                    "bases of {files} files, {bytes} bytes: over the limits ({MAX_FILES} files, {MAX_TOTAL_BYTES} bytes)"
+                ));
+            }
         }
         if !tree::is_go_version(&self.version)
             || !tree::is_platform_token(&self.os)
@@ -124,9 +213,11 @@ impl ToolchainConfig {
                 self.files, self.bytes
             ));
         }
-        for l in &self.layers {
-            // Directory entries count too: allow as many as files, plus some.
-            if l.tar_bytes > l.bytes + (2 * l.files + 64) * TAR_OVERHEAD_PER_FILE + 1024 {
+        for l in self.layers.iter().chain(&self.bases) {
+            // Directory entries count too: allow as many as files, plus
+            // some; a delta's frames may exceed incompressible files a little.
+            let frames = if l.is_delta() { l.bytes / 64 } else { 0 };
+            if l.tar_bytes > l.bytes + frames + (2 * l.files + 64) * TAR_OVERHEAD_PER_FILE + 1024 {
                 return bad(format!(
                     "layer {} claims a {}-byte tar for {} bytes of files",
                     l.digest, l.tar_bytes, l.bytes
@@ -146,6 +237,41 @@ pub struct BuiltManifest {
     pub entry: Descriptor,
 }
 
+/// The config's format version, read before the rest (whose fields a
+/// later version may change): a version this ocigo does not read is refused
+/// with that, not a field error.
+fn check_format_version(v: u32) -> Result<()> {
+    if v != FORMAT_VERSION && v != FORMAT_VERSION_DELTA {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "toolchain config: format version {v} is not supported by this ocigo (it reads {FORMAT_VERSION} and {FORMAT_VERSION_DELTA}); upgrade ocigo"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a config blob: its format version first.
+pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ToolchainConfig> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Version {
+        format_version: u32,
+    }
+    let invalid = |e: serde_json::Error| {
+        fail(
+            Kind::Integrity,
+            format!("config {digest} is not a valid ocigo toolchain config: {e}"),
+        )
+    };
+    let v: Version = serde_json::from_slice(bytes).map_err(invalid)?;
+    check_format_version(v.format_version).with_context(|| format!("in config {digest}"))?;
+    serde_json::from_slice(bytes).map_err(invalid)
+}
+
+/// `layer_sizes`: the compressed size of each of the config's layers, then
+/// of each of its bases.
 pub fn build_manifest(config: &ToolchainConfig, layer_sizes: &[u64]) -> BuiltManifest {
     let config_bytes = to_canonical_json(config);
     let config_descriptor = Descriptor::for_bytes(MEDIA_TYPE_CONFIG, &config_bytes);
@@ -159,8 +285,9 @@ pub fn build_manifest(config: &ToolchainConfig, layer_sizes: &[u64]) -> BuiltMan
         layers: config
             .layers
             .iter()
+            .chain(&config.bases)
             .zip(layer_sizes)
-            .map(|(l, &size)| Descriptor::new(MEDIA_TYPE_LAYER, l.digest.clone(), size))
+            .map(|(l, &size)| Descriptor::new(l.media_type(), l.digest.clone(), size))
             .collect(),
         subject: None,
         annotations: annotations.clone(),
@@ -223,7 +350,21 @@ pub struct ToolchainPart {
     pub config_descriptor: Descriptor,
     pub config_bytes: Vec<u8>,
     pub config: ToolchainConfig,
+    /// Every layer of the manifest: the config's `layers`, then its `bases`.
     pub layers: Vec<Descriptor>,
+}
+
+impl ToolchainPart {
+    /// The layers to extract, each with its config entry.
+    pub fn own_layers(&self) -> impl Iterator<Item = (&Descriptor, &LayerInfo)> {
+        self.layers.iter().zip(&self.config.layers)
+    }
+    /// The base layers (delta form), each with its config entry.
+    pub fn base_layers(&self) -> impl Iterator<Item = (&Descriptor, &LayerInfo)> {
+        self.layers[self.config.layers.len()..]
+            .iter()
+            .zip(&self.config.bases)
+    }
 }
 
 /// Whether an index entry or manifest is a toolchain.
@@ -273,15 +414,7 @@ pub fn load_part(repo: &dyn Repository, desc: &Descriptor) -> Result<ToolchainPa
                 format!("reading config {} of {digest}", manifest.config.digest)
             })
         })?;
-    let config: ToolchainConfig = serde_json::from_slice(&bytes).map_err(|e| {
-        fail(
-            Kind::Integrity,
-            format!(
-                "config {} is not a valid ocigo toolchain config: {e}",
-                manifest.config.digest
-            ),
-        )
-    })?;
+    let config = parse_config(&bytes, &manifest.config.digest)?;
     config
         .validate()
         .with_context(|| format!("in config {}", manifest.config.digest))?;
@@ -299,12 +432,17 @@ pub fn load_part(repo: &dyn Repository, desc: &Descriptor) -> Result<ToolchainPa
             ),
         ));
     }
-    let same = manifest.layers.len() == config.layers.len()
+    let same = manifest.layers.len() == config.layers.len() + config.bases.len()
         && manifest
             .layers
             .iter()
-            .zip(&config.layers)
-            .all(|(m, c)| m.digest == c.digest && m.media_type == MEDIA_TYPE_LAYER);
+            .zip(config.layers.iter().chain(&config.bases))
+            .all(|(m, c)| {
+                m.digest == c.digest
+                    && m.media_type == c.media_type()
+                    // A delta layer is stored as it is read: its length is its tar's.
+                    && (!c.is_delta() || m.size == c.tar_bytes)
+            });
     if !same {
         return Err(fail(
             Kind::Integrity,
