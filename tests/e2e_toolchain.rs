@@ -26,6 +26,8 @@ use ocigo::toolchain::tree::SourceInfo;
 const NEW: &str = "go1.27.4";
 /// An older release to switch down to.
 const OLD: &str = "go1.25.14";
+/// NEW's predecessor: the base of its delta form.
+const PREV: &str = "go1.27.3";
 const PASSWORD: &str = "correct horse";
 
 fn host_go_version() -> String {
@@ -48,6 +50,7 @@ fn toolchain_proxy() -> &'static str {
         let versions = [
             format!("v0.0.1-{NEW}.linux-amd64"),
             format!("v0.0.1-{NEW}.linux-arm64"),
+            format!("v0.0.1-{PREV}.linux-amd64"),
             format!("v0.0.1-{OLD}.linux-amd64"),
             format!("v0.0.1-{OLD}.windows-amd64"),
         ];
@@ -1412,4 +1415,541 @@ fn the_checksum_database_client_agrees_with_the_go_command() {
         .unwrap();
     assert_eq!(lookup.zip_hash(module, version), j["Sum"].as_str());
     assert!(lookup.tree.n > lookup.id);
+}
+
+/// Bytes of the blobs a distribution registry stores.
+fn registry_blob_bytes(registry: &TestRegistry) -> u64 {
+    fn walk(dir: &Path, total: &mut u64) {
+        for e in fs::read_dir(dir).into_iter().flatten() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                walk(&e.path(), total);
+            } else if t.is_file() && e.file_name() == "data" {
+                *total += e.metadata().unwrap().len();
+            }
+        }
+    }
+    let mut total = 0;
+    walk(
+        &registry.storage_dir().join("docker/registry/v2/blobs"),
+        &mut total,
+    );
+    total
+}
+
+#[test]
+fn a_patch_release_as_deltas_stores_under_half_and_installs_the_same_files_offline() {
+    let s = Scratch::new();
+    let registry = TestRegistry::start();
+    let (key, public) = key_pair(s.path());
+    let base = format!("{}/toolchains/go:{PREV}", registry.addr);
+    let out = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            "toolchain",
+            PREV,
+            "--platform",
+            "linux/amd64",
+            "-o",
+            &base,
+        ],
+        &proxy_env(),
+    );
+    assert_exit(&out, 0, "pack the predecessor");
+    let before = registry_blob_bytes(&registry);
+    let dest = format!("{}/toolchains/go:{NEW}", registry.addr);
+    let mut env = proxy_env();
+    env.push(("COSIGN_PASSWORD", PASSWORD));
+    let pack_delta = |store: &Path, to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "pack",
+            "toolchain",
+            NEW,
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "--delta-from",
+            &base,
+            "-o",
+            to,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = ocigo(store, &args, &env);
+        assert_exit(&out, 0, "pack --delta-from");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let j = pack_delta(
+        &s.join("store-a"),
+        &dest,
+        &["--sign", key.to_str().unwrap()],
+    );
+    // linux/amd64 is a delta of PREV's; the base has no linux/arm64, which
+    // gets full layers.
+    let t = j["toolchains"].as_array().unwrap();
+    assert_eq!(t[0]["platform"], "linux/amd64");
+    assert_eq!(t[0]["delta_from"], PREV);
+    assert_eq!(t[1]["platform"], "linux/arm64");
+    assert!(t[1].get("delta_from").is_none(), "{t:?}");
+
+    // The registry's new bytes against NEW's amd64 layers packed alone.
+    let added = registry_blob_bytes(&registry) - before;
+    let (_, full_parts) = toolchain_parts(&packed_new().layout, NEW);
+    let layer_bytes = |m: &Manifest| m.layers.iter().map(|l| l.size).sum::<u64>();
+    let full_amd64 = layer_bytes(&full_parts[0].0);
+    let full_arm64 = layer_bytes(&full_parts[1].0);
+    assert_eq!(full_parts[0].1.arch, "amd64");
+    // The arm64 part is stored in full (bar the layers it shares with
+    // amd64): count amd64's share as what was added beyond arm64's own layers.
+    let arm_own: u64 = full_parts[1]
+        .0
+        .layers
+        .iter()
+        .filter(|l| !full_parts[0].0.layers.iter().any(|m| m.digest == l.digest))
+        .map(|l| l.size)
+        .sum();
+    let amd64_added = added - arm_own;
+    assert!(
+        (amd64_added as f64) < 0.5 * full_amd64 as f64,
+        "the patch release added {amd64_added} bytes for linux/amd64; packed alone its layers are {full_amd64}: not under 0.5x"
+    );
+    assert!(full_arm64 > 0);
+
+    // The delta platform's config: format v2, bases listed in the manifest.
+    let disk = s.join("disk");
+    let disk_ref = format!("oci:{}:{NEW}", disk.display());
+    assert_exit(
+        &ocigo(&s.join("store-a"), &["push", &dest, &disk_ref], &[]),
+        0,
+        "push to disk",
+    );
+    let (_, parts) = toolchain_parts(&disk, NEW);
+    let (m, c) = &parts[0];
+    assert_eq!(c.format_version, format::FORMAT_VERSION_DELTA);
+    assert_eq!(c.base_version.as_deref(), Some(PREV));
+    let names: Vec<&str> = c
+        .layers
+        .iter()
+        .filter(|l| l.is_delta())
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["bin", "pkg/tool"]);
+    assert_eq!(m.layers.len(), c.layers.len() + c.bases.len());
+    for (d, b) in m.layers[c.layers.len()..].iter().zip(&c.bases) {
+        assert_eq!(d.digest, b.digest);
+        assert!(disk.join("blobs/sha256").join(d.digest.hex()).is_file());
+    }
+    assert_eq!(parts[1].1.format_version, format::FORMAT_VERSION);
+
+    // Determinism: another store, another destination, the same manifest.
+    let again = pack_delta(
+        &s.join("store-c"),
+        &format!("oci:{}:{NEW}", s.join("again").display()),
+        &[],
+    );
+    assert_eq!(again["toolchains"][0]["digest"], t[0]["digest"]);
+
+    // A fresh host, no network, signature required: a GOROOT ...
+    let require = [("OCIGO_REQUIRE_SIGNATURE", "1")];
+    let goroot = s.join("offline/go");
+    let pulled = common::ocigo::ocigo_offline(
+        &s.join("store-b"),
+        &[
+            "pull",
+            &disk_ref,
+            "--goroot",
+            goroot.to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+        ],
+        &require,
+    );
+    assert_exit(
+        &pulled,
+        0,
+        "verified offline pull --goroot of the delta form",
+    );
+    assert_mentions(&stdout(&pulled), &["signature verified", NEW], "pull");
+    assert_eq!(
+        entries(&s.join("offline")),
+        BTreeSet::from(["go".to_string()]),
+        "no leftovers"
+    );
+    // ... byte for byte the full form's.
+    let full_goroot = s.join("full/go");
+    let out = ocigo(
+        &packed_new().store,
+        &[
+            "pull",
+            &format!("oci:{}:{NEW}", packed_new().layout.display()),
+            "--goroot",
+            full_goroot.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull --goroot of the full form");
+    let diff = common::ocigo::snapshot(&full_goroot).diff(&common::ocigo::snapshot(&goroot));
+    assert!(diff.is_empty(), "the delta form differs: {diff:?}");
+    let go = goroot.join("bin/go");
+    let project = hello_project(&s.join("hello"), &NEW["go".len()..]);
+    run(
+        &mut go_offline(
+            &go,
+            &project,
+            &["build", "-o", "hello", "."],
+            &[
+                ("GOMODCACHE", s.join("mc0").to_str().unwrap()),
+                ("GOPROXY", "off"),
+            ],
+        ),
+        "go build offline with the delta form's go",
+    );
+    let hello = run(&mut Command::new(project.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {NEW}\n")
+    );
+
+    // ... and the module form, which the host's go switches to.
+    let (mc, gp) = (s.join("gomodcache"), s.join("gopath"));
+    let pulled = common::ocigo::ocigo_offline(
+        &s.join("store-b"),
+        &[
+            "pull",
+            &disk_ref,
+            "--gomodcache",
+            mc.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+        ],
+        &require,
+    );
+    assert_exit(
+        &pulled,
+        0,
+        "verified offline pull --gomodcache of the delta form",
+    );
+    let cache = toolchain_proxy().strip_prefix("file://").unwrap();
+    let rel = format!("golang.org/toolchain/@v/v0.0.1-{NEW}.linux-amd64.ziphash");
+    assert_eq!(
+        fs::read_to_string(mc.join("cache/download").join(&rel)).unwrap(),
+        fs::read_to_string(Path::new(cache).join(&rel)).unwrap(),
+    );
+    let env = [
+        ("GOMODCACHE", mc.to_str().unwrap()),
+        (
+            "GOPROXY",
+            &*format!("file://{}/cache/download", mc.display()),
+        ),
+        ("GOPATH", gp.to_str().unwrap()),
+        ("GOTOOLCHAIN", "auto"),
+    ];
+    let up = hello_project(&s.join("up"), &NEW["go".len()..]);
+    let host_go = Path::new("/usr/local/go/bin/go");
+    let v = run(
+        &mut go_offline(host_go, &up, &["version"], &env),
+        "go version (switch to the delta form)",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {NEW} linux/amd64\n")
+    );
+    run(
+        &mut go_offline(host_go, &up, &["build", "-o", "hello", "."], &env),
+        "go build (switched)",
+    );
+    let hello = run(&mut Command::new(up.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {NEW}\n")
+    );
+    assert!(
+        !entries(&s.join("store-b"))
+            .iter()
+            .any(|e| e.starts_with(".ocigo-")),
+        "scratch left in the store: {:?}",
+        entries(&s.join("store-b"))
+    );
+
+    // A delta of a delta is refused: the base must be a full toolchain.
+    let out = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            "toolchain",
+            PREV,
+            "--platform",
+            "linux/amd64",
+            "--delta-from",
+            &disk_ref,
+            "-o",
+            &format!("oci:{}:x", s.join("x").display()),
+        ],
+        &proxy_env(),
+    );
+    assert_exit(&out, 2, "--delta-from a delta");
+    assert_mentions(
+        &stderr(&out),
+        &["itself a delta", "--delta-from"],
+        "delta of a delta",
+    );
+}
+
+/// What [`craft_delta`] spoils in an otherwise valid delta artifact.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Spoil {
+    Nothing,
+    BaseNotInManifest,
+    BaseBlobWrong,
+    SizeOffByOne,
+    WrongBytes,
+    HugeWindow,
+    OutsidePlatform,
+    Twice,
+    NoBaseFile,
+}
+
+const BASE_GO: &[u8] = b"#!/bin/sh\necho go1.26.7\n";
+
+fn new_go() -> Vec<u8> {
+    let mut v = BASE_GO.repeat(400);
+    v.extend_from_slice(b"echo go1.26.8\n");
+    v
+}
+
+fn base_go() -> Vec<u8> {
+    BASE_GO.repeat(400)
+}
+
+fn frame(data: &[u8], base: Option<&[u8]>, window_log: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = match base {
+        Some(b) => zstd::stream::Encoder::with_ref_prefix(&mut out, 9, b).unwrap(),
+        None => zstd::stream::Encoder::new(&mut out, 9).unwrap(),
+    };
+    e.window_log(window_log).unwrap();
+    e.include_checksum(true).unwrap();
+    e.write_all(data).unwrap();
+    e.finish().unwrap();
+    out
+}
+
+fn delta_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, size: u64, sha: &[u8], body: &[u8]) {
+    let size = size.to_string();
+    let hex = hex::encode(sha);
+    b.append_pax_extensions([
+        ("OCIGO.size", size.as_bytes()),
+        ("OCIGO.sha256", hex.as_bytes()),
+        ("OCIGO.base", &b"same"[..]),
+    ])
+    .unwrap();
+    file(b, name, body, 0o755);
+}
+
+/// A go1.26.8 toolchain whose bin/go is a delta against a go1.26.7 base
+/// layer, with one thing spoilt.
+fn craft_delta(layout: &Path, spoil: Spoil) {
+    use sha2::Digest as _;
+    let l = Layout::open_or_create(layout).unwrap();
+    let push = |media: &str, bytes: &[u8]| {
+        let d = Descriptor::for_bytes(media, bytes);
+        l.push_blob(&d, &mut &bytes[..]).unwrap();
+        d
+    };
+    let full = |files: &[(&str, &[u8], u32)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, data, mode) in files {
+            file(&mut b, n, data, *mode);
+        }
+        let t = b.into_inner().unwrap();
+        (zstd::encode_all(&t[..], 3).unwrap(), t.len() as u64)
+    };
+    let base_files: Vec<(&str, &[u8], u32)> = if spoil == Spoil::NoBaseFile {
+        vec![("bin/gofmt", &BASE_GO[..], 0o755)]
+    } else {
+        vec![("bin/go", &BASE_GO[..], 0o755)]
+    };
+    let base_content = base_go();
+    let base_files: Vec<(&str, &[u8], u32)> = base_files
+        .into_iter()
+        .map(|(n, _, m)| (n, &base_content[..], m))
+        .collect();
+    let (base_z, base_tar) = full(&base_files);
+    let base_d = push(format::MEDIA_TYPE_LAYER, &base_z);
+    let version = b"go1.26.8\n";
+    let (own_z, own_tar) = full(&[("VERSION", version, 0o644)]);
+    let own_d = push(format::MEDIA_TYPE_LAYER, &own_z);
+
+    let go = new_go();
+    let sha: Vec<u8> = sha2::Sha256::digest(&go).to_vec();
+    let mut b = tar::Builder::new(Vec::new());
+    let window = if spoil == Spoil::HugeWindow { 28 } else { 20 };
+    let f = frame(&go, Some(&base_content), window);
+    let (mut files, mut bytes) = (1u64, go.len() as u64);
+    match spoil {
+        Spoil::SizeOffByOne => delta_entry(&mut b, "bin/go", go.len() as u64 + 1, &sha, &f),
+        Spoil::WrongBytes => {
+            let mut bad = sha.clone();
+            bad[0] ^= 1;
+            delta_entry(&mut b, "bin/go", go.len() as u64, &bad, &f)
+        }
+        _ => delta_entry(&mut b, "bin/go", go.len() as u64, &sha, &f),
+    }
+    if spoil == Spoil::SizeOffByOne {
+        bytes += 1;
+    }
+    if spoil == Spoil::OutsidePlatform || spoil == Spoil::Twice {
+        let name = if spoil == Spoil::Twice {
+            "bin/go"
+        } else {
+            "src/evil.go"
+        };
+        delta_entry(&mut b, name, go.len() as u64, &sha, &f);
+        files += 1;
+        bytes += go.len() as u64;
+    }
+    let delta_tar = b.into_inner().unwrap();
+    let delta_d = push(ocigo::toolchain::delta::MEDIA_TYPE_DELTA, &delta_tar);
+    let info = |d: &Descriptor, name: &str, files: u64, bytes: u64, tar: u64| LayerInfo {
+        digest: d.digest.clone(),
+        name: name.into(),
+        files,
+        bytes,
+        tar_bytes: tar,
+        delta_from: vec![],
+    };
+    let mut delta_info = info(&delta_d, "bin", files, bytes, delta_tar.len() as u64);
+    delta_info.delta_from = vec![if spoil == Spoil::BaseNotInManifest {
+        own_d.digest.clone()
+    } else {
+        base_d.digest.clone()
+    }];
+    let config = ToolchainConfig {
+        format_version: format::FORMAT_VERSION_DELTA,
+        version: "go1.26.8".into(),
+        os: "linux".into(),
+        arch: "amd64".into(),
+        time: None,
+        source: SourceInfo {
+            kind: "goroot".into(),
+            name: "crafted".into(),
+            sha256: None,
+        },
+        module: ModuleForm {
+            version: "v0.0.1-go1.26.8.linux-amd64".into(),
+            hash: "h1:x".into(),
+            checked_with: None,
+        },
+        files: 1 + files,
+        bytes: version.len() as u64 + bytes,
+        layers: vec![
+            info(&own_d, "version", 1, version.len() as u64, own_tar),
+            delta_info,
+        ],
+        base_version: Some("go1.26.7".into()),
+        bases: vec![info(&base_d, "bin", 1, base_content.len() as u64, base_tar)],
+    };
+    let built = format::build_manifest(&config, &[own_d.size, delta_d.size, base_d.size]);
+    l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
+        .unwrap();
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
+        .unwrap();
+    let index = format::build_index(vec![built.entry], format::ARTIFACT_TYPE_TOOLCHAIN);
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_INDEX, &index, Some("bad"))
+        .unwrap();
+    if spoil == Spoil::BaseBlobWrong {
+        let mut other = base_z.clone();
+        let n = other.len();
+        other[n / 2] ^= 0xff;
+        fs::write(layout.join("blobs/sha256").join(base_d.digest.hex()), other).unwrap();
+    }
+}
+
+#[test]
+fn hostile_delta_layers_are_refused_with_nothing_written() {
+    // The unspoilt artifact installs: each refusal below is its one change.
+    let s = Scratch::new();
+    let layout = s.join("layout");
+    craft_delta(&layout, Spoil::Nothing);
+    let goroot = s.join("target/go");
+    let out = ocigo(
+        &s.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:bad", layout.display()),
+            "--goroot",
+            goroot.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "the unspoilt delta artifact");
+    assert_eq!(fs::read(goroot.join("bin/go")).unwrap(), new_go());
+    assert_eq!(
+        entries(&s.join("target")),
+        BTreeSet::from(["go".to_string()]),
+        "the scratch directory of the base is gone"
+    );
+
+    let cases = [
+        (Spoil::BaseNotInManifest, "not among its bases"),
+        (Spoil::BaseBlobWrong, "digest"),
+        (Spoil::SizeOffByOne, "decodes to fewer bytes"),
+        (Spoil::WrongBytes, "SHA-256"),
+        (Spoil::HugeWindow, "memory"),
+        (
+            Spoil::OutsidePlatform,
+            "only files under bin/ and pkg/tool/",
+        ),
+        (Spoil::Twice, "twice"),
+        (Spoil::NoBaseFile, "no file of that name"),
+    ];
+    for (spoil, want) in cases {
+        let name = format!("{spoil:?}");
+        let s = Scratch::new();
+        let layout = s.join("layout");
+        craft_delta(&layout, spoil);
+        let reference = format!("oci:{}:bad", layout.display());
+        let parent = s.dir("target");
+        let goroot = parent.join("go");
+        let store = s.join("store");
+        let out = ocigo(
+            &store,
+            &["pull", &reference, "--goroot", goroot.to_str().unwrap()],
+            &[],
+        );
+        assert_exit(&out, 3, &name);
+        assert_mentions(&stderr(&out), &[want], &name);
+        assert!(
+            entries(&parent).is_empty(),
+            "{name}: left {:?}",
+            entries(&parent)
+        );
+        // The module form: nothing in GOMODCACHE, no scratch in the store.
+        let mc = s.join("gomodcache");
+        let out = ocigo(
+            &store,
+            &[
+                "pull",
+                &reference,
+                "--gomodcache",
+                mc.to_str().unwrap(),
+                "--gopath",
+                s.join("gopath").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_exit(&out, 3, &format!("{name} --gomodcache"));
+        assert_mentions(&stderr(&out), &[want], &name);
+        assert!(!mc.exists(), "{name}: GOMODCACHE written");
+        assert!(
+            !entries(&store).iter().any(|e| e.starts_with(".ocigo-")),
+            "{name}: scratch left in the store: {:?}",
+            entries(&store)
+        );
+    }
 }

@@ -257,6 +257,20 @@ struct Checked<R> {
     done: bool,
 }
 
+impl<R: Read> Checked<R> {
+    fn read_inner(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a valid delta frame (frames with a window over 2^{WINDOW_LOG} bytes are refused): {e}",
+                    self.name
+                ),
+            )
+        })
+    }
+}
+
 impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
@@ -265,7 +279,7 @@ impl<R: Read> Read for Checked<R> {
         }
         if self.left == 0 {
             let mut one = [0u8; 1];
-            if self.inner.read(&mut one)? != 0 {
+            if self.read_inner(&mut one)? != 0 {
                 return Err(invalid(format!(
                     "{} decodes to more bytes than its delta declares",
                     self.name
@@ -284,7 +298,7 @@ impl<R: Read> Read for Checked<R> {
         let want = buf
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = self.read_inner(&mut buf[..want])?;
         if n == 0 {
             return Err(invalid(format!(
                 "{} decodes to fewer bytes than its delta declares",

@@ -529,3 +529,96 @@ pub fn select<'a>(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(n: u8, delta_from: Vec<Digest>) -> LayerInfo {
+        LayerInfo {
+            digest: Digest::parse(&format!("sha256:{}", hex::encode([n; 32]))).unwrap(),
+            name: "bin".into(),
+            files: 1,
+            bytes: 100,
+            tar_bytes: 2048,
+            delta_from,
+        }
+    }
+
+    fn config() -> ToolchainConfig {
+        let base = layer(1, vec![]);
+        ToolchainConfig {
+            format_version: FORMAT_VERSION_DELTA,
+            version: "go1.27.4".into(),
+            os: "linux".into(),
+            arch: "amd64".into(),
+            time: None,
+            source: SourceInfo {
+                kind: "module".into(),
+                name: "x".into(),
+                sha256: None,
+            },
+            module: ModuleForm {
+                version: "v0.0.1-go1.27.4.linux-amd64".into(),
+                hash: "h1:x".into(),
+                checked_with: None,
+            },
+            files: 1,
+            bytes: 100,
+            layers: vec![layer(2, vec![base.digest.clone()])],
+            base_version: Some("go1.27.3".into()),
+            bases: vec![base],
+        }
+    }
+
+    fn refused(c: &ToolchainConfig, want: &str) {
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains(want), "{e}");
+    }
+
+    #[test]
+    fn a_delta_config_must_name_bases_it_has_and_use_them_all() {
+        let c = config();
+        c.validate().unwrap();
+        let bytes = to_canonical_json(&c);
+        let d = Digest::parse(&format!("sha256:{}", hex::encode([9u8; 32]))).unwrap();
+        assert_eq!(parse_config(&bytes, &d).unwrap(), c);
+
+        let mut v1 = c.clone();
+        v1.format_version = FORMAT_VERSION;
+        refused(&v1, "only version 2 may");
+        let mut stray = c.clone();
+        stray.layers[0].delta_from = vec![layer(3, vec![]).digest];
+        refused(&stray, "not among its bases");
+        let mut unused = c.clone();
+        unused.bases.push(layer(4, vec![]));
+        refused(&unused, "used by no delta layer");
+        let mut itself = c.clone();
+        itself.base_version = Some(c.version.clone());
+        refused(&itself, "against itself");
+        let mut none = c.clone();
+        none.base_version = None;
+        refused(&none, "no base version");
+    }
+
+    #[test]
+    fn a_later_format_version_is_refused_by_its_number_before_its_fields() {
+        let d = Digest::parse(&format!("sha256:{}", hex::encode([9u8; 32]))).unwrap();
+        let json = br#"{"formatVersion":3,"somethingNew":true}"#;
+        let e = format!("{:#}", parse_config(json, &d).unwrap_err());
+        assert!(
+            e.contains("format version 3") && e.contains("upgrade ocigo"),
+            "{e}"
+        );
+        // Full configs stay v1: no delta fields are written.
+        let mut c = config();
+        c.format_version = FORMAT_VERSION;
+        c.layers[0].delta_from.clear();
+        c.bases.clear();
+        c.base_version = None;
+        let text = String::from_utf8(to_canonical_json(&c)).unwrap();
+        assert!(
+            !text.contains("bases") && !text.contains("deltaFrom") && !text.contains("baseVersion")
+        );
+    }
+}
