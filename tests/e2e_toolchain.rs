@@ -1769,16 +1769,14 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
         let t = b.into_inner().unwrap();
         (zstd::encode_all(&t[..], 3).unwrap(), t.len() as u64)
     };
-    let base_files: Vec<(&str, &[u8], u32)> = if spoil == Spoil::NoBaseFile {
-        vec![("bin/gofmt", &BASE_GO[..], 0o755)]
+    // The base release's bin/go (under another name when the case wants none).
+    let base_name = if spoil == Spoil::NoBaseFile {
+        "bin/gofmt"
     } else {
-        vec![("bin/go", &BASE_GO[..], 0o755)]
+        "bin/go"
     };
     let base_content = base_go();
-    let base_files: Vec<(&str, &[u8], u32)> = base_files
-        .into_iter()
-        .map(|(n, _, m)| (n, &base_content[..], m))
-        .collect();
+    let base_files = [(base_name, &base_content[..], 0o755)];
     let (base_z, base_tar) = full(&base_files);
     let base_d = push(format::MEDIA_TYPE_LAYER, &base_z);
     let version = b"go1.26.8\n";

@@ -1,5 +1,6 @@
 //! Go toolchains as OCI artifacts: what a toolchain is made of and where
-//! to get it (`tree`, `fetch`), how it is split into layers (`layers`), the
+//! to get it (`tree`, `fetch`), how it is split into layers (`layers`),
+//! platform files as deltas against an earlier release (`delta`), the
 //! artifact format (`format`), and installing it as a GOROOT or as the
 //! module the go command switches to (`extract`).
 //!
