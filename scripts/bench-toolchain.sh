@@ -171,7 +171,6 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "|---|---:|---:|"
 	echo "| $new alone | $(human_bytes "$new_alone") | 1.00x |"
 	echo "| added by $new to a store holding $prev | $(human_bytes "$added") | $(ratio "$added" "$new_alone")x |"
-	echo
 	echo "| added by $new --delta-from $prev | $(human_bytes "$delta_added") | $(ratio "$delta_added" "$new_alone")x |"
 	echo
 	echo "$changed_layers"
