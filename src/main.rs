@@ -131,6 +131,10 @@ enum Command {
         /// go line), from GOPROXY, for each --platform: one reference, one pull installs both.
         #[arg(long)]
         with_toolchain: bool,
+        /// With --with-toolchain: store the toolchain's bin/ and pkg/tool/ as deltas against
+        /// REF, a toolchain artifact of an earlier release (see pack toolchain --delta-from).
+        #[arg(long, value_name = "REF", requires = "with_toolchain")]
+        toolchain_delta_from: Option<String>,
         /// Resolve for this os/arch too (repeatable). Default: the host's.
         #[arg(long = "platform", value_name = "OS/ARCH")]
         platforms: Vec<String>,
@@ -684,6 +688,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             project_dir,
             output,
             with_toolchain,
+            toolchain_delta_from,
             platforms,
             from_cache,
             no_sumdb,
@@ -700,6 +705,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 project_dir,
                 dest: output.expect("required by clap"),
                 with_toolchain,
+                toolchain_delta_from,
                 platforms,
                 from_cache,
                 no_sumdb,

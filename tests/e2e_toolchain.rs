@@ -1676,6 +1676,70 @@ fn a_patch_release_as_deltas_stores_under_half_and_installs_the_same_files_offli
         entries(&s.join("store-b"))
     );
 
+    // A project packed with its toolchain as deltas: the same toolchain
+    // manifest as the standalone delta pack, one offline pull of both.
+    let fixture_proxy = s.join("fixture-proxy");
+    common::fixtures::build_file_proxy(&fixture_proxy);
+    let project = common::fixtures::copy_project(s.path());
+    let gomod = fs::read_to_string(project.join("go.mod")).unwrap();
+    fs::write(
+        project.join("go.mod"),
+        gomod.replacen("go 1.22\n", &format!("go 1.22\n\ntoolchain {NEW}\n"), 1),
+    )
+    .unwrap();
+    let mut penv: Vec<(String, String)> = common::fixtures::fixture_env(&fixture_proxy);
+    for (k, v) in &mut penv {
+        if k == "GOPROXY" {
+            *v = format!("{v},{}", toolchain_proxy());
+        }
+    }
+    penv.push(("GOSUMDB".into(), "sum.golang.org".into()));
+    let both = format!("oci:{}:both", s.join("both").display());
+    let out = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            project.to_str().unwrap(),
+            "--with-toolchain",
+            "--toolchain-delta-from",
+            &base,
+            "-o",
+            &both,
+        ],
+        &common::go::env_refs(&penv),
+    );
+    assert_exit(&out, 0, "pack --with-toolchain --toolchain-delta-from");
+    let (index, parts) = toolchain_parts(&s.join("both"), "both");
+    assert_eq!(parts[0].1.format_version, format::FORMAT_VERSION_DELTA);
+    let entry = index
+        .manifests
+        .iter()
+        .find(|d| format::is_toolchain(d))
+        .unwrap();
+    assert_eq!(entry.digest.to_string(), t[0]["digest"].as_str().unwrap());
+    let goroot2 = s.join("both-go");
+    let out = common::ocigo::ocigo_offline(
+        &s.join("store-d"),
+        &[
+            "pull",
+            &both,
+            "--gomodcache",
+            s.join("both-mc").to_str().unwrap(),
+            "--gopath",
+            s.join("both-gopath").to_str().unwrap(),
+            "--goroot",
+            goroot2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(
+        &out,
+        0,
+        "one offline pull of the project and its delta toolchain",
+    );
+    let diff = common::ocigo::snapshot(&full_goroot).diff(&common::ocigo::snapshot(&goroot2));
+    assert!(diff.is_empty(), "the delta form differs: {diff:?}");
+
     // A delta of a delta is refused: the base must be a full toolchain.
     let out = ocigo(
         &s.join("store-a"),
