@@ -1543,6 +1543,28 @@ fn a_patch_release_as_deltas_stores_under_half_and_installs_the_same_files_offli
         assert!(disk.join("blobs/sha256").join(d.digest.hex()).is_file());
     }
     assert_eq!(parts[1].1.format_version, format::FORMAT_VERSION);
+    let out = ocigo(&s.join("store-a"), &["inspect", &disk_ref, "--json"], &[]);
+    assert_exit(&out, 0, "inspect the delta form");
+    let ij: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pj = &ij["toolchains"]["platforms"][0];
+    assert_eq!(pj["delta_from"], PREV, "{pj:#}");
+    assert_eq!(pj["base_layers"], c.bases.len(), "{pj:#}");
+    assert!(ij["toolchains"]["platforms"][1].get("delta_from").is_none());
+    let out = ocigo(
+        &s.join("store-a"),
+        &["inspect", &disk_ref, "--modules"],
+        &[],
+    );
+    assert_exit(&out, 0, "inspect --modules the delta form");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            &format!("as deltas against {PREV}"),
+            ", delta",
+            ", base (not extracted)",
+        ],
+        "inspect of the delta form",
+    );
 
     // Determinism: another store, another destination, the same manifest.
     let again = pack_delta(
