@@ -1798,6 +1798,8 @@ enum Spoil {
     OutsidePlatform,
     Twice,
     NoBaseFile,
+    NoContentSize,
+    WrappingSum,
 }
 
 const BASE_GO: &[u8] = b"#!/bin/sh\necho go1.26.7\n";
@@ -1820,8 +1822,31 @@ fn frame(data: &[u8], base: Option<&[u8]>, window_log: u32) -> Vec<u8> {
     };
     e.window_log(window_log).unwrap();
     e.include_checksum(true).unwrap();
+    e.include_contentsize(true).unwrap();
+    e.set_pledged_src_size(Some(data.len() as u64)).unwrap();
     e.write_all(data).unwrap();
     e.finish().unwrap();
+    out
+}
+
+/// A frame of `data` against `base` with no content size in its header.
+fn frame_without_size(data: &[u8], base: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = zstd::stream::Encoder::with_ref_prefix(&mut out, 9, base).unwrap();
+    e.include_contentsize(false).unwrap();
+    e.write_all(data).unwrap();
+    e.finish().unwrap();
+    out
+}
+
+/// A frame of `data` against `base` (1 KiB window, content size), whose
+/// header then claims a window of 2^`window_log` bytes.
+fn frame_claiming_window(data: &[u8], base: &[u8], window_log: u32) -> Vec<u8> {
+    let mut out = frame(data, Some(base), 10);
+    // Magic, then the header descriptor: not single segment, so the
+    // window descriptor follows (exponent = log - 10).
+    assert_eq!(out[4] & 0x20, 0, "not single segment");
+    out[5] = ((window_log - 10) as u8) << 3;
     out
 }
 
@@ -1872,8 +1897,11 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
     let go = new_go();
     let sha: Vec<u8> = sha2::Sha256::digest(&go).to_vec();
     let mut b = tar::Builder::new(Vec::new());
-    let window = if spoil == Spoil::HugeWindow { 28 } else { 20 };
-    let f = frame(&go, Some(&base_content), window);
+    let f = match spoil {
+        Spoil::HugeWindow => frame_claiming_window(&go, &base_content, 28),
+        Spoil::NoContentSize => frame_without_size(&go, &base_content),
+        _ => frame(&go, Some(&base_content), 20),
+    };
     let (mut files, mut bytes) = (1u64, go.len() as u64);
     match spoil {
         Spoil::SizeOffByOne => delta_entry(&mut b, "bin/go", go.len() as u64 + 1, &sha, &f),
@@ -1896,6 +1924,13 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
         delta_entry(&mut b, name, go.len() as u64, &sha, &f);
         files += 1;
         bytes += go.len() as u64;
+    }
+    if spoil == Spoil::WrappingSum {
+        // Declared sizes that add up to less than the first alone: the
+        // second entry would decode unbounded if the sum wrapped.
+        let huge = u64::MAX - go.len() as u64 + 1;
+        delta_entry(&mut b, "bin/gofmt", huge, &sha, &f);
+        files += 1;
     }
     let delta_tar = b.into_inner().unwrap();
     let delta_d = push(ocigo::toolchain::delta::MEDIA_TYPE_DELTA, &delta_tar);
@@ -1982,7 +2017,7 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
     let cases = [
         (Spoil::BaseNotInManifest, "not among its bases"),
         (Spoil::BaseBlobWrong, "digest"),
-        (Spoil::SizeOffByOne, "decodes to fewer bytes"),
+        (Spoil::SizeOffByOne, "its frame declares"),
         (Spoil::WrongBytes, "SHA-256"),
         (Spoil::HugeWindow, "memory"),
         (
@@ -1991,6 +2026,8 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         ),
         (Spoil::Twice, "twice"),
         (Spoil::NoBaseFile, "no file of that name"),
+        (Spoil::NoContentSize, "does not declare its content size"),
+        (Spoil::WrappingSum, "more than its config declares"),
     ];
     for (spoil, want) in cases {
         let name = format!("{spoil:?}");

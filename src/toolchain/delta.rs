@@ -226,12 +226,48 @@ pub fn entry_info<R: Read>(
 /// Decodes one frame into exactly the declared bytes: one byte more or
 /// less, a window over the cap, or another SHA-256 is an error (of kind
 /// `InvalidData`) before the reader reports its end.
+///
+/// The frame header must declare its content size, equal to `OCIGO.size`:
+/// the decoder then sizes its window by it, and a frame cannot run on
+/// (RLE blocks expand ~100000x) past what the layer's config accounts for.
 pub fn decoder<'a, R: Read + 'a>(
-    frame: R,
+    mut frame: R,
     base: Option<&'a [u8]>,
     info: &DeltaEntry,
     name: &str,
 ) -> io::Result<impl Read + 'a> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    // A frame header is at most 18 bytes (ZSTD_FRAMEHEADERSIZE_MAX).
+    let mut head = [0u8; 18];
+    let mut n = 0;
+    while n < head.len() {
+        match frame.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
+        Ok(Some(size)) if size == info.size => {}
+        Ok(Some(size)) => {
+            return Err(invalid(format!(
+                "{name}: its frame declares {size} bytes, its delta entry {} (OCIGO.size)",
+                info.size
+            )));
+        }
+        Ok(None) => {
+            return Err(invalid(format!(
+                "{name}: its frame does not declare its content size; delta frames must"
+            )));
+        }
+        Err(_) => {
+            return Err(invalid(format!(
+                "{name} is not a valid delta frame: its header is unreadable"
+            )));
+        }
+    }
+    let frame = io::Cursor::new(head[..n].to_vec()).chain(frame);
     let r = io::BufReader::with_capacity(1 << 16, frame);
     let mut dec = match base {
         Some(b) => zstd::stream::read::Decoder::with_ref_prefix(r, b)?,
@@ -367,20 +403,64 @@ mod tests {
         assert!(encode(None, &mut &new[..10], 11).is_err());
     }
 
-    #[test]
-    fn a_frame_with_a_window_over_the_cap_is_refused() {
-        let data = vec![7u8; 1 << 16];
+    /// A frame of `data` with a 1 KiB window and its content size, whose
+    /// header then claims a window of 2^`window_log`.
+    pub(crate) fn frame_claiming_window(data: &[u8], window_log: u32) -> Vec<u8> {
         let mut out = Vec::new();
         let mut enc = zstd::stream::Encoder::new(&mut out, 1).unwrap();
-        enc.window_log(WINDOW_LOG + 1).unwrap();
-        // No content size: the header must carry the window.
-        enc.include_contentsize(false).unwrap();
-        enc.write_all(&data).unwrap();
+        enc.window_log(10).unwrap();
+        enc.include_contentsize(true).unwrap();
+        enc.set_pledged_src_size(Some(data.len() as u64)).unwrap();
+        enc.write_all(data).unwrap();
         enc.finish().unwrap();
+        // Magic (4 bytes), then the frame header descriptor: not single
+        // segment, so the window descriptor follows (exponent = log - 10).
+        assert_eq!(out[4] & 0x20, 0, "not single segment");
+        out[5] = ((window_log - 10) as u8) << 3;
+        out
+    }
+
+    #[test]
+    fn a_frame_with_a_window_over_the_cap_is_refused() {
+        let data: Vec<u8> = (0..1u32 << 14)
+            .flat_map(|i| (i * 31).to_le_bytes())
+            .collect();
+        let ok = frame_claiming_window(&data, WINDOW_LOG);
+        assert_eq!(decode(&ok, None, &info(&data)).unwrap(), data);
+        let out = frame_claiming_window(&data, WINDOW_LOG + 1);
         let err = decode(&out, None, &info(&data)).unwrap_err();
         assert!(
             err.to_string().contains("Frame requires too much memory"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_frame_must_declare_the_entry_s_size() {
+        let data = vec![7u8; 1 << 16];
+        let mut out = Vec::new();
+        let mut enc = zstd::stream::Encoder::new(&mut out, 1).unwrap();
+        enc.include_contentsize(false).unwrap();
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        let err = decode(&out, None, &info(&data)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not declare its content size"),
+            "{err}"
+        );
+        // Declared, but not what OCIGO.size says (the output check alone
+        // would stop it only after decoding that much).
+        let frame = encode(None, &mut &data[..], data.len() as u64).unwrap();
+        let mut i = info(&data);
+        i.size -= 1;
+        let err = decode(&frame, None, &i).unwrap_err();
+        assert!(
+            err.to_string().contains("its frame declares 65536 bytes"),
+            "{err}"
+        );
+        // Too short to hold a header.
+        let err = decode(&frame[..3], None, &info(&data)).unwrap_err();
+        assert!(err.to_string().contains("header is unreadable"), "{err}");
     }
 }

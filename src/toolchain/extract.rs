@@ -130,7 +130,7 @@ fn for_each_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut EntryFn) -
             }
             let size = entry.header().size().map_err(classify)?;
             files += 1;
-            bytes += size;
+            bytes = bytes.saturating_add(size);
             if files > layer.info.files || bytes > layer.info.bytes {
                 return Err(fail(
                     Kind::Integrity,
@@ -232,7 +232,8 @@ fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut Entr
             }
             let info = delta::entry_info(&mut entry, name, &what)?;
             files += 1;
-            bytes += info.size;
+            // Saturating: a sum past u64::MAX is over any declared total.
+            bytes = bytes.saturating_add(info.size);
             if files > layer.info.files || bytes > layer.info.bytes {
                 return Err(fail(
                     Kind::Integrity,

@@ -174,9 +174,13 @@ impl ToolchainConfig {
                     ));
                 }
             }
-            let files: u64 = self.bases.iter().map(|l| l.files).sum();
-            let bytes: u64 = self.bases.iter().map(|l| l.bytes).sum();
-            if files > MAX_FILES || bytes > MAX_TOTAL_BYTES {
+            let files = checked_sum(self.bases.iter().map(|l| l.files));
+            let bytes = checked_sum(self.bases.iter().map(|l| l.bytes));
+            let within = matches!((files, bytes),
+                (Some(f), Some(b)) if f <= MAX_FILES && b <= MAX_TOTAL_BYTES);
+            if !within {
+                let show = |v: Option<u64>| v.map_or("over 2^64".to_string(), |v| v.to_string());
+                let (files, bytes) = (show(files), show(bytes));
                 return bad(format!(
                     "bases of {files} files, {bytes} bytes: over the limits ({MAX_FILES} files, {MAX_TOTAL_BYTES} bytes)"
                 ));
@@ -202,9 +206,9 @@ impl ToolchainConfig {
         if self.layers.is_empty() || self.layers.len() > MAX_LAYERS {
             return bad(format!("{} layers", self.layers.len()));
         }
-        let files: u64 = self.layers.iter().map(|l| l.files).sum();
-        let bytes: u64 = self.layers.iter().map(|l| l.bytes).sum();
-        if files != self.files || bytes != self.bytes {
+        let files = checked_sum(self.layers.iter().map(|l| l.files));
+        let bytes = checked_sum(self.layers.iter().map(|l| l.bytes));
+        if files != Some(self.files) || bytes != Some(self.bytes) {
             return bad("layer totals do not add up".into());
         }
         if self.files > MAX_FILES || self.bytes > MAX_TOTAL_BYTES {
@@ -217,7 +221,15 @@ impl ToolchainConfig {
             // Directory entries count too: allow as many as files, plus
             // some; a delta's frames may exceed incompressible files a little.
             let frames = if l.is_delta() { l.bytes / 64 } else { 0 };
-            if l.tar_bytes > l.bytes + frames + (2 * l.files + 64) * TAR_OVERHEAD_PER_FILE + 1024 {
+            // Checked: a layer's own counts may be anything (only the
+            // totals are capped above).
+            let cap = l
+                .files
+                .checked_mul(2)
+                .and_then(|n| n.checked_add(64))
+                .and_then(|n| n.checked_mul(TAR_OVERHEAD_PER_FILE))
+                .and_then(|n| checked_sum([l.bytes, frames, n, 1024].into_iter()));
+            if cap.is_none_or(|cap| l.tar_bytes > cap) {
                 return bad(format!(
                     "layer {} claims a {}-byte tar for {} bytes of files",
                     l.digest, l.tar_bytes, l.bytes
@@ -226,6 +238,11 @@ impl ToolchainConfig {
         }
         Ok(())
     }
+}
+
+/// The sum of sizes read from an artifact, `None` past `u64::MAX`.
+fn checked_sum(values: impl Iterator<Item = u64>) -> Option<u64> {
+    values.into_iter().try_fold(0u64, u64::checked_add)
 }
 
 /// A built per-platform manifest: its config blob and manifest bytes.
@@ -599,6 +616,26 @@ mod tests {
         let mut none = c.clone();
         none.base_version = None;
         refused(&none, "no base version");
+    }
+
+    #[test]
+    fn sizes_that_add_up_only_past_u64_max_are_refused() {
+        // Two own layers whose bytes wrap to the declared total.
+        let mut c = config();
+        let mut second = layer(5, vec![]);
+        second.bytes = u64::MAX - 99;
+        c.layers[0].bytes = 200;
+        c.layers.push(second);
+        c.files = 2;
+        c.bytes = 100;
+        refused(&c, "layer totals do not add up");
+        // Bases whose bytes wrap below the cap.
+        let mut c = config();
+        let mut b = layer(6, vec![]);
+        b.bytes = u64::MAX;
+        c.bases.push(b.clone());
+        c.layers[0].delta_from.push(b.digest.clone());
+        refused(&c, "over 2^64 bytes");
     }
 
     #[test]
