@@ -1989,6 +1989,26 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
     }
 }
 
+/// The references a store has tagged (its index.json), with their digests.
+fn store_tags(store: &Path) -> BTreeMap<String, String> {
+    let Ok(bytes) = fs::read(store.join("index.json")) else {
+        return BTreeMap::new();
+    };
+    let index: Index = serde_json::from_slice(&bytes).unwrap();
+    index
+        .manifests
+        .iter()
+        .map(|d| {
+            let name = d
+                .annotations
+                .get("org.opencontainers.image.ref.name")
+                .cloned()
+                .unwrap_or_default();
+            (name, d.digest.to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn hostile_delta_layers_are_refused_with_nothing_written() {
     // The unspoilt artifact installs: each refusal below is its one change.
@@ -2008,6 +2028,11 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
     );
     assert_exit(&out, 0, "the unspoilt delta artifact");
     assert_eq!(fs::read(goroot.join("bin/go")).unwrap(), new_go());
+    assert_eq!(
+        store_tags(&s.join("store")).len(),
+        1,
+        "an installed toolchain is tagged in the store"
+    );
     assert_eq!(
         entries(&s.join("target")),
         BTreeSet::from(["go".to_string()]),
@@ -2038,6 +2063,7 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         let parent = s.dir("target");
         let goroot = parent.join("go");
         let store = s.join("store");
+        let tags = store_tags(&store);
         let out = ocigo(
             &store,
             &["pull", &reference, "--goroot", goroot.to_str().unwrap()],
@@ -2045,6 +2071,7 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         );
         assert_exit(&out, 3, &name);
         assert_mentions(&stderr(&out), &[want], &name);
+        assert_eq!(store_tags(&store), tags, "{name}: the store's tags changed");
         assert!(
             entries(&parent).is_empty(),
             "{name}: left {:?}",
@@ -2067,6 +2094,11 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         assert_exit(&out, 3, &format!("{name} --gomodcache"));
         assert_mentions(&stderr(&out), &[want], &name);
         assert!(!mc.exists(), "{name}: GOMODCACHE written");
+        assert_eq!(
+            store_tags(&store),
+            tags,
+            "{name} --gomodcache: the store's tags changed"
+        );
         assert!(
             !entries(&store).iter().any(|e| e.starts_with(".ocigo-")),
             "{name}: scratch left in the store: {:?}",

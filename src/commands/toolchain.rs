@@ -470,8 +470,9 @@ pub struct ToolchainPullReport {
 }
 
 /// Installs the toolchain for `platform` (default: the host's) from the
-/// already resolved (and, if asked, verified) `top`. The store records the
-/// toolchain manifest so prune keeps it.
+/// already resolved (and, if asked, verified) `top`. Once it installed, the
+/// store records the toolchain manifest (tagged `tag`) so prune keeps it;
+/// a refused toolchain leaves at most untagged blobs in the store.
 pub(super) fn pull_toolchain(
     g: &Global,
     src: &dyn Repository,
@@ -517,14 +518,18 @@ pub(super) fn pull_toolchain(
     if !store.blob_exists(&part.config_descriptor.digest)? {
         store.push_blob(&part.config_descriptor, &mut &part.config_bytes[..])?;
     }
-    store.push_manifest(
-        &part.manifest.descriptor.media_type,
-        &part.manifest.bytes,
-        None,
-    )?;
-    // Record the reference so `store list` shows it and prune keeps it.
     let top_bytes = src.fetch_manifest(top)?;
-    store.push_manifest(&top.media_type, &top_bytes.bytes, Some(tag))?;
+    // Recorded (so `store list` shows it and prune keeps it) only once it
+    // installed: a refused artifact leaves at most untagged blobs behind.
+    let record = || -> Result<()> {
+        store.push_manifest(
+            &part.manifest.descriptor.media_type,
+            &part.manifest.bytes,
+            None,
+        )?;
+        store.push_manifest(&top.media_type, &top_bytes.bytes, Some(tag))?;
+        Ok(())
+    };
     let layers = layer_files(&store, part.own_layers());
     let bases = layer_files(&store, part.base_layers());
     let config = &part.config;
@@ -551,6 +556,7 @@ pub(super) fn pull_toolchain(
             ));
             let r = extract::install_goroot(&dir, config, &layers, &bases, *force, jobs)?;
             progress.finish();
+            record()?;
             let _ = writeln!(
                 human,
                 "{} {} {} in {} ({} files, {}; {} fetched)",
@@ -600,6 +606,7 @@ pub(super) fn pull_toolchain(
                 carried.store_in(&store)?;
             }
             let installed = install_module_form(&store, dir, &part, &layers, &bases, jobs, g)?;
+            record()?;
             let mut sumdb_installed = false;
             for p in &sumdb {
                 crate::sumdata::install(p)?;
