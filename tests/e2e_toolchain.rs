@@ -1989,6 +1989,64 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
     }
 }
 
+#[test]
+fn a_combined_index_whose_toolchain_is_refused_installs_no_module() {
+    use ocigo::oci::Repository as _;
+    let s = Scratch::new();
+    let fixture_proxy = s.join("fixture-proxy");
+    common::fixtures::build_file_proxy(&fixture_proxy);
+    let project = common::fixtures::copy_project(s.path());
+    let env = common::fixtures::fixture_env(&fixture_proxy);
+    let env_refs = common::go::env_refs(&env);
+    let layout = s.join("layout");
+    let out = ocigo(
+        &s.join("store"),
+        &[
+            "pack",
+            project.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}:mods", layout.display()),
+        ],
+        &env_refs,
+    );
+    assert_exit(&out, 0, "pack the project");
+    // A delta toolchain whose config names a base it does not list,
+    // joined to the modules' index as `pack --with-toolchain` would.
+    craft_delta(&layout, Spoil::BaseNotInManifest);
+    let l = Layout::open_or_create(&layout).unwrap();
+    let index_of = |tag: &str| -> serde_json::Value {
+        let d = l.resolve(tag).unwrap();
+        serde_json::from_slice(&l.fetch_manifest(&d).unwrap().bytes).unwrap()
+    };
+    let mut both = index_of("mods");
+    let tc = index_of("bad")["manifests"].as_array().unwrap().clone();
+    both["manifests"].as_array_mut().unwrap().extend(tc);
+    l.push_manifest(
+        ocigo::oci::MEDIA_TYPE_INDEX,
+        &serde_json::to_vec(&both).unwrap(),
+        Some("both"),
+    )
+    .unwrap();
+
+    let mc = s.join("gomodcache");
+    let out = ocigo(
+        &s.join("store2"),
+        &[
+            "pull",
+            &format!("oci:{}:both", layout.display()),
+            "--gomodcache",
+            mc.to_str().unwrap(),
+            "--gopath",
+            s.join("gopath").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 3, "a combined index with a refused toolchain");
+    assert_mentions(&stderr(&out), &["not among its bases"], "combined");
+    assert!(!mc.exists(), "modules were installed before the refusal");
+    assert!(store_tags(&s.join("store2")).is_empty());
+}
+
 /// The references a store has tagged (its index.json), with their digests.
 fn store_tags(store: &Path) -> BTreeMap<String, String> {
     let Ok(bytes) = fs::read(store.join("index.json")) else {

@@ -469,6 +469,30 @@ pub struct ToolchainPullReport {
     pub env: Vec<(String, String)>,
 }
 
+/// The toolchain manifest for `platform` (default: the host's) in `top`,
+/// its config read and validated (the delta form's cross-references too).
+/// A combined pull calls it before installing any module, so a toolchain
+/// refused here leaves GOMODCACHE as it was.
+pub(super) fn select_toolchain(
+    src: &dyn Repository,
+    top: &Descriptor,
+    platform: Option<&str>,
+) -> Result<ToolchainPart> {
+    let (os, arch) = match platform {
+        Some(p) => toolchain::parse_platform(p)?,
+        None => toolchain::host_platform(),
+    };
+    let entries = format::toolchain_entries(src, top)?;
+    if entries.is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            format!("{}@{} holds no Go toolchain", src.location(), top.digest),
+        ));
+    }
+    let desc = format::select(&entries, &os, &arch, &src.location())?;
+    format::load_part(src, desc)
+}
+
 /// Installs the toolchain for `platform` (default: the host's) from the
 /// already resolved (and, if asked, verified) `top`. Once it installed, the
 /// store records the toolchain manifest (tagged `tag`) so prune keeps it;
@@ -482,19 +506,7 @@ pub(super) fn pull_toolchain(
     jobs: usize,
     tag: &str,
 ) -> Result<(String, ToolchainPullReport)> {
-    let (os, arch) = match platform {
-        Some(p) => toolchain::parse_platform(p)?,
-        None => toolchain::host_platform(),
-    };
-    let entries = format::toolchain_entries(src, top)?;
-    if entries.is_empty() {
-        return Err(fail(
-            Kind::Usage,
-            format!("{}@{} holds no Go toolchain", src.location(), top.digest),
-        ));
-    }
-    let desc = format::select(&entries, &os, &arch, &src.location())?;
-    let part = format::load_part(src, desc)?;
+    let part = select_toolchain(src, top, platform)?;
     let store = g.open_store()?;
     let _store_in_use = store.use_lock()?;
     let progress = g.progress();
