@@ -2047,6 +2047,145 @@ fn a_combined_index_whose_toolchain_is_refused_installs_no_module() {
     assert!(store_tags(&s.join("store2")).is_empty());
 }
 
+/// A go1.26.8 toolchain with `n` delta layers, each one plain frame (no
+/// base file) of `size` zero bytes: what decoding them at once holds is
+/// `n` windows of `size` bytes.
+fn craft_big_deltas(layout: &Path, n: usize, size: usize) {
+    use sha2::Digest as _;
+    let l = Layout::open_or_create(layout).unwrap();
+    let push = |media: &str, bytes: &[u8]| {
+        let d = Descriptor::for_bytes(media, bytes);
+        l.push_blob(&d, &mut &bytes[..]).unwrap();
+        d
+    };
+    let full = |files: &[(&str, &[u8], u32)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, data, mode) in files {
+            file(&mut b, n, data, *mode);
+        }
+        let t = b.into_inner().unwrap();
+        (zstd::encode_all(&t[..], 3).unwrap(), t.len() as u64)
+    };
+    let info = |d: &Descriptor, name: &str, files: u64, bytes: u64, tar: u64| LayerInfo {
+        digest: d.digest.clone(),
+        name: name.into(),
+        files,
+        bytes,
+        tar_bytes: tar,
+        delta_from: vec![],
+    };
+    let base = base_go();
+    let (base_z, base_tar) = full(&[("bin/go", &base[..], 0o755)]);
+    let base_d = push(format::MEDIA_TYPE_LAYER, &base_z);
+    let version = b"go1.26.8\n";
+    let go = new_go();
+    let (own_z, own_tar) = full(&[("VERSION", version, 0o644), ("bin/go", &go, 0o755)]);
+    let own_d = push(format::MEDIA_TYPE_LAYER, &own_z);
+    let mut layers = vec![info(
+        &own_d,
+        "own",
+        2,
+        (version.len() + go.len()) as u64,
+        own_tar,
+    )];
+    let mut sizes = vec![own_d.size];
+    let zeros = vec![0u8; size];
+    let sha = sha2::Sha256::digest(&zeros).to_vec();
+    let f = frame(&zeros, None, 27);
+    for k in 0..n {
+        let mut b = tar::Builder::new(Vec::new());
+        let size_s = size.to_string();
+        let hex = hex::encode(&sha);
+        b.append_pax_extensions([
+            ("OCIGO.size", size_s.as_bytes()),
+            ("OCIGO.sha256", hex.as_bytes()),
+        ])
+        .unwrap();
+        file(&mut b, &format!("bin/zero{k}"), &f, 0o755);
+        let t = b.into_inner().unwrap();
+        let d = push(ocigo::toolchain::delta::MEDIA_TYPE_DELTA, &t);
+        let mut i = info(&d, "bin", 1, size as u64, t.len() as u64);
+        i.delta_from = vec![base_d.digest.clone()];
+        layers.push(i);
+        sizes.push(d.size);
+    }
+    sizes.push(base_d.size);
+    let config = ToolchainConfig {
+        format_version: format::FORMAT_VERSION_DELTA,
+        version: "go1.26.8".into(),
+        os: "linux".into(),
+        arch: "amd64".into(),
+        time: None,
+        source: SourceInfo {
+            kind: "goroot".into(),
+            name: "crafted".into(),
+            sha256: None,
+        },
+        module: ModuleForm {
+            version: "v0.0.1-go1.26.8.linux-amd64".into(),
+            hash: "h1:x".into(),
+            checked_with: None,
+        },
+        files: layers.iter().map(|l| l.files).sum(),
+        bytes: layers.iter().map(|l| l.bytes).sum(),
+        layers,
+        base_version: Some("go1.26.7".into()),
+        bases: vec![info(&base_d, "bin", 1, base.len() as u64, base_tar)],
+    };
+    let built = format::build_manifest(&config, &sizes);
+    l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
+        .unwrap();
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
+        .unwrap();
+    let index = format::build_index(vec![built.entry], format::ARTIFACT_TYPE_TOOLCHAIN);
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_INDEX, &index, Some("big"))
+        .unwrap();
+}
+
+#[test]
+fn decoding_many_large_delta_files_at_once_stays_within_the_decode_budget() {
+    // Four 100 MiB files, four workers: unbounded, four windows (400 MiB);
+    // the budget (256 MiB) lets two decode at once.
+    let s = Scratch::new();
+    let layout = s.join("layout");
+    craft_big_deltas(&layout, 4, 100 << 20);
+    let goroot = s.join("go");
+    let out = common::ocigo::ocigo_command(
+        &["/usr/bin/time", "-f", "maxrss-kib=%M"],
+        &s.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:big", layout.display()),
+            "--goroot",
+            goroot.to_str().unwrap(),
+            "--jobs",
+            "4",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&out, 0, "pull of four large delta files");
+    assert_eq!(
+        fs::metadata(goroot.join("bin/zero3")).unwrap().len(),
+        100 << 20
+    );
+    let err = stderr(&out);
+    let kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss-kib="))
+        .unwrap_or_else(|| panic!("no maxrss in {err}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mib = kib / 1024;
+    eprintln!("peak RSS of the pull: {mib} MiB");
+    assert!(
+        mib < 320,
+        "peak RSS {mib} MiB: more than two 100 MiB windows at once"
+    );
+}
+
 /// The references a store has tagged (its index.json), with their digests.
 fn store_tags(store: &Path) -> BTreeMap<String, String> {
     let Ok(bytes) = fs::read(store.join("index.json")) else {

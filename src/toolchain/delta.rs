@@ -48,6 +48,66 @@ const PAX_SIZE: &str = "OCIGO.size";
 const PAX_SHA256: &str = "OCIGO.sha256";
 const PAX_BASE: &str = "OCIGO.base";
 
+/// What all delta entries being decoded at once may hold in memory (their
+/// base files and decoder windows), whatever the number of workers: one
+/// entry at the caps ([`MAX_BASE_BYTES`] and a 2^[`WINDOW_LOG`] window)
+/// takes it all; Go's binaries (the largest ~30 MB) decode several at once.
+pub const DECODE_BUDGET: u64 = 2 * MAX_BASE_BYTES;
+
+/// A count of bytes in flight, shared by the workers that decode deltas.
+pub struct Budget {
+    left: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+    total: u64,
+}
+
+/// Held while an entry decodes; returns its bytes to the budget on drop.
+pub struct Reserved<'a> {
+    budget: &'a Budget,
+    bytes: u64,
+}
+
+impl Budget {
+    pub const fn new(total: u64) -> Budget {
+        Budget {
+            left: std::sync::Mutex::new(total),
+            freed: std::sync::Condvar::new(),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` (at most the whole budget) are free and takes them.
+    pub fn reserve(&self, bytes: u64) -> Reserved<'_> {
+        let bytes = bytes.min(self.total);
+        let mut left = self.left.lock().expect("not poisoned");
+        while *left < bytes {
+            left = self.freed.wait(left).expect("not poisoned");
+        }
+        *left -= bytes;
+        Reserved {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        *self.budget.left.lock().expect("not poisoned") += self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+/// The process's budget for decoding delta entries (see [`DECODE_BUDGET`]).
+pub static DECODING: Budget = Budget::new(DECODE_BUDGET);
+
+/// What decoding an entry of `size` bytes against a base of `base_len`
+/// bytes holds: the base, and a window no larger than the content (whose
+/// size the frame header must declare, see [`decoder`]).
+pub fn decode_cost(size: u64, base_len: u64) -> u64 {
+    size.min(1 << WINDOW_LOG) + base_len.min(MAX_BASE_BYTES)
+}
+
 /// Whether a file belongs to the platform part a delta layer may hold.
 pub fn is_platform_file(name: &str) -> bool {
     name.starts_with("bin/") || name.starts_with("pkg/tool/")
@@ -433,6 +493,30 @@ mod tests {
             err.to_string().contains("Frame requires too much memory"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_decode_budget_holds_back_what_does_not_fit() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let budget = Budget::new(100);
+        let (held, peak) = (AtomicU64::new(0), AtomicU64::new(0));
+        std::thread::scope(|s| {
+            for cost in [60u64, 60, 30, 500, 10, 40] {
+                let (budget, held, peak) = (&budget, &held, &peak);
+                s.spawn(move || {
+                    let r = budget.reserve(cost);
+                    let now = held.fetch_add(r.bytes, Ordering::SeqCst) + r.bytes;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    held.fetch_sub(r.bytes, Ordering::SeqCst);
+                });
+            }
+        });
+        let peak = peak.into_inner();
+        assert!(peak <= 100 && peak > 0, "{peak}");
+        assert_eq!(*budget.left.lock().unwrap(), 100, "all returned");
+        assert_eq!(decode_cost(10, 5), 15);
+        assert_eq!(decode_cost(u64::MAX, u64::MAX), DECODE_BUDGET);
     }
 
     #[test]

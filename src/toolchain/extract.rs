@@ -240,8 +240,16 @@ fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut Entr
                     format!("{what} holds more than its config declares"),
                 ));
             }
+            let base_path = base_dir.join(name);
+            let base_len = match crate::fs::lstat(&base_path)? {
+                Some(m) if info.uses_base => m.len(),
+                _ => 0,
+            };
+            // Bounded memory whatever the workers: the base and the window
+            // of every entry decoding at once fit the decode budget.
+            let _reserved = delta::DECODING.reserve(delta::decode_cost(info.size, base_len));
             let base = if info.uses_base {
-                match crate::fs::read_capped(&base_dir.join(name), delta::MAX_BASE_BYTES)? {
+                match crate::fs::read_capped(&base_path, delta::MAX_BASE_BYTES)? {
                     Some(b) => Some(b),
                     None => {
                         return Err(refuse("its base layers have no file of that name"));
