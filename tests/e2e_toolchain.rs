@@ -1800,6 +1800,8 @@ enum Spoil {
     NoBaseFile,
     NoContentSize,
     WrappingSum,
+    BaseIsDir,
+    BaseNotDir,
 }
 
 const BASE_GO: &[u8] = b"#!/bin/sh\necho go1.26.7\n";
@@ -1881,10 +1883,11 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
         (zstd::encode_all(&t[..], 3).unwrap(), t.len() as u64)
     };
     // The base release's bin/go (under another name when the case wants none).
-    let base_name = if spoil == Spoil::NoBaseFile {
-        "bin/gofmt"
-    } else {
-        "bin/go"
+    let base_name = match spoil {
+        Spoil::NoBaseFile => "bin/gofmt",
+        // bin/go is a directory in the base.
+        Spoil::BaseIsDir => "bin/go/x",
+        _ => "bin/go",
     };
     let base_content = base_go();
     let base_files = [(base_name, &base_content[..], 0o755)];
@@ -1910,6 +1913,8 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
             bad[0] ^= 1;
             delta_entry(&mut b, "bin/go", go.len() as u64, &bad, &f)
         }
+        // A name below the base's file bin/go.
+        Spoil::BaseNotDir => delta_entry(&mut b, "bin/go/x", go.len() as u64, &sha, &f),
         _ => delta_entry(&mut b, "bin/go", go.len() as u64, &sha, &f),
     }
     if spoil == Spoil::SizeOffByOne {
@@ -2247,7 +2252,9 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
             "only files under bin/ and pkg/tool/",
         ),
         (Spoil::Twice, "twice"),
-        (Spoil::NoBaseFile, "no file of that name"),
+        (Spoil::NoBaseFile, "no regular file of that name"),
+        (Spoil::BaseIsDir, "no regular file of that name"),
+        (Spoil::BaseNotDir, "no regular file of that name"),
         (Spoil::NoContentSize, "does not declare its content size"),
         (Spoil::WrappingSum, "more than its config declares"),
     ];

@@ -241,19 +241,32 @@ fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut Entr
                 ));
             }
             let base_path = base_dir.join(name);
-            let base_len = match crate::fs::lstat(&base_path)? {
-                Some(m) if info.uses_base => m.len(),
-                _ => 0,
+            // The base file: a regular file in the scratch tree this
+            // process made from the base layers, or the delta is refused.
+            let no_base = || refuse("its base layers have no regular file of that name");
+            let base_len = if info.uses_base {
+                match crate::fs::lstat(&base_path) {
+                    Ok(Some(m)) if m.file_type().is_file() => m.len(),
+                    Ok(_) => return Err(no_base()),
+                    Err(e) if is_not_a_directory(&e) => return Err(no_base()),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                0
             };
+            if base_len > delta::MAX_BASE_BYTES {
+                return Err(refuse(&format!(
+                    "its base file is {base_len} bytes, over the {}-byte cap of delta bases",
+                    delta::MAX_BASE_BYTES
+                )));
+            }
             // Bounded memory whatever the workers: the base and the window
             // of every entry decoding at once fit the decode budget.
             let _reserved = delta::DECODING.reserve(delta::decode_cost(info.size, base_len));
             let base = if info.uses_base {
                 match crate::fs::read_capped(&base_path, delta::MAX_BASE_BYTES)? {
                     Some(b) => Some(b),
-                    None => {
-                        return Err(refuse("its base layers have no file of that name"));
-                    }
+                    None => return Err(no_base()),
                 }
             } else {
                 None
@@ -284,6 +297,14 @@ fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut Entr
         ));
     }
     Ok(())
+}
+
+/// Whether a path lookup failed because a component is not a directory
+/// (a base layer's file where the delta names a file below it).
+fn is_not_a_directory(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
+        == Some(libc::ENOTDIR)
 }
 
 fn describe(kind: tar::EntryType) -> &'static str {
