@@ -1802,6 +1802,9 @@ enum Spoil {
     WrappingSum,
     BaseIsDir,
     BaseNotDir,
+    /// Not a spoil: a second base holding another bin/go, listed second
+    /// in the delta layer's deltaFrom (and first among the bases).
+    OverlappingBases,
 }
 
 const BASE_GO: &[u8] = b"#!/bin/sh\necho go1.26.7\n";
@@ -1953,6 +1956,16 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
     } else {
         base_d.digest.clone()
     }];
+    let mut bases = vec![info(&base_d, "bin", 1, base_content.len() as u64, base_tar)];
+    let mut sizes = vec![own_d.size, delta_d.size, base_d.size];
+    if spoil == Spoil::OverlappingBases {
+        let other = b"#!/bin/sh\necho another base\n".repeat(50);
+        let (z, t) = full(&[("bin/go", &other[..], 0o755)]);
+        let d = push(format::MEDIA_TYPE_LAYER, &z);
+        delta_info.delta_from.push(d.digest.clone());
+        bases.insert(0, info(&d, "bin", 1, other.len() as u64, t));
+        sizes.insert(2, d.size);
+    }
     let config = ToolchainConfig {
         format_version: format::FORMAT_VERSION_DELTA,
         version: "go1.26.8".into(),
@@ -1976,9 +1989,9 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
             delta_info,
         ],
         base_version: Some("go1.26.7".into()),
-        bases: vec![info(&base_d, "bin", 1, base_content.len() as u64, base_tar)],
+        bases,
     };
-    let built = format::build_manifest(&config, &[own_d.size, delta_d.size, base_d.size]);
+    let built = format::build_manifest(&config, &sizes);
     l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
         .unwrap();
     l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
@@ -2240,6 +2253,24 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         BTreeSet::from(["go".to_string()]),
         "the scratch directory of the base is gone"
     );
+
+    // Two bases holding bin/go: the delta layer's own deltaFrom order
+    // picks the base, the other base's file is not mixed in.
+    let s2 = Scratch::new();
+    craft_delta(&s2.join("layout"), Spoil::OverlappingBases);
+    let goroot2 = s2.join("go");
+    let out = ocigo(
+        &s2.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:bad", s2.join("layout").display()),
+            "--goroot",
+            goroot2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "two bases holding the same name");
+    assert_eq!(fs::read(goroot2.join("bin/go")).unwrap(), new_go());
 
     let cases = [
         (Spoil::BaseNotInManifest, "not among its bases"),

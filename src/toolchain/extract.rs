@@ -51,15 +51,20 @@ pub struct LayerFile<'a> {
     pub path: PathBuf,
 }
 
+/// Where each base layer was extracted: its digest and its own scratch
+/// subdirectory. A delta layer's entries are looked up only in the bases
+/// its `deltaFrom` names, in that order.
+pub type BaseDirs = [(crate::oci::Digest, PathBuf)];
+
 /// What [`for_each_entry`] calls: name, mode, and a reader for regular
 /// files (`None` for directories).
 type EntryFn<'f> = dyn FnMut(&str, u32, Option<&mut dyn Read>) -> Result<()> + 'f;
 
 /// Calls `f` for each entry of a layer, after checking it; a delta layer's
 /// entries are decoded against the files under `base_dir`.
-fn for_each_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut EntryFn) -> Result<()> {
+fn for_each_entry(layer: &LayerFile, bases: Option<&BaseDirs>, f: &mut EntryFn) -> Result<()> {
     if layer.info.is_delta() {
-        return for_each_delta_entry(layer, base_dir, f);
+        return for_each_delta_entry(layer, bases, f);
     }
     let what = format!("toolchain layer {}", layer.descriptor.digest);
     let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
@@ -163,14 +168,30 @@ fn for_each_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut EntryFn) -
 }
 
 /// [`for_each_entry`] of a delta layer: an uncompressed tar of zstd frames.
-fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut EntryFn) -> Result<()> {
+fn for_each_delta_entry(
+    layer: &LayerFile,
+    bases: Option<&BaseDirs>,
+    f: &mut EntryFn,
+) -> Result<()> {
     let what = format!("toolchain delta layer {}", layer.descriptor.digest);
-    let Some(base_dir) = base_dir else {
+    // Its own bases, in its deltaFrom order (validate() checked each is listed).
+    let base_dirs: Vec<&Path> = layer
+        .info
+        .delta_from
+        .iter()
+        .filter_map(|d| {
+            bases?
+                .iter()
+                .find(|(b, _)| b == d)
+                .map(|(_, p)| p.as_path())
+        })
+        .collect();
+    if base_dirs.is_empty() || base_dirs.len() != layer.info.delta_from.len() {
         return Err(fail(
             Kind::Integrity,
             format!("{what} has no base layers to be decoded against"),
         ));
-    };
+    }
     if layer.descriptor.size != layer.info.tar_bytes {
         return Err(fail(
             Kind::Integrity,
@@ -240,20 +261,31 @@ fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut Entr
                     format!("{what} holds more than its config declares"),
                 ));
             }
-            let base_path = base_dir.join(name);
-            // The base file: a regular file in the scratch tree this
-            // process made from the base layers, or the delta is refused.
+            // The base file: the first of the layer's bases (deltaFrom
+            // order) that holds the name; there, a regular file in the
+            // scratch tree this process made, or the delta is refused.
             let no_base = || refuse("its base layers have no regular file of that name");
-            let base_len = if info.uses_base {
-                match crate::fs::lstat(&base_path) {
-                    Ok(Some(m)) if m.file_type().is_file() => m.len(),
-                    Ok(_) => return Err(no_base()),
-                    Err(e) if is_not_a_directory(&e) => return Err(no_base()),
-                    Err(e) => return Err(e),
+            let mut base_path = None;
+            let mut base_len = 0;
+            if info.uses_base {
+                for dir in &base_dirs {
+                    let p = dir.join(name);
+                    match crate::fs::lstat(&p) {
+                        Ok(Some(m)) if m.file_type().is_file() => {
+                            base_len = m.len();
+                            base_path = Some(p);
+                            break;
+                        }
+                        Ok(Some(_)) => return Err(no_base()),
+                        Ok(None) => {}
+                        Err(e) if is_not_a_directory(&e) => return Err(no_base()),
+                        Err(e) => return Err(e),
+                    }
                 }
-            } else {
-                0
-            };
+                if base_path.is_none() {
+                    return Err(no_base());
+                }
+            }
             if base_len > delta::MAX_BASE_BYTES {
                 return Err(refuse(&format!(
                     "its base file is {base_len} bytes, over the {}-byte cap of delta bases",
@@ -263,13 +295,12 @@ fn for_each_delta_entry(layer: &LayerFile, base_dir: Option<&Path>, f: &mut Entr
             // Bounded memory whatever the workers: the base and the window
             // of every entry decoding at once fit the decode budget.
             let _reserved = delta::DECODING.reserve(delta::decode_cost(info.size, base_len));
-            let base = if info.uses_base {
-                match crate::fs::read_capped(&base_path, delta::MAX_BASE_BYTES)? {
+            let base = match &base_path {
+                Some(p) => match crate::fs::read_capped(p, delta::MAX_BASE_BYTES)? {
                     Some(b) => Some(b),
                     None => return Err(no_base()),
-                }
-            } else {
-                None
+                },
+                None => None,
             };
             let name = name.to_string();
             let mut r =
@@ -447,8 +478,8 @@ pub fn install_goroot(
     let mut created_parents = Vec::new();
     crate::fs::ensure_dir(parent, Path::new(""), &mut created_parents)?;
     let tmp = crate::fs::create_temp_dir(parent, TMP_PREFIX)?;
-    let result = with_bases(parent, BASE_PREFIX, bases, jobs, |base_dir| {
-        extract_all(&tmp, config, layers, base_dir, jobs)
+    let result = with_bases(parent, BASE_PREFIX, bases, jobs, |base_dirs| {
+        extract_all(&tmp, config, layers, base_dirs, jobs)
     })
     .and_then(|()| {
         crate::fs::chmod_dir(&tmp, 0o755)?;
@@ -489,19 +520,35 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Runs `f` with the base layers (if any) extracted into a new scratch
-/// directory in `parent`, removed afterwards whatever happened.
+/// directory in `parent`, each into a subdirectory of its own (so two
+/// bases may hold the same name), removed afterwards whatever happened.
 fn with_bases<T>(
     parent: &Path,
     prefix: &str,
     bases: &[LayerFile],
     jobs: usize,
-    f: impl FnOnce(Option<&Path>) -> Result<T>,
+    f: impl FnOnce(Option<&BaseDirs>) -> Result<T>,
 ) -> Result<T> {
     if bases.is_empty() {
         return f(None);
     }
     let scratch = crate::fs::create_temp_dir(parent, prefix)?;
-    let result = extract_layers(&scratch, bases, None, jobs).and_then(|()| f(Some(&scratch)));
+    let dirs: Vec<(crate::oci::Digest, PathBuf)> = bases
+        .iter()
+        .enumerate()
+        .map(|(k, b)| (b.descriptor.digest.clone(), scratch.join(k.to_string())))
+        .collect();
+    let result = dirs
+        .iter()
+        .enumerate()
+        .try_for_each(|(k, _)| {
+            crate::fs::ensure_dir(&scratch, Path::new(&k.to_string()), &mut Vec::new()).map(drop)
+        })
+        .and_then(|()| {
+            let roots: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+            extract_each(&roots, bases, None, jobs)
+        })
+        .and_then(|()| f(Some(&dirs)));
     let removed = crate::fs::remove_tree(&scratch);
     let out = result?;
     removed?;
@@ -513,7 +560,18 @@ fn with_bases<T>(
 pub fn extract_layers(
     root: &Path,
     layers: &[LayerFile],
-    base_dir: Option<&Path>,
+    bases: Option<&BaseDirs>,
+    jobs: usize,
+) -> Result<()> {
+    let roots = vec![root.to_path_buf(); layers.len()];
+    extract_each(&roots, layers, bases, jobs)
+}
+
+/// [`extract_layers`], layer `i` into `roots[i]`.
+fn extract_each(
+    roots: &[PathBuf],
+    layers: &[LayerFile],
+    bases: Option<&BaseDirs>,
     jobs: usize,
 ) -> Result<()> {
     // Largest layers first, so one big layer does not finish last alone.
@@ -532,7 +590,7 @@ pub fn extract_layers(
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { return };
-                    if let Err(e) = extract_layer(root, &layers[i], base_dir, &mut created) {
+                    if let Err(e) = extract_layer(&roots[i], &layers[i], bases, &mut created) {
                         first_error.lock().expect("not poisoned").get_or_insert(e);
                         return;
                     }
@@ -550,10 +608,10 @@ fn extract_all(
     tmp: &Path,
     config: &ToolchainConfig,
     layers: &[LayerFile],
-    base_dir: Option<&Path>,
+    bases: Option<&BaseDirs>,
     jobs: usize,
 ) -> Result<()> {
-    extract_layers(tmp, layers, base_dir, jobs)?;
+    extract_layers(tmp, layers, bases, jobs)?;
     let exe = if config.os == "windows" { ".exe" } else { "" };
     let go = tmp.join(format!("bin/go{exe}"));
     if !crate::fs::regular_file_exists(&go)? {
@@ -579,12 +637,12 @@ fn extract_all(
 fn extract_layer(
     root: &Path,
     layer: &LayerFile,
-    base_dir: Option<&Path>,
+    bases: Option<&BaseDirs>,
     created: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let mut made: HashSet<String> = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
-    for_each_entry(layer, base_dir, &mut |name, mode, content| {
+    for_each_entry(layer, bases, &mut |name, mode, content| {
         let Some(r) = content else {
             if made.insert(name.to_string()) {
                 crate::fs::ensure_dir(root, Path::new(name), created)?;
@@ -649,15 +707,19 @@ pub fn build_module_zip(
     tmp_dir: &Path,
     jobs: usize,
 ) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
-    with_bases(tmp_dir, ".ocigo-toolchain-base-", bases, jobs, |base_dir| {
-        module_zip(config, layers, base_dir, tmp_dir)
-    })
+    with_bases(
+        tmp_dir,
+        ".ocigo-toolchain-base-",
+        bases,
+        jobs,
+        |base_dirs| module_zip(config, layers, base_dirs, tmp_dir),
+    )
 }
 
 fn module_zip(
     config: &ToolchainConfig,
     layers: &[LayerFile],
-    base_dir: Option<&Path>,
+    bases: Option<&BaseDirs>,
     tmp_dir: &Path,
 ) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
     let prefix = format!("{MODULE_PATH}@{}/", config.module.version);
@@ -675,7 +737,7 @@ fn module_zip(
     let mut seen = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
     for layer in layers {
-        for_each_entry(layer, base_dir, &mut |name, _mode, content| {
+        for_each_entry(layer, bases, &mut |name, _mode, content| {
             let Some(r) = content else { return Ok(()) };
             let Some(mname) = tree::module_name(name) else {
                 return Ok(());
