@@ -314,7 +314,7 @@ top = json.loads((layout / "index.json").read_text())["manifests"][0]
 index = blob(top["digest"])
 (entry,) = index["manifests"]
 m = blob(entry["digest"])
-assert m["config"]["mediaType"] == "application/vnd.ocigo.toolchain.config.v1+json"
+assert m["config"]["mediaType"] == "application/vnd.ocigo.toolchain.config.v2+json"
 config = blob(m["config"]["digest"])
 errors = list(v.iter_errors(config))
 assert not errors, errors[:3]

@@ -1802,6 +1802,8 @@ enum Spoil {
     WrappingSum,
     BaseIsDir,
     BaseNotDir,
+    /// The v2 config under the v1 config media type.
+    V1MediaType,
     /// Not a spoil: a second base holding another bin/go, listed second
     /// in the delta layer's deltaFrom (and first among the bases).
     OverlappingBases,
@@ -1991,7 +1993,18 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
         base_version: Some("go1.26.7".into()),
         bases,
     };
-    let built = format::build_manifest(&config, &sizes);
+    let mut built = format::build_manifest(&config, &sizes);
+    assert_eq!(
+        built.config_descriptor.media_type,
+        format::MEDIA_TYPE_CONFIG_V2
+    );
+    if spoil == Spoil::V1MediaType {
+        let mut m: Manifest = serde_json::from_slice(&built.manifest).unwrap();
+        m.config.media_type = format::MEDIA_TYPE_CONFIG.into();
+        built.manifest = serde_json::to_vec(&m).unwrap();
+        built.entry.digest = Descriptor::for_bytes("x", &built.manifest).digest;
+        built.entry.size = built.manifest.len() as u64;
+    }
     l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
         .unwrap();
     l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
@@ -2285,6 +2298,7 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         (Spoil::Twice, "twice"),
         (Spoil::NoBaseFile, "no regular file of that name"),
         (Spoil::BaseIsDir, "no regular file of that name"),
+        (Spoil::V1MediaType, "format version 2 under media type"),
         (Spoil::BaseNotDir, "no regular file of that name"),
         (Spoil::NoContentSize, "does not declare its content size"),
         (Spoil::WrappingSum, "more than its config declares"),

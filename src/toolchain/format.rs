@@ -31,6 +31,20 @@ use crate::oci::{
 
 pub const ARTIFACT_TYPE_TOOLCHAIN: &str = "application/vnd.ocigo.toolchain.v1";
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.ocigo.toolchain.config.v1+json";
+/// The config media type of format v2 (the delta form): ocigo before v2
+/// checks the config's media type first, so it refuses these manifests
+/// naming this type ("has a config of type ...config.v2+json"), not with a
+/// field error.
+pub const MEDIA_TYPE_CONFIG_V2: &str = "application/vnd.ocigo.toolchain.config.v2+json";
+
+/// The config media type of a format version.
+pub fn config_media_type(format_version: u32) -> &'static str {
+    if format_version == FORMAT_VERSION_DELTA {
+        MEDIA_TYPE_CONFIG_V2
+    } else {
+        MEDIA_TYPE_CONFIG
+    }
+}
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.ocigo.toolchain.layer.v1.tar+zstd";
 /// On each manifest and index entry: the Go version (`go1.26.8`).
 pub const ANNOTATION_VERSION: &str = "dev.ocigo.toolchain.version";
@@ -291,7 +305,8 @@ pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ToolchainConfig> {
 /// of each of its bases.
 pub fn build_manifest(config: &ToolchainConfig, layer_sizes: &[u64]) -> BuiltManifest {
     let config_bytes = to_canonical_json(config);
-    let config_descriptor = Descriptor::for_bytes(MEDIA_TYPE_CONFIG, &config_bytes);
+    let config_descriptor =
+        Descriptor::for_bytes(config_media_type(config.format_version), &config_bytes);
     let mut annotations = BTreeMap::new();
     annotations.insert(ANNOTATION_VERSION.to_string(), config.version.clone());
     let manifest = Manifest {
@@ -414,7 +429,10 @@ pub fn load_part(repo: &dyn Repository, desc: &Descriptor) -> Result<ToolchainPa
             ),
         ));
     }
-    if manifest.config.media_type != MEDIA_TYPE_CONFIG || manifest.config.size > MAX_CONFIG_BYTES {
+    let known = [MEDIA_TYPE_CONFIG, MEDIA_TYPE_CONFIG_V2];
+    if !known.contains(&manifest.config.media_type.as_str())
+        || manifest.config.size > MAX_CONFIG_BYTES
+    {
         return Err(fail(
             Kind::Integrity,
             format!(
@@ -432,6 +450,18 @@ pub fn load_part(repo: &dyn Repository, desc: &Descriptor) -> Result<ToolchainPa
             })
         })?;
     let config = parse_config(&bytes, &manifest.config.digest)?;
+    if manifest.config.media_type != config_media_type(config.format_version) {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "toolchain manifest {digest}: its config is format version {} under media type {} (version {} is {})",
+                config.format_version,
+                manifest.config.media_type,
+                config.format_version,
+                config_media_type(config.format_version)
+            ),
+        ));
+    }
     config
         .validate()
         .with_context(|| format!("in config {}", manifest.config.digest))?;
