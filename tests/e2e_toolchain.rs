@@ -2267,6 +2267,49 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         "the scratch directory of the base is gone"
     );
 
+    // What a crashed install left beside the target is removed when its
+    // process is gone; a live owner's scratch and a GOROOT being replaced
+    // (.ocigo-goroot-old-*) are left alone.
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let live = std::process::id();
+    let s3 = Scratch::new();
+    let parent = s3.dir("target");
+    let stale = [
+        format!(".ocigo-goroot-tmp-{dead}-abc"),
+        format!(".ocigo-goroot-base-{dead}-abc"),
+    ];
+    let kept = [
+        format!(".ocigo-goroot-tmp-{live}-abc"),
+        format!(".ocigo-goroot-old-{dead}-abc"),
+    ];
+    for d in stale.iter().chain(&kept) {
+        fs::create_dir_all(parent.join(d).join("bin")).unwrap();
+        fs::write(parent.join(d).join("bin/go"), b"x").unwrap();
+    }
+    let out = ocigo(
+        &s3.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:bad", layout.display()),
+            "--goroot",
+            parent.join("go").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "install beside stale scratch");
+    let mut want: BTreeSet<String> = kept.iter().cloned().collect();
+    want.insert("go".into());
+    assert_eq!(
+        entries(&parent),
+        want,
+        "stale scratch removed, the rest kept"
+    );
+
     // Two bases holding bin/go: the delta layer's own deltaFrom order
     // picks the base, the other base's file is not mixed in.
     let s2 = Scratch::new();
@@ -2352,6 +2395,12 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
             !entries(&store).iter().any(|e| e.starts_with(".ocigo-")),
             "{name}: scratch left in the store: {:?}",
             entries(&store)
+        );
+        let scratch = store.join("tmp");
+        assert!(
+            !scratch.exists() || entries(&scratch).is_empty(),
+            "{name}: scratch left in the store: {:?}",
+            entries(&scratch)
         );
     }
 }

@@ -90,7 +90,7 @@ pub(super) fn pack_into_store(
 )> {
     let progress = g.progress();
     let mut sum_inputs = Vec::new();
-    let tmp_dir = store.root().to_path_buf();
+    let tmp_dir = store.scratch_dir()?;
     let mut platforms: Vec<(String, String)> = platforms
         .iter()
         .map(|p| toolchain::parse_platform(p))
@@ -707,7 +707,7 @@ fn install_module_form(
     g: &Global,
 ) -> Result<bool> {
     let config: &ToolchainConfig = &part.config;
-    let (tmp, zip) = extract::build_module_zip(config, layers, bases, store.root(), jobs)?;
+    let (tmp, zip) = extract::build_module_zip(config, layers, bases, &store.scratch_dir()?, jobs)?;
     let info = match &config.time {
         Some(t) => format!(
             "{{\"Version\":{:?}, \"Time\":{:?}}}\n",

@@ -477,8 +477,11 @@ pub fn install_goroot(
         .unwrap_or(Path::new("."));
     let mut created_parents = Vec::new();
     crate::fs::ensure_dir(parent, Path::new(""), &mut created_parents)?;
-    let tmp = crate::fs::create_temp_dir(parent, TMP_PREFIX)?;
-    let result = with_bases(parent, BASE_PREFIX, bases, jobs, |base_dirs| {
+    remove_stale_scratch(parent)?;
+    let pid = std::process::id();
+    let tmp = crate::fs::create_temp_dir(parent, &format!("{TMP_PREFIX}{pid}-"))?;
+    let base_prefix = format!("{BASE_PREFIX}{pid}-");
+    let result = with_bases(parent, &base_prefix, bases, jobs, |base_dirs| {
         extract_all(&tmp, config, layers, base_dirs, jobs)
     })
     .and_then(|()| {
@@ -513,6 +516,44 @@ pub fn install_goroot(
         return Err(e);
     }
     Ok(report)
+}
+
+/// Removes the `.ocigo-goroot-{tmp,base}-<pid>-*` directories in `parent`
+/// whose process is gone (a crashed install): their names carry the
+/// owner's pid; a live one (or a name without a pid) is left alone.
+/// `.ocigo-goroot-old-*` (a GOROOT being replaced) is never removed here.
+fn remove_stale_scratch(parent: &Path) -> Result<()> {
+    for (name, _) in crate::fs::list_dir(parent)? {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name
+            .strip_prefix(TMP_PREFIX)
+            .or_else(|| name.strip_prefix(BASE_PREFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<libc::pid_t>().ok())
+            .filter(|&p| p > 0)
+        else {
+            continue;
+        };
+        if owner_is_alive(pid) {
+            continue;
+        }
+        let path = parent.join(name);
+        if matches!(crate::fs::lstat(&path)?, Some(m) if m.is_dir()) {
+            crate::fs::remove_tree(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` exists (on this host; EPERM means it does).
+fn owner_is_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
