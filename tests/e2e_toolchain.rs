@@ -1804,6 +1804,15 @@ enum Spoil {
     BaseNotDir,
     /// The v2 config under the v1 config media type.
     V1MediaType,
+    DeltaSymlink,
+    DeltaHardlink,
+    DeltaDir,
+    DotDot,
+    BadMode,
+    MissingRecord,
+    UnknownRecord,
+    UnknownBaseKind,
+    BaseTooBig,
     /// Not a spoil: a second base holding another bin/go, listed second
     /// in the delta layer's deltaFrom (and first among the bases).
     OverlappingBases,
@@ -1894,7 +1903,13 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
         Spoil::BaseIsDir => "bin/go/x",
         _ => "bin/go",
     };
-    let base_content = base_go();
+    let base_content = if spoil == Spoil::BaseTooBig {
+        let mut v = base_go();
+        v.resize((128 << 20) + 1, 0);
+        v
+    } else {
+        base_go()
+    };
     let base_files = [(base_name, &base_content[..], 0o755)];
     let (base_z, base_tar) = full(&base_files);
     let base_d = push(format::MEDIA_TYPE_LAYER, &base_z);
@@ -1920,6 +1935,36 @@ fn craft_delta(layout: &Path, spoil: Spoil) {
         }
         // A name below the base's file bin/go.
         Spoil::BaseNotDir => delta_entry(&mut b, "bin/go/x", go.len() as u64, &sha, &f),
+        Spoil::DeltaSymlink => raw(&mut b, "bin/go", tar::EntryType::Symlink, Some("gofmt")),
+        Spoil::DeltaHardlink => raw(&mut b, "bin/go", tar::EntryType::Link, Some("bin/gofmt")),
+        Spoil::DeltaDir => raw(&mut b, "bin/go", tar::EntryType::Directory, None),
+        Spoil::DotDot => raw(&mut b, "bin/../go", tar::EntryType::Regular, None),
+        Spoil::BadMode | Spoil::MissingRecord | Spoil::UnknownRecord | Spoil::UnknownBaseKind => {
+            let size = go.len().to_string();
+            let hex = hex::encode(&sha);
+            let mut pax: Vec<(&str, &[u8])> = vec![("OCIGO.size", size.as_bytes())];
+            if spoil != Spoil::MissingRecord {
+                pax.push(("OCIGO.sha256", hex.as_bytes()));
+            }
+            pax.push((
+                "OCIGO.base",
+                if spoil == Spoil::UnknownBaseKind {
+                    b"other"
+                } else {
+                    b"same"
+                },
+            ));
+            if spoil == Spoil::UnknownRecord {
+                pax.push(("OCIGO.transform", b"x86-bcj"));
+            }
+            b.append_pax_extensions(pax).unwrap();
+            let mode = if spoil == Spoil::BadMode {
+                0o4755
+            } else {
+                0o755
+            };
+            file(&mut b, "bin/go", &f, mode);
+        }
         _ => delta_entry(&mut b, "bin/go", go.len() as u64, &sha, &f),
     }
     if spoil == Spoil::SizeOffByOne {
@@ -2342,6 +2387,18 @@ fn hostile_delta_layers_are_refused_with_nothing_written() {
         (Spoil::NoBaseFile, "no regular file of that name"),
         (Spoil::BaseIsDir, "no regular file of that name"),
         (Spoil::V1MediaType, "format version 2 under media type"),
+        (Spoil::DeltaSymlink, "a symbolic link, not a regular file"),
+        (Spoil::DeltaHardlink, "a hard link, not a regular file"),
+        (Spoil::DeltaDir, "a directory, not a regular file"),
+        (Spoil::DotDot, "path element \"..\" is not allowed"),
+        (Spoil::BadMode, "mode 4755, not 0644 or 0755"),
+        (Spoil::MissingRecord, "lacks its decoded size or SHA-256"),
+        (
+            Spoil::UnknownRecord,
+            "\"OCIGO.transform\" this ocigo does not know",
+        ),
+        (Spoil::UnknownBaseKind, "unknown base kind \"other\""),
+        (Spoil::BaseTooBig, "over the 134217728-byte cap"),
         (Spoil::BaseNotDir, "no regular file of that name"),
         (Spoil::NoContentSize, "does not declare its content size"),
         (Spoil::WrappingSum, "more than its config declares"),

@@ -268,6 +268,13 @@ pub fn entry_info<R: Read>(
             }
             PAX_BASE if value == "same" => uses_base = true,
             PAX_BASE => return Err(bad(&format!("names an unknown base kind {value:?}"))),
+            // A record of ours this ocigo does not know may change how the
+            // frame decodes: refused, not ignored.
+            k if k.starts_with("OCIGO.") => {
+                return Err(bad(&format!(
+                    "has a PAX record {k:?} this ocigo does not know; upgrade ocigo"
+                )));
+            }
             _ => {}
         }
     }

@@ -341,6 +341,7 @@ fn is_not_a_directory(e: &anyhow::Error) -> bool {
 fn describe(kind: tar::EntryType) -> &'static str {
     match kind {
         tar::EntryType::Symlink => "a symbolic link",
+        tar::EntryType::Directory => "a directory",
         tar::EntryType::Link => "a hard link",
         tar::EntryType::Char | tar::EntryType::Block => "a device",
         tar::EntryType::Fifo => "a FIFO",
