@@ -1197,7 +1197,36 @@ fn hostile_toolchain_layers_are_refused_with_nothing_written() {
         file(b, "bin/go", b"#!/bin/sh\n", 0o755);
     };
     let base = (version.len() + go.len()) as u64;
+    // An extension entry declaring 100 MiB (the tar crate would read it
+    // wholly into memory): refused by its header, before it is read.
+    let huge_extension = |kind: tar::EntryType| {
+        move |b: &mut tar::Builder<Vec<u8>>| {
+            ok_files(b);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_path("././@LongLink").unwrap();
+            h.set_size(100 << 20);
+            h.set_cksum();
+            b.append(&h, &[0u8; 512][..]).unwrap();
+        }
+    };
     let cases: Vec<Case> = vec![
+        (
+            "huge PAX entry",
+            Box::new(huge_extension(tar::EntryType::XHeader)),
+            None,
+            2,
+            base,
+            "PAX or long-name entry of 104857600 bytes, over the 65536-byte limit",
+        ),
+        (
+            "huge GNU long name",
+            Box::new(huge_extension(tar::EntryType::GNULongName)),
+            None,
+            2,
+            base,
+            "PAX or long-name entry of 104857600 bytes, over the 65536-byte limit",
+        ),
         (
             "dotdot",
             Box::new(move |b| {

@@ -88,7 +88,7 @@ fn for_each_entry(layer: &LayerFile, bases: Option<&BaseDirs>, f: &mut EntryFn) 
         }
     };
     {
-        let mut ar = tar::Archive::new(&mut limited);
+        let mut ar = tar::Archive::new(ExtensionGuard::new(&mut limited, &what));
         let mut files = 0u64;
         let mut bytes = 0u64;
         for entry in ar.entries().map_err(classify)? {
@@ -220,7 +220,7 @@ fn for_each_delta_entry(
         }
     };
     {
-        let mut ar = tar::Archive::new(&mut limited);
+        let mut ar = tar::Archive::new(ExtensionGuard::new(&mut limited, &what));
         let (mut files, mut bytes) = (0u64, 0u64);
         for entry in ar.entries().map_err(classify)? {
             let mut entry = entry.map_err(classify)?;
@@ -346,6 +346,135 @@ fn describe(kind: tar::EntryType) -> &'static str {
         tar::EntryType::Char | tar::EntryType::Block => "a device",
         tar::EntryType::Fifo => "a FIFO",
         _ => "a special entry",
+    }
+}
+
+/// The largest PAX or GNU long-name/long-link entry accepted: names are at
+/// most a few KiB, ocigo's own PAX records ~200 bytes.
+const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+
+/// Watches the tar stream the `tar` crate reads and refuses an extension
+/// entry (PAX `x`/`g`, GNU `L`/`K`) over [`MAX_EXTENSION_BYTES`] before the
+/// crate reads it: the crate reads those wholly into memory, so a small
+/// compressed layer could otherwise make it allocate gigabytes. GNU sparse
+/// entries (`S`, refused later anyway) are refused here, as their extra
+/// header blocks would put the tracking out of step. It follows the
+/// crate's own bookkeeping: a PAX `size` record sets the next entry's size.
+struct ExtensionGuard<'a, R> {
+    inner: R,
+    what: &'a str,
+    header: [u8; 512],
+    filled: usize,
+    /// Bytes of the current entry's data (padded) still to pass.
+    skip: u64,
+    /// A PAX entry's data being kept (its unpadded length, what we have).
+    pax: Option<(u64, Vec<u8>)>,
+    pax_size: Option<u64>,
+}
+
+impl<'a, R> ExtensionGuard<'a, R> {
+    fn new(inner: R, what: &'a str) -> Self {
+        ExtensionGuard {
+            inner,
+            what,
+            header: [0; 512],
+            filled: 0,
+            skip: 0,
+            pax: None,
+            pax_size: None,
+        }
+    }
+
+    fn refuse(&self, m: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {m}", self.what))
+    }
+
+    fn header_done(&mut self) -> io::Result<()> {
+        self.filled = 0;
+        if self.header.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        let h = tar::Header::from_byte_slice(&self.header);
+        let kind = h.entry_type();
+        let size = h.entry_size()?;
+        let is_ext = kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink();
+        if kind.is_gnu_sparse() {
+            return Err(self.refuse("has a sparse entry: refused".into()));
+        }
+        let size = if is_ext {
+            if size > MAX_EXTENSION_BYTES {
+                return Err(self.refuse(format!(
+                    "has a PAX or long-name entry of {size} bytes, over the {MAX_EXTENSION_BYTES}-byte limit: refused"
+                )));
+            }
+            if kind.is_pax_local_extensions() {
+                self.pax = Some((size, Vec::new()));
+            }
+            size
+        } else {
+            self.pax_size.take().unwrap_or(size)
+        };
+        self.skip = size
+            .checked_add(511)
+            .map(|n| n & !511)
+            .ok_or_else(|| self.refuse("declares an entry size past 2^64".into()))?;
+        Ok(())
+    }
+
+    fn pax_done(&mut self, data: &[u8]) {
+        // Records: "<len> <key>=<value>\n"; the crate uses `size` when it
+        // parses as a number.
+        for rec in data.split(|&b| b == b'\n') {
+            let Some(sp) = rec.iter().position(|&b| b == b' ') else {
+                continue;
+            };
+            if let Some(v) = rec[sp + 1..].strip_prefix(b"size=") {
+                self.pax_size = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
+            }
+        }
+    }
+
+    fn watch(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                if let Some((len, kept)) = &mut self.pax {
+                    let want = usize::try_from(*len).unwrap_or(usize::MAX) - kept.len();
+                    kept.extend_from_slice(&data[..n.min(want)]);
+                    if kept.len() as u64 == *len {
+                        let (_, kept) = self.pax.take().expect("set");
+                        self.pax_done(&kept);
+                    }
+                }
+                self.skip -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            if let Some((0, _)) = self.pax {
+                self.pax = None;
+            }
+            let n = data.len().min(512 - self.filled);
+            self.header[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == 512 {
+                self.header_done()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for ExtensionGuard<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.watch(&buf[..n])?;
+        Ok(n)
     }
 }
 
