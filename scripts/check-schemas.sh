@@ -290,4 +290,47 @@ for entry in index["manifests"]:
     n += 1
 print(f"  toolchain config: {n} valid, mutations refused", file=sys.stderr)
 EOF
+log "packing it again as deltas of an 'earlier release' (a copy with another VERSION); validating against schemas/toolchain-config.v2.schema.json"
+cp -r "$(go env GOROOT)" "$tmp/base-goroot"
+sed -i '1s/.*/go1.1.1/' "$tmp/base-goroot/VERSION"
+"$ocigo" --quiet --store "$tmp/store" pack toolchain --from-goroot "$tmp/base-goroot" \
+	-o "oci:$tmp/toolchain-base:base" >&2
+"$ocigo" --quiet --store "$tmp/store" pack toolchain --from-goroot "$(go env GOROOT)" \
+	--delta-from "oci:$tmp/toolchain-base:base" -o "oci:$tmp/toolchain-delta:delta" >&2
+python3 - "$OCIGO_ROOT/schemas/toolchain-config.v2.schema.json" "$tmp/toolchain-delta" <<'EOF'
+import copy
+import json
+import sys
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+schema = json.loads(Path(sys.argv[1]).read_text())
+Draft202012Validator.check_schema(schema)
+v = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+layout = Path(sys.argv[2])
+blob = lambda d: json.loads((layout / "blobs/sha256" / d.split(":")[1]).read_text())
+top = json.loads((layout / "index.json").read_text())["manifests"][0]
+index = blob(top["digest"])
+(entry,) = index["manifests"]
+m = blob(entry["digest"])
+assert m["config"]["mediaType"] == "application/vnd.ocigo.toolchain.config.v2+json"
+config = blob(m["config"]["digest"])
+errors = list(v.iter_errors(config))
+assert not errors, errors[:3]
+own, bases = config["layers"], config["bases"]
+assert [l["digest"] for l in m["layers"]] == [l["digest"] for l in own + bases]
+for l, d in zip(own + bases, m["layers"]):
+    want = "delta.v1.tar" if "deltaFrom" in l else "layer.v1.tar+zstd"
+    assert d["mediaType"] == "application/vnd.ocigo.toolchain." + want, d
+assert sorted(l["name"] for l in own if "deltaFrom" in l) == ["bin", "pkg/tool"], own
+for mutate in [lambda c: c.update(extra=1), lambda c: c.update(formatVersion=1),
+               lambda c: c.pop("bases"), lambda c: c.pop("baseVersion"),
+               lambda c: [l.pop("deltaFrom", None) for l in c["layers"]],
+               lambda c: c["bases"][0].update(deltaFrom=[c["bases"][0]["digest"]])]:
+    bad = copy.deepcopy(config)
+    mutate(bad)
+    assert not v.is_valid(bad), "schema accepts a config ocigo refuses"
+print("  toolchain delta config: valid, mutations refused", file=sys.stderr)
+EOF
 log "schemas OK"

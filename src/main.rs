@@ -131,6 +131,10 @@ enum Command {
         /// go line), from GOPROXY, for each --platform: one reference, one pull installs both.
         #[arg(long)]
         with_toolchain: bool,
+        /// With --with-toolchain: store the toolchain's bin/ and pkg/tool/ as deltas against
+        /// REF, a toolchain artifact of an earlier release (see pack toolchain --delta-from).
+        #[arg(long, value_name = "REF", requires = "with_toolchain")]
+        toolchain_delta_from: Option<String>,
         /// Resolve for this os/arch too (repeatable). Default: the host's.
         #[arg(long = "platform", value_name = "OS/ARCH")]
         platforms: Vec<String>,
@@ -398,6 +402,11 @@ enum PackWhat {
         /// Pack a local GOROOT (version from DIR/VERSION, platform from DIR/bin/go env).
         #[arg(long, value_name = "DIR")]
         from_goroot: Option<PathBuf>,
+        /// Store bin/ and pkg/tool/ as deltas against the same platform of REF, a toolchain
+        /// artifact of an earlier release (packed without --delta-from); its layers the
+        /// deltas use are listed in the manifest too. Platforms REF lacks get full layers.
+        #[arg(long, value_name = "REF")]
+        delta_from: Option<String>,
         #[command(flatten)]
         sign: SignFlags,
         #[command(flatten)]
@@ -637,6 +646,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     from_archive,
                     sha256,
                     from_goroot,
+                    delta_from,
                     sign,
                     registry: _,
                 }),
@@ -669,6 +679,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     platforms,
                     dest: output,
                     sign: sign.into_sign_with(),
+                    delta_from,
                 },
             )
         }
@@ -677,6 +688,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             project_dir,
             output,
             with_toolchain,
+            toolchain_delta_from,
             platforms,
             from_cache,
             no_sumdb,
@@ -693,6 +705,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 project_dir,
                 dest: output.expect("required by clap"),
                 with_toolchain,
+                toolchain_delta_from,
                 platforms,
                 from_cache,
                 no_sumdb,

@@ -48,6 +48,8 @@ const LAYOUT_FILE: &str = "oci-layout";
 const STORE_LOCK_FILE: &str = ".store.lock";
 const INDEX_LOCK_FILE: &str = ".index.lock";
 const TMP_PREFIX: &str = ".tmp-";
+/// The store's scratch directory (see [`Layout::scratch_dir`]).
+const SCRATCH_DIR: &str = "tmp";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// `oci-layout` is one small JSON object.
 const MAX_LAYOUT_FILE_BYTES: u64 = 64 * 1024;
@@ -365,7 +367,31 @@ impl Layout {
         Ok(())
     }
 
+    /// `<store>/tmp`, created if need be: where pack and pull put their
+    /// scratch directories and temporary files (a base toolchain's files,
+    /// a module zip being built), so that what a crashed run left is
+    /// removed by the next `store prune` (which holds the exclusive lock:
+    /// no run that may still use it is in flight).
+    pub fn scratch_dir(&self) -> Result<PathBuf> {
+        crate::fs::ensure_dir(&self.root, Path::new(SCRATCH_DIR), &mut Vec::new())
+    }
+
     fn prune_locked(&self) -> Result<(usize, u64)> {
+        // Scratch left by runs that ended without cleaning up (crashed):
+        // none is in flight while the exclusive lock is held.
+        let scratch = self.root.join(SCRATCH_DIR);
+        if crate::fs::dir_exists(&scratch)? {
+            for (name, _) in crate::fs::list_dir(&scratch)? {
+                let path = scratch.join(&name);
+                match crate::fs::lstat(&path)? {
+                    Some(m) if m.is_dir() => crate::fs::remove_tree(&path)?,
+                    Some(_) => {
+                        crate::fs::remove_file(&path)?;
+                    }
+                    None => {}
+                }
+            }
+        }
         let keep = self.reachable()?;
         // Referrers whose subject is gone leave index.json first, so it
         // never names a blob that is not there.
@@ -889,7 +915,18 @@ mod tests {
         fs::write(blobs_dir(&l).join("README"), b"not a blob").unwrap();
         fs::create_dir(blobs_dir(&l).join("subdir")).unwrap();
 
+        // What a crashed pack or pull left in the scratch directory.
+        let scratch = l.scratch_dir().unwrap();
+        fs::create_dir_all(scratch.join(".ocigo-toolchain-base-x/0/bin")).unwrap();
+        fs::write(scratch.join(".ocigo-toolchain-base-x/0/bin/go"), b"go").unwrap();
+        fs::write(scratch.join(".ocigo-toolchain-zip-y"), b"zip").unwrap();
+
         let (removed, freed) = l.prune().unwrap();
+        assert_eq!(
+            crate::fs::list_dir(&scratch).unwrap().len(),
+            0,
+            "scratch emptied"
+        );
         assert_eq!(removed, 3);
         assert_eq!(
             freed,

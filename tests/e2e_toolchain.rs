@@ -26,6 +26,8 @@ use ocigo::toolchain::tree::SourceInfo;
 const NEW: &str = "go1.27.4";
 /// An older release to switch down to.
 const OLD: &str = "go1.25.14";
+/// NEW's predecessor: the base of its delta form.
+const PREV: &str = "go1.27.3";
 const PASSWORD: &str = "correct horse";
 
 fn host_go_version() -> String {
@@ -48,6 +50,7 @@ fn toolchain_proxy() -> &'static str {
         let versions = [
             format!("v0.0.1-{NEW}.linux-amd64"),
             format!("v0.0.1-{NEW}.linux-arm64"),
+            format!("v0.0.1-{PREV}.linux-amd64"),
             format!("v0.0.1-{OLD}.linux-amd64"),
             format!("v0.0.1-{OLD}.windows-amd64"),
         ];
@@ -1222,7 +1225,10 @@ fn craft(
             files,
             bytes,
             tar_bytes: declared_tar.unwrap_or(tar_bytes.len() as u64),
+            delta_from: vec![],
         }],
+        base_version: None,
+        bases: vec![],
     };
     let built = format::build_manifest(&config, &[d.size]);
     l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
@@ -1275,7 +1281,36 @@ fn hostile_toolchain_layers_are_refused_with_nothing_written() {
         file(b, "bin/go", b"#!/bin/sh\n", 0o755);
     };
     let base = (version.len() + go.len()) as u64;
+    // An extension entry declaring 100 MiB (the tar crate would read it
+    // wholly into memory): refused by its header, before it is read.
+    let huge_extension = |kind: tar::EntryType| {
+        move |b: &mut tar::Builder<Vec<u8>>| {
+            ok_files(b);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_path("././@LongLink").unwrap();
+            h.set_size(100 << 20);
+            h.set_cksum();
+            b.append(&h, &[0u8; 512][..]).unwrap();
+        }
+    };
     let cases: Vec<Case> = vec![
+        (
+            "huge PAX entry",
+            Box::new(huge_extension(tar::EntryType::XHeader)),
+            None,
+            2,
+            base,
+            "PAX or long-name entry of 104857600 bytes, over the 65536-byte limit",
+        ),
+        (
+            "huge GNU long name",
+            Box::new(huge_extension(tar::EntryType::GNULongName)),
+            None,
+            2,
+            base,
+            "PAX or long-name entry of 104857600 bytes, over the 65536-byte limit",
+        ),
         (
             "dotdot",
             Box::new(move |b| {
@@ -1493,4 +1528,1049 @@ fn the_checksum_database_client_agrees_with_the_go_command() {
         .unwrap();
     assert_eq!(lookup.zip_hash(module, version), j["Sum"].as_str());
     assert!(lookup.tree.n > lookup.id);
+}
+
+/// Bytes of the blobs a distribution registry stores.
+fn registry_blob_bytes(registry: &TestRegistry) -> u64 {
+    fn walk(dir: &Path, total: &mut u64) {
+        for e in fs::read_dir(dir).into_iter().flatten() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                walk(&e.path(), total);
+            } else if t.is_file() && e.file_name() == "data" {
+                *total += e.metadata().unwrap().len();
+            }
+        }
+    }
+    let mut total = 0;
+    walk(
+        &registry.storage_dir().join("docker/registry/v2/blobs"),
+        &mut total,
+    );
+    total
+}
+
+#[test]
+fn a_patch_release_as_deltas_stores_under_half_and_installs_the_same_files_offline() {
+    let s = Scratch::new();
+    let registry = TestRegistry::start();
+    let (key, public) = key_pair(s.path());
+    let base = format!("{}/toolchains/go:{PREV}", registry.addr);
+    let out = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            "toolchain",
+            PREV,
+            "--platform",
+            "linux/amd64",
+            "-o",
+            &base,
+        ],
+        &proxy_env(),
+    );
+    assert_exit(&out, 0, "pack the predecessor");
+    let before = registry_blob_bytes(&registry);
+    let dest = format!("{}/toolchains/go:{NEW}", registry.addr);
+    let mut env = proxy_env();
+    env.push(("COSIGN_PASSWORD", PASSWORD));
+    let pack_delta = |store: &Path, to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "pack",
+            "toolchain",
+            NEW,
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "--delta-from",
+            &base,
+            "-o",
+            to,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = ocigo(store, &args, &env);
+        assert_exit(&out, 0, "pack --delta-from");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let j = pack_delta(
+        &s.join("store-a"),
+        &dest,
+        &["--sign", key.to_str().unwrap()],
+    );
+    // linux/amd64 is a delta of PREV's; the base has no linux/arm64, which
+    // gets full layers.
+    let t = j["toolchains"].as_array().unwrap();
+    assert_eq!(t[0]["platform"], "linux/amd64");
+    assert_eq!(t[0]["delta_from"], PREV);
+    assert_eq!(t[1]["platform"], "linux/arm64");
+    assert!(t[1].get("delta_from").is_none(), "{t:?}");
+
+    // The registry's new bytes against NEW's amd64 layers packed alone.
+    let added = registry_blob_bytes(&registry) - before;
+    let (_, full_parts) = toolchain_parts(&packed_new().layout, NEW);
+    let layer_bytes = |m: &Manifest| m.layers.iter().map(|l| l.size).sum::<u64>();
+    let full_amd64 = layer_bytes(&full_parts[0].0);
+    let full_arm64 = layer_bytes(&full_parts[1].0);
+    assert_eq!(full_parts[0].1.arch, "amd64");
+    // The arm64 part is stored in full (bar the layers it shares with
+    // amd64): count amd64's share as what was added beyond arm64's own layers.
+    let arm_own: u64 = full_parts[1]
+        .0
+        .layers
+        .iter()
+        .filter(|l| !full_parts[0].0.layers.iter().any(|m| m.digest == l.digest))
+        .map(|l| l.size)
+        .sum();
+    let amd64_added = added - arm_own;
+    assert!(
+        (amd64_added as f64) < 0.5 * full_amd64 as f64,
+        "the patch release added {amd64_added} bytes for linux/amd64; packed alone its layers are {full_amd64}: not under 0.5x"
+    );
+    assert!(full_arm64 > 0);
+
+    // The delta platform's config: format v2, bases listed in the manifest.
+    let disk = s.join("disk");
+    let disk_ref = format!("oci:{}:{NEW}", disk.display());
+    assert_exit(
+        &ocigo(&s.join("store-a"), &["push", &dest, &disk_ref], &[]),
+        0,
+        "push to disk",
+    );
+    let (_, parts) = toolchain_parts(&disk, NEW);
+    let (m, c) = &parts[0];
+    assert_eq!(c.format_version, format::FORMAT_VERSION_DELTA);
+    assert_eq!(c.base_version.as_deref(), Some(PREV));
+    let names: Vec<&str> = c
+        .layers
+        .iter()
+        .filter(|l| l.is_delta())
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["bin", "pkg/tool"]);
+    assert_eq!(m.layers.len(), c.layers.len() + c.bases.len());
+    for (d, b) in m.layers[c.layers.len()..].iter().zip(&c.bases) {
+        assert_eq!(d.digest, b.digest);
+        assert!(disk.join("blobs/sha256").join(d.digest.hex()).is_file());
+    }
+    assert_eq!(parts[1].1.format_version, format::FORMAT_VERSION);
+    let out = ocigo(&s.join("store-a"), &["inspect", &disk_ref, "--json"], &[]);
+    assert_exit(&out, 0, "inspect the delta form");
+    let ij: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pj = &ij["toolchains"]["platforms"][0];
+    assert_eq!(pj["delta_from"], PREV, "{pj:#}");
+    assert_eq!(pj["base_layers"], c.bases.len(), "{pj:#}");
+    assert!(ij["toolchains"]["platforms"][1].get("delta_from").is_none());
+    let out = ocigo(
+        &s.join("store-a"),
+        &["inspect", &disk_ref, "--modules"],
+        &[],
+    );
+    assert_exit(&out, 0, "inspect --modules the delta form");
+    assert_mentions(
+        &stdout(&out),
+        &[
+            &format!("as deltas against {PREV}"),
+            ", delta",
+            ", base (not extracted)",
+        ],
+        "inspect of the delta form",
+    );
+
+    // Determinism: another store, another destination, the same manifest.
+    let again = pack_delta(
+        &s.join("store-c"),
+        &format!("oci:{}:{NEW}", s.join("again").display()),
+        &[],
+    );
+    assert_eq!(again["toolchains"][0]["digest"], t[0]["digest"]);
+
+    // A fresh host, no network, signature required: a GOROOT ...
+    let require = [("OCIGO_REQUIRE_SIGNATURE", "1")];
+    let goroot = s.join("offline/go");
+    let pulled = common::ocigo::ocigo_offline(
+        &s.join("store-b"),
+        &[
+            "pull",
+            &disk_ref,
+            "--goroot",
+            goroot.to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+        ],
+        &require,
+    );
+    assert_exit(
+        &pulled,
+        0,
+        "verified offline pull --goroot of the delta form",
+    );
+    assert_mentions(&stdout(&pulled), &["signature verified", NEW], "pull");
+    assert_eq!(
+        entries(&s.join("offline")),
+        BTreeSet::from(["go".to_string()]),
+        "no leftovers"
+    );
+    // ... byte for byte the full form's.
+    let full_goroot = s.join("full/go");
+    let out = ocigo(
+        &packed_new().store,
+        &[
+            "pull",
+            &format!("oci:{}:{NEW}", packed_new().layout.display()),
+            "--goroot",
+            full_goroot.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "pull --goroot of the full form");
+    let diff = common::ocigo::snapshot(&full_goroot).diff(&common::ocigo::snapshot(&goroot));
+    assert!(diff.is_empty(), "the delta form differs: {diff:?}");
+    let go = goroot.join("bin/go");
+    let project = hello_project(&s.join("hello"), &NEW["go".len()..]);
+    run(
+        &mut go_offline(
+            &go,
+            &project,
+            &["build", "-o", "hello", "."],
+            &[
+                ("GOMODCACHE", s.join("mc0").to_str().unwrap()),
+                ("GOPROXY", "off"),
+            ],
+        ),
+        "go build offline with the delta form's go",
+    );
+    let hello = run(&mut Command::new(project.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {NEW}\n")
+    );
+
+    // ... and the module form, which the host's go switches to.
+    let (mc, gp) = (s.join("gomodcache"), s.join("gopath"));
+    let pulled = common::ocigo::ocigo_offline(
+        &s.join("store-b"),
+        &[
+            "pull",
+            &disk_ref,
+            "--gomodcache",
+            mc.to_str().unwrap(),
+            "--gopath",
+            gp.to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+        ],
+        &require,
+    );
+    assert_exit(
+        &pulled,
+        0,
+        "verified offline pull --gomodcache of the delta form",
+    );
+    let cache = toolchain_proxy().strip_prefix("file://").unwrap();
+    let rel = format!("golang.org/toolchain/@v/v0.0.1-{NEW}.linux-amd64.ziphash");
+    assert_eq!(
+        fs::read_to_string(mc.join("cache/download").join(&rel)).unwrap(),
+        fs::read_to_string(Path::new(cache).join(&rel)).unwrap(),
+    );
+    let env = [
+        ("GOMODCACHE", mc.to_str().unwrap()),
+        (
+            "GOPROXY",
+            &*format!("file://{}/cache/download", mc.display()),
+        ),
+        ("GOPATH", gp.to_str().unwrap()),
+        ("GOTOOLCHAIN", "auto"),
+    ];
+    let up = hello_project(&s.join("up"), &NEW["go".len()..]);
+    let host_go = Path::new("/usr/local/go/bin/go");
+    let v = run(
+        &mut go_offline(host_go, &up, &["version"], &env),
+        "go version (switch to the delta form)",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("go version {NEW} linux/amd64\n")
+    );
+    run(
+        &mut go_offline(host_go, &up, &["build", "-o", "hello", "."], &env),
+        "go build (switched)",
+    );
+    let hello = run(&mut Command::new(up.join("hello")), "hello");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        format!("hello from {NEW}\n")
+    );
+    assert!(
+        !entries(&s.join("store-b"))
+            .iter()
+            .any(|e| e.starts_with(".ocigo-")),
+        "scratch left in the store: {:?}",
+        entries(&s.join("store-b"))
+    );
+
+    // A project packed with its toolchain as deltas: the same toolchain
+    // manifest as the standalone delta pack, one offline pull of both.
+    let fixture_proxy = s.join("fixture-proxy");
+    common::fixtures::build_file_proxy(&fixture_proxy);
+    let project = common::fixtures::copy_project(s.path());
+    let gomod = fs::read_to_string(project.join("go.mod")).unwrap();
+    fs::write(
+        project.join("go.mod"),
+        gomod.replacen("go 1.22\n", &format!("go 1.22\n\ntoolchain {NEW}\n"), 1),
+    )
+    .unwrap();
+    let mut penv: Vec<(String, String)> = common::fixtures::fixture_env(&fixture_proxy);
+    for (k, v) in &mut penv {
+        if k == "GOPROXY" {
+            *v = format!("{v},{}", toolchain_proxy());
+        }
+    }
+    penv.push(("GOSUMDB".into(), "sum.golang.org".into()));
+    let both = format!("oci:{}:both", s.join("both").display());
+    let out = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            project.to_str().unwrap(),
+            "--with-toolchain",
+            "--toolchain-delta-from",
+            &base,
+            "-o",
+            &both,
+        ],
+        &common::go::env_refs(&penv),
+    );
+    assert_exit(&out, 0, "pack --with-toolchain --toolchain-delta-from");
+    let (index, parts) = toolchain_parts(&s.join("both"), "both");
+    assert_eq!(parts[0].1.format_version, format::FORMAT_VERSION_DELTA);
+    let entry = index
+        .manifests
+        .iter()
+        .find(|d| format::is_toolchain(d))
+        .unwrap();
+    assert_eq!(entry.digest.to_string(), t[0]["digest"].as_str().unwrap());
+    let goroot2 = s.join("both-go");
+    let out = common::ocigo::ocigo_offline(
+        &s.join("store-d"),
+        &[
+            "pull",
+            &both,
+            "--gomodcache",
+            s.join("both-mc").to_str().unwrap(),
+            "--gopath",
+            s.join("both-gopath").to_str().unwrap(),
+            "--goroot",
+            goroot2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(
+        &out,
+        0,
+        "one offline pull of the project and its delta toolchain",
+    );
+    let diff = common::ocigo::snapshot(&full_goroot).diff(&common::ocigo::snapshot(&goroot2));
+    assert!(diff.is_empty(), "the delta form differs: {diff:?}");
+
+    // A delta of a delta is refused: the base must be a full toolchain.
+    let out = ocigo(
+        &s.join("store-a"),
+        &[
+            "pack",
+            "toolchain",
+            PREV,
+            "--platform",
+            "linux/amd64",
+            "--delta-from",
+            &disk_ref,
+            "-o",
+            &format!("oci:{}:x", s.join("x").display()),
+        ],
+        &proxy_env(),
+    );
+    assert_exit(&out, 2, "--delta-from a delta");
+    assert_mentions(
+        &stderr(&out),
+        &["itself a delta", "--delta-from"],
+        "delta of a delta",
+    );
+}
+
+/// What [`craft_delta`] spoils in an otherwise valid delta artifact.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Spoil {
+    Nothing,
+    BaseNotInManifest,
+    BaseBlobWrong,
+    SizeOffByOne,
+    WrongBytes,
+    HugeWindow,
+    OutsidePlatform,
+    Twice,
+    NoBaseFile,
+    NoContentSize,
+    WrappingSum,
+    BaseIsDir,
+    BaseNotDir,
+    /// The v2 config under the v1 config media type.
+    V1MediaType,
+    DeltaSymlink,
+    DeltaHardlink,
+    DeltaDir,
+    DotDot,
+    BadMode,
+    MissingRecord,
+    UnknownRecord,
+    UnknownBaseKind,
+    BaseTooBig,
+    /// Not a spoil: a second base holding another bin/go, listed second
+    /// in the delta layer's deltaFrom (and first among the bases).
+    OverlappingBases,
+}
+
+const BASE_GO: &[u8] = b"#!/bin/sh\necho go1.26.7\n";
+
+fn new_go() -> Vec<u8> {
+    let mut v = BASE_GO.repeat(400);
+    v.extend_from_slice(b"echo go1.26.8\n");
+    v
+}
+
+fn base_go() -> Vec<u8> {
+    BASE_GO.repeat(400)
+}
+
+fn frame(data: &[u8], base: Option<&[u8]>, window_log: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = match base {
+        Some(b) => zstd::stream::Encoder::with_ref_prefix(&mut out, 9, b).unwrap(),
+        None => zstd::stream::Encoder::new(&mut out, 9).unwrap(),
+    };
+    e.window_log(window_log).unwrap();
+    e.include_checksum(true).unwrap();
+    e.include_contentsize(true).unwrap();
+    e.set_pledged_src_size(Some(data.len() as u64)).unwrap();
+    e.write_all(data).unwrap();
+    e.finish().unwrap();
+    out
+}
+
+/// A frame of `data` against `base` with no content size in its header.
+fn frame_without_size(data: &[u8], base: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = zstd::stream::Encoder::with_ref_prefix(&mut out, 9, base).unwrap();
+    e.include_contentsize(false).unwrap();
+    e.write_all(data).unwrap();
+    e.finish().unwrap();
+    out
+}
+
+/// A frame of `data` against `base` (1 KiB window, content size), whose
+/// header then claims a window of 2^`window_log` bytes.
+fn frame_claiming_window(data: &[u8], base: &[u8], window_log: u32) -> Vec<u8> {
+    let mut out = frame(data, Some(base), 10);
+    // Magic, then the header descriptor: not single segment, so the
+    // window descriptor follows (exponent = log - 10).
+    assert_eq!(out[4] & 0x20, 0, "not single segment");
+    out[5] = ((window_log - 10) as u8) << 3;
+    out
+}
+
+fn delta_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, size: u64, sha: &[u8], body: &[u8]) {
+    let size = size.to_string();
+    let hex = hex::encode(sha);
+    b.append_pax_extensions([
+        ("OCIGO.size", size.as_bytes()),
+        ("OCIGO.sha256", hex.as_bytes()),
+        ("OCIGO.base", &b"same"[..]),
+    ])
+    .unwrap();
+    file(b, name, body, 0o755);
+}
+
+/// A go1.26.8 toolchain whose bin/go is a delta against a go1.26.7 base
+/// layer, with one thing spoilt.
+fn craft_delta(layout: &Path, spoil: Spoil) {
+    use sha2::Digest as _;
+    let l = Layout::open_or_create(layout).unwrap();
+    let push = |media: &str, bytes: &[u8]| {
+        let d = Descriptor::for_bytes(media, bytes);
+        l.push_blob(&d, &mut &bytes[..]).unwrap();
+        d
+    };
+    let full = |files: &[(&str, &[u8], u32)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, data, mode) in files {
+            file(&mut b, n, data, *mode);
+        }
+        let t = b.into_inner().unwrap();
+        (zstd::encode_all(&t[..], 3).unwrap(), t.len() as u64)
+    };
+    // The base release's bin/go (under another name when the case wants none).
+    let base_name = match spoil {
+        Spoil::NoBaseFile => "bin/gofmt",
+        // bin/go is a directory in the base.
+        Spoil::BaseIsDir => "bin/go/x",
+        _ => "bin/go",
+    };
+    let base_content = if spoil == Spoil::BaseTooBig {
+        let mut v = base_go();
+        v.resize((128 << 20) + 1, 0);
+        v
+    } else {
+        base_go()
+    };
+    let base_files = [(base_name, &base_content[..], 0o755)];
+    let (base_z, base_tar) = full(&base_files);
+    let base_d = push(format::MEDIA_TYPE_LAYER, &base_z);
+    let version = b"go1.26.8\n";
+    let (own_z, own_tar) = full(&[("VERSION", version, 0o644)]);
+    let own_d = push(format::MEDIA_TYPE_LAYER, &own_z);
+
+    let go = new_go();
+    let sha: Vec<u8> = sha2::Sha256::digest(&go).to_vec();
+    let mut b = tar::Builder::new(Vec::new());
+    let f = match spoil {
+        Spoil::HugeWindow => frame_claiming_window(&go, &base_content, 28),
+        Spoil::NoContentSize => frame_without_size(&go, &base_content),
+        _ => frame(&go, Some(&base_content), 20),
+    };
+    let (mut files, mut bytes) = (1u64, go.len() as u64);
+    match spoil {
+        Spoil::SizeOffByOne => delta_entry(&mut b, "bin/go", go.len() as u64 + 1, &sha, &f),
+        Spoil::WrongBytes => {
+            let mut bad = sha.clone();
+            bad[0] ^= 1;
+            delta_entry(&mut b, "bin/go", go.len() as u64, &bad, &f)
+        }
+        // A name below the base's file bin/go.
+        Spoil::BaseNotDir => delta_entry(&mut b, "bin/go/x", go.len() as u64, &sha, &f),
+        Spoil::DeltaSymlink => raw(&mut b, "bin/go", tar::EntryType::Symlink, Some("gofmt")),
+        Spoil::DeltaHardlink => raw(&mut b, "bin/go", tar::EntryType::Link, Some("bin/gofmt")),
+        Spoil::DeltaDir => raw(&mut b, "bin/go", tar::EntryType::Directory, None),
+        Spoil::DotDot => raw(&mut b, "bin/../go", tar::EntryType::Regular, None),
+        Spoil::BadMode | Spoil::MissingRecord | Spoil::UnknownRecord | Spoil::UnknownBaseKind => {
+            let size = go.len().to_string();
+            let hex = hex::encode(&sha);
+            let mut pax: Vec<(&str, &[u8])> = vec![("OCIGO.size", size.as_bytes())];
+            if spoil != Spoil::MissingRecord {
+                pax.push(("OCIGO.sha256", hex.as_bytes()));
+            }
+            pax.push((
+                "OCIGO.base",
+                if spoil == Spoil::UnknownBaseKind {
+                    b"other"
+                } else {
+                    b"same"
+                },
+            ));
+            if spoil == Spoil::UnknownRecord {
+                pax.push(("OCIGO.transform", b"x86-bcj"));
+            }
+            b.append_pax_extensions(pax).unwrap();
+            let mode = if spoil == Spoil::BadMode {
+                0o4755
+            } else {
+                0o755
+            };
+            file(&mut b, "bin/go", &f, mode);
+        }
+        _ => delta_entry(&mut b, "bin/go", go.len() as u64, &sha, &f),
+    }
+    if spoil == Spoil::SizeOffByOne {
+        bytes += 1;
+    }
+    if spoil == Spoil::OutsidePlatform || spoil == Spoil::Twice {
+        let name = if spoil == Spoil::Twice {
+            "bin/go"
+        } else {
+            "src/evil.go"
+        };
+        delta_entry(&mut b, name, go.len() as u64, &sha, &f);
+        files += 1;
+        bytes += go.len() as u64;
+    }
+    if spoil == Spoil::WrappingSum {
+        // Declared sizes that add up to less than the first alone: the
+        // second entry would decode unbounded if the sum wrapped.
+        let huge = u64::MAX - go.len() as u64 + 1;
+        delta_entry(&mut b, "bin/gofmt", huge, &sha, &f);
+        files += 1;
+    }
+    let delta_tar = b.into_inner().unwrap();
+    let delta_d = push(ocigo::toolchain::delta::MEDIA_TYPE_DELTA, &delta_tar);
+    let info = |d: &Descriptor, name: &str, files: u64, bytes: u64, tar: u64| LayerInfo {
+        digest: d.digest.clone(),
+        name: name.into(),
+        files,
+        bytes,
+        tar_bytes: tar,
+        delta_from: vec![],
+    };
+    let mut delta_info = info(&delta_d, "bin", files, bytes, delta_tar.len() as u64);
+    delta_info.delta_from = vec![if spoil == Spoil::BaseNotInManifest {
+        own_d.digest.clone()
+    } else {
+        base_d.digest.clone()
+    }];
+    let mut bases = vec![info(&base_d, "bin", 1, base_content.len() as u64, base_tar)];
+    let mut sizes = vec![own_d.size, delta_d.size, base_d.size];
+    if spoil == Spoil::OverlappingBases {
+        let other = b"#!/bin/sh\necho another base\n".repeat(50);
+        let (z, t) = full(&[("bin/go", &other[..], 0o755)]);
+        let d = push(format::MEDIA_TYPE_LAYER, &z);
+        delta_info.delta_from.push(d.digest.clone());
+        bases.insert(0, info(&d, "bin", 1, other.len() as u64, t));
+        sizes.insert(2, d.size);
+    }
+    let config = ToolchainConfig {
+        format_version: format::FORMAT_VERSION_DELTA,
+        version: "go1.26.8".into(),
+        os: "linux".into(),
+        arch: "amd64".into(),
+        time: None,
+        source: SourceInfo {
+            kind: "goroot".into(),
+            name: "crafted".into(),
+            sha256: None,
+        },
+        module: ModuleForm {
+            version: "v0.0.1-go1.26.8.linux-amd64".into(),
+            hash: "h1:x".into(),
+            checked_with: None,
+        },
+        files: 1 + files,
+        bytes: version.len() as u64 + bytes,
+        layers: vec![
+            info(&own_d, "version", 1, version.len() as u64, own_tar),
+            delta_info,
+        ],
+        base_version: Some("go1.26.7".into()),
+        bases,
+    };
+    let mut built = format::build_manifest(&config, &sizes);
+    assert_eq!(
+        built.config_descriptor.media_type,
+        format::MEDIA_TYPE_CONFIG_V2
+    );
+    if spoil == Spoil::V1MediaType {
+        let mut m: Manifest = serde_json::from_slice(&built.manifest).unwrap();
+        m.config.media_type = format::MEDIA_TYPE_CONFIG.into();
+        built.manifest = serde_json::to_vec(&m).unwrap();
+        built.entry.digest = Descriptor::for_bytes("x", &built.manifest).digest;
+        built.entry.size = built.manifest.len() as u64;
+    }
+    l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
+        .unwrap();
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
+        .unwrap();
+    let index = format::build_index(vec![built.entry], format::ARTIFACT_TYPE_TOOLCHAIN);
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_INDEX, &index, Some("bad"))
+        .unwrap();
+    if spoil == Spoil::BaseBlobWrong {
+        let mut other = base_z.clone();
+        let n = other.len();
+        other[n / 2] ^= 0xff;
+        fs::write(layout.join("blobs/sha256").join(base_d.digest.hex()), other).unwrap();
+    }
+}
+
+#[test]
+fn a_combined_index_whose_toolchain_is_refused_installs_no_module() {
+    use ocigo::oci::Repository as _;
+    let s = Scratch::new();
+    let fixture_proxy = s.join("fixture-proxy");
+    common::fixtures::build_file_proxy(&fixture_proxy);
+    let project = common::fixtures::copy_project(s.path());
+    let env = common::fixtures::fixture_env(&fixture_proxy);
+    let env_refs = common::go::env_refs(&env);
+    let layout = s.join("layout");
+    let out = ocigo(
+        &s.join("store"),
+        &[
+            "pack",
+            project.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}:mods", layout.display()),
+        ],
+        &env_refs,
+    );
+    assert_exit(&out, 0, "pack the project");
+    // A delta toolchain whose config names a base it does not list,
+    // joined to the modules' index as `pack --with-toolchain` would.
+    craft_delta(&layout, Spoil::BaseNotInManifest);
+    let l = Layout::open_or_create(&layout).unwrap();
+    let index_of = |tag: &str| -> serde_json::Value {
+        let d = l.resolve(tag).unwrap();
+        serde_json::from_slice(&l.fetch_manifest(&d).unwrap().bytes).unwrap()
+    };
+    let mut both = index_of("mods");
+    let tc = index_of("bad")["manifests"].as_array().unwrap().clone();
+    both["manifests"].as_array_mut().unwrap().extend(tc);
+    l.push_manifest(
+        ocigo::oci::MEDIA_TYPE_INDEX,
+        &serde_json::to_vec(&both).unwrap(),
+        Some("both"),
+    )
+    .unwrap();
+
+    let mc = s.join("gomodcache");
+    let out = ocigo(
+        &s.join("store2"),
+        &[
+            "pull",
+            &format!("oci:{}:both", layout.display()),
+            "--gomodcache",
+            mc.to_str().unwrap(),
+            "--gopath",
+            s.join("gopath").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 3, "a combined index with a refused toolchain");
+    assert_mentions(&stderr(&out), &["not among its bases"], "combined");
+    assert!(!mc.exists(), "modules were installed before the refusal");
+    assert!(store_tags(&s.join("store2")).is_empty());
+}
+
+/// A go1.26.8 toolchain with `n` delta layers, each one plain frame (no
+/// base file) of `size` zero bytes: what decoding them at once holds is
+/// `n` windows of `size` bytes.
+fn craft_big_deltas(layout: &Path, n: usize, size: usize) {
+    use sha2::Digest as _;
+    let l = Layout::open_or_create(layout).unwrap();
+    let push = |media: &str, bytes: &[u8]| {
+        let d = Descriptor::for_bytes(media, bytes);
+        l.push_blob(&d, &mut &bytes[..]).unwrap();
+        d
+    };
+    let full = |files: &[(&str, &[u8], u32)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, data, mode) in files {
+            file(&mut b, n, data, *mode);
+        }
+        let t = b.into_inner().unwrap();
+        (zstd::encode_all(&t[..], 3).unwrap(), t.len() as u64)
+    };
+    let info = |d: &Descriptor, name: &str, files: u64, bytes: u64, tar: u64| LayerInfo {
+        digest: d.digest.clone(),
+        name: name.into(),
+        files,
+        bytes,
+        tar_bytes: tar,
+        delta_from: vec![],
+    };
+    let base = base_go();
+    let (base_z, base_tar) = full(&[("bin/go", &base[..], 0o755)]);
+    let base_d = push(format::MEDIA_TYPE_LAYER, &base_z);
+    let version = b"go1.26.8\n";
+    let go = new_go();
+    let (own_z, own_tar) = full(&[("VERSION", version, 0o644), ("bin/go", &go, 0o755)]);
+    let own_d = push(format::MEDIA_TYPE_LAYER, &own_z);
+    let mut layers = vec![info(
+        &own_d,
+        "own",
+        2,
+        (version.len() + go.len()) as u64,
+        own_tar,
+    )];
+    let mut sizes = vec![own_d.size];
+    let zeros = vec![0u8; size];
+    let sha = sha2::Sha256::digest(&zeros).to_vec();
+    let f = frame(&zeros, None, 27);
+    for k in 0..n {
+        let mut b = tar::Builder::new(Vec::new());
+        let size_s = size.to_string();
+        let hex = hex::encode(&sha);
+        b.append_pax_extensions([
+            ("OCIGO.size", size_s.as_bytes()),
+            ("OCIGO.sha256", hex.as_bytes()),
+        ])
+        .unwrap();
+        file(&mut b, &format!("bin/zero{k}"), &f, 0o755);
+        let t = b.into_inner().unwrap();
+        let d = push(ocigo::toolchain::delta::MEDIA_TYPE_DELTA, &t);
+        let mut i = info(&d, "bin", 1, size as u64, t.len() as u64);
+        i.delta_from = vec![base_d.digest.clone()];
+        layers.push(i);
+        sizes.push(d.size);
+    }
+    sizes.push(base_d.size);
+    let config = ToolchainConfig {
+        format_version: format::FORMAT_VERSION_DELTA,
+        version: "go1.26.8".into(),
+        os: "linux".into(),
+        arch: "amd64".into(),
+        time: None,
+        source: SourceInfo {
+            kind: "goroot".into(),
+            name: "crafted".into(),
+            sha256: None,
+        },
+        module: ModuleForm {
+            version: "v0.0.1-go1.26.8.linux-amd64".into(),
+            hash: "h1:x".into(),
+            checked_with: None,
+        },
+        files: layers.iter().map(|l| l.files).sum(),
+        bytes: layers.iter().map(|l| l.bytes).sum(),
+        layers,
+        base_version: Some("go1.26.7".into()),
+        bases: vec![info(&base_d, "bin", 1, base.len() as u64, base_tar)],
+    };
+    let built = format::build_manifest(&config, &sizes);
+    l.push_blob(&built.config_descriptor, &mut &built.config_bytes[..])
+        .unwrap();
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_MANIFEST, &built.manifest, None)
+        .unwrap();
+    let index = format::build_index(vec![built.entry], format::ARTIFACT_TYPE_TOOLCHAIN);
+    l.push_manifest(ocigo::oci::MEDIA_TYPE_INDEX, &index, Some("big"))
+        .unwrap();
+}
+
+#[test]
+fn decoding_many_large_delta_files_at_once_stays_within_the_decode_budget() {
+    // Four 100 MiB files, four workers: unbounded, four windows (400 MiB);
+    // the budget (256 MiB) lets two decode at once.
+    let s = Scratch::new();
+    let layout = s.join("layout");
+    craft_big_deltas(&layout, 4, 100 << 20);
+    let goroot = s.join("go");
+    let out = common::ocigo::ocigo_command(
+        &["/usr/bin/time", "-f", "maxrss-kib=%M"],
+        &s.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:big", layout.display()),
+            "--goroot",
+            goroot.to_str().unwrap(),
+            "--jobs",
+            "4",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&out, 0, "pull of four large delta files");
+    assert_eq!(
+        fs::metadata(goroot.join("bin/zero3")).unwrap().len(),
+        100 << 20
+    );
+    let err = stderr(&out);
+    let kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss-kib="))
+        .unwrap_or_else(|| panic!("no maxrss in {err}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mib = kib / 1024;
+    eprintln!("peak RSS of the pull: {mib} MiB");
+    assert!(
+        mib < 320,
+        "peak RSS {mib} MiB: more than two 100 MiB windows at once"
+    );
+}
+
+/// The references a store has tagged (its index.json), with their digests.
+fn store_tags(store: &Path) -> BTreeMap<String, String> {
+    let Ok(bytes) = fs::read(store.join("index.json")) else {
+        return BTreeMap::new();
+    };
+    let index: Index = serde_json::from_slice(&bytes).unwrap();
+    index
+        .manifests
+        .iter()
+        .map(|d| {
+            let name = d
+                .annotations
+                .get("org.opencontainers.image.ref.name")
+                .cloned()
+                .unwrap_or_default();
+            (name, d.digest.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_delta_layers_are_refused_with_nothing_written() {
+    // The unspoilt artifact installs: each refusal below is its one change.
+    let s = Scratch::new();
+    let layout = s.join("layout");
+    craft_delta(&layout, Spoil::Nothing);
+    let goroot = s.join("target/go");
+    let out = ocigo(
+        &s.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:bad", layout.display()),
+            "--goroot",
+            goroot.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "the unspoilt delta artifact");
+    assert_eq!(fs::read(goroot.join("bin/go")).unwrap(), new_go());
+    assert_eq!(
+        store_tags(&s.join("store")).len(),
+        1,
+        "an installed toolchain is tagged in the store"
+    );
+    assert_eq!(
+        entries(&s.join("target")),
+        BTreeSet::from(["go".to_string()]),
+        "the scratch directory of the base is gone"
+    );
+
+    // What a crashed install left beside the target is removed when its
+    // process is gone; a live owner's scratch and a GOROOT being replaced
+    // (.ocigo-goroot-old-*) are left alone.
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let live = std::process::id();
+    let s3 = Scratch::new();
+    let parent = s3.dir("target");
+    let stale = [
+        format!(".ocigo-goroot-tmp-{dead}-abc"),
+        format!(".ocigo-goroot-base-{dead}-abc"),
+    ];
+    let kept = [
+        format!(".ocigo-goroot-tmp-{live}-abc"),
+        format!(".ocigo-goroot-old-{dead}-abc"),
+    ];
+    for d in stale.iter().chain(&kept) {
+        fs::create_dir_all(parent.join(d).join("bin")).unwrap();
+        fs::write(parent.join(d).join("bin/go"), b"x").unwrap();
+    }
+    let out = ocigo(
+        &s3.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:bad", layout.display()),
+            "--goroot",
+            parent.join("go").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "install beside stale scratch");
+    let mut want: BTreeSet<String> = kept.iter().cloned().collect();
+    want.insert("go".into());
+    assert_eq!(
+        entries(&parent),
+        want,
+        "stale scratch removed, the rest kept"
+    );
+
+    // Two bases holding bin/go: the delta layer's own deltaFrom order
+    // picks the base, the other base's file is not mixed in.
+    let s2 = Scratch::new();
+    craft_delta(&s2.join("layout"), Spoil::OverlappingBases);
+    let goroot2 = s2.join("go");
+    let out = ocigo(
+        &s2.join("store"),
+        &[
+            "pull",
+            &format!("oci:{}:bad", s2.join("layout").display()),
+            "--goroot",
+            goroot2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&out, 0, "two bases holding the same name");
+    assert_eq!(fs::read(goroot2.join("bin/go")).unwrap(), new_go());
+
+    let cases = [
+        (Spoil::BaseNotInManifest, "not among its bases"),
+        (Spoil::BaseBlobWrong, "digest"),
+        (Spoil::SizeOffByOne, "its frame declares"),
+        (Spoil::WrongBytes, "SHA-256"),
+        (Spoil::HugeWindow, "memory"),
+        (
+            Spoil::OutsidePlatform,
+            "only files under bin/ and pkg/tool/",
+        ),
+        (Spoil::Twice, "twice"),
+        (Spoil::NoBaseFile, "no regular file of that name"),
+        (Spoil::BaseIsDir, "no regular file of that name"),
+        (Spoil::V1MediaType, "format version 2 under media type"),
+        (Spoil::DeltaSymlink, "a symbolic link, not a regular file"),
+        (Spoil::DeltaHardlink, "a hard link, not a regular file"),
+        (Spoil::DeltaDir, "a directory, not a regular file"),
+        (Spoil::DotDot, "path element \"..\" is not allowed"),
+        (Spoil::BadMode, "mode 4755, not 0644 or 0755"),
+        (Spoil::MissingRecord, "lacks its decoded size or SHA-256"),
+        (
+            Spoil::UnknownRecord,
+            "\"OCIGO.transform\" this ocigo does not know",
+        ),
+        (Spoil::UnknownBaseKind, "unknown base kind \"other\""),
+        (Spoil::BaseTooBig, "over the 134217728-byte cap"),
+        (Spoil::BaseNotDir, "no regular file of that name"),
+        (Spoil::NoContentSize, "does not declare its content size"),
+        (Spoil::WrappingSum, "more than its config declares"),
+    ];
+    for (spoil, want) in cases {
+        let name = format!("{spoil:?}");
+        let s = Scratch::new();
+        let layout = s.join("layout");
+        craft_delta(&layout, spoil);
+        let reference = format!("oci:{}:bad", layout.display());
+        let parent = s.dir("target");
+        let goroot = parent.join("go");
+        let store = s.join("store");
+        let tags = store_tags(&store);
+        let out = ocigo(
+            &store,
+            &["pull", &reference, "--goroot", goroot.to_str().unwrap()],
+            &[],
+        );
+        assert_exit(&out, 3, &name);
+        assert_mentions(&stderr(&out), &[want], &name);
+        assert_eq!(store_tags(&store), tags, "{name}: the store's tags changed");
+        assert!(
+            entries(&parent).is_empty(),
+            "{name}: left {:?}",
+            entries(&parent)
+        );
+        // The module form: nothing in GOMODCACHE, no scratch in the store.
+        let mc = s.join("gomodcache");
+        let out = ocigo(
+            &store,
+            &[
+                "pull",
+                &reference,
+                "--gomodcache",
+                mc.to_str().unwrap(),
+                "--gopath",
+                s.join("gopath").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_exit(&out, 3, &format!("{name} --gomodcache"));
+        assert_mentions(&stderr(&out), &[want], &name);
+        assert!(!mc.exists(), "{name}: GOMODCACHE written");
+        assert_eq!(
+            store_tags(&store),
+            tags,
+            "{name} --gomodcache: the store's tags changed"
+        );
+        assert!(
+            !entries(&store).iter().any(|e| e.starts_with(".ocigo-")),
+            "{name}: scratch left in the store: {:?}",
+            entries(&store)
+        );
+        let scratch = store.join("tmp");
+        assert!(
+            !scratch.exists() || entries(&scratch).is_empty(),
+            "{name}: scratch left in the store: {:?}",
+            entries(&scratch)
+        );
+    }
 }

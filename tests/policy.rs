@@ -147,7 +147,10 @@ fn toolchain_artifact(dir: &Path, toolchains: &[(&str, &str)]) -> String {
                 files: 1,
                 bytes: 10,
                 tar_bytes: 2048,
+                delta_from: vec![],
             }],
+            base_version: None,
+            bases: vec![],
         };
         let built = format::build_manifest(&config, &[layer_desc.size]);
         layout

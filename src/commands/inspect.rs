@@ -109,6 +109,13 @@ pub struct InspectToolchainPlatform {
     /// Its layers no other platform uses, and their compressed bytes.
     pub own_layers: usize,
     pub own_bytes: u64,
+    /// The delta form (`pack toolchain --delta-from`): the release its
+    /// delta layers are made against, and how many of its `layers` are
+    /// that release's (fetched with it, never extracted as such).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_layers: Option<usize>,
     /// Per layer, with `--modules`: name, files, bytes, compressed size,
     /// and whether other platforms share it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +131,9 @@ pub struct InspectToolchainLayer {
     pub bytes: u64,
     pub size: u64,
     pub shared: bool,
+    /// `delta` (decoded against a base layer) or `base` (a base layer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
 }
 
 /// A toolchain-only artifact, as `inspect` shows it.
@@ -516,14 +526,17 @@ fn toolchains_of(
             p.config
                 .layers
                 .iter()
+                .map(|info| (info, info.is_delta().then_some("delta")))
+                .chain(p.config.bases.iter().map(|info| (info, Some("base"))))
                 .zip(&p.layers)
-                .map(|(info, l)| InspectToolchainLayer {
+                .map(|((info, role), l)| InspectToolchainLayer {
                     digest: l.digest.to_string(),
                     name: info.name.clone(),
                     files: info.files,
                     bytes: info.bytes,
                     size: l.size,
                     shared: users.get(&l.digest).copied().unwrap_or(0) > 1,
+                    role,
                 })
                 .collect()
         });
@@ -539,6 +552,8 @@ fn toolchains_of(
             layer_bytes,
             own_layers,
             own_bytes,
+            delta_from: p.config.base_version.clone(),
+            base_layers: (!p.config.bases.is_empty()).then_some(p.config.bases.len()),
             layer_list,
         });
     }
@@ -571,16 +586,28 @@ fn toolchains_text(t: &InspectToolchains) -> String {
             p.own_layers,
             human_bytes(p.own_bytes),
         );
+        if let (Some(v), Some(n)) = (&p.delta_from, p.base_layers) {
+            let _ = writeln!(
+                out,
+                "    bin/ and pkg/tool/ as deltas against {}: {n} of its layers travel with it",
+                field(v)
+            );
+        }
         for l in p.layer_list.iter().flatten() {
             let _ = writeln!(
                 out,
-                "    {} {}: {} files, {} ({}){}",
+                "    {} {}: {} files, {} ({}){}{}",
                 l.digest,
                 field(&l.name),
                 l.files,
                 human_bytes(l.bytes),
                 human_bytes(l.size),
-                if l.shared { ", shared" } else { "" }
+                if l.shared { ", shared" } else { "" },
+                match l.role {
+                    Some("delta") => ", delta",
+                    Some("base") => ", base (not extracted)",
+                    _ => "",
+                }
             );
         }
     }

@@ -83,8 +83,12 @@ impl Global {
             Some(d) => d.clone(),
             None => content_store::default_store_dir()?,
         };
-        Layout::open_or_create(&dir)
-            .with_context(|| format!("opening the content store {}", dir.display()))
+        let store = Layout::open_or_create(&dir)
+            .with_context(|| format!("opening the content store {}", dir.display()))?;
+        // Its scratch directory exists from the start, so a refused run
+        // leaves the store exactly as it found it.
+        store.scratch_dir()?;
+        Ok(store)
     }
 
     fn registry_options(&self) -> RegistryOptions {

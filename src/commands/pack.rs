@@ -27,6 +27,8 @@ pub struct PackArgs {
     pub sign: Option<SignWith>,
     /// Add the toolchain the project asks for, under the same reference.
     pub with_toolchain: bool,
+    /// `--toolchain-delta-from REF`: that toolchain as deltas against REF.
+    pub toolchain_delta_from: Option<String>,
     /// Attach a signed CycloneDX SBOM (needs `sign`).
     pub sbom: bool,
     /// Carry no checksum-database data.
@@ -187,6 +189,7 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
             &store,
             &super::toolchain::ToolchainSource::Proxy { version },
             &closure.platforms,
+            args.toolchain_delta_from.as_deref(),
         )?;
         toolchains = packed;
         sum_inputs.extend(inputs);

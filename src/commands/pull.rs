@@ -163,6 +163,10 @@ fn pull_from(
             ),
         ));
     }
+    if has_modules && has_toolchain {
+        // The toolchain is checked before any module is installed.
+        toolchain::select_toolchain(src, top, args.platform.as_deref())?;
+    }
     let mut outcome = if has_modules {
         Some(pull_modules_from(g, args, src_ref, src, top)?)
     } else {

@@ -36,6 +36,8 @@ pub struct PackToolchainArgs {
     pub platforms: Vec<String>,
     pub dest: String,
     pub sign: Option<SignWith>,
+    /// `--delta-from REF`: an earlier release's toolchain artifact.
+    pub delta_from: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -52,6 +54,11 @@ pub struct PackedToolchain {
     pub bytes: u64,
     pub layers: usize,
     pub stored_bytes: u64,
+    /// With `--delta-from`: the release its platform layers are deltas
+    /// against (whose layers the manifest lists too; `stored_bytes` counts
+    /// the platform's own layers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_from: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +82,7 @@ pub(super) fn pack_into_store(
     store: &Layout,
     source: &ToolchainSource,
     platforms: &[String],
+    delta_from: Option<&str>,
 ) -> Result<(
     Vec<Descriptor>,
     Vec<PackedToolchain>,
@@ -82,21 +90,41 @@ pub(super) fn pack_into_store(
 )> {
     let progress = g.progress();
     let mut sum_inputs = Vec::new();
-    let tmp_dir = store.root().to_path_buf();
+    let tmp_dir = store.scratch_dir()?;
     let mut platforms: Vec<(String, String)> = platforms
         .iter()
         .map(|p| toolchain::parse_platform(p))
         .collect::<Result<_>>()?;
     platforms.sort();
     platforms.dedup();
+    let base = match delta_from {
+        Some(r) => {
+            let r = Reference::parse(r)?;
+            let repo = g.open(&r, false)?;
+            let top = repo.resolve(r.tag_or_digest())?;
+            Some((r, repo, top))
+        }
+        None => None,
+    };
     let mut entries = Vec::new();
     let mut reports = Vec::new();
     let mut pack_tree = |t: &tree::Tree, checked: Option<(String, String)>| -> Result<()> {
+        let delta = match &base {
+            Some((r, repo, top)) => {
+                delta_base(store, r, repo.as_ref(), top, t, &tmp_dir, default_jobs())?
+            }
+            None => None,
+        };
         progress.status(&format!("packing {} {}/{}", t.version, t.os, t.arch));
-        let (built, config) = toolchain::build(t, store, &tmp_dir, checked, default_jobs())?;
+        let built = toolchain::build(t, store, &tmp_dir, checked, default_jobs(), delta.as_ref());
+        if let Some(d) = &delta {
+            crate::fs::remove_tree(&d.dir)?;
+        }
+        let (built, config) = built?;
         let layer_sizes: u64 = oci::Manifest::clone(&serde_json::from_slice(&built.manifest)?)
             .layers
             .iter()
+            .filter(|l| !config.bases.iter().any(|b| b.digest == l.digest))
             .map(|l| l.size)
             .sum();
         reports.push(PackedToolchain {
@@ -110,6 +138,7 @@ pub(super) fn pack_into_store(
             bytes: config.bytes,
             layers: config.layers.len(),
             stored_bytes: layer_sizes,
+            delta_from: config.base_version.clone(),
         });
         entries.push(built.entry);
         Ok(())
@@ -166,14 +195,103 @@ pub(super) fn pack_into_store(
     Ok((entries, reports, sum_inputs))
 }
 
+/// The delta base for `t` from the artifact `top` in `repo`: the same
+/// platform's full `bin` and `pkg/tool` layers, copied into the store and
+/// extracted into a new scratch directory in `tmp_dir` (the caller removes
+/// it). `None` when the artifact has no toolchain for that platform.
+fn delta_base(
+    store: &Layout,
+    r: &Reference,
+    repo: &dyn Repository,
+    top: &Descriptor,
+    t: &tree::Tree,
+    tmp_dir: &Path,
+    jobs: usize,
+) -> Result<Option<toolchain::DeltaBase>> {
+    let entries = format::toolchain_entries(repo, top)?;
+    if entries.is_empty() {
+        return Err(fail(
+            Kind::Usage,
+            format!("--delta-from {r}: it holds no Go toolchain"),
+        ));
+    }
+    let desc = match format::select(&entries, &t.os, &t.arch, &repo.location()) {
+        Ok(d) => d,
+        // A platform the base lacks gets full layers.
+        Err(e) if crate::error::kind_of(&e) == Some(Kind::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let part = format::load_part(repo, desc)?;
+    let c = &part.config;
+    if c.format_version != format::FORMAT_VERSION {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "--delta-from {r}: its {} {} is itself a delta (of {}); name a toolchain packed without --delta-from",
+                c.version,
+                c.platform(),
+                c.base_version.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
+    if c.version == t.version {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "--delta-from {r} holds {} itself: name an earlier release",
+                t.version
+            ),
+        ));
+    }
+    let wanted: Vec<(&Descriptor, &format::LayerInfo)> = part
+        .own_layers()
+        .filter(|(_, l)| l.name == "bin" || l.name == "pkg/tool")
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    for (d, _) in &wanted {
+        if !store.blob_exists(&d.digest)? {
+            let mut rd = repo.fetch_blob(d)?;
+            store
+                .push_blob(d, &mut rd)
+                .with_context(|| format!("fetching base layer {} from {r}", d.digest))?;
+        }
+    }
+    let files: Vec<LayerFile> = wanted
+        .iter()
+        .map(|(d, info)| LayerFile {
+            descriptor: d,
+            info,
+            path: store.blob_path(&d.digest),
+            just_verified: false,
+        })
+        .collect();
+    let dir = crate::fs::create_temp_dir(tmp_dir, ".ocigo-delta-base-")?;
+    if let Err(e) = extract::extract_layers(&dir, &files, None, jobs) {
+        let _ = crate::fs::remove_tree(&dir);
+        return Err(e);
+    }
+    Ok(Some(toolchain::DeltaBase {
+        version: c.version.clone(),
+        dir,
+        layers: wanted.iter().map(|(d, l)| ((*l).clone(), d.size)).collect(),
+    }))
+}
+
 /// `ocigo pack toolchain`.
 pub fn pack_toolchain(g: &Global, args: &PackToolchainArgs) -> Result<Outcome> {
     let dest = Reference::parse(&args.dest)?;
     let signer = args.sign.as_ref().map(SignWith::load).transpose()?;
     let store = g.open_store()?;
     let _store_in_use = store.use_lock()?;
-    let (mut entries, toolchains, sum_inputs) =
-        pack_into_store(g, &store, &args.source, &args.platforms)?;
+    let (mut entries, toolchains, sum_inputs) = pack_into_store(
+        g,
+        &store,
+        &args.source,
+        &args.platforms,
+        args.delta_from.as_deref(),
+    )?;
     if !sum_inputs.is_empty()
         && let Some(gathered) = crate::sumdata::gather(&sum_inputs, g.concurrency().max(8), &[])?
         && !gathered.config.databases.is_empty()
@@ -199,13 +317,17 @@ pub fn pack_toolchain(g: &Global, args: &PackToolchainArgs) -> Result<Outcome> {
     for t in &toolchains {
         let _ = writeln!(
             human,
-            "packed {} {} from {}: {} files, {} in {} layers ({})",
+            "packed {} {} from {}: {} files, {} in {} layers{} ({})",
             t.version,
             t.platform,
             t.source,
             t.files,
             human_bytes(t.stored_bytes),
             t.layers,
+            match &t.delta_from {
+                Some(v) => format!(", platform files as deltas against {v}"),
+                None => String::new(),
+            },
             match &t.checked_with {
                 Some(db) => format!("{} checked against {db}", t.module_hash),
                 None => format!("module form {}", t.module_hash),
@@ -367,18 +489,15 @@ pub struct ToolchainPullReport {
     pub sumdb_hint: Option<String>,
 }
 
-/// Installs the toolchain for `platform` (default: the host's) from the
-/// already resolved (and, if asked, verified) `top`. The store records the
-/// toolchain manifest so prune keeps it.
-pub(super) fn pull_toolchain(
-    g: &Global,
-    src: &(dyn Repository + Sync),
+/// The toolchain manifest for `platform` (default: the host's) in `top`,
+/// its config read and validated (the delta form's cross-references too).
+/// A combined pull calls it before installing any module, so a toolchain
+/// refused here leaves GOMODCACHE as it was.
+pub(super) fn select_toolchain(
+    src: &dyn Repository,
     top: &Descriptor,
     platform: Option<&str>,
-    target: &ToolchainTarget,
-    jobs: usize,
-    tag: &str,
-) -> Result<(String, ToolchainPullReport)> {
+) -> Result<ToolchainPart> {
     let (os, arch) = match platform {
         Some(p) => toolchain::parse_platform(p)?,
         None => toolchain::host_platform(),
@@ -391,7 +510,23 @@ pub(super) fn pull_toolchain(
         ));
     }
     let desc = format::select(&entries, &os, &arch, &src.location())?;
-    let part = format::load_part(src, desc)?;
+    format::load_part(src, desc)
+}
+
+/// Installs the toolchain for `platform` (default: the host's) from the
+/// already resolved (and, if asked, verified) `top`. Once it installed, the
+/// store records the toolchain manifest (tagged `tag`) so prune keeps it;
+/// a refused toolchain leaves at most untagged blobs in the store.
+pub(super) fn pull_toolchain(
+    g: &Global,
+    src: &(dyn Repository + Sync),
+    top: &Descriptor,
+    platform: Option<&str>,
+    target: &ToolchainTarget,
+    jobs: usize,
+    tag: &str,
+) -> Result<(String, ToolchainPullReport)> {
+    let part = select_toolchain(src, top, platform)?;
     let store = g.open_store()?;
     let _store_in_use = store.use_lock()?;
     let progress = g.progress();
@@ -418,25 +553,20 @@ pub(super) fn pull_toolchain(
     if !store.blob_exists(&part.config_descriptor.digest)? {
         store.push_blob(&part.config_descriptor, &mut &part.config_bytes[..])?;
     }
-    store.push_manifest(
-        &part.manifest.descriptor.media_type,
-        &part.manifest.bytes,
-        None,
-    )?;
-    // Record the reference so `store list` shows it and prune keeps it.
     let top_bytes = src.fetch_manifest(top)?;
-    store.push_manifest(&top.media_type, &top_bytes.bytes, Some(tag))?;
-    let layers: Vec<LayerFile> = part
-        .layers
-        .iter()
-        .zip(&part.config.layers)
-        .map(|(d, info)| LayerFile {
-            descriptor: d,
-            info,
-            path: store.blob_path(&d.digest),
-            just_verified: missing.iter().any(|m| m.digest == d.digest),
-        })
-        .collect();
+    // Recorded (so `store list` shows it and prune keeps it) only once it
+    // installed: a refused artifact leaves at most untagged blobs behind.
+    let record = || -> Result<()> {
+        store.push_manifest(
+            &part.manifest.descriptor.media_type,
+            &part.manifest.bytes,
+            None,
+        )?;
+        store.push_manifest(&top.media_type, &top_bytes.bytes, Some(tag))?;
+        Ok(())
+    };
+    let layers = layer_files(&store, part.own_layers(), &missing);
+    let bases = layer_files(&store, part.base_layers(), &missing);
     let config = &part.config;
     let mut report = ToolchainPullReport {
         version: config.version.clone(),
@@ -461,8 +591,9 @@ pub(super) fn pull_toolchain(
                 config.version,
                 dir.display()
             ));
-            let r = extract::install_goroot(&dir, config, &layers, *force, jobs)?;
+            let r = extract::install_goroot(&dir, config, &layers, &bases, *force, jobs)?;
             progress.finish();
+            record()?;
             let _ = writeln!(
                 human,
                 "{} {} {} in {} ({} files, {}; {} fetched)",
@@ -517,7 +648,8 @@ pub(super) fn pull_toolchain(
                 carried.store_in(&store)?;
                 carried_inputs = Some((carried, inputs));
             }
-            let installed = install_module_form(&store, dir, &part, &layers, jobs, g)?;
+            let installed = install_module_form(&store, dir, &part, &layers, &bases, jobs, g)?;
+            record()?;
             let mut sumdb_installed = false;
             let mut not_installed: Option<(String, Option<String>)> = match by {
                 ToolchainSumdb::Install(_) => None,
@@ -621,6 +753,22 @@ pub(super) fn pull_toolchain(
     Ok((human, report))
 }
 
+fn layer_files<'a>(
+    store: &Layout,
+    layers: impl Iterator<Item = (&'a Descriptor, &'a format::LayerInfo)>,
+    fetched_now: &[Descriptor],
+) -> Vec<LayerFile<'a>> {
+    layers
+        .map(|(d, info)| LayerFile {
+            descriptor: d,
+            info,
+            path: store.blob_path(&d.digest),
+            // Digest-checked by the store as this run fetched it.
+            just_verified: fetched_now.iter().any(|m| m.digest == d.digest),
+        })
+        .collect()
+}
+
 /// Writes the module form through `install` (the go command's layout,
 /// locks and commit order). Returns whether it was written.
 fn install_module_form(
@@ -628,11 +776,12 @@ fn install_module_form(
     gomodcache: &Path,
     part: &ToolchainPart,
     layers: &[LayerFile],
+    bases: &[LayerFile],
     jobs: usize,
     g: &Global,
 ) -> Result<bool> {
     let config: &ToolchainConfig = &part.config;
-    let (tmp, zip) = extract::build_module_zip(config, layers, store.root())?;
+    let (tmp, zip) = extract::build_module_zip(config, layers, bases, &store.scratch_dir()?, jobs)?;
     let info = match &config.time {
         Some(t) => format!(
             "{{\"Version\":{:?}, \"Time\":{:?}}}\n",

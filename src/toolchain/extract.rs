@@ -13,6 +13,13 @@
 //! outside the temporary directory until all of it passed; on failure the
 //! temporary directory is removed and the target is as it was.
 //!
+//! A delta platform (format v2) is installed the same way: its base layers
+//! are first extracted (checked like any layer) into a scratch directory of
+//! their own beside the target (or in the store, for the module zip),
+//! each delta entry is decoded against its base file there (see `delta`
+//! for the bounds and the SHA-256 check), and the scratch directory is
+//! removed before anything is renamed into place.
+//!
 //! Owns: the GOROOT layout and building the module zip. Must not: fetch,
 //! or write GOMODCACHE itself (that is `install`). Every file-system call
 //! on GOROOT goes through [`crate::fs`].
@@ -28,6 +35,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use super::delta;
 use super::format::{LayerInfo, ToolchainConfig};
 use super::tree::{self, MODULE_PATH};
 use crate::error::{Kind, fail, kind_of};
@@ -35,6 +43,7 @@ use crate::oci::{Descriptor, VerifyingReader};
 
 const TMP_PREFIX: &str = ".ocigo-goroot-tmp-";
 const OLD_PREFIX: &str = ".ocigo-goroot-old-";
+const BASE_PREFIX: &str = ".ocigo-goroot-base-";
 
 /// A layer to read: its descriptor (digest, compressed size), its config
 /// entry (tar length) and where the verified blob is on disk.
@@ -47,12 +56,21 @@ pub struct LayerFile<'a> {
     pub just_verified: bool,
 }
 
+/// Where each base layer was extracted: its digest and its own scratch
+/// subdirectory. A delta layer's entries are looked up only in the bases
+/// its `deltaFrom` names, in that order.
+pub type BaseDirs = [(crate::oci::Digest, PathBuf)];
+
 /// What [`for_each_entry`] calls: name, mode, and a reader for regular
 /// files (`None` for directories).
 type EntryFn<'f> = dyn FnMut(&str, u32, Option<&mut dyn Read>) -> Result<()> + 'f;
 
-/// Calls `f` for each entry of a layer, after checking it.
-fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
+/// Calls `f` for each entry of a layer, after checking it; a delta layer's
+/// entries are decoded against the files under `base_dir`.
+fn for_each_entry(layer: &LayerFile, bases: Option<&BaseDirs>, f: &mut EntryFn) -> Result<()> {
+    if layer.info.is_delta() {
+        return for_each_delta_entry(layer, bases, f);
+    }
     let what = format!("toolchain layer {}", layer.descriptor.digest);
     let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
     let blob: Box<dyn Read> = if layer.just_verified {
@@ -79,7 +97,7 @@ fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
         }
     };
     {
-        let mut ar = tar::Archive::new(&mut limited);
+        let mut ar = tar::Archive::new(ExtensionGuard::new(&mut limited, &what));
         let mut files = 0u64;
         let mut bytes = 0u64;
         for entry in ar.entries().map_err(classify)? {
@@ -126,7 +144,7 @@ fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
             }
             let size = entry.header().size().map_err(classify)?;
             files += 1;
-            bytes += size;
+            bytes = bytes.saturating_add(size);
             if files > layer.info.files || bytes > layer.info.bytes {
                 return Err(fail(
                     Kind::Integrity,
@@ -158,13 +176,314 @@ fn for_each_entry(layer: &LayerFile, f: &mut EntryFn) -> Result<()> {
     Ok(())
 }
 
+/// [`for_each_entry`] of a delta layer: an uncompressed tar of zstd frames.
+fn for_each_delta_entry(
+    layer: &LayerFile,
+    bases: Option<&BaseDirs>,
+    f: &mut EntryFn,
+) -> Result<()> {
+    let what = format!("toolchain delta layer {}", layer.descriptor.digest);
+    // Its own bases, in its deltaFrom order (validate() checked each is listed).
+    let base_dirs: Vec<&Path> = layer
+        .info
+        .delta_from
+        .iter()
+        .filter_map(|d| {
+            bases?
+                .iter()
+                .find(|(b, _)| b == d)
+                .map(|(_, p)| p.as_path())
+        })
+        .collect();
+    if base_dirs.is_empty() || base_dirs.len() != layer.info.delta_from.len() {
+        return Err(fail(
+            Kind::Integrity,
+            format!("{what} has no base layers to be decoded against"),
+        ));
+    }
+    if layer.descriptor.size != layer.info.tar_bytes {
+        return Err(fail(
+            Kind::Integrity,
+            format!(
+                "{what} is {} bytes; its config declares {}",
+                layer.descriptor.size, layer.info.tar_bytes
+            ),
+        ));
+    }
+    let file = crate::fs::open_regular_required(&layer.path, "layer blob")?;
+    let verified = VerifyingReader::new(
+        io::BufReader::with_capacity(1 << 16, file),
+        layer.descriptor,
+        what.clone(),
+    );
+    let mut limited = Bounded {
+        inner: verified,
+        left: layer.info.tar_bytes,
+        what: &what,
+    };
+    let classify = |e: io::Error| -> anyhow::Error {
+        if crate::oci::io_error_is_integrity(&e) {
+            crate::oci::classify_io(e, || format!("reading {what}"))
+        } else {
+            fail(Kind::Integrity, format!("{what} is not a valid layer: {e}"))
+        }
+    };
+    {
+        let mut ar = tar::Archive::new(ExtensionGuard::new(&mut limited, &what));
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for entry in ar.entries().map_err(classify)? {
+            let mut entry = entry.map_err(classify)?;
+            let raw = entry.path_bytes().into_owned();
+            let name = std::str::from_utf8(&raw).map_err(|_| {
+                fail(
+                    Kind::Integrity,
+                    format!("{what} has a name that is not UTF-8"),
+                )
+            })?;
+            let refuse = |m: &str| {
+                fail(
+                    Kind::Integrity,
+                    format!("{what}: entry {name:?} refused: {m}"),
+                )
+            };
+            tree::check_name(name).map_err(|m| refuse(&m.to_string()))?;
+            if !delta::is_platform_file(name) {
+                return Err(refuse(
+                    "a delta layer holds only files under bin/ and pkg/tool/",
+                ));
+            }
+            let kind = entry.header().entry_type();
+            if !kind.is_file() {
+                return Err(refuse(&format!("{}, not a regular file", describe(kind))));
+            }
+            let mode = entry.header().mode().map_err(classify)? & 0o7777;
+            if mode != 0o644 && mode != 0o755 {
+                return Err(refuse(&format!("mode {mode:o}, not 0644 or 0755")));
+            }
+            let info = delta::entry_info(&mut entry, name, &what)?;
+            files += 1;
+            // Saturating: a sum past u64::MAX is over any declared total.
+            bytes = bytes.saturating_add(info.size);
+            if files > layer.info.files || bytes > layer.info.bytes {
+                return Err(fail(
+                    Kind::Integrity,
+                    format!("{what} holds more than its config declares"),
+                ));
+            }
+            // The base file: the first of the layer's bases (deltaFrom
+            // order) that holds the name; there, a regular file in the
+            // scratch tree this process made, or the delta is refused.
+            let no_base = || refuse("its base layers have no regular file of that name");
+            let mut base_path = None;
+            let mut base_len = 0;
+            if info.uses_base {
+                for dir in &base_dirs {
+                    let p = dir.join(name);
+                    match crate::fs::lstat(&p) {
+                        Ok(Some(m)) if m.file_type().is_file() => {
+                            base_len = m.len();
+                            base_path = Some(p);
+                            break;
+                        }
+                        Ok(Some(_)) => return Err(no_base()),
+                        Ok(None) => {}
+                        Err(e) if is_not_a_directory(&e) => return Err(no_base()),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if base_path.is_none() {
+                    return Err(no_base());
+                }
+            }
+            if base_len > delta::MAX_BASE_BYTES {
+                return Err(refuse(&format!(
+                    "its base file is {base_len} bytes, over the {}-byte cap of delta bases",
+                    delta::MAX_BASE_BYTES
+                )));
+            }
+            // Bounded memory whatever the workers: the base and the window
+            // of every entry decoding at once fit the decode budget.
+            let _reserved = delta::DECODING.reserve(delta::decode_cost(info.size, base_len));
+            let base = match &base_path {
+                Some(p) => match crate::fs::read_capped(p, delta::MAX_BASE_BYTES)? {
+                    Some(b) => Some(b),
+                    None => return Err(no_base()),
+                },
+                None => None,
+            };
+            let name = name.to_string();
+            let mut r =
+                delta::decoder(&mut entry, base.as_deref(), &info, &name).map_err(classify)?;
+            f(&name, mode, Some(&mut r))?;
+            // Every caller reads to the end (where the hash is checked); make sure.
+            io::copy(&mut r, &mut io::sink())
+                .map_err(|e| fail(Kind::Integrity, format!("{what}: {e}")))?;
+        }
+        if files != layer.info.files || bytes != layer.info.bytes {
+            return Err(fail(
+                Kind::Integrity,
+                format!(
+                    "{what} holds {files} files, {bytes} bytes; its config declares {}, {}",
+                    layer.info.files, layer.info.bytes
+                ),
+            ));
+        }
+    }
+    io::copy(&mut limited, &mut io::sink()).map_err(classify)?;
+    if limited.left != 0 {
+        return Err(fail(
+            Kind::Integrity,
+            format!("{what} is shorter than its config declares"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a path lookup failed because a component is not a directory
+/// (a base layer's file where the delta names a file below it).
+fn is_not_a_directory(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
+        == Some(libc::ENOTDIR)
+}
+
 fn describe(kind: tar::EntryType) -> &'static str {
     match kind {
         tar::EntryType::Symlink => "a symbolic link",
+        tar::EntryType::Directory => "a directory",
         tar::EntryType::Link => "a hard link",
         tar::EntryType::Char | tar::EntryType::Block => "a device",
         tar::EntryType::Fifo => "a FIFO",
         _ => "a special entry",
+    }
+}
+
+/// The largest PAX or GNU long-name/long-link entry accepted: names are at
+/// most a few KiB, ocigo's own PAX records ~200 bytes.
+const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+
+/// Watches the tar stream the `tar` crate reads and refuses an extension
+/// entry (PAX `x`/`g`, GNU `L`/`K`) over [`MAX_EXTENSION_BYTES`] before the
+/// crate reads it: the crate reads those wholly into memory, so a small
+/// compressed layer could otherwise make it allocate gigabytes. GNU sparse
+/// entries (`S`, refused later anyway) are refused here, as their extra
+/// header blocks would put the tracking out of step. It follows the
+/// crate's own bookkeeping: a PAX `size` record sets the next entry's size.
+struct ExtensionGuard<'a, R> {
+    inner: R,
+    what: &'a str,
+    header: [u8; 512],
+    filled: usize,
+    /// Bytes of the current entry's data (padded) still to pass.
+    skip: u64,
+    /// A PAX entry's data being kept (its unpadded length, what we have).
+    pax: Option<(u64, Vec<u8>)>,
+    pax_size: Option<u64>,
+}
+
+impl<'a, R> ExtensionGuard<'a, R> {
+    fn new(inner: R, what: &'a str) -> Self {
+        ExtensionGuard {
+            inner,
+            what,
+            header: [0; 512],
+            filled: 0,
+            skip: 0,
+            pax: None,
+            pax_size: None,
+        }
+    }
+
+    fn refuse(&self, m: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {m}", self.what))
+    }
+
+    fn header_done(&mut self) -> io::Result<()> {
+        self.filled = 0;
+        if self.header.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        let h = tar::Header::from_byte_slice(&self.header);
+        let kind = h.entry_type();
+        let size = h.entry_size()?;
+        let is_ext = kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink();
+        if kind.is_gnu_sparse() {
+            return Err(self.refuse("has a sparse entry: refused".into()));
+        }
+        let size = if is_ext {
+            if size > MAX_EXTENSION_BYTES {
+                return Err(self.refuse(format!(
+                    "has a PAX or long-name entry of {size} bytes, over the {MAX_EXTENSION_BYTES}-byte limit: refused"
+                )));
+            }
+            if kind.is_pax_local_extensions() {
+                self.pax = Some((size, Vec::new()));
+            }
+            size
+        } else {
+            self.pax_size.take().unwrap_or(size)
+        };
+        self.skip = size
+            .checked_add(511)
+            .map(|n| n & !511)
+            .ok_or_else(|| self.refuse("declares an entry size past 2^64".into()))?;
+        Ok(())
+    }
+
+    fn pax_done(&mut self, data: &[u8]) {
+        // Records: "<len> <key>=<value>\n"; the crate uses `size` when it
+        // parses as a number.
+        for rec in data.split(|&b| b == b'\n') {
+            let Some(sp) = rec.iter().position(|&b| b == b' ') else {
+                continue;
+            };
+            if let Some(v) = rec[sp + 1..].strip_prefix(b"size=") {
+                self.pax_size = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
+            }
+        }
+    }
+
+    fn watch(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                if let Some((len, kept)) = &mut self.pax {
+                    let want = usize::try_from(*len).unwrap_or(usize::MAX) - kept.len();
+                    kept.extend_from_slice(&data[..n.min(want)]);
+                    if kept.len() as u64 == *len {
+                        let (_, kept) = self.pax.take().expect("set");
+                        self.pax_done(&kept);
+                    }
+                }
+                self.skip -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            if let Some((0, _)) = self.pax {
+                self.pax = None;
+            }
+            let n = data.len().min(512 - self.filled);
+            self.header[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == 512 {
+                self.header_done()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for ExtensionGuard<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.watch(&buf[..n])?;
+        Ok(n)
     }
 }
 
@@ -261,6 +580,7 @@ pub fn install_goroot(
     dir: &Path,
     config: &ToolchainConfig,
     layers: &[LayerFile],
+    bases: &[LayerFile],
     force: bool,
     jobs: usize,
 ) -> Result<GorootReport> {
@@ -296,8 +616,14 @@ pub fn install_goroot(
         .unwrap_or(Path::new("."));
     let mut created_parents = Vec::new();
     crate::fs::ensure_dir(parent, Path::new(""), &mut created_parents)?;
-    let tmp = crate::fs::create_temp_dir(parent, TMP_PREFIX)?;
-    let result = extract_all(&tmp, config, layers, jobs).and_then(|()| {
+    remove_stale_scratch(parent)?;
+    let pid = std::process::id();
+    let tmp = crate::fs::create_temp_dir(parent, &format!("{TMP_PREFIX}{pid}-"))?;
+    let base_prefix = format!("{BASE_PREFIX}{pid}-");
+    let result = with_bases(parent, &base_prefix, bases, jobs, |base_dirs| {
+        extract_all(&tmp, config, layers, base_dirs, jobs)
+    })
+    .and_then(|()| {
         crate::fs::chmod_dir(&tmp, 0o755)?;
         match state {
             Existing::Absent => rename(&tmp, dir),
@@ -331,14 +657,101 @@ pub fn install_goroot(
     Ok(report)
 }
 
+/// Removes the `.ocigo-goroot-{tmp,base}-<pid>-*` directories in `parent`
+/// whose process is gone (a crashed install): their names carry the
+/// owner's pid; a live one (or a name without a pid) is left alone.
+/// `.ocigo-goroot-old-*` (a GOROOT being replaced) is never removed here.
+fn remove_stale_scratch(parent: &Path) -> Result<()> {
+    for (name, _) in crate::fs::list_dir(parent)? {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name
+            .strip_prefix(TMP_PREFIX)
+            .or_else(|| name.strip_prefix(BASE_PREFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<libc::pid_t>().ok())
+            .filter(|&p| p > 0)
+        else {
+            continue;
+        };
+        if owner_is_alive(pid) {
+            continue;
+        }
+        let path = parent.join(name);
+        if matches!(crate::fs::lstat(&path)?, Some(m) if m.is_dir()) {
+            crate::fs::remove_tree(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` exists (on this host; EPERM means it does).
+fn owner_is_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 fn rename(from: &Path, to: &Path) -> Result<()> {
     crate::fs::rename(from, to)
 }
 
-fn extract_all(
-    tmp: &Path,
-    config: &ToolchainConfig,
+/// Runs `f` with the base layers (if any) extracted into a new scratch
+/// directory in `parent`, each into a subdirectory of its own (so two
+/// bases may hold the same name), removed afterwards whatever happened.
+fn with_bases<T>(
+    parent: &Path,
+    prefix: &str,
+    bases: &[LayerFile],
+    jobs: usize,
+    f: impl FnOnce(Option<&BaseDirs>) -> Result<T>,
+) -> Result<T> {
+    if bases.is_empty() {
+        return f(None);
+    }
+    let scratch = crate::fs::create_temp_dir(parent, prefix)?;
+    let dirs: Vec<(crate::oci::Digest, PathBuf)> = bases
+        .iter()
+        .enumerate()
+        .map(|(k, b)| (b.descriptor.digest.clone(), scratch.join(k.to_string())))
+        .collect();
+    let result = dirs
+        .iter()
+        .enumerate()
+        .try_for_each(|(k, _)| {
+            crate::fs::ensure_dir(&scratch, Path::new(&k.to_string()), &mut Vec::new()).map(drop)
+        })
+        .and_then(|()| {
+            let roots: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+            extract_each(&roots, bases, None, jobs)
+        })
+        .and_then(|()| f(Some(&dirs)));
+    let removed = crate::fs::remove_tree(&scratch);
+    let out = result?;
+    removed?;
+    Ok(out)
+}
+
+/// Extracts every layer into `root` (a directory this process made), in
+/// parallel, `jobs` at once; delta layers are decoded against `base_dir`.
+pub fn extract_layers(
+    root: &Path,
     layers: &[LayerFile],
+    bases: Option<&BaseDirs>,
+    jobs: usize,
+) -> Result<()> {
+    let roots = vec![root.to_path_buf(); layers.len()];
+    extract_each(&roots, layers, bases, jobs)
+}
+
+/// [`extract_layers`], layer `i` into `roots[i]`.
+fn extract_each(
+    roots: &[PathBuf],
+    layers: &[LayerFile],
+    bases: Option<&BaseDirs>,
     jobs: usize,
 ) -> Result<()> {
     // Largest layers first, so one big layer does not finish last alone.
@@ -356,7 +769,7 @@ fn extract_all(
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { return };
-                    if let Err(e) = extract_layer(tmp, &layers[i]) {
+                    if let Err(e) = extract_layer(&roots[i], &layers[i], bases) {
                         first_error.lock().expect("not poisoned").get_or_insert(e);
                         return;
                     }
@@ -364,9 +777,20 @@ fn extract_all(
             });
         }
     });
-    if let Some(e) = first_error.into_inner().expect("not poisoned") {
-        return Err(e);
+    match first_error.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
+}
+
+fn extract_all(
+    tmp: &Path,
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    bases: Option<&BaseDirs>,
+    jobs: usize,
+) -> Result<()> {
+    extract_layers(tmp, layers, bases, jobs)?;
     let exe = if config.os == "windows" { ".exe" } else { "" };
     let go = tmp.join(format!("bin/go{exe}"));
     if !crate::fs::regular_file_exists(&go)? {
@@ -389,10 +813,10 @@ fn extract_all(
     Ok(())
 }
 
-fn extract_layer(root: &Path, layer: &LayerFile) -> Result<()> {
+fn extract_layer(root: &Path, layer: &LayerFile, bases: Option<&BaseDirs>) -> Result<()> {
     let mut made: HashSet<String> = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
-    for_each_entry(layer, &mut |name, mode, content| {
+    for_each_entry(layer, bases, &mut |name, mode, content| {
         let Some(r) = content else {
             if made.insert(name.to_string()) {
                 make_dir(root, name)?;
@@ -479,9 +903,28 @@ pub struct ModuleZip {
 
 /// Builds the `golang.org/toolchain` module zip from the layers into a new
 /// temporary file in `tmp_dir`, and checks its h1 against the config's.
+/// Base layers (a delta platform) are extracted into a scratch directory
+/// in `tmp_dir` while it is built.
 pub fn build_module_zip(
     config: &ToolchainConfig,
     layers: &[LayerFile],
+    bases: &[LayerFile],
+    tmp_dir: &Path,
+    jobs: usize,
+) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
+    with_bases(
+        tmp_dir,
+        ".ocigo-toolchain-base-",
+        bases,
+        jobs,
+        |base_dirs| module_zip(config, layers, base_dirs, tmp_dir),
+    )
+}
+
+fn module_zip(
+    config: &ToolchainConfig,
+    layers: &[LayerFile],
+    bases: Option<&BaseDirs>,
     tmp_dir: &Path,
 ) -> Result<(tempfile::NamedTempFile, ModuleZip)> {
     let prefix = format!("{MODULE_PATH}@{}/", config.module.version);
@@ -499,7 +942,7 @@ pub fn build_module_zip(
     let mut seen = HashSet::new();
     let mut buf = vec![0u8; 1 << 16];
     for layer in layers {
-        for_each_entry(layer, &mut |name, _mode, content| {
+        for_each_entry(layer, bases, &mut |name, _mode, content| {
             let Some(r) = content else { return Ok(()) };
             let Some(mname) = tree::module_name(name) else {
                 return Ok(());

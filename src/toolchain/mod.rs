@@ -1,5 +1,6 @@
 //! Go toolchains as OCI artifacts: what a toolchain is made of and where
-//! to get it (`tree`, `fetch`), how it is split into layers (`layers`), the
+//! to get it (`tree`, `fetch`), how it is split into layers (`layers`),
+//! platform files as deltas against an earlier release (`delta`), the
 //! artifact format (`format`), and installing it as a GOROOT or as the
 //! module the go command switches to (`extract`).
 //!
@@ -8,6 +9,7 @@
 //! module form goes through `install`). Sits beside `gomod`, below
 //! `commands`; nothing here reaches up.
 
+pub mod delta;
 pub mod extract;
 pub mod fetch;
 pub mod format;
@@ -25,6 +27,23 @@ use sha2::{Digest as _, Sha256};
 use crate::oci::{Descriptor, Digest, Repository};
 use format::{BuiltManifest, LayerInfo, ModuleForm, ToolchainConfig};
 use tree::Tree;
+
+/// The earlier release a platform's delta layers are made against: its
+/// full platform layers (already in the repository `build` stores into),
+/// and their files extracted under `dir`.
+pub struct DeltaBase {
+    pub version: String,
+    pub dir: std::path::PathBuf,
+    /// (config entry, compressed size) of each base layer, by its name
+    /// (`bin`, `pkg/tool`): the layer of the same name is made against it.
+    pub layers: Vec<(LayerInfo, u64)>,
+}
+
+impl DeltaBase {
+    fn layer(&self, name: &str) -> Option<&(LayerInfo, u64)> {
+        self.layers.iter().find(|(l, _)| l.name == name)
+    }
+}
 
 /// A layer written to a temporary file, ready to store.
 struct WrittenLayer {
@@ -56,15 +75,31 @@ impl<W: Write> Write for HashingWriter<W> {
 /// temporary files in `tmp_dir`), stores the ones `repo` lacks, and
 /// returns the per-platform manifest. `module` says what the checksum
 /// database confirmed, when it was asked; the h1 of the module form is
-/// computed from the files either way.
+/// computed from the files either way. With `delta`, the platform layers
+/// whose base has a layer of the same name are written as delta layers
+/// against it (format v2); without, the format is v1 and unchanged.
 pub fn build(
     tree: &Tree,
     repo: &dyn Repository,
     tmp_dir: &Path,
     checked_with: Option<(String, String)>,
     jobs: usize,
+    delta: Option<&DeltaBase>,
 ) -> Result<(BuiltManifest, ToolchainConfig)> {
     let plan = layers::plan(&tree.files, layers::target_bytes());
+    // For each layer: the base layer it is a delta against.
+    let bases: Vec<Option<&(LayerInfo, u64)>> = plan
+        .iter()
+        .map(|p| {
+            delta
+                .filter(|_| {
+                    p.files
+                        .iter()
+                        .all(|&f| delta::is_platform_file(&tree.files[f].name))
+                })
+                .and_then(|d| d.layer(&p.name))
+        })
+        .collect();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<WrittenLayer>>>> =
         Mutex::new((0..plan.len()).map(|_| None).collect());
@@ -102,7 +137,8 @@ pub fn build(
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { return };
-                    let r = write_one(tree, &plan[i].files, zip.as_mut(), tmp_dir);
+                    let base_dir = bases[i].and(delta).map(|d| d.dir.as_path());
+                    let r = write_one(tree, &plan[i].files, zip.as_mut(), tmp_dir, base_dir);
                     let failed = r.is_err();
                     results.lock().expect("not poisoned")[i] = Some(r);
                     if failed {
@@ -130,22 +166,35 @@ pub fn build(
     }
     let mut infos = Vec::with_capacity(written.len());
     let mut sizes = Vec::with_capacity(written.len());
-    for (p, w) in plan.iter().zip(&written) {
-        let desc = Descriptor::new(format::MEDIA_TYPE_LAYER, w.digest.clone(), w.size);
-        if !repo.blob_exists(&w.digest)? {
-            let mut f = crate::fs::open_regular_required(w.file.path(), "layer")?;
-            repo.push_blob(&desc, &mut f)
-                .with_context(|| format!("storing layer {} ({})", w.digest, p.name))?;
-        }
-        infos.push(LayerInfo {
+    let mut base_infos: Vec<LayerInfo> = Vec::new();
+    let mut base_sizes = Vec::new();
+    for ((p, w), base) in plan.iter().zip(&written).zip(&bases) {
+        let info = LayerInfo {
             digest: w.digest.clone(),
             name: p.name.clone(),
             files: w.stats.files,
             bytes: w.stats.file_bytes,
             tar_bytes: w.stats.tar_bytes,
-        });
+            delta_from: base
+                .map(|(b, _)| vec![b.digest.clone()])
+                .unwrap_or_default(),
+        };
+        let desc = Descriptor::new(info.media_type(), w.digest.clone(), w.size);
+        if !repo.blob_exists(&w.digest)? {
+            let mut f = crate::fs::open_regular_required(w.file.path(), "layer")?;
+            repo.push_blob(&desc, &mut f)
+                .with_context(|| format!("storing layer {} ({})", w.digest, p.name))?;
+        }
+        if let Some((b, size)) = base
+            && !base_infos.iter().any(|x| x.digest == b.digest)
+        {
+            base_infos.push(b.clone());
+            base_sizes.push(*size);
+        }
+        infos.push(info);
         sizes.push(w.size);
     }
+    sizes.extend(base_sizes);
     if let Some((_, recorded)) = &checked_with
         && *recorded != module_hash
     {
@@ -157,7 +206,11 @@ pub fn build(
         ));
     }
     let config = ToolchainConfig {
-        format_version: format::FORMAT_VERSION,
+        format_version: if base_infos.is_empty() {
+            format::FORMAT_VERSION
+        } else {
+            format::FORMAT_VERSION_DELTA
+        },
         version: tree.version.clone(),
         os: tree.os.clone(),
         arch: tree.arch.clone(),
@@ -171,6 +224,10 @@ pub fn build(
         files: infos.iter().map(|l| l.files).sum(),
         bytes: infos.iter().map(|l| l.bytes).sum(),
         layers: infos,
+        base_version: (!base_infos.is_empty())
+            .then(|| delta.map(|d| d.version.clone()))
+            .flatten(),
+        bases: base_infos,
     };
     config.validate()?;
     let built = format::build_manifest(&config, &sizes);
@@ -185,6 +242,7 @@ fn write_one(
     files: &[usize],
     zip: Option<&mut zip::ZipArchive<std::fs::File>>,
     tmp_dir: &Path,
+    base_dir: Option<&Path>,
 ) -> Result<WrittenLayer> {
     let file = tempfile::Builder::new()
         .prefix(".ocigo-layer-")
@@ -195,7 +253,10 @@ fn write_one(
         hasher: Sha256::new(),
         n: 0,
     };
-    let stats = layers::write_layer(tree, files, zip, &mut w)?;
+    let stats = match base_dir {
+        Some(dir) => delta::write_delta_layer(tree, files, zip, dir, &mut w)?,
+        None => layers::write_layer(tree, files, zip, &mut w)?,
+    };
     w.flush().context("writing a layer")?;
     Ok(WrittenLayer {
         digest: Digest::from_sha256(w.hasher),
