@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::ocigo::{Scratch, assert_exit, assert_mentions, ocigo, stderr, stdout};
+use common::ocigo::{Scratch, assert_exit, assert_mentions, ocigo, process_dir, stderr, stdout};
 use common::registry::TestRegistry;
 use ocigo::oci::{Descriptor, Digest, Index, Manifest, Repository};
 use ocigo::store::Layout;
@@ -93,7 +93,6 @@ fn proxy_env() -> Vec<(&'static str, &'static str)> {
 /// The NEW release for linux/amd64 and linux/arm64, packed once per test
 /// binary into a layout (and the store that packed it).
 struct Packed {
-    _dir: Scratch,
     layout: PathBuf,
     store: PathBuf,
 }
@@ -101,7 +100,8 @@ struct Packed {
 fn packed_new() -> &'static Packed {
     static PACKED: OnceLock<Packed> = OnceLock::new();
     PACKED.get_or_init(|| {
-        let dir = Scratch::new();
+        // A static is never dropped: this directory is removed at exit.
+        let dir = process_dir("packed-new");
         let layout = dir.join("layout");
         let store = dir.join("store");
         let out = ocigo(
@@ -125,11 +125,7 @@ fn packed_new() -> &'static Packed {
             &["checked against sum.golang.org"],
             "pack output",
         );
-        Packed {
-            _dir: dir,
-            layout,
-            store,
-        }
+        Packed { layout, store }
     })
 }
 
