@@ -146,7 +146,7 @@ pub fn write_delta_layer(
     base_dir: &Path,
     out: impl Write,
 ) -> Result<LayerStats> {
-    let mut b = tar::Builder::new(Counting { inner: out, n: 0 });
+    let mut b = tar::Builder::new(super::layers::Counting { inner: out, n: 0 });
     b.mode(tar::HeaderMode::Deterministic);
     let mut stats = LayerStats {
         tar_bytes: 0,
@@ -212,22 +212,6 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
-    }
-}
-
-struct Counting<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

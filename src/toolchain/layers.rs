@@ -185,10 +185,10 @@ fn group_label(first: &str, n: usize) -> String {
     }
 }
 
-/// Counts bytes written through it.
-struct Counting<W> {
-    inner: W,
-    n: u64,
+/// Counts bytes written through it (layers and delta layers).
+pub(super) struct Counting<W> {
+    pub(super) inner: W,
+    pub(super) n: u64,
 }
 
 impl<W: Write> Write for Counting<W> {
