@@ -210,6 +210,48 @@ pub fn write_all_quietly(out: &mut dyn std::io::Write, text: &str) -> std::io::R
     }
 }
 
+/// What [`publish`] did at the destination.
+pub(super) struct Published {
+    pub target: Box<dyn Repository + Send + Sync>,
+    pub copy: crate::transfer::CopyStats,
+    /// What the tag named before (see [`tag_move_note`]).
+    pub previous_digest: Option<String>,
+    pub signature: Option<sign::SignReport>,
+}
+
+/// The last steps of every pack: copies `top` from the store to `dest`
+/// (only the blobs it lacks), noting what the tag named before, then signs
+/// it there when asked.
+pub(super) fn publish(
+    g: &Global,
+    store: &Layout,
+    top: &crate::oci::Descriptor,
+    dest: &Reference,
+    signer: Option<&sign::Signer>,
+    progress: &Progress,
+) -> Result<Published> {
+    let target = g.open(dest, true)?;
+    let previous_digest = digest_before(target.as_ref(), dest.tag())?;
+    let copy = crate::transfer::copy(
+        store,
+        top,
+        target.as_ref(),
+        dest.tag(),
+        &g.copy_options()?,
+        progress,
+    )?;
+    let signature = match signer {
+        Some(s) => Some(sign::sign_at(target.as_ref(), dest, top, s)?),
+        None => None,
+    };
+    Ok(Published {
+        target,
+        copy,
+        previous_digest,
+        signature,
+    })
+}
+
 /// The digest `tag` names in `repo` before a command overwrites it (one
 /// resolve: a HEAD on a registry); `None` for a new tag or no tag.
 fn digest_before(repo: &dyn Repository, tag: Option<&str>) -> Result<Option<String>> {

@@ -7,15 +7,13 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::sbom::attach_sbom;
-use super::sign::{
-    AttestReport, SignReport, SignWith, describe_attestation, describe_signature, sign_at,
-};
-use super::{Global, Outcome, digest_before, human_bytes, tag_move_note};
+use super::sign::{AttestReport, SignReport, SignWith, describe_attestation, describe_signature};
+use super::{Global, Outcome, human_bytes, tag_move_note};
 use crate::artifact::{self, MainModule, ModuleEntry, ModulesConfig, SplitLimits, ZipRef};
 use crate::closure::{self, ModuleSource, ResolveOptions};
 use crate::error::{Kind, fail, fail_hint};
 use crate::oci::{Descriptor, Reference, Repository as _};
-use crate::transfer::{self, CopyStats};
+use crate::transfer::CopyStats;
 
 pub struct PackArgs {
     pub project_dir: PathBuf,
@@ -252,20 +250,12 @@ pub fn pack(g: &Global, args: &PackArgs) -> Result<(Outcome, Descriptor)> {
         top = store.push_manifest(crate::oci::MEDIA_TYPE_INDEX, &index, Some(&store_tag))?;
     }
 
-    let target = g.open(&dest, true)?;
-    let previous_digest = digest_before(target.as_ref(), dest.tag())?;
-    let copy = transfer::copy(
-        &store,
-        &top,
-        target.as_ref(),
-        dest.tag(),
-        &g.copy_options()?,
-        &progress,
-    )?;
-    let signature = match &signer {
-        Some(signer) => Some(sign_at(target.as_ref(), &dest, &top, signer)?),
-        None => None,
-    };
+    let super::Published {
+        target,
+        copy,
+        previous_digest,
+        signature,
+    } = super::publish(g, &store, &top, &dest, signer.as_ref(), &progress)?;
     let sbom = match (&signer, args.sbom) {
         (Some(signer), true) => Some(attach_sbom(&store, target.as_ref(), &dest, &top, signer)?),
         _ => None,

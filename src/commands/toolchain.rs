@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::sign::{SignReport, SignWith, describe_signature, sign_at};
+use super::sign::{SignReport, SignWith, describe_signature};
 use super::{Global, Outcome, human_bytes, shell_quote};
 use crate::artifact::{ModuleEntry, ZipRef};
 use crate::error::{Kind, fail};
@@ -19,7 +19,7 @@ use crate::store::Layout;
 use crate::toolchain::extract::{self, LayerFile};
 use crate::toolchain::format::{self, ToolchainConfig, ToolchainPart};
 use crate::toolchain::{self, fetch, tree};
-use crate::transfer::{self, CopyStats};
+use crate::transfer::CopyStats;
 
 /// Where `pack toolchain` takes the toolchain from.
 pub enum ToolchainSource {
@@ -300,19 +300,9 @@ pub fn pack_toolchain(g: &Global, args: &PackToolchainArgs) -> Result<Outcome> {
     }
     let index = format::build_index(entries, format::ARTIFACT_TYPE_TOOLCHAIN);
     let top = store.push_manifest(oci::MEDIA_TYPE_INDEX, &index, Some(&dest.to_string()))?;
-    let target = g.open(&dest, true)?;
-    let copy = transfer::copy(
-        &store,
-        &top,
-        target.as_ref(),
-        dest.tag(),
-        &g.copy_options()?,
-        &g.progress(),
-    )?;
-    let signature = match &signer {
-        Some(s) => Some(sign_at(target.as_ref(), &dest, &top, s)?),
-        None => None,
-    };
+    let super::Published {
+        copy, signature, ..
+    } = super::publish(g, &store, &top, &dest, signer.as_ref(), &g.progress())?;
     let mut human = String::new();
     for t in &toolchains {
         let _ = writeln!(

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::sign::{SignWith, describe_signature, sign_at};
+use super::sign::{SignWith, describe_signature};
 use super::{Global, Outcome, human_bytes};
 use crate::error::{Kind, fail, fail_hint};
 use crate::oci::{self, Descriptor, Digest, Manifest, Reference, Repository};
@@ -135,19 +135,8 @@ pub fn pack_vulndb(
         &manifest_bytes,
         Some(&dest.to_string()),
     )?;
-    let target = g.open(&dest, true)?;
-    crate::transfer::copy(
-        &store,
-        &top,
-        target.as_ref(),
-        dest.tag(),
-        &g.copy_options()?,
-        &g.progress(),
-    )?;
-    let signature = match &signer {
-        Some(s) => Some(sign_at(target.as_ref(), &dest, &top, s)?),
-        None => None,
-    };
+    let super::Published { signature, .. } =
+        super::publish(g, &store, &top, &dest, signer.as_ref(), &g.progress())?;
     let mut human = format!(
         "packed the vulnerability database of {modified}: {} records, {} compressed\ninto {dest}\ndigest: {}\n",
         records.len(),
